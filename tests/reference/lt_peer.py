@@ -17,6 +17,7 @@ Run it with Debian's /usr/bin/python3: python3-libtorrent is built for that inte
     finished  {secs, down, up}    leecher: every piece downloaded and hash-checked
     hash_failed {piece}           a piece failed its SHA-1 check (we downloaded bad data)
     peer_banned {peer}            libtorrent banned a peer
+    tracker_reply {url, peers}    an announce was answered; tracker_error {message} if not
     summary   {ok, finished, done_secs, bytes_downloaded, bytes_uploaded, wall_secs, cpu_user,
                cpu_sys, max_rss_kib, peers_seen, hash_failures, reason}
     error     {message}           a fatal error; the process then exits non-zero
@@ -173,6 +174,8 @@ class Run:
             self.peers_seen.add(f"{ep[0]}:{ep[1]}")
         elif isinstance(a, lt.tracker_error_alert):
             emit("tracker_error", message=a.message())
+        elif isinstance(a, lt.tracker_reply_alert):
+            emit("tracker_reply", url=a.tracker_url(), peers=a.num_peers)
 
     def pump(self, ses, wait_ms):
         if ses.wait_for_alert(wait_ms) is not None:
