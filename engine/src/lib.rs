@@ -1,1 +1,19 @@
+//! instream-engine: the I/O edges around the sans-IO core `proto`.
+//!
+//! Who owns what:
+//! - one tokio task per torrent ([`session`]) owns that torrent's `proto::torrent::Torrent`
+//!   machine and is the only code that touches it; everything else talks to it through
+//!   channels;
+//! - one reader task and one writer task per peer connection ([`connection`]) own the two
+//!   halves of the socket;
+//! - the listener ([`net::listen`]) accepts connections and routes each to a torrent by the
+//!   info-hash in its handshake;
+//! - the disk pool ([`disk`]) runs every blocking call: storage reads and writes, piece
+//!   hashing ([`verify`]) and resume checks ([`storage::check`]).
+//!
+//! No locks are held across an `.await`, and no task ever waits on another torrent's task.
 
+pub mod disk;
+pub mod meta;
+pub mod storage;
+pub mod verify;

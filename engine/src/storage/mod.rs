@@ -1,0 +1,173 @@
+//! Storage: positional reads and writes of one torrent's payload, whatever its file layout.
+//!
+//! Every call is blocking and runs on a disk thread ([`crate::disk::DiskPool`]), never on the
+//! tokio reactor. Positional I/O (`pread`/`pwrite`) is what lets several disk threads share
+//! the same files without seeking or locking: a [`Storage`] is `Sync` and its methods take
+//! `&self`. Offsets are payload offsets (the concatenation of the files in metainfo order);
+//! [`layout::FileLayout`] maps them to files.
+//!
+//! Backends: [`portable::PortableStorage`] (std `FileExt`, works everywhere),
+//! `uring::UringStorage` (feature `io-uring`, probed at run time) and the test-only
+//! [`fault::FaultStorage`] middleware that injects full disks, slow disks and torn writes.
+
+pub mod check;
+pub mod fault;
+pub mod layout;
+pub mod portable;
+#[cfg(feature = "io-uring")]
+pub mod uring;
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+pub use check::check_existing;
+pub use layout::{FileEntry, FileLayout, Segment};
+pub use portable::PortableStorage;
+
+/// Storage failures. I/O errors carry the file and the operation.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A torrent path is absolute, empty or climbs out with `..`.
+    #[error("unsafe path in torrent: {path:?}")]
+    UnsafePath {
+        /// The path as given.
+        path: String,
+    },
+    /// Two files share a path (or one file's path is another's directory).
+    #[error("path occurs twice in torrent: {path}")]
+    DuplicatePath {
+        /// The path.
+        path: String,
+    },
+    /// The file lengths add up to more than 2^64 bytes.
+    #[error("payload is larger than 2^64 bytes")]
+    TooLarge,
+    /// A read or write outside the payload (a bug in the caller: offsets come from
+    /// validated piece indices).
+    #[error("range {offset}+{len} is outside the payload of {total} bytes")]
+    OutOfRange {
+        /// Start of the range.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// Payload length.
+        total: u64,
+    },
+    /// A data file of a read-only (seeding) storage has the wrong length.
+    #[error("{path}: file is {actual} bytes, the torrent says {expected}")]
+    WrongSize {
+        /// The file.
+        path: PathBuf,
+        /// Length on disk.
+        actual: u64,
+        /// Length in the torrent.
+        expected: u64,
+    },
+    /// An operating-system error on one file.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What we were doing ("open", "write", ...).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// True for "no space left on device" (and quota exhaustion), which operators must see
+    /// as such.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Result of storage calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How files are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Seeding existing data: every file must exist with its exact length; nothing is
+    /// created or written.
+    ReadOnly,
+    /// Downloading: missing files and directories are created, lengths are fixed up.
+    ReadWrite,
+}
+
+/// How space is reserved for files being downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preallocate {
+    /// `fallocate` the full length, so a full disk shows up at start, not half-way
+    /// (falls back to `Sparse` on file systems that cannot).
+    Full,
+    /// Set the length only (a sparse file).
+    Sparse,
+}
+
+/// Options for opening a storage.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// Read-only seeding or read-write downloading.
+    pub mode: Mode,
+    /// Space reservation for `ReadWrite`.
+    pub preallocate: Preallocate,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            mode: Mode::ReadWrite,
+            preallocate: Preallocate::Full,
+        }
+    }
+}
+
+/// Positional access to one torrent's payload. Implementations are blocking and `Sync`.
+pub trait Storage: Send + Sync + 'static {
+    /// The file layout.
+    fn layout(&self) -> &FileLayout;
+
+    /// Writes `data` at payload offset `offset` (a whole piece, usually), across files.
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// Fills `buf` from payload offset `offset`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// Flushes written data to stable storage (called on completion and shutdown).
+    fn sync(&self) -> Result<()>;
+
+    /// How many leading bytes of file `file` existed before this storage opened it: bytes
+    /// past that are known not to hold verified data, so a resume check skips them.
+    fn existing_len(&self, file: usize) -> u64 {
+        self.layout().files()[file].len
+    }
+}
+
+impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
+    fn layout(&self) -> &FileLayout {
+        (**self).layout()
+    }
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        (**self).write_at(offset, data)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(offset, buf)
+    }
+    fn sync(&self) -> Result<()> {
+        (**self).sync()
+    }
+    fn existing_len(&self, file: usize) -> u64 {
+        (**self).existing_len(file)
+    }
+}

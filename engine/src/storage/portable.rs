@@ -1,0 +1,273 @@
+//! The portable storage backend: one open `File` per torrent file, `pread`/`pwrite` through
+//! `std::os::unix::fs::FileExt`.
+//!
+//! Files are created only at `root.join(sanitized relative path)` (the layout refuses
+//! anything else) and opened with `O_NOFOLLOW`, so a symlink planted at a file's place is not
+//! followed. Downloads preallocate with `fallocate` so that a full disk fails at start rather
+//! than half-way; file systems that cannot get a sparse `set_len` instead.
+
+use std::fs::{File, OpenOptions as FsOpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use super::{Error, FileLayout, Mode, OpenOptions, Preallocate, Result, Storage};
+
+/// Files of one torrent, opened for positional I/O.
+#[derive(Debug)]
+pub struct PortableStorage {
+    layout: FileLayout,
+    files: Vec<File>,
+    paths: Vec<PathBuf>,
+    existing: Vec<u64>,
+    writable: bool,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reserves `len` bytes for `file`: `fallocate` when the file system supports it, else a
+/// sparse `set_len`. ENOSPC is returned as is: the caller reports a full disk at start.
+pub fn preallocate(file: &File, len: u64, how: Preallocate) -> io::Result<()> {
+    if how == Preallocate::Full && len > 0 {
+        let Ok(len_off) = libc::off_t::try_from(len) else {
+            return Err(io::Error::from_raw_os_error(libc::EFBIG));
+        };
+        // SAFETY: plain syscall on a valid, owned descriptor.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len_off) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => {}
+            _ => return Err(e),
+        }
+    }
+    file.set_len(len)
+}
+
+impl PortableStorage {
+    /// Opens (and for [`Mode::ReadWrite`], creates and sizes) every file of `layout` under
+    /// `root`.
+    pub fn open(root: &Path, layout: FileLayout, opts: OpenOptions) -> Result<Self> {
+        let mut files = Vec::with_capacity(layout.files().len());
+        let mut paths = Vec::with_capacity(layout.files().len());
+        let mut existing = Vec::with_capacity(layout.files().len());
+        for entry in layout.files() {
+            super::layout::check_relative(&entry.path)?;
+            let path = root.join(&entry.path);
+            let file = match opts.mode {
+                Mode::ReadOnly => {
+                    let f = File::open(&path).map_err(io_err("open", &path))?;
+                    let actual = f.metadata().map_err(io_err("stat", &path))?.len();
+                    if actual != entry.len {
+                        return Err(Error::WrongSize {
+                            path,
+                            actual,
+                            expected: entry.len,
+                        });
+                    }
+                    existing.push(actual);
+                    f
+                }
+                Mode::ReadWrite => {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(io_err("create directory", parent))?;
+                    }
+                    let f = FsOpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)
+                        .map_err(io_err("open", &path))?;
+                    let actual = f.metadata().map_err(io_err("stat", &path))?.len();
+                    existing.push(actual.min(entry.len));
+                    if actual > entry.len {
+                        // The file belongs to this download; drop a stale tail.
+                        f.set_len(entry.len).map_err(io_err("truncate", &path))?;
+                    } else if actual < entry.len {
+                        preallocate(&f, entry.len, opts.preallocate)
+                            .map_err(io_err("preallocate", &path))?;
+                    }
+                    f
+                }
+            };
+            files.push(file);
+            paths.push(path);
+        }
+        Ok(Self {
+            layout,
+            files,
+            paths,
+            existing,
+            writable: opts.mode == Mode::ReadWrite,
+        })
+    }
+
+    /// Absolute paths of the files, in layout order.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+}
+
+impl Storage for PortableStorage {
+    fn layout(&self) -> &FileLayout {
+        &self.layout
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::Io {
+                op: "write",
+                path: self.paths.first().cloned().unwrap_or_default(),
+                source: io::Error::from_raw_os_error(libc::EROFS),
+            });
+        }
+        for seg in self.layout.segments(offset, data.len())? {
+            let path = &self.paths[seg.file];
+            self.files[seg.file]
+                .write_all_at(&data[seg.buf], seg.file_offset)
+                .map_err(io_err("write", path))?;
+        }
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        for seg in self.layout.segments(offset, buf.len())? {
+            let path = &self.paths[seg.file];
+            self.files[seg.file]
+                .read_exact_at(&mut buf[seg.buf], seg.file_offset)
+                .map_err(io_err("read", path))?;
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        if self.writable {
+            for (f, path) in self.files.iter().zip(&self.paths) {
+                f.sync_data().map_err(io_err("sync", path))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn existing_len(&self, file: usize) -> u64 {
+        self.existing[file]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::FileEntry;
+
+    fn layout(lens: &[u64]) -> FileLayout {
+        FileLayout::new(
+            lens.iter()
+                .enumerate()
+                .map(|(i, &len)| FileEntry {
+                    path: PathBuf::from(format!("t/sub{}/f{i}", i % 2)),
+                    len,
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn write_across_files_lands_in_each_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PortableStorage::open(dir.path(), layout(&[5, 0, 3, 8]), OpenOptions::default())
+            .unwrap();
+        let data: Vec<u8> = (0u8..16).collect();
+        s.write_at(0, &data).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("t/sub0/f0")).unwrap(),
+            &data[..5]
+        );
+        assert_eq!(std::fs::read(dir.path().join("t/sub1/f1")).unwrap(), b"");
+        assert_eq!(
+            std::fs::read(dir.path().join("t/sub0/f2")).unwrap(),
+            &data[5..8]
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("t/sub1/f3")).unwrap(),
+            &data[8..]
+        );
+        let mut back = vec![0u8; 10];
+        s.read_at(3, &mut back).unwrap();
+        assert_eq!(back, &data[3..13]);
+    }
+
+    #[test]
+    fn download_preallocates_full_lengths_and_reports_fresh_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PortableStorage::open(dir.path(), layout(&[4096, 100]), OpenOptions::default())
+            .unwrap();
+        for (i, p) in s.paths().iter().enumerate() {
+            assert_eq!(
+                std::fs::metadata(p).unwrap().len(),
+                s.layout().files()[i].len
+            );
+            assert_eq!(s.existing_len(i), 0);
+        }
+        drop(s);
+        let s = PortableStorage::open(dir.path(), layout(&[4096, 100]), OpenOptions::default())
+            .unwrap();
+        assert_eq!(s.existing_len(0), 4096);
+    }
+
+    #[test]
+    fn read_only_refuses_wrong_size_and_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t/sub0")).unwrap();
+        std::fs::write(dir.path().join("t/sub0/f0"), b"abc").unwrap();
+        let ro = OpenOptions {
+            mode: Mode::ReadOnly,
+            ..Default::default()
+        };
+        let err = PortableStorage::open(dir.path(), layout(&[4]), ro).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::WrongSize {
+                    actual: 3,
+                    expected: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let s = PortableStorage::open(dir.path(), layout(&[3]), ro).unwrap();
+        assert!(s.write_at(0, b"x").is_err());
+        let mut b = [0u8; 3];
+        s.read_at(0, &mut b).unwrap();
+        assert_eq!(&b, b"abc");
+    }
+
+    #[test]
+    fn symlink_at_a_file_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"secret").unwrap();
+        std::fs::create_dir_all(dir.path().join("out/t/sub0")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join("out/t/sub0/f0")).unwrap();
+        let r = PortableStorage::open(
+            &dir.path().join("out"),
+            layout(&[6]),
+            OpenOptions::default(),
+        );
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"secret");
+    }
+}
