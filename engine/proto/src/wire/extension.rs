@@ -16,12 +16,13 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::bencode::{self, DecodeError, Node, OwnedValue};
+use crate::fabric::is_valid_fabric_name;
 
 /// Extended message id of the handshake itself.
 pub const HANDSHAKE_ID: u8 = 0;
 
-/// Longest fabric name or client string we keep; longer ones read as absent (a name is a
-/// label for logs and peer selection, not a place to smuggle data).
+/// Longest client string we keep; longer ones read as absent (it is a label for logs, not a
+/// place to smuggle data). Fabric names follow [`is_valid_fabric_name`] instead.
 pub const MAX_TEXT_LEN: usize = 64;
 
 /// Why an extended handshake payload was refused.
@@ -54,7 +55,7 @@ pub struct ExtendedHandshake {
     pub yourip: Option<IpAddr>,
     /// `metadata_size` (BEP 9): size of the info dictionary.
     pub metadata_size: Option<u32>,
-    /// `fabric` (instream): the sender's fabric name.
+    /// `fabric` (instream): the sender's fabric name (absent unless [`is_valid_fabric_name`]).
     pub fabric: Option<String>,
     /// `quic` (instream): the sender's QUIC port.
     pub quic_port: Option<u16>,
@@ -107,7 +108,12 @@ impl ExtendedHandshake {
                 b"reqq" => hs.reqq = int_in(value),
                 b"yourip" => hs.yourip = ip(value),
                 b"metadata_size" => hs.metadata_size = int_in(value),
-                b"fabric" => hs.fabric = small_text(value),
+                b"fabric" => {
+                    hs.fabric = value
+                        .as_str()
+                        .filter(|f| is_valid_fabric_name(f))
+                        .map(str::to_owned)
+                }
                 b"quic" => hs.quic_port = int_in(value).filter(|&p: &u16| p != 0),
                 _ => {}
             }
@@ -245,7 +251,7 @@ mod tests {
             proptest::option::of(any::<u32>()),
             proptest::option::of(ip),
             proptest::option::of(any::<u32>()),
-            proptest::option::of(text),
+            proptest::option::of("[a-zA-Z0-9._-]{1,64}"),
             proptest::option::of(1u16..),
         )
             .prop_map(
