@@ -19,6 +19,7 @@ pub mod lengths;
 pub mod manifest;
 pub mod metainfo;
 pub mod picker;
+pub mod sim;
 pub mod torrent;
 pub mod tracker;
 pub mod wire;

@@ -1,26 +1,13 @@
-//! The per-torrent state machine: peers, requests, uploads, choking, piece completion.
-//!
-//! INTERFACE READY: the types and method signatures below are stable; the engine's session
-//! (`engine/src/session.rs`) drives them. Bodies are being filled in.
-//!
-//! Contract (quinn style): call [`Torrent::handle_input`] for each event and
-//! [`Torrent::handle_timeout`] when the deadline from [`Torrent::poll_timeout`] passes, then
-//! drain [`Torrent::poll_action`] until it returns `None`. Time is always an argument.
-//!
-//! Hashing and disk I/O are outside: the machine assembles a piece's blocks and emits
-//! [`Action::VerifyAndWrite`]; the edge checks the SHA-1, writes the piece only if it
-//! matches, and answers [`Input::PieceVerified`]. Uploads go the same way: [`Action::Read`],
-//! answered by [`Input::BlockRead`].
+//! What goes into and comes out of the torrent machine, and how it is configured.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::bitfield::Bitfield;
-use crate::lengths::{BlockRef, Lengths, ValidPieceIndex};
-use crate::wire::{BlockSpec, Message};
 use crate::PeerId;
+use crate::lengths::{BlockRef, ValidPieceIndex};
+use crate::wire::Message;
 
 /// Identifies one connection; allocated by the edge, never reused within a torrent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,6 +109,8 @@ pub enum DisconnectReason {
     Timeout,
     /// The torrent is shutting down.
     Shutdown,
+    /// We already have a connection to this peer (same peer id).
+    Duplicate,
 }
 
 /// Work for the edge.
@@ -175,6 +164,8 @@ pub enum Action {
 /// How the machine behaves; every field has a sensible default.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Our peer id (ranks us among same-fabric hosts; see [`crate::picker::FabricShare`]).
+    pub peer_id: PeerId,
     /// Our fabric, sent in the BEP 10 handshake and used to prefer same-fabric peers.
     pub fabric: Option<String>,
     /// TCP port we listen on, for the BEP 10 `p` key (0 = not listening).
@@ -208,6 +199,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            peer_id: PeerId([0; 20]),
             fabric: None,
             listen_port: 0,
             quic_port: 0,
@@ -250,78 +242,3 @@ pub struct Stats {
     /// Peers banned.
     pub peers_banned: usize,
 }
-
-/// One torrent's protocol state.
-#[derive(Debug)]
-pub struct Torrent {
-    lengths: Lengths,
-    config: Config,
-    have: Bitfield,
-}
-
-impl Torrent {
-    /// A torrent whose verified pieces are `have` (from a resume check), created at `now`.
-    pub fn new(lengths: Lengths, have: Bitfield, config: Config, now: Instant, rng_seed: u64) -> Self {
-        let _ = (now, rng_seed);
-        Self { lengths, config, have }
-    }
-
-    /// Feeds one event.
-    pub fn handle_input(&mut self, now: Instant, input: Input) {
-        let _ = (now, input);
-        todo!()
-    }
-
-    /// Runs timers due at `now` (choker rounds, request timeouts, idle peers, reconnects).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
-    }
-
-    /// Next piece of work; call after every `handle_*` until it returns `None`.
-    #[must_use]
-    pub fn poll_action(&mut self) -> Option<Action> {
-        todo!()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
-    }
-
-    /// Begins a clean shutdown: every peer gets [`Action::Disconnect`] with
-    /// [`DisconnectReason::Shutdown`].
-    pub fn shutdown(&mut self) {
-        todo!()
-    }
-
-    /// Verified pieces.
-    pub fn have(&self) -> &Bitfield {
-        &self.have
-    }
-
-    /// Geometry.
-    pub fn lengths(&self) -> &Lengths {
-        &self.lengths
-    }
-
-    /// True once every piece is verified.
-    pub fn is_complete(&self) -> bool {
-        self.have.is_full()
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> Stats {
-        todo!()
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-}
-
-// Silence "unused" until the bodies land.
-#[allow(dead_code)]
-fn _uses(_: BlockSpec) {}

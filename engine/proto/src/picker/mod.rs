@@ -1,0 +1,444 @@
+//! Piece and block selection: rarest-first with random tie-breaks, partial pieces first,
+//! end-game duplicates, and a fabric filter for peers outside our fabric.
+//!
+//! Invariant: every piece is in exactly one of: have (verified) / verifying / partial (some
+//! blocks requested or received) / unstarted. A block is requested from at most one peer,
+//! except in end-game (no unstarted piece left), where it may be requested from
+//! [`partial::MAX_REQUESTERS`] peers.
+//!
+//! The picker never hashes and never reads the clock: verification results come back through
+//! [`Picker::piece_verified`], and randomness is an argument.
+
+mod partial;
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use rand::Rng;
+use smallvec::smallvec;
+
+use crate::bitfield::Bitfield;
+use crate::lengths::{BLOCK_LEN, BlockRef, Lengths, ValidPieceIndex};
+use crate::torrent::PeerKey;
+use partial::{BlockState, MAX_REQUESTERS, PartialPiece};
+
+/// What a received block turned out to be.
+#[derive(Debug)]
+pub enum Received {
+    /// We never asked anyone for this block's piece; the sender is misbehaving.
+    Unsolicited,
+    /// We already had it (end-game duplicate or a late answer); the bytes are wasted.
+    Duplicate,
+    /// Stored. `cancel` lists peers that were also asked for it (end-game) and should get a
+    /// cancel; `complete` carries the whole piece when this was its last block.
+    Accepted {
+        /// Other requesters of this block.
+        cancel: Vec<PeerKey>,
+        /// The assembled piece, ready to verify.
+        complete: Option<Bytes>,
+    },
+}
+
+/// What a verification result means for the peers involved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The piece is good. `liars` sent blocks that differed from the good data in an earlier,
+    /// failed attempt at this piece (libtorrent's "smart ban", by byte comparison).
+    Good {
+        /// Peers proven to have sent bad data.
+        liars: Vec<PeerKey>,
+    },
+    /// The piece failed. `sole_sender` is set when one peer sent every block: it is
+    /// certainly at fault. Otherwise blame waits until the piece passes.
+    Bad {
+        /// The peer that sent the whole piece, if only one did.
+        sole_sender: Option<PeerKey>,
+    },
+}
+
+/// A failed attempt at a piece, kept until the piece passes so the bad blocks can be blamed.
+#[derive(Debug)]
+struct FailedAttempt {
+    data: Bytes,
+    senders: Vec<Option<PeerKey>>,
+}
+
+/// Filters a pick by where the peer sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerScope {
+    /// Same fabric (or fabrics unknown): any piece.
+    Local,
+    /// Another fabric: only pieces no peer of ours in our fabric has, so each piece crosses
+    /// into a fabric about once.
+    Remote,
+}
+
+/// This host's share of the pieces to bring into its fabric: pieces with
+/// `index % of == rank`. Same-fabric hosts rank themselves by peer id, so without talking
+/// they split the cross-fabric work instead of all fetching the same pieces over the
+/// scarce link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FabricShare {
+    /// Our position among the fabric's hosts we know, ourselves included.
+    pub rank: u32,
+    /// How many they are.
+    pub of: u32,
+}
+
+/// Which blocks to request next, from whom.
+#[derive(Debug)]
+pub struct Picker {
+    lengths: Lengths,
+    have: Bitfield,
+    verifying: HashMap<u32, (Bytes, Vec<Option<PeerKey>>)>,
+    partial: BTreeMap<u32, PartialPiece>,
+    failed: HashMap<u32, FailedAttempt>,
+    /// Connected peers having each piece.
+    availability: Vec<u16>,
+    /// Connected same-fabric peers having each piece.
+    local_availability: Vec<u16>,
+    /// Pieces neither had, verifying nor partial.
+    unstarted: u32,
+    share: Option<FabricShare>,
+}
+
+impl Picker {
+    /// A picker for a torrent of which `have` is already verified.
+    pub fn new(lengths: Lengths, have: Bitfield) -> Self {
+        let n = lengths.num_pieces() as usize;
+        let unstarted = lengths.num_pieces() - have.count();
+        Self {
+            lengths,
+            have,
+            verifying: HashMap::new(),
+            partial: BTreeMap::new(),
+            failed: HashMap::new(),
+            availability: vec![0; n],
+            local_availability: vec![0; n],
+            unstarted,
+            share: None,
+        }
+    }
+
+    /// Sets which pieces this host brings in from other fabrics (see [`FabricShare`]).
+    pub fn set_fabric_share(&mut self, share: Option<FabricShare>) {
+        self.share = share.filter(|s| s.of > 1);
+    }
+
+    /// The torrent's geometry.
+    pub fn lengths(&self) -> &Lengths {
+        &self.lengths
+    }
+
+    /// Verified pieces.
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// True when no piece is left unstarted, so blocks may be requested twice.
+    pub fn in_endgame(&self) -> bool {
+        self.unstarted == 0
+    }
+
+    /// Number of peers known to have `piece`.
+    pub fn availability(&self, piece: ValidPieceIndex) -> u16 {
+        self.availability[piece.idx()]
+    }
+
+    /// A peer announced its whole have-set (bitfield or have-all).
+    pub fn add_peer_pieces(&mut self, pieces: &Bitfield, scope: PeerScope) {
+        for i in pieces.iter_set() {
+            self.add_peer_piece_raw(i as usize, scope);
+        }
+    }
+
+    /// A peer announced one piece.
+    pub fn add_peer_piece(&mut self, piece: ValidPieceIndex, scope: PeerScope) {
+        self.add_peer_piece_raw(piece.idx(), scope);
+    }
+
+    fn add_peer_piece_raw(&mut self, i: usize, scope: PeerScope) {
+        self.availability[i] = self.availability[i].saturating_add(1);
+        if scope == PeerScope::Local {
+            self.local_availability[i] = self.local_availability[i].saturating_add(1);
+        }
+    }
+
+    /// A peer left; its pieces no longer count.
+    pub fn remove_peer_pieces(&mut self, pieces: &Bitfield, scope: PeerScope) {
+        for i in pieces.iter_set() {
+            let i = i as usize;
+            self.availability[i] = self.availability[i].saturating_sub(1);
+            if scope == PeerScope::Local {
+                self.local_availability[i] = self.local_availability[i].saturating_sub(1);
+            }
+        }
+    }
+
+    /// True if `theirs` holds a piece we still need.
+    pub fn wants_any_of(&self, theirs: &Bitfield) -> bool {
+        self.have.lacks_any_of(theirs)
+    }
+
+    fn allowed(&self, piece: usize, scope: PeerScope) -> bool {
+        scope == PeerScope::Local || self.local_availability[piece] == 0
+    }
+
+    /// Appends up to `max` blocks for `peer` to request to `out`, marking them requested.
+    /// `their_pieces` is what the peer has; `scope` filters cross-fabric picks. A remote
+    /// peer is asked only for our [`FabricShare`] of the pieces, unless `remote_fallback`
+    /// (no same-fabric peer has anything for us), when any piece new to the fabric will do.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pick(
+        &mut self,
+        peer: PeerKey,
+        their_pieces: &Bitfield,
+        scope: PeerScope,
+        remote_fallback: bool,
+        max: usize,
+        rng: &mut impl Rng,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let start = out.len();
+        let want = |out: &Vec<BlockRef>| out.len() - start < max;
+
+        // 1. Finish what is started: most advanced pieces first, so pieces complete (and
+        //    can be shared) sooner.
+        if !self.partial.is_empty() && want(out) {
+            let mut started: Vec<(u32, u32)> = self
+                .partial
+                .iter()
+                .filter(|(i, pp)| {
+                    pp.missing > 0 && their_pieces.get_raw(**i) && self.allowed(**i as usize, scope)
+                })
+                .map(|(i, pp)| (pp.blocks.len() as u32 - pp.missing, *i))
+                .collect();
+            started.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, i) in started {
+                if !want(out) {
+                    break;
+                }
+                let piece = self
+                    .lengths
+                    .validate_piece(i)
+                    .expect("partial pieces are valid");
+                self.request_missing(piece, peer, max - (out.len() - start), out);
+            }
+        }
+
+        // 2. Start new pieces, rarest first; ties broken by a random starting point.
+        while want(out) && self.unstarted > 0 {
+            let share = if scope == PeerScope::Remote {
+                self.share
+            } else {
+                None
+            };
+            let found = self.rarest_unstarted(their_pieces, scope, share, rng);
+            let found = match found {
+                None if share.is_some() && remote_fallback => {
+                    self.rarest_unstarted(their_pieces, scope, None, rng)
+                }
+                f => f,
+            };
+            let Some(piece) = found else { break };
+            self.partial
+                .insert(piece.get(), PartialPiece::new(&self.lengths, piece));
+            self.unstarted -= 1;
+            self.request_missing(piece, peer, max - (out.len() - start), out);
+        }
+
+        // 3. End-game: nothing unstarted anywhere; ask a second peer for blocks in flight.
+        if want(out) && self.in_endgame() {
+            for (&i, pp) in self.partial.iter_mut() {
+                let remote_blocked =
+                    scope == PeerScope::Remote && self.local_availability[i as usize] > 0;
+                if !their_pieces.get_raw(i) || remote_blocked {
+                    continue;
+                }
+                let piece = self
+                    .lengths
+                    .validate_piece(i)
+                    .expect("partial pieces are valid");
+                for (bi, state) in pp.blocks.iter_mut().enumerate() {
+                    if out.len() - start >= max {
+                        return;
+                    }
+                    if let BlockState::Requested(peers) = state {
+                        if peers.len() < MAX_REQUESTERS && !peers.contains(&peer) {
+                            peers.push(peer);
+                            out.push(
+                                self.lengths
+                                    .block(piece, bi as u32)
+                                    .expect("block in piece"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn request_missing(
+        &mut self,
+        piece: ValidPieceIndex,
+        peer: PeerKey,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let pp = self
+            .partial
+            .get_mut(&piece.get())
+            .expect("piece is partial");
+        let mut taken = 0;
+        for (bi, state) in pp.blocks.iter_mut().enumerate() {
+            if taken >= max {
+                break;
+            }
+            if *state == BlockState::Missing {
+                *state = BlockState::Requested(smallvec![peer]);
+                pp.missing -= 1;
+                taken += 1;
+                out.push(
+                    self.lengths
+                        .block(piece, bi as u32)
+                        .expect("block in piece"),
+                );
+            }
+        }
+    }
+
+    fn rarest_unstarted(
+        &self,
+        their_pieces: &Bitfield,
+        scope: PeerScope,
+        share: Option<FabricShare>,
+        rng: &mut impl Rng,
+    ) -> Option<ValidPieceIndex> {
+        let n = self.lengths.num_pieces() as usize;
+        if n == 0 {
+            return None;
+        }
+        let offset = rng.gen_range(0..n);
+        let mut best: Option<(u16, usize)> = None;
+        for k in 0..n {
+            let i = (offset + k) % n;
+            if !their_pieces.get_raw(i as u32)
+                || self.have.get_raw(i as u32)
+                || self.partial.contains_key(&(i as u32))
+                || self.verifying.contains_key(&(i as u32))
+                || !self.allowed(i, scope)
+                || share.is_some_and(|s| i as u32 % s.of != s.rank)
+            {
+                continue;
+            }
+            let a = self.availability[i];
+            if best.is_none_or(|(b, _)| a < b) {
+                best = Some((a, i));
+                if a <= 1 {
+                    break; // nobody but this peer has it: as rare as it gets
+                }
+            }
+        }
+        best.and_then(|(_, i)| self.lengths.validate_piece(i as u32))
+    }
+
+    /// A request to `peer` ended without data (rejected, cancelled, timed out, choked, peer
+    /// gone): the block goes back to the pool unless another peer is also on it.
+    pub fn release(&mut self, peer: PeerKey, block: BlockRef) {
+        let Some(pp) = self.partial.get_mut(&block.piece.get()) else {
+            return;
+        };
+        let Some(state) = pp.blocks.get_mut(block.index() as usize) else {
+            return;
+        };
+        if let BlockState::Requested(peers) = state {
+            peers.retain(|p| *p != peer);
+            if peers.is_empty() {
+                *state = BlockState::Missing;
+                pp.missing += 1;
+            }
+        }
+    }
+
+    /// True if `block` is currently requested from `peer`.
+    pub fn is_requested_from(&self, peer: PeerKey, block: BlockRef) -> bool {
+        self.partial.get(&block.piece.get()).is_some_and(|pp| {
+            matches!(pp.blocks.get(block.index() as usize), Some(BlockState::Requested(p)) if p.contains(&peer))
+        })
+    }
+
+    /// A block arrived from `peer` (already checked to be on our block grid).
+    pub fn block_received(&mut self, peer: PeerKey, block: BlockRef, data: &[u8]) -> Received {
+        let i = block.piece.get();
+        if self.have.get_raw(i) || self.verifying.contains_key(&i) {
+            return Received::Duplicate;
+        }
+        let Some(pp) = self.partial.get_mut(&i) else {
+            return Received::Unsolicited;
+        };
+        let bi = block.index();
+        let cancel = match &pp.blocks[bi as usize] {
+            BlockState::Received(_) => return Received::Duplicate,
+            BlockState::Missing => Vec::new(),
+            BlockState::Requested(peers) => peers.iter().copied().filter(|p| *p != peer).collect(),
+        };
+        pp.store(bi, peer, data);
+        let complete = if pp.is_complete() {
+            let mut pp = self.partial.remove(&i).expect("present");
+            let data = pp.take_data();
+            self.verifying.insert(i, (data.clone(), pp.senders()));
+            Some(data)
+        } else {
+            None
+        };
+        Received::Accepted { cancel, complete }
+    }
+
+    /// The verification result for a piece handed out by [`block_received`](Self::block_received).
+    pub fn piece_verified(&mut self, piece: ValidPieceIndex, ok: bool) -> Verdict {
+        let i = piece.get();
+        let Some((data, senders)) = self.verifying.remove(&i) else {
+            debug_assert!(false, "verdict for piece {i} that was not verifying");
+            return Verdict::Bad { sole_sender: None };
+        };
+        if ok {
+            self.have.set(piece);
+            let mut liars = Vec::new();
+            if let Some(failed) = self.failed.remove(&i) {
+                for (bi, sender) in failed.senders.iter().enumerate() {
+                    let (Some(sender), Some(b)) = (sender, self.lengths.block(piece, bi as u32))
+                    else {
+                        continue;
+                    };
+                    let range = b.offset as usize..(b.offset + b.len) as usize;
+                    if failed.data[range.clone()] != data[range] && !liars.contains(sender) {
+                        liars.push(*sender);
+                    }
+                }
+            }
+            Verdict::Good { liars }
+        } else {
+            self.unstarted += 1;
+            let first = senders.first().copied().flatten();
+            let sole_sender = first.filter(|f| senders.iter().all(|s| *s == Some(*f)));
+            self.failed.insert(i, FailedAttempt { data, senders });
+            Verdict::Bad { sole_sender }
+        }
+    }
+
+    /// Pieces in flight or waiting for verification (for progress displays).
+    pub fn pieces_in_progress(&self) -> usize {
+        self.partial.len() + self.verifying.len()
+    }
+
+    /// Bytes received in pieces not yet verified.
+    pub fn bytes_pending(&self) -> u64 {
+        self.partial
+            .values()
+            .map(|pp| pp.received as u64 * BLOCK_LEN as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

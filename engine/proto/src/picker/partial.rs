@@ -1,0 +1,79 @@
+//! A piece being downloaded: per-block request state, who sent each block, and the buffer
+//! the blocks are assembled in.
+//!
+//! Invariant: `received` equals the number of blocks in state [`BlockState::Received`], and
+//! the buffer holds exactly those blocks' bytes at their offsets.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::lengths::{BLOCK_LEN, Lengths, ValidPieceIndex};
+use crate::torrent::PeerKey;
+
+/// Most peers one block is requested from at once (1 normally, 2 in end-game).
+pub(crate) const MAX_REQUESTERS: usize = 2;
+
+/// Where one block of a partial piece stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BlockState {
+    /// Nobody has been asked for it.
+    Missing,
+    /// Asked of these peers (more than one only in end-game).
+    Requested(smallvec::SmallVec<[PeerKey; MAX_REQUESTERS]>),
+    /// Arrived from this peer.
+    Received(PeerKey),
+}
+
+/// A piece with at least one block requested or received.
+#[derive(Debug)]
+pub(crate) struct PartialPiece {
+    pub(crate) blocks: Vec<BlockState>,
+    /// Blocks in state `Received`.
+    pub(crate) received: u32,
+    /// Blocks in state `Missing`.
+    pub(crate) missing: u32,
+    buffer: BytesMut,
+}
+
+impl PartialPiece {
+    pub(crate) fn new(lengths: &Lengths, piece: ValidPieceIndex) -> Self {
+        let n = lengths.blocks_in_piece(piece);
+        Self {
+            blocks: vec![BlockState::Missing; n as usize],
+            received: 0,
+            missing: n,
+            buffer: BytesMut::zeroed(lengths.piece_len(piece) as usize),
+        }
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.received as usize == self.blocks.len()
+    }
+
+    /// Copies a block's bytes into the buffer and marks it received.
+    pub(crate) fn store(&mut self, block_index: u32, from: PeerKey, data: &[u8]) {
+        let start = (block_index * BLOCK_LEN) as usize;
+        self.buffer[start..start + data.len()].copy_from_slice(data);
+        let state = &mut self.blocks[block_index as usize];
+        if matches!(state, BlockState::Missing) {
+            self.missing -= 1;
+        }
+        *state = BlockState::Received(from);
+        self.received += 1;
+    }
+
+    /// Takes the assembled bytes out, leaving the piece empty.
+    pub(crate) fn take_data(&mut self) -> Bytes {
+        std::mem::take(&mut self.buffer).freeze()
+    }
+
+    /// Which peer sent each block (for attributing a hash failure).
+    pub(crate) fn senders(&self) -> Vec<Option<PeerKey>> {
+        self.blocks
+            .iter()
+            .map(|b| match b {
+                BlockState::Received(p) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,336 @@
+use std::collections::HashSet;
+
+use proptest::prelude::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const PIECE: u32 = 4 * BLOCK_LEN;
+
+fn setup(pieces: u32) -> (Lengths, Picker) {
+    let l = Lengths::new(pieces as u64 * PIECE as u64, PIECE).unwrap();
+    (l, Picker::new(l, Bitfield::new(pieces)))
+}
+
+fn bf(len: u32, set: &[u32]) -> Bitfield {
+    let mut b = Bitfield::new(len);
+    for &i in set {
+        b.set_raw(i);
+    }
+    b
+}
+
+fn rng() -> SmallRng {
+    SmallRng::seed_from_u64(7)
+}
+
+#[test]
+fn rarest_piece_is_picked_first() {
+    let (_, mut p) = setup(4);
+    p.add_peer_pieces(&bf(4, &[0, 1, 2, 3]), PeerScope::Local);
+    p.add_peer_pieces(&bf(4, &[0, 1, 3]), PeerScope::Local);
+    p.add_peer_pieces(&bf(4, &[0, 1, 3]), PeerScope::Local);
+    let mut out = Vec::new();
+    p.pick(
+        PeerKey(1),
+        &bf(4, &[0, 1, 2, 3]),
+        PeerScope::Local,
+        false,
+        4,
+        &mut rng(),
+        &mut out,
+    );
+    assert_eq!(out.len(), 4);
+    assert!(out.iter().all(|b| b.piece.get() == 2), "{out:?}");
+}
+
+#[test]
+fn partial_pieces_are_finished_first() {
+    let (_, mut p) = setup(8);
+    let all = Bitfield::full(8);
+    p.add_peer_pieces(&all, PeerScope::Local);
+    let mut out = Vec::new();
+    p.pick(
+        PeerKey(1),
+        &all,
+        PeerScope::Local,
+        false,
+        2,
+        &mut rng(),
+        &mut out,
+    );
+    let first_piece = out[0].piece;
+    // Peer 1 leaves; its requests return to the pool.
+    for b in out.drain(..) {
+        p.release(PeerKey(1), b);
+    }
+    p.pick(
+        PeerKey(2),
+        &all,
+        PeerScope::Local,
+        false,
+        4,
+        &mut rng(),
+        &mut out,
+    );
+    assert!(out.iter().all(|b| b.piece == first_piece), "{out:?}");
+}
+
+#[test]
+fn blocks_are_not_requested_twice_outside_endgame() {
+    let (_, mut p) = setup(10);
+    let all = Bitfield::full(10);
+    let mut out = Vec::new();
+    p.pick(
+        PeerKey(1),
+        &all,
+        PeerScope::Local,
+        false,
+        5,
+        &mut rng(),
+        &mut out,
+    );
+    p.pick(
+        PeerKey(2),
+        &all,
+        PeerScope::Local,
+        false,
+        5,
+        &mut rng(),
+        &mut out,
+    );
+    assert!(!p.in_endgame());
+    let unique: HashSet<_> = out.iter().collect();
+    assert_eq!(unique.len(), out.len());
+}
+
+#[test]
+fn endgame_duplicates_in_flight_blocks() {
+    let (_, mut p) = setup(1);
+    let all = Bitfield::full(1);
+    let mut a = Vec::new();
+    p.pick(
+        PeerKey(1),
+        &all,
+        PeerScope::Local,
+        false,
+        10,
+        &mut rng(),
+        &mut a,
+    );
+    assert_eq!(a.len(), 4);
+    assert!(p.in_endgame());
+    let mut b = Vec::new();
+    p.pick(
+        PeerKey(2),
+        &all,
+        PeerScope::Local,
+        false,
+        10,
+        &mut rng(),
+        &mut b,
+    );
+    assert_eq!(a, b, "second peer duplicates every block");
+    let mut c = Vec::new();
+    p.pick(
+        PeerKey(3),
+        &all,
+        PeerScope::Local,
+        false,
+        10,
+        &mut rng(),
+        &mut c,
+    );
+    assert!(c.is_empty(), "at most two requesters per block");
+    // The first answer cancels the duplicate.
+    match p.block_received(PeerKey(2), a[0], &[0; BLOCK_LEN as usize]) {
+        Received::Accepted { cancel, complete } => {
+            assert_eq!(cancel, vec![PeerKey(1)]);
+            assert!(complete.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        p.block_received(PeerKey(1), a[0], &[0; BLOCK_LEN as usize]),
+        Received::Duplicate
+    ));
+}
+
+#[test]
+fn completed_piece_carries_its_bytes_in_order() {
+    let (l, mut p) = setup(1);
+    let all = Bitfield::full(1);
+    let mut out = Vec::new();
+    p.pick(
+        PeerKey(1),
+        &all,
+        PeerScope::Local,
+        false,
+        10,
+        &mut rng(),
+        &mut out,
+    );
+    let mut done = None;
+    for b in out.iter().rev() {
+        let data = vec![b.index() as u8; b.len as usize];
+        if let Received::Accepted {
+            complete: Some(d), ..
+        } = p.block_received(PeerKey(1), *b, &data)
+        {
+            done = Some(d);
+        }
+    }
+    let d = done.expect("piece completes");
+    assert_eq!(d.len() as u32, l.piece_len(out[0].piece));
+    for (i, chunk) in d.chunks(BLOCK_LEN as usize).enumerate() {
+        assert!(chunk.iter().all(|&x| x == i as u8));
+    }
+    assert_eq!(
+        p.piece_verified(out[0].piece, true),
+        Verdict::Good { liars: vec![] }
+    );
+    assert!(p.have().is_full());
+}
+
+#[test]
+fn unsolicited_blocks_are_flagged() {
+    let (l, mut p) = setup(2);
+    let b = l.block(l.validate_piece(1).unwrap(), 0).unwrap();
+    assert!(matches!(
+        p.block_received(PeerKey(1), b, &[0; BLOCK_LEN as usize]),
+        Received::Unsolicited
+    ));
+}
+
+/// Two peers share a piece; it fails; it is fetched again from the honest one; the block
+/// that differs names the liar.
+#[test]
+fn smart_ban_names_the_peer_whose_block_differed() {
+    let (_, mut p) = setup(1);
+    let all = Bitfield::full(1);
+    let (honest, liar) = (PeerKey(1), PeerKey(2));
+    let mut a = Vec::new();
+    p.pick(honest, &all, PeerScope::Local, false, 2, &mut rng(), &mut a);
+    let mut b = Vec::new();
+    p.pick(liar, &all, PeerScope::Local, false, 2, &mut rng(), &mut b);
+    let good = |blk: &BlockRef| vec![blk.index() as u8 + 1; blk.len as usize];
+    for blk in &a {
+        p.block_received(honest, *blk, &good(blk));
+    }
+    let mut piece = None;
+    for blk in &b {
+        if let Received::Accepted {
+            complete: Some(_), ..
+        } = p.block_received(liar, *blk, &[0xEE; BLOCK_LEN as usize])
+        {
+            piece = Some(blk.piece);
+        }
+    }
+    let piece = piece.unwrap();
+    assert_eq!(
+        p.piece_verified(piece, false),
+        Verdict::Bad { sole_sender: None }
+    );
+    let mut again = Vec::new();
+    p.pick(
+        honest,
+        &all,
+        PeerScope::Local,
+        false,
+        4,
+        &mut rng(),
+        &mut again,
+    );
+    assert_eq!(again.len(), 4);
+    for blk in &again {
+        p.block_received(honest, *blk, &good(blk));
+    }
+    assert_eq!(
+        p.piece_verified(piece, true),
+        Verdict::Good { liars: vec![liar] }
+    );
+}
+
+#[test]
+fn sole_sender_of_a_bad_piece_is_named() {
+    let (_, mut p) = setup(1);
+    let all = Bitfield::full(1);
+    let mut a = Vec::new();
+    p.pick(
+        PeerKey(9),
+        &all,
+        PeerScope::Local,
+        false,
+        4,
+        &mut rng(),
+        &mut a,
+    );
+    for blk in &a {
+        p.block_received(PeerKey(9), *blk, &[1; BLOCK_LEN as usize]);
+    }
+    assert_eq!(
+        p.piece_verified(a[0].piece, false),
+        Verdict::Bad {
+            sole_sender: Some(PeerKey(9))
+        }
+    );
+    assert!(!p.have().is_full());
+}
+
+#[test]
+fn remote_peers_only_bring_pieces_new_to_the_fabric() {
+    let (_, mut p) = setup(3);
+    p.add_peer_pieces(&bf(3, &[0, 1]), PeerScope::Local);
+    let mut out = Vec::new();
+    p.pick(
+        PeerKey(5),
+        &Bitfield::full(3),
+        PeerScope::Remote,
+        false,
+        8,
+        &mut rng(),
+        &mut out,
+    );
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|b| b.piece.get() == 2), "{out:?}");
+}
+
+proptest! {
+    /// Against a naive model: outside end-game no block is ever outstanding twice, and
+    /// every block eventually arrives exactly once if peers answer everything.
+    #[test]
+    fn random_schedules_complete_without_double_requests(
+        pieces in 1u32..12,
+        seed in any::<u64>(),
+        peers in 1u64..5,
+        max in 1usize..9,
+    ) {
+        let (l, mut p) = setup(pieces);
+        let all = Bitfield::full(pieces);
+        for _ in 0..peers { p.add_peer_pieces(&all, PeerScope::Local); }
+        let mut r = SmallRng::seed_from_u64(seed);
+        let mut rounds = 0;
+        while !p.have().is_full() {
+            rounds += 1;
+            prop_assert!(rounds < 10_000);
+            let peer = PeerKey(r.gen_range(0..peers));
+            let mut out = Vec::new();
+            let endgame = p.in_endgame();
+            p.pick(peer, &all, PeerScope::Local, false, max, &mut r, &mut out);
+            let unique: HashSet<_> = out.iter().collect();
+            prop_assert_eq!(unique.len(), out.len());
+            for b in out {
+                prop_assert!(endgame || p.in_endgame() || p.is_requested_from(peer, b));
+                if r.gen_bool(0.2) {
+                    p.release(peer, b);
+                    continue;
+                }
+                if let Received::Accepted { complete: Some(d), .. } = p.block_received(peer, b, &vec![1; b.len as usize]) {
+                    prop_assert_eq!(d.len() as u32, l.piece_len(b.piece));
+                    prop_assert_eq!(p.piece_verified(b.piece, true), Verdict::Good { liars: vec![] });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! A deterministic in-memory swarm: real [`Torrent`] machines exchanging messages over a
+//! simulated network on a virtual clock (quinn's `Pair` idea, for N peers).
+//!
+//! Each node has an uplink and a downlink rate and sits in a fabric; a link between fabrics
+//! can be narrower (`cross_fabric_rate`). A `piece` message occupies the sender's uplink and
+//! the receiver's downlink for its length; every message keeps the order of its connection,
+//! as TCP would. Disk and hashing are instantaneous: a node "verifies" a piece by comparing it
+//! with the payload. Tests use it with a handful of nodes; `bench/` runs it with thousands.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::PeerId;
+use crate::bitfield::Bitfield;
+use crate::lengths::Lengths;
+use crate::torrent::{Action, Config, Input, PeerInfo, PeerKey, Torrent};
+use crate::wire::Message;
+
+/// How a node behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Starts with every piece.
+    Seed,
+    /// Starts with nothing.
+    Leecher,
+    /// Starts "with every piece" but serves garbage.
+    Liar,
+}
+
+/// One simulated host.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Behaviour.
+    pub role: Role,
+    /// Fabric name (also sent in the extension handshake through `config.fabric`).
+    pub fabric: String,
+    /// Uplink, bytes per second.
+    pub up_rate: f64,
+    /// Downlink, bytes per second.
+    pub down_rate: f64,
+    /// Machine configuration.
+    pub config: Config,
+    /// Virtual time at which the node joins.
+    pub start_at: Duration,
+}
+
+/// Per-node results.
+#[derive(Debug, Clone, Default)]
+pub struct NodeReport {
+    /// Virtual time from the start until the node had every piece.
+    pub completed_at: Option<Duration>,
+    /// Payload bytes received.
+    pub bytes_down: u64,
+    /// Payload bytes sent.
+    pub bytes_up: u64,
+    /// Payload bytes received from nodes in other fabrics.
+    pub cross_fabric_down: u64,
+    /// Peers this node banned.
+    pub banned: usize,
+    /// Hash failures seen.
+    pub hash_failures: u32,
+}
+
+struct Node {
+    spec: NodeSpec,
+    addr: SocketAddr,
+    torrent: Option<Torrent>,
+    up_free_at: Duration,
+    down_free_at: Duration,
+    /// PeerKey on this node -> (other node, PeerKey there).
+    links: HashMap<PeerKey, (usize, PeerKey)>,
+    report: NodeReport,
+    /// Virtual time up to which `torrent` has been given its timeout.
+    timer_at: Option<Duration>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Start,
+    Input(Input),
+    Timer,
+}
+
+/// The simulated network.
+pub struct Swarm {
+    base: Instant,
+    now: Duration,
+    lengths: Lengths,
+    payload: Bytes,
+    nodes: Vec<Node>,
+    queue: BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    events: HashMap<u64, Event>,
+    seq: u64,
+    next_key: u64,
+    /// Latency of every hop.
+    pub latency: Duration,
+    /// Cap on throughput between two nodes of different fabrics, bytes per second (per
+    /// connection; `f64::INFINITY` for none).
+    pub cross_fabric_rate: f64,
+    /// Last arrival time per directed connection, so messages stay in order.
+    last_arrival: HashMap<(usize, PeerKey), Duration>,
+}
+
+impl std::fmt::Debug for Swarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swarm")
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl Swarm {
+    /// A swarm for `payload` cut into `piece_len` pieces.
+    pub fn new(payload: Bytes, piece_len: u32, specs: Vec<NodeSpec>) -> Self {
+        let lengths = Lengths::new(payload.len() as u64, piece_len).expect("valid geometry");
+        let nodes = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| Node {
+                spec,
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32 + 1)), 6881),
+                torrent: None,
+                up_free_at: Duration::ZERO,
+                down_free_at: Duration::ZERO,
+                links: HashMap::new(),
+                report: NodeReport::default(),
+                timer_at: None,
+            })
+            .collect();
+        let mut s = Self {
+            base: Instant::now(),
+            now: Duration::ZERO,
+            lengths,
+            payload,
+            nodes,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            seq: 0,
+            next_key: 1,
+            latency: Duration::from_millis(1),
+            cross_fabric_rate: f64::INFINITY,
+            last_arrival: HashMap::new(),
+        };
+        for i in 0..s.nodes.len() {
+            let at = s.nodes[i].spec.start_at;
+            s.schedule(at, i, Event::Start);
+        }
+        s
+    }
+
+    /// Node addresses (what a tracker would hand out).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    fn schedule(&mut self, at: Duration, node: usize, ev: Event) {
+        self.seq += 1;
+        self.events.insert(self.seq, ev);
+        self.queue.push(Reverse((at, self.seq, node)));
+    }
+
+    /// Runs until every leecher completes or `limit` of virtual time passes; returns the
+    /// virtual time at the end.
+    pub fn run(&mut self, limit: Duration) -> Duration {
+        while let Some(Reverse((at, seq, node))) = self.queue.pop() {
+            if at > limit {
+                break;
+            }
+            self.now = at;
+            let ev = self.events.remove(&seq).expect("event stored");
+            self.deliver(node, ev);
+            if self.all_done() {
+                break;
+            }
+        }
+        self.now
+    }
+
+    fn all_done(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| n.spec.role != Role::Leecher || n.report.completed_at.is_some())
+    }
+
+    /// Results per node, in the order of the specs.
+    pub fn reports(&self) -> Vec<NodeReport> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let mut r = n.report.clone();
+                if let Some(t) = &n.torrent {
+                    let st = t.stats();
+                    r.banned = st.peers_banned;
+                    r.hash_failures = st.hash_failures;
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// The machine of node `i` (after it started).
+    pub fn torrent(&self, i: usize) -> Option<&Torrent> {
+        self.nodes[i].torrent.as_ref()
+    }
+
+    fn deliver(&mut self, i: usize, ev: Event) {
+        let now = self.base + self.now;
+        match ev {
+            Event::Start => {
+                let n = self.lengths.num_pieces();
+                let have = if self.nodes[i].spec.role == Role::Leecher {
+                    Bitfield::new(n)
+                } else {
+                    Bitfield::full(n)
+                };
+                let mut config = self.nodes[i].spec.config.clone();
+                config.peer_id = Self::peer_id(i);
+                let t = Torrent::new(self.lengths, have, config, now, i as u64 + 1);
+                self.nodes[i].torrent = Some(t);
+                // Every node learns every other started-or-not node's address, as from a tracker.
+                let addrs: Vec<_> = (0..self.nodes.len())
+                    .filter(|&j| j != i)
+                    .map(|j| self.nodes[j].addr)
+                    .collect();
+                self.with_torrent(i, |t| t.handle_input(now, Input::PeersDiscovered { addrs }));
+            }
+            Event::Input(input) => {
+                if self.nodes[i].torrent.is_none() {
+                    return;
+                }
+                self.with_torrent(i, |t| t.handle_input(now, input));
+            }
+            Event::Timer => {
+                self.nodes[i].timer_at = None;
+                self.with_torrent(i, |t| t.handle_timeout(now));
+            }
+        }
+        self.drain(i);
+    }
+
+    fn with_torrent(&mut self, i: usize, f: impl FnOnce(&mut Torrent)) {
+        if let Some(t) = self.nodes[i].torrent.as_mut() {
+            f(t);
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(action) = self.nodes[i].torrent.as_mut().and_then(|t| t.poll_action()) else {
+                break;
+            };
+            self.execute(i, action);
+        }
+        if let Some(deadline) = self.nodes[i]
+            .torrent
+            .as_ref()
+            .and_then(|t| t.poll_timeout())
+        {
+            let at = deadline.saturating_duration_since(self.base).max(self.now);
+            if self.nodes[i].timer_at.is_none_or(|t| at < t) {
+                self.nodes[i].timer_at = Some(at);
+                self.schedule(at, i, Event::Timer);
+            }
+        }
+    }
+
+    fn execute(&mut self, i: usize, action: Action) {
+        match action {
+            Action::Send { peer, msg } => self.send(i, peer, msg),
+            Action::Read { peer, block } => {
+                let start = (self.lengths.piece_offset(block.piece) + block.offset as u64) as usize;
+                let data = if self.nodes[i].spec.role == Role::Liar {
+                    Bytes::from(vec![0xA5; block.len as usize])
+                } else {
+                    self.payload.slice(start..start + block.len as usize)
+                };
+                let input = Input::BlockRead { peer, block, data };
+                self.schedule(self.now, i, Event::Input(input));
+            }
+            Action::VerifyAndWrite { piece, data } => {
+                let start = self.lengths.piece_offset(piece) as usize;
+                let ok = data[..] == self.payload[start..start + data.len()];
+                self.schedule(
+                    self.now,
+                    i,
+                    Event::Input(Input::PieceVerified { piece, ok }),
+                );
+            }
+            Action::Connect { addr } => {
+                let Some(j) = self.nodes.iter().position(|n| n.addr == addr) else {
+                    return;
+                };
+                if self.nodes[j].torrent.is_none() {
+                    self.schedule(
+                        self.now + self.latency,
+                        i,
+                        Event::Input(Input::ConnectFailed { addr }),
+                    );
+                    return;
+                }
+                let (ki, kj) = (PeerKey(self.next_key), PeerKey(self.next_key + 1));
+                self.next_key += 2;
+                self.nodes[i].links.insert(ki, (j, kj));
+                self.nodes[j].links.insert(kj, (i, ki));
+                let at = self.now + self.latency * 2;
+                let info = |from: usize, outgoing: bool| PeerInfo {
+                    addr: self.nodes[from].addr,
+                    peer_id: Self::peer_id(from),
+                    supports_fast: true,
+                    supports_extensions: true,
+                    outgoing,
+                };
+                let (ii, ij) = (info(j, true), info(i, false));
+                self.schedule(
+                    at,
+                    i,
+                    Event::Input(Input::PeerConnected { peer: ki, info: ii }),
+                );
+                self.schedule(
+                    at,
+                    j,
+                    Event::Input(Input::PeerConnected { peer: kj, info: ij }),
+                );
+            }
+            Action::Disconnect { peer, .. } => {
+                if let Some((j, kj)) = self.nodes[i].links.remove(&peer) {
+                    self.nodes[j].links.remove(&kj);
+                    let at = self
+                        .last_arrival
+                        .get(&(j, kj))
+                        .copied()
+                        .unwrap_or(self.now)
+                        .max(self.now)
+                        + self.latency;
+                    self.schedule(self.now, i, Event::Input(Input::PeerDisconnected { peer }));
+                    self.schedule(at, j, Event::Input(Input::PeerDisconnected { peer: kj }));
+                }
+            }
+            Action::Completed => {
+                if self.nodes[i].report.completed_at.is_none() {
+                    self.nodes[i].report.completed_at =
+                        Some(self.now.saturating_sub(self.nodes[i].spec.start_at));
+                }
+            }
+            Action::Fatal { error } => panic!("node {i} failed: {error}"),
+        }
+    }
+
+    fn send(&mut self, i: usize, peer: PeerKey, msg: Message) {
+        let Some(&(j, kj)) = self.nodes[i].links.get(&peer) else {
+            return;
+        };
+        let mut at = self.now + self.latency;
+        if let Message::Piece { data, .. } = &msg {
+            let len = data.len() as f64;
+            let cross = self.nodes[i].spec.fabric != self.nodes[j].spec.fabric;
+            let mut rate = self.nodes[i].spec.up_rate.min(self.nodes[j].spec.down_rate);
+            if cross {
+                rate = rate.min(self.cross_fabric_rate);
+            }
+            let up_start = self.nodes[i].up_free_at.max(self.now);
+            let up_done = up_start + Duration::from_secs_f64(len / self.nodes[i].spec.up_rate);
+            self.nodes[i].up_free_at = up_done;
+            let down_start = self.nodes[j].down_free_at.max(up_start + self.latency);
+            let down_done = down_start + Duration::from_secs_f64(len / rate);
+            self.nodes[j].down_free_at = down_done;
+            at = at.max(down_done).max(up_done + self.latency);
+            self.nodes[i].report.bytes_up += data.len() as u64;
+            self.nodes[j].report.bytes_down += data.len() as u64;
+            if cross {
+                self.nodes[j].report.cross_fabric_down += data.len() as u64;
+            }
+        }
+        let last = self.last_arrival.entry((j, kj)).or_insert(Duration::ZERO);
+        at = at.max(*last);
+        *last = at;
+        self.schedule(at, j, Event::Input(Input::PeerMessage { peer: kj, msg }));
+    }
+
+    fn peer_id(i: usize) -> PeerId {
+        let mut id = [0u8; 20];
+        id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        PeerId(id)
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Payload length in bytes.
+    pub fn payload_len(&self) -> u64 {
+        self.payload.len() as u64
+    }
+
+    /// True when every leecher completed.
+    pub fn is_done(&self) -> bool {
+        self.all_done()
+    }
+
+    /// Pieces each node has (for debugging stalls).
+    pub fn progress(&self) -> BTreeMap<usize, u32> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.torrent.as_ref().map(|t| (i, t.have().count())))
+            .collect()
+    }
+}

@@ -1,0 +1,144 @@
+//! Peers we know of and may dial: discovered addresses, dial state, back-off after failures,
+//! and bans. Incoming connections are not recorded here (their source port is ephemeral).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DialState {
+    Idle,
+    Connecting,
+    Connected,
+}
+
+#[derive(Debug)]
+struct Entry {
+    state: DialState,
+    failures: u32,
+    retry_at: Instant,
+}
+
+/// Known peer addresses and their dial state.
+#[derive(Debug, Default)]
+pub(crate) struct AddressBook {
+    entries: HashMap<SocketAddr, Entry>,
+    banned: HashSet<SocketAddr>,
+    half_open: usize,
+}
+
+/// First retry after a failed dial; doubles per failure up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl AddressBook {
+    pub(crate) fn add(&mut self, addr: SocketAddr, now: Instant) {
+        if self.banned.contains(&addr) {
+            return;
+        }
+        self.entries.entry(addr).or_insert(Entry {
+            state: DialState::Idle,
+            failures: 0,
+            retry_at: now,
+        });
+    }
+
+    pub(crate) fn ban(&mut self, addr: SocketAddr) {
+        self.banned.insert(addr);
+        if let Some(e) = self.entries.remove(&addr) {
+            if e.state == DialState::Connecting {
+                self.half_open -= 1;
+            }
+        }
+    }
+
+    pub(crate) fn is_banned(&self, addr: &SocketAddr) -> bool {
+        self.banned.contains(addr)
+    }
+
+    pub(crate) fn half_open(&self) -> usize {
+        self.half_open
+    }
+
+    /// Addresses to dial now, at most `max`; they move to the connecting state.
+    pub(crate) fn next_dials(&mut self, now: Instant, max: usize, out: &mut Vec<SocketAddr>) {
+        if max == 0 {
+            return;
+        }
+        let mut ready: Vec<(&SocketAddr, &mut Entry)> = self
+            .entries
+            .iter_mut()
+            .filter(|(_, e)| e.state == DialState::Idle && e.retry_at <= now)
+            .collect();
+        // Deterministic order (fewest failures, then address) keeps simulations reproducible.
+        ready.sort_by(|a, b| (a.1.failures, a.0).cmp(&(b.1.failures, b.0)));
+        for (addr, e) in ready.into_iter().take(max) {
+            e.state = DialState::Connecting;
+            self.half_open += 1;
+            out.push(*addr);
+        }
+    }
+
+    pub(crate) fn connected(&mut self, addr: SocketAddr) {
+        if let Some(e) = self.entries.get_mut(&addr) {
+            if e.state == DialState::Connecting {
+                self.half_open -= 1;
+            }
+            e.state = DialState::Connected;
+            e.failures = 0;
+        }
+    }
+
+    pub(crate) fn failed(&mut self, addr: SocketAddr, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&addr) {
+            if e.state == DialState::Connecting {
+                self.half_open -= 1;
+            }
+            e.state = DialState::Idle;
+            e.failures += 1;
+            let backoff = BASE_BACKOFF
+                .saturating_mul(1 << e.failures.min(7))
+                .min(MAX_BACKOFF);
+            e.retry_at = now + backoff;
+        }
+    }
+
+    /// A connection we dialled ended; it may be dialled again after a pause.
+    pub(crate) fn disconnected(&mut self, addr: SocketAddr, now: Instant, pause: Duration) {
+        if let Some(e) = self.entries.get_mut(&addr) {
+            if e.state == DialState::Connecting {
+                self.half_open -= 1;
+            }
+            e.state = DialState::Idle;
+            e.retry_at = now + pause;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_dials_back_off_and_banned_addresses_are_never_dialled() {
+        let t0 = Instant::now();
+        let a: SocketAddr = "10.0.0.1:6881".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:6881".parse().unwrap();
+        let mut book = AddressBook::default();
+        book.add(a, t0);
+        book.add(b, t0);
+        book.ban(b);
+        book.add(b, t0);
+        let mut out = Vec::new();
+        book.next_dials(t0, 10, &mut out);
+        assert_eq!(out, vec![a]);
+        assert_eq!(book.half_open(), 1);
+        book.failed(a, t0);
+        assert_eq!(book.half_open(), 0);
+        out.clear();
+        book.next_dials(t0 + Duration::from_millis(100), 10, &mut out);
+        assert!(out.is_empty(), "still backing off");
+        book.next_dials(t0 + Duration::from_secs(2), 10, &mut out);
+        assert_eq!(out, vec![a]);
+    }
+}

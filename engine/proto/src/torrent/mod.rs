@@ -1,0 +1,861 @@
+//! The per-torrent state machine: peers, requests, uploads, choking, piece completion.
+//!
+//! Contract (quinn style): call [`Torrent::handle_input`] for each event and
+//! [`Torrent::handle_timeout`] when the deadline from [`Torrent::poll_timeout`] passes, then
+//! drain [`Torrent::poll_action`] until it returns `None`. Time and randomness are inputs
+//! (`now`, a seeded RNG), so the same inputs always give the same actions.
+//!
+//! Hashing and disk I/O are outside: the machine assembles a piece's blocks and emits
+//! [`Action::VerifyAndWrite`]; the edge checks the SHA-1, writes the piece only if it
+//! matches, and answers [`Input::PieceVerified`]. Uploads go the same way: [`Action::Read`],
+//! answered by [`Input::BlockRead`]. See `engine/proto/STATE.md` for the transitions.
+
+mod address_book;
+mod peer;
+mod super_seed;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::PeerId;
+use crate::bitfield::Bitfield;
+use crate::choker::{Candidate, choose_unchoked};
+use crate::lengths::{BLOCK_LEN, BlockRef, Lengths, ValidPieceIndex};
+use crate::picker::{FabricShare, PeerScope, Picker, Received, Verdict};
+use crate::wire::extension::ExtendedHandshake;
+use crate::wire::{BlockSpec, Message};
+use address_book::AddressBook;
+use peer::Peer;
+pub use types::*;
+
+/// Housekeeping period: rates, request timeouts, keep-alives, dials.
+const TICK: Duration = Duration::from_millis(250);
+/// Send a keep-alive after this much silence on our side (BEP 3 suggests two minutes).
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
+/// How long our request queue to a peer should take it to drain: depth = rate x this.
+const REQUEST_QUEUE_TIME: Duration = Duration::from_millis(300);
+/// A peer that dropped us is dialled again after this pause.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// Client name in our extension handshake.
+const CLIENT_NAME: &str = concat!("instream/", env!("CARGO_PKG_VERSION"));
+
+/// Who a peer is across reconnects, for strikes and bans.
+#[derive(Debug, Clone, Copy)]
+struct Identity {
+    addr: SocketAddr,
+    peer_id: PeerId,
+    outgoing: bool,
+}
+
+/// One torrent's protocol state.
+#[derive(Debug)]
+pub struct Torrent {
+    lengths: Lengths,
+    config: Config,
+    picker: Picker,
+    peers: BTreeMap<PeerKey, Peer>,
+    book: AddressBook,
+    actions: VecDeque<Action>,
+    rng: SmallRng,
+    last_tick: Instant,
+    next_choke: Instant,
+    /// Peers whose request queue should be topped up before we return.
+    dirty: BTreeSet<PeerKey>,
+    /// Identities of every peer seen, kept after disconnect so late verdicts can be pinned.
+    identities: HashMap<PeerKey, Identity>,
+    strikes: HashMap<PeerId, u32>,
+    banned_ids: HashSet<PeerId>,
+    peers_seen: HashSet<PeerId>,
+    super_seed: Option<super_seed::SuperSeed>,
+    stats: Stats,
+    completed: bool,
+    shutting_down: bool,
+    scratch: Vec<BlockRef>,
+}
+
+impl Torrent {
+    /// A torrent whose verified pieces are `have` (from a resume check), created at `now`.
+    pub fn new(
+        lengths: Lengths,
+        have: Bitfield,
+        config: Config,
+        now: Instant,
+        rng_seed: u64,
+    ) -> Self {
+        let complete = have.is_full();
+        let super_seed = (config.super_seed && complete)
+            .then(|| super_seed::SuperSeed::new(lengths.num_pieces()));
+        let mut t = Self {
+            lengths,
+            picker: Picker::new(lengths, have),
+            config,
+            peers: BTreeMap::new(),
+            book: AddressBook::default(),
+            actions: VecDeque::new(),
+            rng: SmallRng::seed_from_u64(rng_seed),
+            last_tick: now,
+            next_choke: now,
+            dirty: BTreeSet::new(),
+            identities: HashMap::new(),
+            strikes: HashMap::new(),
+            banned_ids: HashSet::new(),
+            peers_seen: HashSet::new(),
+            super_seed,
+            stats: Stats::default(),
+            completed: complete,
+            shutting_down: false,
+            scratch: Vec::new(),
+        };
+        if complete {
+            t.actions.push_back(Action::Completed);
+        }
+        t
+    }
+
+    /// Feeds one event.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::PeerConnected { peer, info } => self.on_connected(now, peer, info),
+            Input::PeerMessage { peer, msg } => self.on_message(now, peer, msg),
+            Input::PeerDisconnected { peer } => self.on_disconnected(now, peer),
+            Input::ConnectFailed { addr } => {
+                self.book.failed(addr, now);
+                self.dial(now);
+            }
+            Input::PeersDiscovered { addrs } => {
+                for addr in addrs {
+                    self.book.add(addr, now);
+                }
+                self.dial(now);
+            }
+            Input::BlockRead { peer, block, data } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if !p.take_upload(block) {
+                    return; // cancelled or choked meanwhile
+                }
+                p.up.add(block.len as u64);
+                p.last_sent = now;
+                self.stats.bytes_uploaded += block.len as u64;
+                let msg = Message::Piece {
+                    index: block.piece.get(),
+                    begin: block.offset,
+                    data,
+                };
+                self.actions.push_back(Action::Send { peer, msg });
+            }
+            Input::ReadFailed { peer, block } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if p.take_upload(block) && p.info.supports_fast {
+                    let msg = Message::Reject(spec(block));
+                    self.actions.push_back(Action::Send { peer, msg });
+                }
+            }
+            Input::PieceVerified { piece, ok } => self.on_piece_verified(now, piece, ok),
+            Input::PieceWriteFailed { piece, error } => {
+                let _ = self.picker.piece_verified(piece, false);
+                self.actions.push_back(Action::Fatal { error });
+            }
+        }
+        self.flush_dirty(now);
+    }
+
+    /// Runs timers due at `now` (choker rounds, request timeouts, idle peers, reconnects).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.last_tick + TICK {
+            return;
+        }
+        let dt = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        let mut expired = Vec::new();
+        let mut idle = Vec::new();
+        for (&key, p) in self.peers.iter_mut() {
+            p.down.tick(dt);
+            p.up.tick(dt);
+            // Deep enough to keep the pipe full for REQUEST_QUEUE_TIME at the measured rate.
+            let want =
+                (p.down.per_sec() * REQUEST_QUEUE_TIME.as_secs_f64() / BLOCK_LEN as f64) as u32;
+            p.queue_depth =
+                want.clamp(self.config.initial_queue_depth, self.config.max_queue_depth);
+            while let Some(&(block, sent)) = p.requests.front() {
+                if now.saturating_duration_since(sent) < self.config.request_timeout {
+                    break;
+                }
+                p.requests.pop_front();
+                expired.push((key, block));
+                // A peer that lets requests time out is slow: shrink its queue.
+                p.queue_depth = self.config.initial_queue_depth.min(p.queue_depth);
+            }
+            if now.saturating_duration_since(p.last_recv) > self.config.idle_timeout {
+                idle.push(key);
+            } else if now.saturating_duration_since(p.last_sent) > KEEPALIVE_AFTER {
+                p.last_sent = now;
+                self.actions.push_back(Action::Send {
+                    peer: key,
+                    msg: Message::KeepAlive,
+                });
+            }
+        }
+        if !expired.is_empty() {
+            for (key, block) in expired {
+                self.picker.release(key, block);
+            }
+            self.dirty.extend(self.peers.keys().copied());
+        }
+        for key in idle {
+            self.actions.push_back(Action::Disconnect {
+                peer: key,
+                reason: DisconnectReason::Timeout,
+            });
+        }
+        if now >= self.next_choke {
+            self.next_choke = now + self.config.choke_interval;
+            self.choke_round();
+        }
+        self.dial(now);
+        self.flush_dirty(now);
+    }
+
+    /// Next piece of work; call after every `handle_*` until it returns `None`.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.shutting_down).then_some(self.last_tick + TICK)
+    }
+
+    /// Begins a clean shutdown: every peer gets [`Action::Disconnect`] with
+    /// [`DisconnectReason::Shutdown`].
+    pub fn shutdown(&mut self) {
+        self.shutting_down = true;
+        for &peer in self.peers.keys() {
+            self.actions.push_back(Action::Disconnect {
+                peer,
+                reason: DisconnectReason::Shutdown,
+            });
+        }
+    }
+
+    /// Verified pieces.
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    /// Geometry.
+    pub fn lengths(&self) -> &Lengths {
+        &self.lengths
+    }
+
+    /// True once every piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.picker.have().is_full()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let have = self.picker.have();
+        let bytes_have = have
+            .iter_set()
+            .filter_map(|i| self.lengths.validate_piece(i))
+            .map(|p| self.lengths.piece_len(p) as u64)
+            .sum();
+        Stats {
+            pieces_have: have.count(),
+            pieces_total: self.lengths.num_pieces(),
+            bytes_have,
+            peers_connected: self.peers.len(),
+            peers_seen: self.peers_seen.len(),
+            peers_banned: self.banned_ids.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---------------------------------------------------------------- connections
+
+    fn on_connected(&mut self, now: Instant, key: PeerKey, info: PeerInfo) {
+        if info.outgoing {
+            self.book.connected(info.addr);
+        }
+        let reason = if self.shutting_down {
+            Some(DisconnectReason::Shutdown)
+        } else if self.banned_ids.contains(&info.peer_id) || self.book.is_banned(&info.addr) {
+            Some(DisconnectReason::Banned)
+        } else if self.peers.values().any(|p| p.info.peer_id == info.peer_id) {
+            Some(DisconnectReason::Duplicate)
+        } else if self.peers.len() >= self.config.max_peers {
+            Some(DisconnectReason::TooManyPeers)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.actions
+                .push_back(Action::Disconnect { peer: key, reason });
+            return;
+        }
+        self.identities.insert(
+            key,
+            Identity {
+                addr: info.addr,
+                peer_id: info.peer_id,
+                outgoing: info.outgoing,
+            },
+        );
+        self.peers_seen.insert(info.peer_id);
+        let (fast, ext) = (info.supports_fast, info.supports_extensions);
+        let mut p = Peer::new(
+            info,
+            self.lengths.num_pieces(),
+            self.config.initial_queue_depth,
+            now,
+        );
+        if ext {
+            let hs = ExtendedHandshake {
+                fabric: self.config.fabric.clone(),
+                listen_port: (self.config.listen_port != 0).then_some(self.config.listen_port),
+                quic_port: (self.config.quic_port != 0).then_some(self.config.quic_port),
+                client: Some(CLIENT_NAME.to_owned()),
+                reqq: Some(self.config.max_peer_requests),
+                ..Default::default()
+            };
+            self.actions.push_back(Action::Send {
+                peer: key,
+                msg: Message::Extended {
+                    id: 0,
+                    payload: hs.encode(),
+                },
+            });
+        }
+        let have = self.picker.have();
+        let first = if self.super_seed.is_some() {
+            p.revealed = Some(Bitfield::new(self.lengths.num_pieces()));
+            fast.then_some(Message::HaveNone)
+        } else if fast && have.is_full() {
+            Some(Message::HaveAll)
+        } else if fast && have.count() == 0 {
+            Some(Message::HaveNone)
+        } else if have.count() > 0 {
+            Some(Message::Bitfield(have.to_wire()))
+        } else {
+            None
+        };
+        if let Some(msg) = first {
+            self.actions.push_back(Action::Send { peer: key, msg });
+        }
+        if let Some(ss) = self.super_seed.as_mut() {
+            ss.top_up(key, &mut p, &self.picker, &mut self.rng, &mut self.actions);
+        }
+        self.peers.insert(key, p);
+        // Nobody is choked for long in a cooperative swarm: open a slot right away if free.
+        self.quick_unchoke(key);
+    }
+
+    fn on_disconnected(&mut self, now: Instant, key: PeerKey) {
+        let Some(p) = self.peers.remove(&key) else {
+            return;
+        };
+        self.picker.remove_peer_pieces(&p.pieces, p.scope);
+        for (block, _) in &p.requests {
+            self.picker.release(key, *block);
+        }
+        if let Some(ss) = self.super_seed.as_mut() {
+            ss.peer_left(&p);
+        }
+        if p.info.outgoing {
+            self.book.disconnected(p.info.addr, now, RECONNECT_PAUSE);
+        }
+        if p.fabric.is_some() {
+            self.update_fabric_share();
+        }
+        self.dirty.remove(&key);
+        if !p.requests.is_empty() {
+            self.dirty.extend(self.peers.keys().copied());
+        }
+        self.dial(now);
+    }
+
+    fn dial(&mut self, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        let open = self.peers.len() + self.book.half_open();
+        let room = self.config.max_peers.saturating_sub(open).min(
+            self.config
+                .max_half_open
+                .saturating_sub(self.book.half_open()),
+        );
+        let mut addrs = Vec::new();
+        self.book.next_dials(now, room, &mut addrs);
+        for addr in addrs {
+            self.actions.push_back(Action::Connect { addr });
+        }
+    }
+
+    fn violation(&mut self, key: PeerKey, what: String) {
+        self.actions.push_back(Action::Disconnect {
+            peer: key,
+            reason: DisconnectReason::ProtocolViolation(what),
+        });
+    }
+
+    // ---------------------------------------------------------------- messages
+
+    fn on_message(&mut self, now: Instant, key: PeerKey, msg: Message) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        p.last_recv = now;
+        match msg {
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::AllowedFast(_)
+            | Message::Unknown { .. } => {}
+            Message::Choke => {
+                p.peer_choking = true;
+                // Without BEP 6, a choke silently discards our requests; with it, rejects follow.
+                if !p.info.supports_fast {
+                    let dropped: Vec<_> = p.requests.drain(..).map(|(b, _)| b).collect();
+                    self.release_all(key, dropped);
+                }
+            }
+            Message::Unchoke => {
+                p.peer_choking = false;
+                self.dirty.insert(key);
+            }
+            Message::Interested => {
+                p.peer_interested = true;
+                self.quick_unchoke(key);
+            }
+            Message::NotInterested => p.peer_interested = false,
+            Message::Have(i) => {
+                let Some(piece) = self.lengths.validate_piece(i) else {
+                    return self.violation(
+                        key,
+                        format!("have for piece {i} of {}", self.lengths.num_pieces()),
+                    );
+                };
+                if p.pieces.set(piece) {
+                    self.picker.add_peer_piece(piece, p.scope);
+                    if let Some(ss) = self.super_seed.as_mut() {
+                        ss.peer_has(p, piece);
+                    }
+                    self.after_peer_pieces_changed(key);
+                }
+            }
+            Message::Bitfield(bytes) => {
+                match Bitfield::from_wire(&bytes, self.lengths.num_pieces()) {
+                    Ok(bf) => self.set_peer_pieces(key, bf),
+                    Err(e) => self.violation(key, e.to_string()),
+                }
+            }
+            Message::HaveAll | Message::HaveNone if !p.info.supports_fast => {
+                self.violation(key, "fast-extension message without the fast bit".into())
+            }
+            Message::HaveAll => {
+                self.set_peer_pieces(key, Bitfield::full(self.lengths.num_pieces()))
+            }
+            Message::HaveNone => {
+                self.set_peer_pieces(key, Bitfield::new(self.lengths.num_pieces()))
+            }
+            Message::Request(s) => self.on_request(key, s),
+            Message::Cancel(s) => {
+                if let Some(block) = self.lengths.validate_request(s.index, s.begin, s.len) {
+                    p.take_upload(block);
+                }
+            }
+            Message::Reject(s) => {
+                if let Some(block) = self.lengths.validate_grid_block(s.index, s.begin, s.len) {
+                    if p.take_request(block) {
+                        self.picker.release(key, block);
+                        self.dirty.extend(self.peers.keys().copied());
+                    }
+                }
+            }
+            Message::Piece { index, begin, data } => self.on_block(now, key, index, begin, data),
+            Message::Extended { id: 0, payload } => self.on_extended_handshake(key, &payload),
+            Message::Extended { .. } => {}
+        }
+    }
+
+    fn set_peer_pieces(&mut self, key: PeerKey, bf: Bitfield) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if p.got_bitfield {
+            return self.violation(key, "second bitfield".into());
+        }
+        p.got_bitfield = true;
+        self.picker.remove_peer_pieces(&p.pieces, p.scope);
+        p.pieces = bf;
+        self.picker.add_peer_pieces(&p.pieces, p.scope);
+        if let Some(ss) = self.super_seed.as_mut() {
+            ss.peer_bitfield(p);
+        }
+        self.after_peer_pieces_changed(key);
+    }
+
+    fn after_peer_pieces_changed(&mut self, key: PeerKey) {
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if self.picker.have().is_full() && p.is_seed() {
+            self.actions.push_back(Action::Disconnect {
+                peer: key,
+                reason: DisconnectReason::NotUseful,
+            });
+            return;
+        }
+        if !p.am_interested && self.picker.wants_any_of(&p.pieces) {
+            p.am_interested = true;
+            self.actions.push_back(Action::Send {
+                peer: key,
+                msg: Message::Interested,
+            });
+        }
+        if let Some(ss) = self.super_seed.as_mut() {
+            ss.top_up(key, p, &self.picker, &mut self.rng, &mut self.actions);
+        }
+        self.dirty.insert(key);
+    }
+
+    fn on_extended_handshake(&mut self, key: PeerKey, payload: &[u8]) {
+        let Ok(hs) = ExtendedHandshake::decode(payload) else {
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        p.fabric = hs.fabric;
+        let scope = match (&self.config.fabric, &p.fabric) {
+            (Some(ours), Some(theirs)) if ours != theirs => PeerScope::Remote,
+            _ => PeerScope::Local,
+        };
+        if scope != p.scope {
+            self.picker.remove_peer_pieces(&p.pieces, p.scope);
+            p.scope = scope;
+            self.picker.add_peer_pieces(&p.pieces, p.scope);
+        }
+        self.update_fabric_share();
+    }
+
+    /// Re-ranks us among the same-fabric peers we know (see [`FabricShare`]).
+    fn update_fabric_share(&mut self) {
+        let Some(ours) = &self.config.fabric else {
+            return;
+        };
+        let mut ids: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| p.fabric.as_ref() == Some(ours))
+            .map(|p| p.info.peer_id)
+            .chain(std::iter::once(self.config.peer_id))
+            .collect();
+        ids.sort_unstable_by_key(|id| id.0);
+        ids.dedup();
+        let rank = ids
+            .iter()
+            .position(|id| *id == self.config.peer_id)
+            .unwrap_or(0) as u32;
+        self.picker.set_fabric_share(Some(FabricShare {
+            rank,
+            of: ids.len() as u32,
+        }));
+    }
+
+    /// True when no same-fabric peer has anything we need, so remote peers may be asked for
+    /// any piece new to the fabric, not just our share.
+    fn local_peers_exhausted(&self) -> bool {
+        let Some(ours) = &self.config.fabric else {
+            return true;
+        };
+        !self
+            .peers
+            .values()
+            .any(|p| p.fabric.as_ref() == Some(ours) && self.picker.wants_any_of(&p.pieces))
+    }
+
+    fn on_request(&mut self, key: PeerKey, s: BlockSpec) {
+        let Some(block) = self.lengths.validate_request(s.index, s.begin, s.len) else {
+            return self.violation(key, format!("request {s:?} outside the torrent"));
+        };
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let servable = self.picker.have().has(block.piece)
+            && !p.am_choking
+            && (p.uploads.len() as u32) < self.config.max_peer_requests
+            && !p.uploads.contains(&block);
+        if servable {
+            p.uploads.push(block);
+            self.actions.push_back(Action::Read { peer: key, block });
+        } else if p.info.supports_fast {
+            self.actions.push_back(Action::Send {
+                peer: key,
+                msg: Message::Reject(s),
+            });
+        }
+    }
+
+    fn on_block(&mut self, now: Instant, key: PeerKey, index: u32, begin: u32, data: bytes::Bytes) {
+        let len = data.len() as u32;
+        let Some(block) = self.lengths.validate_grid_block(index, begin, len) else {
+            if self.lengths.validate_request(index, begin, len).is_none() {
+                return self.violation(
+                    key,
+                    format!("piece message {index}/{begin}/{len} outside the torrent"),
+                );
+            }
+            self.stats.bytes_wasted += len as u64;
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        p.take_request(block);
+        p.down.add(len as u64);
+        self.stats.bytes_downloaded += len as u64;
+        self.dirty.insert(key);
+        match self.picker.block_received(key, block, &data) {
+            Received::Unsolicited | Received::Duplicate => self.stats.bytes_wasted += len as u64,
+            Received::Accepted { cancel, complete } => {
+                for other in cancel {
+                    if let Some(o) = self.peers.get_mut(&other) {
+                        if o.take_request(block) {
+                            self.actions.push_back(Action::Send {
+                                peer: other,
+                                msg: Message::Cancel(spec(block)),
+                            });
+                        }
+                    }
+                }
+                if let Some(data) = complete {
+                    self.actions.push_back(Action::VerifyAndWrite {
+                        piece: block.piece,
+                        data,
+                    });
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    fn on_piece_verified(&mut self, _now: Instant, piece: ValidPieceIndex, ok: bool) {
+        match self.picker.piece_verified(piece, ok) {
+            Verdict::Good { liars } => {
+                for liar in liars {
+                    self.strike(liar);
+                }
+                let have_msg = Message::Have(piece.get());
+                let complete = self.picker.have().is_full();
+                for (&key, p) in self.peers.iter_mut() {
+                    if !p.pieces.has(piece) {
+                        self.actions.push_back(Action::Send {
+                            peer: key,
+                            msg: have_msg.clone(),
+                        });
+                    }
+                    if p.am_interested && !self.picker.wants_any_of(&p.pieces) {
+                        p.am_interested = false;
+                        self.actions.push_back(Action::Send {
+                            peer: key,
+                            msg: Message::NotInterested,
+                        });
+                    }
+                    if complete && p.is_seed() {
+                        self.actions.push_back(Action::Disconnect {
+                            peer: key,
+                            reason: DisconnectReason::NotUseful,
+                        });
+                    }
+                }
+                if complete && !self.completed {
+                    self.completed = true;
+                    self.actions.push_back(Action::Completed);
+                }
+            }
+            Verdict::Bad { sole_sender } => {
+                self.stats.hash_failures += 1;
+                self.stats.bytes_wasted += self.lengths.piece_len(piece) as u64;
+                if let Some(peer) = sole_sender {
+                    self.strike(peer);
+                }
+                self.dirty.extend(self.peers.keys().copied());
+            }
+        }
+    }
+
+    /// One strike against the peer behind `key` (connected or not); enough strikes ban it.
+    fn strike(&mut self, key: PeerKey) {
+        let Some(id) = self.identities.get(&key).copied() else {
+            return;
+        };
+        let n = self.strikes.entry(id.peer_id).or_insert(0);
+        *n += 1;
+        if *n < self.config.max_hash_failures || !self.banned_ids.insert(id.peer_id) {
+            return;
+        }
+        if id.outgoing {
+            self.book.ban(id.addr);
+        }
+        let victims: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.info.peer_id == id.peer_id)
+            .map(|(k, _)| *k)
+            .collect();
+        for peer in victims {
+            self.actions.push_back(Action::Disconnect {
+                peer,
+                reason: DisconnectReason::Banned,
+            });
+        }
+    }
+
+    fn release_all(&mut self, key: PeerKey, blocks: Vec<BlockRef>) {
+        if blocks.is_empty() {
+            return;
+        }
+        for b in blocks {
+            self.picker.release(key, b);
+        }
+        self.dirty.extend(self.peers.keys().copied());
+    }
+
+    // ---------------------------------------------------------------- requests and choking
+
+    /// Tops up the request queues of peers marked dirty.
+    fn flush_dirty(&mut self, now: Instant) {
+        if self.picker.have().is_full() {
+            self.dirty.clear();
+            return;
+        }
+        let mut fallback = None;
+        while let Some(key) = self.dirty.pop_first() {
+            let remote = self
+                .peers
+                .get(&key)
+                .is_some_and(|p| p.scope == PeerScope::Remote);
+            let remote_fallback =
+                remote && *fallback.get_or_insert_with(|| self.local_peers_exhausted());
+            let Some(p) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if !p.am_interested || p.peer_choking {
+                continue;
+            }
+            let room = p.queue_depth.saturating_sub(p.requests.len() as u32) as usize;
+            if room == 0 {
+                continue;
+            }
+            self.scratch.clear();
+            self.picker.pick(
+                key,
+                &p.pieces,
+                p.scope,
+                remote_fallback,
+                room,
+                &mut self.rng,
+                &mut self.scratch,
+            );
+            for &block in &self.scratch {
+                p.requests.push_back((block, now));
+                self.actions.push_back(Action::Send {
+                    peer: key,
+                    msg: Message::Request(spec(block)),
+                });
+            }
+            if !self.scratch.is_empty() {
+                p.last_sent = now;
+            }
+        }
+    }
+
+    fn unchoked_count(&self) -> usize {
+        self.peers.values().filter(|p| !p.am_choking).count()
+    }
+
+    fn quick_unchoke(&mut self, key: PeerKey) {
+        let slots = self.config.max_unchoked;
+        if slots != 0 && self.unchoked_count() >= slots {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&key) {
+            if p.am_choking && p.peer_interested {
+                p.am_choking = false;
+                self.actions.push_back(Action::Send {
+                    peer: key,
+                    msg: Message::Unchoke,
+                });
+            }
+        }
+    }
+
+    fn choke_round(&mut self) {
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .map(|(&peer, p)| Candidate {
+                peer,
+                interested: p.peer_interested,
+                pieces: p.pieces.count(),
+            })
+            .collect();
+        let chosen: HashSet<PeerKey> =
+            choose_unchoked(&candidates, self.config.max_unchoked, &mut self.rng)
+                .into_iter()
+                .collect();
+        for (&key, p) in self.peers.iter_mut() {
+            let unchoke = chosen.contains(&key);
+            if unchoke && p.am_choking {
+                p.am_choking = false;
+                self.actions.push_back(Action::Send {
+                    peer: key,
+                    msg: Message::Unchoke,
+                });
+            } else if !unchoke && !p.am_choking {
+                p.am_choking = true;
+                self.actions.push_back(Action::Send {
+                    peer: key,
+                    msg: Message::Choke,
+                });
+                // BEP 6: a choke must be followed by a reject for each pending request.
+                for block in p.uploads.drain(..) {
+                    if p.info.supports_fast {
+                        self.actions.push_back(Action::Send {
+                            peer: key,
+                            msg: Message::Reject(spec(block)),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn spec(b: BlockRef) -> BlockSpec {
+    BlockSpec {
+        index: b.piece.get(),
+        begin: b.offset,
+        len: b.len,
+    }
+}

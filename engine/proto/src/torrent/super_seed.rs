@@ -1,0 +1,107 @@
+//! Origin mode (BEP 16-like super-seeding): a complete origin hides what it has and reveals
+//! to each peer a small window of pieces that the swarm has least of, topping the window up
+//! as the peer completes them. The origin's uplink is the scarcest link in a rollout, so each
+//! piece should leave it about once; peers trade the rest among themselves.
+
+use std::collections::VecDeque;
+
+use rand::Rng;
+use rand::rngs::SmallRng;
+
+use crate::lengths::ValidPieceIndex;
+use crate::picker::Picker;
+use crate::torrent::peer::Peer;
+use crate::torrent::{Action, PeerKey};
+use crate::wire::Message;
+
+/// Pieces revealed to a peer but not yet announced by it, at least.
+const MIN_WINDOW: u32 = 4;
+/// ... and at most.
+const MAX_WINDOW: u32 = 32;
+/// The window covers this long of the peer's measured upload rate from us.
+const WINDOW_SECS: f64 = 0.25;
+
+/// Per-piece reveal counts for origin mode.
+#[derive(Debug)]
+pub(crate) struct SuperSeed {
+    /// Peers a piece is revealed to that do not have it yet.
+    outstanding: Vec<u16>,
+}
+
+impl SuperSeed {
+    pub(crate) fn new(num_pieces: u32) -> Self {
+        Self {
+            outstanding: vec![0; num_pieces as usize],
+        }
+    }
+
+    /// The peer announced `piece`: if we had revealed it, it no longer counts as outstanding.
+    pub(crate) fn peer_has(&mut self, peer: &Peer, piece: ValidPieceIndex) {
+        if peer.revealed.as_ref().is_some_and(|r| r.has(piece)) {
+            self.outstanding[piece.idx()] = self.outstanding[piece.idx()].saturating_sub(1);
+        }
+    }
+
+    /// The peer sent its whole have-set (before we revealed anything to it).
+    pub(crate) fn peer_bitfield(&mut self, _peer: &Peer) {}
+
+    pub(crate) fn peer_left(&mut self, peer: &Peer) {
+        let Some(revealed) = &peer.revealed else {
+            return;
+        };
+        for i in revealed.iter_set() {
+            if !peer.pieces.get_raw(i) {
+                self.outstanding[i as usize] = self.outstanding[i as usize].saturating_sub(1);
+            }
+        }
+    }
+
+    /// Reveals pieces to `peer` until its window is full.
+    pub(crate) fn top_up(
+        &mut self,
+        key: PeerKey,
+        peer: &mut Peer,
+        picker: &Picker,
+        rng: &mut SmallRng,
+        actions: &mut VecDeque<Action>,
+    ) {
+        let Some(revealed) = peer.revealed.as_mut() else {
+            return;
+        };
+        let lengths = *picker.lengths();
+        let piece_len = lengths.default_piece_len().max(1) as f64;
+        let window =
+            ((peer.up.per_sec() * WINDOW_SECS / piece_len) as u32).clamp(MIN_WINDOW, MAX_WINDOW);
+        let pending = revealed
+            .iter_set()
+            .filter(|&i| !peer.pieces.get_raw(i))
+            .count() as u32;
+        let n = lengths.num_pieces() as usize;
+        for _ in pending..window {
+            // Least spread first: peers that have it plus peers it is already revealed to.
+            let offset = if n > 0 { rng.gen_range(0..n) } else { return };
+            let mut best: Option<(u32, usize)> = None;
+            for k in 0..n {
+                let i = (offset + k) % n;
+                if peer.pieces.get_raw(i as u32) || revealed.get_raw(i as u32) {
+                    continue;
+                }
+                let p = lengths.validate_piece(i as u32).expect("in range");
+                let score = picker.availability(p) as u32 + self.outstanding[i] as u32;
+                if best.is_none_or(|(b, _)| score < b) {
+                    best = Some((score, i));
+                    if score == 0 {
+                        break;
+                    }
+                }
+            }
+            let Some((_, i)) = best else { return };
+            revealed.set_raw(i as u32);
+            self.outstanding[i] += 1;
+            actions.push_back(Action::Send {
+                peer: key,
+                msg: Message::Have(i as u32),
+            });
+        }
+    }
+}

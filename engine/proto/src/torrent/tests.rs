@@ -1,0 +1,148 @@
+//! Deterministic swarm tests of the torrent machine on the simulator's virtual clock.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::sim::{NodeSpec, Role, Swarm};
+use crate::torrent::Config;
+
+const MB: f64 = 1024.0 * 1024.0;
+
+fn payload(len: usize) -> Bytes {
+    let mut x: u32 = 12345;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+fn node(role: Role, fabric: &str, rate_mb: f64) -> NodeSpec {
+    NodeSpec {
+        role,
+        fabric: fabric.into(),
+        up_rate: rate_mb * MB,
+        down_rate: rate_mb * MB,
+        config: Config {
+            fabric: Some(fabric.into()),
+            ..Config::default()
+        },
+        start_at: Duration::ZERO,
+    }
+}
+
+#[test]
+fn one_seed_one_leecher_completes() {
+    let data = payload(1 << 20);
+    let mut s = Swarm::new(
+        data,
+        64 * 1024,
+        vec![
+            node(Role::Seed, "f1", 10.0),
+            node(Role::Leecher, "f1", 10.0),
+        ],
+    );
+    let end = s.run(Duration::from_secs(60));
+    assert!(s.is_done(), "not done at {end:?}: {:?}", s.progress());
+    let r = s.reports();
+    assert_eq!(r[1].bytes_down, 1 << 20, "no byte fetched twice");
+    // 1 MiB at 10 MiB/s is 0.1 s; allow for slow start and latency.
+    assert!(
+        r[1].completed_at.unwrap() < Duration::from_secs(1),
+        "{:?}",
+        r[1].completed_at
+    );
+}
+
+#[test]
+fn peers_feed_each_other() {
+    let data = payload(8 << 20);
+    let mut specs = vec![node(Role::Seed, "f1", 10.0)];
+    specs.extend((0..8).map(|_| node(Role::Leecher, "f1", 10.0)));
+    let mut s = Swarm::new(data, 256 * 1024, specs);
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    let r = s.reports();
+    let seed_up = r[0].bytes_up as f64 / (8u64 << 20) as f64;
+    eprintln!("seed uploaded {seed_up:.2} copies, fanout {:?}", s.now());
+    assert!(
+        seed_up < 4.0,
+        "seed uploaded {seed_up:.2} copies for 8 peers"
+    );
+    let peers_up: u64 = r[1..].iter().map(|x| x.bytes_up).sum();
+    assert!(peers_up > 0);
+}
+
+#[test]
+fn super_seed_origin_sends_each_piece_about_once() {
+    let data = payload(8 << 20);
+    let mut seed = node(Role::Seed, "f1", 10.0);
+    seed.config.super_seed = true;
+    let mut specs = vec![seed];
+    specs.extend((0..8).map(|_| node(Role::Leecher, "f1", 10.0)));
+    let mut s = Swarm::new(data, 256 * 1024, specs);
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    let r = s.reports();
+    let seed_up = r[0].bytes_up as f64 / (8u64 << 20) as f64;
+    eprintln!("origin uploaded {seed_up:.2} copies, fanout {:?}", s.now());
+    assert!(seed_up < 1.6, "origin uploaded {seed_up:.2} copies");
+}
+
+#[test]
+fn a_liar_is_banned_and_the_download_completes() {
+    let data = payload(2 << 20);
+    let specs = vec![
+        node(Role::Seed, "f1", 5.0),
+        node(Role::Liar, "f1", 5.0),
+        node(Role::Leecher, "f1", 10.0),
+    ];
+    let mut s = Swarm::new(data, 64 * 1024, specs);
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    let r = s.reports();
+    assert!(r[2].hash_failures > 0, "the liar was never asked");
+    assert_eq!(r[2].banned, 1, "liar banned");
+}
+
+#[test]
+fn same_inputs_give_the_same_run() {
+    let run = || {
+        let mut specs = vec![node(Role::Seed, "f1", 10.0)];
+        specs.extend((0..4).map(|_| node(Role::Leecher, "f1", 10.0)));
+        let mut s = Swarm::new(payload(2 << 20), 64 * 1024, specs);
+        s.run(Duration::from_secs(60));
+        s.reports()
+            .iter()
+            .map(|r| (r.completed_at, r.bytes_up))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn cross_fabric_traffic_stays_near_one_copy_per_fabric() {
+    let data = payload(4 << 20);
+    let mut specs = vec![node(Role::Seed, "f1", 20.0)];
+    for f in ["f1", "f2", "f3"] {
+        specs.extend((0..4).map(|_| node(Role::Leecher, f, 20.0)));
+    }
+    let mut s = Swarm::new(data, 128 * 1024, specs);
+    s.cross_fabric_rate = 5.0 * MB;
+    s.run(Duration::from_secs(300));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    let r = s.reports();
+    for (fi, f) in ["f2", "f3"].iter().enumerate() {
+        let nodes = &r[1 + 4 * (fi + 1)..1 + 4 * (fi + 2)];
+        let cross: u64 = nodes.iter().map(|x| x.cross_fabric_down).sum();
+        let ratio = cross as f64 / (4u64 << 20) as f64;
+        eprintln!("fabric {f}: {ratio:.2} payload copies crossed in");
+        assert!(
+            ratio < 2.0,
+            "fabric {f} pulled {ratio:.2} copies across fabrics"
+        );
+    }
+}
