@@ -20,6 +20,32 @@ use crate::lengths::Lengths;
 use crate::torrent::{Action, Config, Input, PeerInfo, PeerKey, Torrent};
 use crate::wire::Message;
 
+/// Where nodes learn about each other: a tracker model. `bench/` plugs the real tracker
+/// registry in; tests use [`FullMesh`].
+pub trait PeerSource {
+    /// Node `node` (in `fabric`) announces at virtual time `now`; returns the nodes to hand it.
+    fn announce(&mut self, node: usize, fabric: &str, now: Duration) -> Vec<usize>;
+}
+
+/// Every node learns every other node.
+#[derive(Debug, Default)]
+pub struct FullMesh {
+    nodes: usize,
+}
+
+impl FullMesh {
+    /// A mesh of `nodes` nodes.
+    pub fn new(nodes: usize) -> Self {
+        Self { nodes }
+    }
+}
+
+impl PeerSource for FullMesh {
+    fn announce(&mut self, node: usize, _fabric: &str, _now: Duration) -> Vec<usize> {
+        (0..self.nodes).filter(|&j| j != node).collect()
+    }
+}
+
 /// How a node behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -83,6 +109,7 @@ enum Event {
     Start,
     Input(Input),
     Timer,
+    Announce,
 }
 
 /// The simulated network.
@@ -103,6 +130,11 @@ pub struct Swarm {
     pub cross_fabric_rate: f64,
     /// Last arrival time per directed connection, so messages stay in order.
     last_arrival: HashMap<(usize, PeerKey), Duration>,
+    /// Aggregate capacity into each fabric from outside it, bytes per second (absent = none).
+    fabric_ingress: HashMap<String, (f64, Duration)>,
+    peer_source: Box<dyn PeerSource>,
+    /// How often nodes re-announce (zero: only at start).
+    pub reannounce: Duration,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -145,12 +177,27 @@ impl Swarm {
             latency: Duration::from_millis(1),
             cross_fabric_rate: f64::INFINITY,
             last_arrival: HashMap::new(),
+            fabric_ingress: HashMap::new(),
+            peer_source: Box::new(FullMesh::new(0)),
+            reannounce: Duration::from_secs(5),
         };
+        s.peer_source = Box::new(FullMesh::new(s.nodes.len()));
         for i in 0..s.nodes.len() {
             let at = s.nodes[i].spec.start_at;
             s.schedule(at, i, Event::Start);
         }
         s
+    }
+
+    /// Replaces the tracker model.
+    pub fn set_peer_source(&mut self, source: Box<dyn PeerSource>) {
+        self.peer_source = source;
+    }
+
+    /// Caps the aggregate rate of everything entering `fabric` from other fabrics.
+    pub fn set_fabric_ingress(&mut self, fabric: &str, bytes_per_sec: f64) {
+        self.fabric_ingress
+            .insert(fabric.to_owned(), (bytes_per_sec, Duration::ZERO));
     }
 
     /// Node addresses (what a tracker would hand out).
@@ -222,13 +269,9 @@ impl Swarm {
                 config.peer_id = Self::peer_id(i);
                 let t = Torrent::new(self.lengths, have, config, now, i as u64 + 1);
                 self.nodes[i].torrent = Some(t);
-                // Every node learns every other started-or-not node's address, as from a tracker.
-                let addrs: Vec<_> = (0..self.nodes.len())
-                    .filter(|&j| j != i)
-                    .map(|j| self.nodes[j].addr)
-                    .collect();
-                self.with_torrent(i, |t| t.handle_input(now, Input::PeersDiscovered { addrs }));
+                self.announce(i, now);
             }
+            Event::Announce => self.announce(i, now),
             Event::Input(input) => {
                 if self.nodes[i].torrent.is_none() {
                     return;
@@ -241,6 +284,18 @@ impl Swarm {
             }
         }
         self.drain(i);
+    }
+
+    fn announce(&mut self, i: usize, now: Instant) {
+        let fabric = self.nodes[i].spec.fabric.clone();
+        let peers = self.peer_source.announce(i, &fabric, self.now);
+        let addrs: Vec<_> = peers.into_iter().map(|j| self.nodes[j].addr).collect();
+        self.with_torrent(i, |t| t.handle_input(now, Input::PeersDiscovered { addrs }));
+        let done =
+            self.nodes[i].report.completed_at.is_some() || self.nodes[i].spec.role != Role::Leecher;
+        if !self.reannounce.is_zero() && !done {
+            self.schedule(self.now + self.reannounce, i, Event::Announce);
+        }
     }
 
     fn with_torrent(&mut self, i: usize, f: impl FnOnce(&mut Torrent)) {
@@ -366,7 +421,17 @@ impl Swarm {
             let up_start = self.nodes[i].up_free_at.max(self.now);
             let up_done = up_start + Duration::from_secs_f64(len / self.nodes[i].spec.up_rate);
             self.nodes[i].up_free_at = up_done;
-            let down_start = self.nodes[j].down_free_at.max(up_start + self.latency);
+            let mut down_start = self.nodes[j].down_free_at.max(up_start + self.latency);
+            if cross {
+                if let Some((ingress, free_at)) =
+                    self.fabric_ingress.get_mut(&self.nodes[j].spec.fabric)
+                {
+                    // The fabric's ingress is one shared pipe in front of every host in it.
+                    let start = (*free_at).max(up_start + self.latency);
+                    *free_at = start + Duration::from_secs_f64(len / *ingress);
+                    down_start = down_start.max(*free_at);
+                }
+            }
             let down_done = down_start + Duration::from_secs_f64(len / rate);
             self.nodes[j].down_free_at = down_done;
             at = at.max(down_done).max(up_done + self.latency);
