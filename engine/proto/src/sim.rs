@@ -421,7 +421,8 @@ impl Swarm {
             let up_start = self.nodes[i].up_free_at.max(self.now);
             let up_done = up_start + Duration::from_secs_f64(len / self.nodes[i].spec.up_rate);
             self.nodes[i].up_free_at = up_done;
-            let mut down_start = self.nodes[j].down_free_at.max(up_start + self.latency);
+            let down_start = self.nodes[j].down_free_at.max(up_start + self.latency);
+            let mut down_done = down_start + Duration::from_secs_f64(len / rate);
             if cross {
                 if let Some((ingress, free_at)) =
                     self.fabric_ingress.get_mut(&self.nodes[j].spec.fabric)
@@ -429,10 +430,9 @@ impl Swarm {
                     // The fabric's ingress is one shared pipe in front of every host in it.
                     let start = (*free_at).max(up_start + self.latency);
                     *free_at = start + Duration::from_secs_f64(len / *ingress);
-                    down_start = down_start.max(*free_at);
+                    down_done = down_done.max(*free_at);
                 }
             }
-            let down_done = down_start + Duration::from_secs_f64(len / rate);
             self.nodes[j].down_free_at = down_done;
             at = at.max(down_done).max(up_done + self.latency);
             self.nodes[i].report.bytes_up += data.len() as u64;
