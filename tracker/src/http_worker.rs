@@ -1,0 +1,497 @@
+//! The HTTP tracker: a small hand-written HTTP/1.1 server on tokio serving
+//! `GET /announce`, `GET /scrape`, `GET /stats` and the admin API
+//! (`POST /register`, `POST /unregister`, bearer token).
+//!
+//! Robustness rules: a request (head and body) is at most `max_request_bytes`; receiving
+//! it may take at most `request_timeout_ms`, which is also the idle limit of a keep-alive
+//! connection; at most `max_connections` connections at once; anything that is not a
+//! well-formed request gets a 4xx and the connection is closed. [`respond`] maps a parsed
+//! request to a response without I/O, so it is tested directly.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::InfoHash;
+use proto::tracker::http::{
+    AnnounceRequest, AnnounceResponse, ScrapeResponse, ScrapeStats, encode_failure,
+    parse_scrape_query,
+};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::state::{NOT_REGISTERED, Shared, canonical};
+use crate::stats::bump;
+use crate::swarm::Announce;
+
+/// A request head and body, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpRequest {
+    pub(crate) method: String,
+    /// Path without the query.
+    pub(crate) path: String,
+    /// Raw query (after `?`), still percent-encoded.
+    pub(crate) query: Vec<u8>,
+    pub(crate) authorization: Option<String>,
+    pub(crate) keep_alive: bool,
+    pub(crate) body: Vec<u8>,
+}
+
+/// A response to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn ok(content_type: &'static str, body: Vec<u8>) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            body,
+        }
+    }
+
+    fn text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            content_type: "text/plain",
+            body: format!("{body}\n").into_bytes(),
+        }
+    }
+
+    fn encode(&self, keep_alive: bool) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            413 => "Payload Too Large",
+            _ => "Error",
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len(),
+            if keep_alive { "keep-alive" } else { "close" },
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// Why a request could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// Not HTTP/1.x, or a malformed line.
+    Malformed,
+    /// Over the size bound.
+    TooLarge,
+}
+
+/// Parses a request head (everything before the blank line). Returns the request without
+/// its body and the declared body length.
+pub(crate) fn parse_head(head: &[u8]) -> Result<(HttpRequest, usize), HeadError> {
+    let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed)?;
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next().ok_or(HeadError::Malformed)?.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (first.next(), first.next(), first.next(), first.next())
+    else {
+        return Err(HeadError::Malformed);
+    };
+    let http11 = match version {
+        "HTTP/1.1" => true,
+        "HTTP/1.0" => false,
+        _ => return Err(HeadError::Malformed),
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(HeadError::Malformed);
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, q.as_bytes().to_vec()),
+        None => (target, Vec::new()),
+    };
+    if !path.starts_with('/') {
+        return Err(HeadError::Malformed);
+    }
+    let mut req = HttpRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query,
+        authorization: None,
+        keep_alive: http11,
+        body: Vec::new(),
+    };
+    let mut content_length = 0usize;
+    for line in lines {
+        let (name, value) = line.split_once(':').ok_or(HeadError::Malformed)?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = value.parse().map_err(|_| HeadError::Malformed)?;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if value.eq_ignore_ascii_case("close") {
+                req.keep_alive = false;
+            } else if value.eq_ignore_ascii_case("keep-alive") {
+                req.keep_alive = true;
+            }
+        } else if name.eq_ignore_ascii_case("authorization") {
+            req.authorization = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked bodies are not needed by any client of this API: refuse them rather
+            // than mis-frame the next request.
+            return Err(HeadError::Malformed);
+        }
+    }
+    Ok((req, content_length))
+}
+
+/// Compares without an early exit, so the token cannot be guessed byte by byte by timing.
+fn same_token(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Maps one request to its response (no I/O; `peer` is the connection's address).
+pub(crate) fn respond(
+    shared: &Shared,
+    rng: &mut SmallRng,
+    req: &HttpRequest,
+    peer: SocketAddr,
+) -> HttpResponse {
+    let path = req.path.trim_end_matches('/');
+    match (req.method.as_str(), path) {
+        ("GET", "/announce") => announce(shared, rng, &req.query, peer),
+        ("GET", "/scrape") => scrape(shared, &req.query),
+        ("GET", "/stats") => HttpResponse::ok(
+            "application/json",
+            serde_json::to_vec(&shared.stats()).unwrap_or_default(),
+        ),
+        ("POST", "/register") | ("POST", "/unregister") => admin(shared, req, path),
+        (_, "/announce" | "/scrape" | "/stats" | "/register" | "/unregister") => {
+            bump(&shared.stats.http_bad_request);
+            HttpResponse::text(405, "method not allowed")
+        }
+        _ => {
+            bump(&shared.stats.http_bad_request);
+            HttpResponse::text(404, "not found")
+        }
+    }
+}
+
+fn failure(shared: &Shared, reason: &str) -> HttpResponse {
+    bump(&shared.stats.http_failure);
+    let mut body = Vec::new();
+    encode_failure(reason, &mut body);
+    // BEP 3: failures are a 200 with a `failure reason`, which every client shows.
+    HttpResponse::ok("text/plain", body)
+}
+
+fn announce(shared: &Shared, rng: &mut SmallRng, query: &[u8], peer: SocketAddr) -> HttpResponse {
+    let req = match AnnounceRequest::parse_query(query) {
+        Ok(r) => r,
+        Err(e) => return failure(shared, &e.to_string()),
+    };
+    let ip = match req.ip {
+        Some(ip) if shared.config.http.trust_ip_param => ip,
+        _ => canonical(peer).ip(),
+    };
+    let fabric = shared.fabric_of(req.fabric.as_deref(), ip);
+    let mut resp = AnnounceResponse {
+        interval: shared.swarm.interval,
+        ..Default::default()
+    };
+    let counts = match ip {
+        IpAddr::V4(v4) => {
+            let a = Announce {
+                peer_id: req.peer_id,
+                addr: SocketAddrV4::new(v4, req.port),
+                left: req.left,
+                event: req.event,
+                fabric,
+                numwant: req.numwant,
+            };
+            shared.announce(req.info_hash, &a, rng, &mut resp.peers)
+        }
+        IpAddr::V6(v6) => {
+            let a = Announce {
+                peer_id: req.peer_id,
+                addr: SocketAddrV6::new(v6, req.port, 0, 0),
+                left: req.left,
+                event: req.event,
+                fabric,
+                numwant: req.numwant,
+            };
+            shared.announce(req.info_hash, &a, rng, &mut resp.peers6)
+        }
+    };
+    match counts {
+        Ok(c) => {
+            bump(&shared.stats.http_announce);
+            resp.complete = c.seeders;
+            resp.incomplete = c.leechers;
+            let mut body = Vec::new();
+            resp.encode(&mut body);
+            HttpResponse::ok("text/plain", body)
+        }
+        Err(()) => failure(shared, NOT_REGISTERED),
+    }
+}
+
+fn scrape(shared: &Shared, query: &[u8]) -> HttpResponse {
+    let max = shared.config.udp.max_scrape_torrents;
+    let hashes = match parse_scrape_query(query, max) {
+        Ok(h) if h.is_empty() => return failure(shared, "full scrape is not supported"),
+        Ok(h) => h,
+        Err(e) => return failure(shared, &e.to_string()),
+    };
+    bump(&shared.stats.http_scrape);
+    let files = hashes
+        .into_iter()
+        .map(|h| {
+            let c = shared.scrape(&h);
+            (
+                h,
+                ScrapeStats {
+                    complete: c.seeders,
+                    downloaded: c.completed,
+                    incomplete: c.leechers,
+                },
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    ScrapeResponse { files }.encode(&mut body);
+    HttpResponse::ok("text/plain", body)
+}
+
+fn admin(shared: &Shared, req: &HttpRequest, path: &str) -> HttpResponse {
+    let Some(token) = &shared.admin_token else {
+        bump(&shared.stats.http_bad_request);
+        return HttpResponse::text(403, "admin API disabled: no token configured");
+    };
+    let given = req
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same_token(given.trim(), token) {
+        bump(&shared.stats.http_bad_request);
+        return HttpResponse::text(401, "bad or missing bearer token");
+    }
+    let Ok(text) = std::str::from_utf8(&req.body) else {
+        bump(&shared.stats.http_bad_request);
+        return HttpResponse::text(400, "body must be hex info-hashes, one per line");
+    };
+    let hashes = match crate::access::parse_whitelist(text) {
+        Ok(h) if !h.is_empty() => h,
+        _ => {
+            bump(&shared.stats.http_bad_request);
+            return HttpResponse::text(400, "body must be hex info-hashes, one per line");
+        }
+    };
+    let changed = hashes
+        .iter()
+        .filter(|h: &&InfoHash| {
+            if path == "/register" {
+                shared.register(**h)
+            } else {
+                shared.unregister(h)
+            }
+        })
+        .count();
+    tracing::info!(path, count = hashes.len(), changed, "admin request");
+    HttpResponse::text(200, &format!("ok {changed}"))
+}
+
+/// Accepts connections until the task is dropped (that drops every connection too).
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    let limit = match shared.config.http.max_connections {
+        0 => Semaphore::MAX_PERMITS,
+        n => n,
+    };
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut conns = JoinSet::new();
+    let mut seed = 0u64;
+    loop {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        seed += 1;
+        let shared = shared.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(stream, peer, &shared, seed).await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        });
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    seed: u64,
+) -> std::io::Result<()> {
+    let cfg = &shared.config.http;
+    let max = if cfg.max_request_bytes == 0 {
+        1024
+    } else {
+        cfg.max_request_bytes
+    };
+    let timeout = Duration::from_millis(if cfg.request_timeout_ms == 0 {
+        1000
+    } else {
+        cfg.request_timeout_ms
+    });
+    let mut rng = SmallRng::seed_from_u64(seed ^ u64::from(peer.port()));
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let read = tokio::time::timeout(timeout, read_request(&mut stream, &mut buf, max)).await;
+        let (req, used) = match read {
+            Err(_) => return Ok(()), // timed out: close quietly
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(None)) => return Ok(()), // clean close between requests
+            Ok(Ok(Some(Ok(r)))) => r,
+            Ok(Ok(Some(Err(err)))) => {
+                bump(&shared.stats.http_bad_request);
+                let resp = match err {
+                    HeadError::TooLarge => HttpResponse::text(413, "request too large"),
+                    HeadError::Malformed => HttpResponse::text(400, "bad request"),
+                };
+                stream.write_all(&resp.encode(false)).await?;
+                return Ok(());
+            }
+        };
+        buf.drain(..used);
+        let resp = respond(shared, &mut rng, &req, peer);
+        stream.write_all(&resp.encode(req.keep_alive)).await?;
+        if !req.keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads one request (head and body) into `buf`. `Ok(None)`: the peer closed before a
+/// new request began. Returns the request and how many bytes of `buf` it used.
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<Result<(HttpRequest, usize), HeadError>>> {
+    let mut chunk = [0u8; 2048];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() >= max {
+            return Ok(Some(Err(HeadError::TooLarge)));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(if buf.is_empty() {
+                None
+            } else {
+                Some(Err(HeadError::Malformed))
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let (mut req, body_len) = match parse_head(&buf[..head_end]) {
+        Ok(x) => x,
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    let body_start = head_end + 4;
+    let total = body_start.saturating_add(body_len);
+    if total > max {
+        return Ok(Some(Err(HeadError::TooLarge)));
+    }
+    while buf.len() < total {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Some(Err(HeadError::Malformed)));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    req.body = buf[body_start..total].to_vec();
+    Ok(Some(Ok((req, total))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_parse_with_keep_alive_defaults() {
+        let (r, len) = parse_head(b"GET /announce?a=1 HTTP/1.1\r\nHost: x").unwrap();
+        assert_eq!(
+            (r.path.as_str(), &r.query[..], r.keep_alive, len),
+            ("/announce", &b"a=1"[..], true, 0)
+        );
+        let (r, _) = parse_head(b"GET / HTTP/1.0").unwrap();
+        assert!(!r.keep_alive);
+        let (r, len) = parse_head(
+            b"POST /register HTTP/1.1\r\nAuthorization: Bearer t\r\nContent-Length: 41\r\nConnection: close",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.authorization.as_deref(), len, r.keep_alive),
+            (Some("Bearer t"), 41, false)
+        );
+    }
+
+    #[test]
+    fn garbage_heads_are_malformed() {
+        for bad in [
+            &b""[..],
+            b"GET",
+            b"GET /x",
+            b"GET /x HTTP/2",
+            b"get /x HTTP/1.1",
+            b"GET x HTTP/1.1",
+            b"GET /x HTTP/1.1\r\nno colon",
+            b"GET /x HTTP/1.1\r\nContent-Length: -1",
+            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(
+                parse_head(bad).map(|_| ()),
+                Err(HeadError::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abd", "abc"));
+        assert!(!same_token("ab", "abc"));
+        assert!(!same_token("", "abc"));
+    }
+}

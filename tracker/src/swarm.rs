@@ -1,0 +1,798 @@
+//! The swarm registry, sans-IO: which peers are in which torrent, in which fabric, until
+//! when. Time (`now`, whole seconds on the tracker's clock) and randomness are arguments.
+//!
+//! Invariants, per torrent and address family ([`PeerMap`]):
+//! - every peer is in exactly one fabric group, and `index[peer_id]` names its slot;
+//! - `seeders + leechers` equals the number of peers;
+//! - a peer whose `expires` is not after `now` is gone after the next [`Torrents::clean`];
+//! - a peer list never contains the announcer and has at most `numwant` entries, of which
+//!   at most [`SwarmConfig::bridges`] are from another fabric when the announcer's fabric
+//!   is known.
+
+use std::collections::HashMap;
+use std::net::{SocketAddrV4, SocketAddrV6};
+
+use proto::tracker::AnnounceEvent;
+use proto::{InfoHash, PeerId};
+use rand::Rng;
+
+/// Whole seconds on the tracker's own clock (since it started).
+pub type Secs = u32;
+
+/// A fabric, as a 64-bit hash of its name (no interning, so no shared table between
+/// workers); [`FabricId::UNKNOWN`] when the peer did not say and no map matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FabricId(pub u64);
+
+impl FabricId {
+    /// The peer's fabric is not known: it gets a uniform sample of the swarm.
+    pub const UNKNOWN: Self = Self(0);
+
+    /// FNV-1a of the name; 0 is remapped so that it stays [`FabricId::UNKNOWN`].
+    pub fn from_name(name: &str) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Self(h.max(1))
+    }
+
+    /// True for a known fabric.
+    pub fn is_known(self) -> bool {
+        self != Self::UNKNOWN
+    }
+}
+
+/// Knobs of peer handout and expiry (a copy of the relevant config fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwarmConfig {
+    /// Seconds between regular announces, sent to clients.
+    pub interval: Secs,
+    /// Extra seconds a silent peer is kept after its interval.
+    pub grace: Secs,
+    /// Peers handed out when the client does not say.
+    pub default_numwant: u32,
+    /// Most peers handed out in one reply.
+    pub max_numwant: u32,
+    /// Most cross-fabric peers handed to a peer whose fabric is known.
+    pub bridges: u32,
+}
+
+/// Address types a peer list can hold.
+pub trait PeerAddr: Copy + Eq + std::fmt::Debug {}
+impl PeerAddr for SocketAddrV4 {}
+impl PeerAddr for SocketAddrV6 {}
+
+/// One announce, as the registry needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Announce<A> {
+    /// The announcing peer.
+    pub peer_id: PeerId,
+    /// Where other peers reach it.
+    pub addr: A,
+    /// Bytes it still misses (0: seeder).
+    pub left: u64,
+    /// Life-cycle event.
+    pub event: AnnounceEvent,
+    /// Its fabric.
+    pub fabric: FabricId,
+    /// Peers it asked for (`None`: default).
+    pub numwant: Option<u32>,
+}
+
+/// Counters sent with every announce reply and scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TorrentCounts {
+    /// Peers with the whole torrent.
+    pub seeders: u32,
+    /// Peers still downloading.
+    pub leechers: u32,
+    /// `completed` events seen since the torrent appeared on this tracker.
+    pub completed: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Peer<A> {
+    id: PeerId,
+    addr: A,
+    seeder: bool,
+    expires: Secs,
+}
+
+#[derive(Debug)]
+struct Group<A> {
+    fabric: FabricId,
+    peers: Vec<Peer<A>>,
+}
+
+/// The peers of one torrent and one address family, grouped by fabric.
+#[derive(Debug)]
+pub struct PeerMap<A> {
+    groups: Vec<Group<A>>,
+    /// peer id → (group, position).
+    index: HashMap<PeerId, (u32, u32)>,
+    seeders: u32,
+    leechers: u32,
+}
+
+impl<A> Default for PeerMap<A> {
+    fn default() -> Self {
+        Self {
+            groups: Vec::new(),
+            index: HashMap::new(),
+            seeders: 0,
+            leechers: 0,
+        }
+    }
+}
+
+fn idx(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 peers per torrent")
+}
+
+impl<A: PeerAddr> PeerMap<A> {
+    /// Number of peers.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when no peer is left.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn count(&mut self, seeder: bool, delta: i32) {
+        let c = if seeder {
+            &mut self.seeders
+        } else {
+            &mut self.leechers
+        };
+        *c = c.wrapping_add_signed(delta);
+    }
+
+    /// Removes the peer in `(g, pos)`, keeping `index` right for the peer moved into its
+    /// slot.
+    fn remove_at(&mut self, g: usize, pos: usize) -> Peer<A> {
+        let peers = &mut self.groups[g].peers;
+        let gone = peers.swap_remove(pos);
+        if let Some(moved) = peers.get(pos) {
+            self.index.insert(moved.id, (idx(g), idx(pos)));
+        }
+        self.index.remove(&gone.id);
+        self.count(gone.seeder, -1);
+        gone
+    }
+
+    fn group_of(&mut self, fabric: FabricId) -> usize {
+        match self.groups.iter().position(|g| g.fabric == fabric) {
+            Some(g) => g,
+            None => {
+                self.groups.push(Group {
+                    fabric,
+                    peers: Vec::new(),
+                });
+                self.groups.len() - 1
+            }
+        }
+    }
+
+    /// Inserts or refreshes a peer. Returns whether it was a known leecher before (for
+    /// counting completions once).
+    fn upsert(&mut self, a: &Announce<A>, expires: Secs) -> Option<bool> {
+        let seeder = a.left == 0;
+        let previous = match self.index.get(&a.peer_id).copied() {
+            Some((g, pos)) if self.groups[g as usize].fabric == a.fabric => {
+                let p = &mut self.groups[g as usize].peers[pos as usize];
+                let was_seeder = p.seeder;
+                p.addr = a.addr;
+                p.seeder = seeder;
+                p.expires = expires;
+                if was_seeder != seeder {
+                    self.count(was_seeder, -1);
+                    self.count(seeder, 1);
+                }
+                return Some(was_seeder);
+            }
+            // Known, but it moved fabric: take it out and re-insert below.
+            Some((g, pos)) => Some(self.remove_at(g as usize, pos as usize).seeder),
+            None => None,
+        };
+        let g = self.group_of(a.fabric);
+        let peers = &mut self.groups[g].peers;
+        peers.push(Peer {
+            id: a.peer_id,
+            addr: a.addr,
+            seeder,
+            expires,
+        });
+        self.index.insert(a.peer_id, (idx(g), idx(peers.len() - 1)));
+        self.count(seeder, 1);
+        previous
+    }
+
+    fn remove(&mut self, id: &PeerId) {
+        if let Some((g, pos)) = self.index.get(id).copied() {
+            self.remove_at(g as usize, pos as usize);
+        }
+    }
+
+    /// Appends up to `want` peers of the groups selected by `pick` to `out`, never `me`,
+    /// starting at a random offset of their concatenation (contiguous runs are as good as a
+    /// random sample here: swap-removal keeps shuffling the order).
+    fn sample(
+        &self,
+        pick: impl Fn(FabricId) -> bool + Copy,
+        me: &PeerId,
+        want: usize,
+        rng: &mut impl Rng,
+        out: &mut Vec<A>,
+    ) -> usize {
+        let total: usize = self
+            .groups
+            .iter()
+            .filter(|g| pick(g.fabric))
+            .map(|g| g.peers.len())
+            .sum();
+        if want == 0 || total == 0 {
+            return 0;
+        }
+        let start = rng.gen_range(0..total);
+        let mut added = 0;
+        let mut seen = 0;
+        // Two passes over the concatenation: from `start` to the end, then from 0 to `start`.
+        for pass in 0..2 {
+            let mut offset = 0;
+            for g in self.groups.iter().filter(|g| pick(g.fabric)) {
+                let (lo, hi) = (offset, offset + g.peers.len());
+                offset = hi;
+                let (from, to) = if pass == 0 {
+                    (start.max(lo), hi)
+                } else {
+                    (lo, start.min(hi))
+                };
+                if from >= to {
+                    continue;
+                }
+                for p in &g.peers[from - lo..to - lo] {
+                    seen += 1;
+                    if p.id != *me {
+                        out.push(p.addr);
+                        added += 1;
+                        if added == want {
+                            return added;
+                        }
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(seen, total);
+        added
+    }
+
+    /// Up to `want` cross-fabric peers, each drawn independently so that bridges spread over
+    /// the other fabrics instead of coming from one run of one fabric.
+    fn bridges(&self, mine: FabricId, want: usize, rng: &mut impl Rng, out: &mut Vec<A>) -> usize {
+        let others: Vec<&Group<A>> = self
+            .groups
+            .iter()
+            .filter(|g| g.fabric != mine && !g.peers.is_empty())
+            .collect();
+        let total: usize = others.iter().map(|g| g.peers.len()).sum();
+        let want = want.min(total);
+        if want == total {
+            for g in &others {
+                out.extend(g.peers.iter().map(|p| p.addr));
+            }
+            return total;
+        }
+        let first = out.len();
+        let mut tries = 0;
+        while out.len() - first < want && tries < 8 * want {
+            tries += 1;
+            let g = others[rng.gen_range(0..others.len())];
+            let p = g.peers[rng.gen_range(0..g.peers.len())].addr;
+            if !out[first..].contains(&p) {
+                out.push(p);
+            }
+        }
+        out.len() - first
+    }
+
+    /// Fills `out` for an announcer of fabric `fabric`.
+    fn select(
+        &self,
+        fabric: FabricId,
+        me: &PeerId,
+        numwant: usize,
+        bridges: usize,
+        rng: &mut impl Rng,
+        out: &mut Vec<A>,
+    ) {
+        if !fabric.is_known() {
+            self.sample(|_| true, me, numwant, rng, out);
+            return;
+        }
+        let cross_wanted = bridges.min(numwant);
+        let same = self.sample(|f| f == fabric, me, numwant - cross_wanted, rng, out);
+        // Bridges are capped: a small fabric gets fewer peers, not more cross traffic.
+        let _ = same;
+        self.bridges(fabric, cross_wanted, rng, out);
+    }
+
+    fn clean(&mut self, now: Secs) {
+        for g in (0..self.groups.len()).rev() {
+            let mut pos = 0;
+            while pos < self.groups[g].peers.len() {
+                if self.groups[g].peers[pos].expires <= now {
+                    self.remove_at(g, pos);
+                } else {
+                    pos += 1;
+                }
+            }
+        }
+        if self.groups.iter().any(|g| g.peers.is_empty()) {
+            self.groups.retain(|g| !g.peers.is_empty());
+            // Group numbers shifted: rebuild the index.
+            self.index.clear();
+            for (g, group) in self.groups.iter().enumerate() {
+                for (pos, p) in group.peers.iter().enumerate() {
+                    self.index.insert(p.id, (idx(g), idx(pos)));
+                }
+            }
+        }
+    }
+}
+
+/// One torrent: its IPv4 and IPv6 peers and its completion counter.
+#[derive(Debug, Default)]
+pub struct Torrent {
+    v4: PeerMap<SocketAddrV4>,
+    v6: PeerMap<SocketAddrV6>,
+    completed: u32,
+}
+
+impl Torrent {
+    fn counts(&self) -> TorrentCounts {
+        TorrentCounts {
+            seeders: self.v4.seeders + self.v6.seeders,
+            leechers: self.v4.leechers + self.v6.leechers,
+            completed: self.completed,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+}
+
+/// Access to the family-specific map of a torrent.
+pub trait Family: PeerAddr {
+    /// The map of this family.
+    fn map(t: &mut Torrent) -> &mut PeerMap<Self>;
+}
+impl Family for SocketAddrV4 {
+    fn map(t: &mut Torrent) -> &mut PeerMap<Self> {
+        &mut t.v4
+    }
+}
+impl Family for SocketAddrV6 {
+    fn map(t: &mut Torrent) -> &mut PeerMap<Self> {
+        &mut t.v6
+    }
+}
+
+/// All torrents of one shard.
+#[derive(Debug, Default)]
+pub struct Torrents {
+    map: HashMap<InfoHash, Torrent>,
+}
+
+impl Torrents {
+    /// Records an announce and appends the reply's peers (same family as the announcer) to
+    /// `out`. Returns the counters after the announce.
+    pub fn announce<A: Family>(
+        &mut self,
+        cfg: &SwarmConfig,
+        info_hash: InfoHash,
+        a: &Announce<A>,
+        now: Secs,
+        rng: &mut impl Rng,
+        out: &mut Vec<A>,
+    ) -> TorrentCounts {
+        if a.event == AnnounceEvent::Stopped {
+            // Do not create a torrent just to remove a peer from it.
+            let Some(t) = self.map.get_mut(&info_hash) else {
+                return TorrentCounts::default();
+            };
+            A::map(t).remove(&a.peer_id);
+            let counts = t.counts();
+            if t.is_empty() {
+                self.map.remove(&info_hash);
+            }
+            return counts;
+        }
+        let t = self.map.entry(info_hash).or_default();
+        let expires = now.saturating_add(cfg.interval).saturating_add(cfg.grace);
+        let was_seeder = A::map(t).upsert(a, expires);
+        // Count a completion once per peer: a peer that never was a seeder here.
+        if a.event == AnnounceEvent::Completed && was_seeder != Some(true) {
+            t.completed = t.completed.saturating_add(1);
+        }
+        let numwant = a
+            .numwant
+            .unwrap_or(cfg.default_numwant)
+            .min(cfg.max_numwant) as usize;
+        A::map(t).select(
+            a.fabric,
+            &a.peer_id,
+            numwant,
+            cfg.bridges as usize,
+            rng,
+            out,
+        );
+        t.counts()
+    }
+
+    /// Counters of a torrent (zero when unknown).
+    pub fn scrape(&self, info_hash: &InfoHash) -> TorrentCounts {
+        self.map
+            .get(info_hash)
+            .map(Torrent::counts)
+            .unwrap_or_default()
+    }
+
+    /// Drops peers whose time ran out, then torrents left empty.
+    pub fn clean(&mut self, now: Secs) {
+        self.map.retain(|_, t| {
+            t.v4.clean(now);
+            t.v6.clean(now);
+            !t.is_empty()
+        });
+    }
+
+    /// Forgets a torrent (it was unregistered).
+    pub fn remove(&mut self, info_hash: &InfoHash) {
+        self.map.remove(info_hash);
+    }
+
+    /// Keeps only the torrents `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&InfoHash) -> bool) {
+        self.map.retain(|h, _| keep(h));
+    }
+
+    /// Number of torrents with at least one peer.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no torrent has a peer.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Total peers over all torrents.
+    pub fn peers(&self) -> usize {
+        self.map.values().map(|t| t.v4.len() + t.v6.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    const CFG: SwarmConfig = SwarmConfig {
+        interval: 100,
+        grace: 20,
+        default_numwant: 50,
+        max_numwant: 80,
+        bridges: 2,
+    };
+
+    fn pid(n: u32) -> PeerId {
+        let mut id = [0u8; 20];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        PeerId(id)
+    }
+
+    fn addr(n: u32) -> SocketAddrV4 {
+        SocketAddrV4::new(std::net::Ipv4Addr::from(0x0a00_0000 + n), 6881)
+    }
+
+    fn ann(n: u32, fabric: &str, left: u64, event: AnnounceEvent) -> Announce<SocketAddrV4> {
+        Announce {
+            peer_id: pid(n),
+            addr: addr(n),
+            left,
+            event,
+            fabric: if fabric.is_empty() {
+                FabricId::UNKNOWN
+            } else {
+                FabricId::from_name(fabric)
+            },
+            numwant: None,
+        }
+    }
+
+    const H: InfoHash = InfoHash([7; 20]);
+
+    #[test]
+    fn announce_counts_seeders_leechers_and_completions_once() {
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut out = Vec::new();
+        t.announce(
+            &CFG,
+            H,
+            &ann(1, "", 0, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        let c = t.announce(
+            &CFG,
+            H,
+            &ann(2, "", 10, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!((c.seeders, c.leechers, c.completed), (1, 1, 0));
+        let c = t.announce(
+            &CFG,
+            H,
+            &ann(2, "", 0, AnnounceEvent::Completed),
+            1,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!((c.seeders, c.leechers, c.completed), (2, 0, 1));
+        // A repeated completed event from a seeder is not counted again.
+        let c = t.announce(
+            &CFG,
+            H,
+            &ann(2, "", 0, AnnounceEvent::Completed),
+            2,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(c.completed, 1);
+        let c = t.announce(
+            &CFG,
+            H,
+            &ann(1, "", 0, AnnounceEvent::Stopped),
+            3,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!((c.seeders, c.leechers), (1, 0));
+        assert_eq!(t.scrape(&H).seeders, 1);
+    }
+
+    #[test]
+    fn peers_expire_after_interval_plus_grace() {
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut out = Vec::new();
+        t.announce(
+            &CFG,
+            H,
+            &ann(1, "", 5, AnnounceEvent::Started),
+            10,
+            &mut rng,
+            &mut out,
+        );
+        t.announce(
+            &CFG,
+            H,
+            &ann(2, "", 5, AnnounceEvent::Started),
+            50,
+            &mut rng,
+            &mut out,
+        );
+        // Peer 1 expires at 10 + 100 + 20 = 130; peer 2 at 170.
+        t.clean(129);
+        assert_eq!(t.scrape(&H).leechers, 2);
+        t.clean(130);
+        assert_eq!(t.scrape(&H).leechers, 1);
+        // A re-announce pushes expiry forward.
+        t.announce(
+            &CFG,
+            H,
+            &ann(2, "", 5, AnnounceEvent::None),
+            160,
+            &mut rng,
+            &mut out,
+        );
+        t.clean(200);
+        assert_eq!(t.scrape(&H).leechers, 1);
+        t.clean(280);
+        assert!(t.is_empty(), "empty torrents are dropped");
+    }
+
+    #[test]
+    fn stopped_for_unknown_torrent_creates_nothing() {
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut out = Vec::new();
+        t.announce(
+            &CFG,
+            H,
+            &ann(1, "", 5, AnnounceEvent::Stopped),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn same_fabric_first_and_bridges_capped() {
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut out = Vec::new();
+        // 10 peers in f1 (ids 0..10), 10 in f2 (10..20), 10 in f3 (20..30).
+        for n in 0..30 {
+            let f = ["f1", "f2", "f3"][(n / 10) as usize];
+            t.announce(
+                &CFG,
+                H,
+                &ann(n, f, 5, AnnounceEvent::Started),
+                0,
+                &mut rng,
+                &mut out,
+            );
+        }
+        for _ in 0..50 {
+            out.clear();
+            let a = Announce {
+                numwant: Some(20),
+                ..ann(3, "f1", 5, AnnounceEvent::None)
+            };
+            t.announce(&CFG, H, &a, 1, &mut rng, &mut out);
+            let same: Vec<_> = out
+                .iter()
+                .filter(|p| (p.ip().octets()[3] as u32) < 10)
+                .collect();
+            let cross = out.len() - same.len();
+            assert_eq!(same.len(), 9, "all other f1 peers first: {out:?}");
+            assert_eq!(cross, 2, "exactly `bridges` cross-fabric peers");
+            assert!(!out.contains(&addr(3)), "never the announcer");
+            let mut dedup = out.clone();
+            dedup.sort_by_key(|a| a.ip().octets());
+            dedup.dedup();
+            assert_eq!(dedup.len(), out.len(), "no duplicates");
+        }
+    }
+
+    #[test]
+    fn bridges_zero_keeps_lists_inside_the_fabric() {
+        let cfg = SwarmConfig { bridges: 0, ..CFG };
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut out = Vec::new();
+        for n in 0..6 {
+            let f = if n < 3 { "a" } else { "b" };
+            t.announce(
+                &cfg,
+                H,
+                &ann(n, f, 5, AnnounceEvent::Started),
+                0,
+                &mut rng,
+                &mut out,
+            );
+        }
+        out.clear();
+        t.announce(
+            &cfg,
+            H,
+            &ann(0, "a", 5, AnnounceEvent::None),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|p| p.ip().octets()[3] < 3));
+    }
+
+    #[test]
+    fn unknown_fabric_gets_a_uniform_sample() {
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut out = Vec::new();
+        for n in 0..20 {
+            let f = if n % 2 == 0 { "a" } else { "b" };
+            t.announce(
+                &CFG,
+                H,
+                &ann(n, f, 5, AnnounceEvent::Started),
+                0,
+                &mut rng,
+                &mut out,
+            );
+        }
+        out.clear();
+        t.announce(
+            &CFG,
+            H,
+            &ann(99, "", 5, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(out.len(), 20, "everyone but itself");
+    }
+
+    #[test]
+    fn moving_fabric_keeps_one_entry() {
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut out = Vec::new();
+        t.announce(
+            &CFG,
+            H,
+            &ann(1, "a", 5, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        t.announce(
+            &CFG,
+            H,
+            &ann(2, "a", 5, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        let c = t.announce(
+            &CFG,
+            H,
+            &ann(1, "b", 5, AnnounceEvent::None),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(c.leechers, 2);
+        out.clear();
+        t.announce(
+            &CFG,
+            H,
+            &ann(3, "b", 5, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        // Peer 1 now in b (same fabric), peer 2 in a as a bridge.
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], addr(1));
+    }
+
+    proptest! {
+        #[test]
+        fn lists_are_bounded_and_never_contain_the_announcer(
+            ops in proptest::collection::vec((0u32..40, 0usize..4, any::<bool>(), 0u32..4, 0u32..120), 1..300),
+            seed in any::<u64>(),
+        ) {
+            let mut t = Torrents::default();
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut out = Vec::new();
+            let fabrics = ["", "a", "b", "c"];
+            for (n, f, seeder, ev, numwant) in ops {
+                out.clear();
+                let a = Announce {
+                    numwant: Some(numwant),
+                    ..ann(n, fabrics[f], if seeder { 0 } else { 1 }, AnnounceEvent::from_udp(ev).unwrap())
+                };
+                t.announce(&CFG, H, &a, n, &mut rng, &mut out);
+                prop_assert!(out.len() <= numwant.min(CFG.max_numwant) as usize);
+                prop_assert!(!out.contains(&addr(n)));
+                t.clean(n / 2);
+                let c = t.scrape(&H);
+                prop_assert_eq!((c.seeders + c.leechers) as usize, t.peers());
+            }
+        }
+    }
+}
