@@ -17,3 +17,7 @@ pub mod disk;
 pub mod meta;
 pub mod storage;
 pub mod verify;
+pub mod connection;
+pub mod net;
+pub(crate) mod driver;
+pub mod session;

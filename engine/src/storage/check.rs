@@ -100,6 +100,7 @@ mod tests {
                 .map(|(i, &len)| FileEntry {
                     path: format!("t/f{i}").into(),
                     len,
+                    pad: false,
                 })
                 .collect(),
         )

@@ -19,6 +19,9 @@ pub struct FileEntry {
     pub path: PathBuf,
     /// Length in bytes.
     pub len: u64,
+    /// BEP 47 padding file: its bytes are zeros, never stored (reads give zeros, writes are
+    /// dropped), and several pad files may share a path.
+    pub pad: bool,
 }
 
 /// A part of a payload range that lies in one file.
@@ -70,7 +73,7 @@ impl FileLayout {
         let mut seen = std::collections::HashSet::new();
         for f in &files {
             check_relative(&f.path)?;
-            if !seen.insert(f.path.clone()) {
+            if !f.pad && !seen.insert(f.path.clone()) {
                 return Err(Error::DuplicatePath {
                     path: f.path.display().to_string(),
                 });
@@ -102,6 +105,7 @@ impl FileLayout {
         Self::new(vec![FileEntry {
             path: path.into(),
             len,
+            pad: false,
         }])
     }
 
@@ -170,6 +174,7 @@ mod tests {
                 .map(|(i, &len)| FileEntry {
                     path: PathBuf::from(format!("d/f{i}")),
                     len,
+                    pad: false,
                 })
                 .collect(),
         )
@@ -262,10 +267,12 @@ mod tests {
             FileEntry {
                 path: "a".into(),
                 len: 1,
+                pad: false,
             },
             FileEntry {
                 path: "a/b".into(),
                 len: 1,
+                pad: false,
             },
         ]);
         assert!(matches!(r, Err(Error::DuplicatePath { .. })));

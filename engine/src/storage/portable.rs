@@ -18,7 +18,8 @@ use super::{Error, FileLayout, Mode, OpenOptions, Preallocate, Result, Storage};
 #[derive(Debug)]
 pub struct PortableStorage {
     layout: FileLayout,
-    files: Vec<File>,
+    /// `None` for BEP 47 pad files, which are never stored.
+    files: Vec<Option<File>>,
     paths: Vec<PathBuf>,
     existing: Vec<u64>,
     writable: bool,
@@ -63,6 +64,12 @@ impl PortableStorage {
         for entry in layout.files() {
             super::layout::check_relative(&entry.path)?;
             let path = root.join(&entry.path);
+            if entry.pad {
+                files.push(None);
+                paths.push(path);
+                existing.push(entry.len);
+                continue;
+            }
             let file = match opts.mode {
                 Mode::ReadOnly => {
                     let f = File::open(&path).map_err(io_err("open", &path))?;
@@ -102,7 +109,7 @@ impl PortableStorage {
                     f
                 }
             };
-            files.push(file);
+            files.push(Some(file));
             paths.push(path);
         }
         Ok(Self {
@@ -134,20 +141,24 @@ impl Storage for PortableStorage {
             });
         }
         for seg in self.layout.segments(offset, data.len())? {
-            let path = &self.paths[seg.file];
-            self.files[seg.file]
-                .write_all_at(&data[seg.buf], seg.file_offset)
-                .map_err(io_err("write", path))?;
+            let Some(file) = &self.files[seg.file] else {
+                continue; // pad file: zeros by definition
+            };
+            file.write_all_at(&data[seg.buf], seg.file_offset)
+                .map_err(io_err("write", &self.paths[seg.file]))?;
         }
         Ok(())
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         for seg in self.layout.segments(offset, buf.len())? {
-            let path = &self.paths[seg.file];
-            self.files[seg.file]
-                .read_exact_at(&mut buf[seg.buf], seg.file_offset)
-                .map_err(io_err("read", path))?;
+            let dst = &mut buf[seg.buf];
+            match &self.files[seg.file] {
+                Some(file) => file
+                    .read_exact_at(dst, seg.file_offset)
+                    .map_err(io_err("read", &self.paths[seg.file]))?,
+                None => dst.fill(0),
+            }
         }
         Ok(())
     }
@@ -155,7 +166,9 @@ impl Storage for PortableStorage {
     fn sync(&self) -> Result<()> {
         if self.writable {
             for (f, path) in self.files.iter().zip(&self.paths) {
-                f.sync_data().map_err(io_err("sync", path))?;
+                if let Some(f) = f {
+                    f.sync_data().map_err(io_err("sync", path))?;
+                }
             }
         }
         Ok(())
@@ -178,6 +191,7 @@ mod tests {
                 .map(|(i, &len)| FileEntry {
                     path: PathBuf::from(format!("t/sub{}/f{i}", i % 2)),
                     len,
+                    pad: false,
                 })
                 .collect(),
         )

@@ -1,0 +1,9 @@
+//! Transports: TCP dialling and socket options ([`tcp`]), the listener that routes incoming
+//! connections to torrents by info-hash ([`listen`]). QUIC (feature `quic`) will sit beside
+//! them.
+
+pub mod listen;
+pub mod tcp;
+
+pub use listen::{Route, Router};
+pub use tcp::SocketOptions;
