@@ -21,3 +21,4 @@ pub mod connection;
 pub mod net;
 pub(crate) mod driver;
 pub mod session;
+pub mod tracker_client;
