@@ -1,0 +1,33 @@
+//! Whole-system benchmarks, instream side by side with python3-libtorrent (see
+//! `instream_bench::harness`). Run with `cargo run --release -p instream-bench --bin harness --
+//! swarm|datapath [options]`; `swarm` needs root (network namespaces and tc).
+
+use clap::{Parser, Subcommand};
+use instream_bench::harness::{datapath, swarm};
+
+#[derive(Parser)]
+#[command(about = "instream vs libtorrent whole-system benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One seed and N peers in network namespaces with tc-shaped links: fanout vs lower bound.
+    Swarm(swarm::SwarmArgs),
+    /// One seed -> one peer on loopback: wall time, CPU-seconds per GiB, peak memory.
+    Datapath(datapath::DatapathArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Swarm(a) => swarm::run(a),
+        Cmd::Datapath(a) => datapath::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

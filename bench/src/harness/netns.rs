@@ -1,0 +1,131 @@
+//! Network namespaces and `tc` shaping through the `ip` and `tc` commands (iproute2).
+//!
+//! Every namespace the harness makes is named `isb<pid>-<role>`: the pid makes names unique
+//! per run and lets a later run delete what a killed run left behind ([`remove_stale`]).
+//! A [`Netns`] deletes its namespace on drop; deleting a namespace deletes the veth ends in it.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+
+/// Prefix of every namespace name the harness creates.
+pub const PREFIX: &str = "isb";
+
+/// Runs `ip ARGS...` and fails with its stderr.
+pub fn ip(args: &[&str]) -> Result<()> {
+    run("ip", args)
+}
+
+/// Runs `tc ARGS...` and fails with its stderr.
+pub fn tc(args: &[&str]) -> Result<()> {
+    run("tc", args)
+}
+
+fn run(prog: &str, args: &[&str]) -> Result<()> {
+    let o = Command::new(prog)
+        .args(args)
+        .output()
+        .with_context(|| format!("run {prog} (apt-get install iproute2)"))?;
+    ensure!(
+        o.status.success(),
+        "{prog} {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+    Ok(())
+}
+
+/// One named network namespace, deleted on drop.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates the namespace and brings its loopback up.
+    pub fn create(name: &str) -> Result<Netns> {
+        ip(&["netns", "add", name]).with_context(|| format!("create network namespace {name}"))?;
+        let ns = Netns {
+            name: name.to_string(),
+        };
+        ip(&["-n", name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bind-mounted namespace file that `setns(2)` takes.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> Result<()> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Shapes the egress of `dev` in this namespace to `mbit` with a token bucket.
+    ///
+    /// The bucket holds 2 ms of traffic (at least 32 KiB, so GSO-sized packets pass) and the
+    /// queue 25 ms: long enough not to drop a TCP window at these rates, short enough that
+    /// shaping, not queueing, sets the pace.
+    pub fn shape_egress(&self, dev: &str, mbit: f64) -> Result<()> {
+        let bytes_per_sec = mbit * 1e6 / 8.0;
+        let burst = ((bytes_per_sec * 0.002) as u64).max(32 * 1024);
+        tc(&[
+            "-n",
+            &self.name,
+            "qdisc",
+            "replace",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            &format!("{}kbit", (mbit * 1000.0).round() as u64),
+            "burst",
+            &burst.to_string(),
+            "latency",
+            "25ms",
+        ])
+        .with_context(|| format!("shape {dev} in {} to {mbit} Mbit/s", self.name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("warning: {e:#}");
+        }
+    }
+}
+
+/// Deletes namespaces named `isb<pid>-...` whose pid is no longer running (left by a harness
+/// that was SIGKILLed). Returns how many it deleted.
+pub fn remove_stale() -> usize {
+    let Ok(entries) = fs::read_dir("/run/netns") else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some((pid, _)) = rest.split_once('-') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !PathBuf::from(format!("/proc/{pid}")).exists() && ip(&["netns", "del", &name]).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
