@@ -2,7 +2,31 @@
 //! status ingest, the SQLite store, the HTTP API and the operator CLI.
 //!
 //! The state machine in [`deploy::machine`] is sans-IO (time is an argument); the store,
-//! the API, the dispatchers and the driver are the edges around it.
+//! the API, the dispatchers, the reporters and the driver are the edges around it, wired
+//! together by [`server`].
 
+pub mod api;
+pub mod cli;
 pub mod deploy;
+pub mod dispatch;
+pub mod metrics;
+pub mod report;
+pub mod server;
 pub mod store;
+pub mod timefmt;
+
+/// An error and its sources on one line, `a: b: c` (what anyhow's `{:#}` prints), for
+/// library errors that end up in logs, failure reasons and API answers.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !s.ends_with(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = e.source();
+    }
+    s
+}

@@ -459,7 +459,7 @@ impl Machine {
 
 /// "120s", "1.5s", "250ms": how deadlines read in failure reasons.
 pub fn human_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms > 1000 {
         format!("{:.1}s", ms as f64 / 1000.0)

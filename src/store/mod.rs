@@ -2,9 +2,11 @@
 //! implementation today ([`sqlite::Store`]); the types here are what the API, the driver and
 //! the CLI see.
 
+pub mod handle;
 pub mod migrations;
 pub mod sqlite;
 
+pub use handle::Db;
 pub use sqlite::Store;
 
 use crate::deploy::machine::HostRecord;

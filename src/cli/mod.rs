@@ -1,0 +1,83 @@
+//! The `instream` command line: clap structs here (the "low" args), one file per subcommand
+//! that validates them and runs it. `main` maps any error to one `error: ...` line.
+
+pub mod client;
+pub mod config;
+pub mod deploy;
+pub mod output;
+pub mod promote;
+pub mod publish;
+pub mod rollback;
+pub mod serve;
+pub mod size;
+pub mod status;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "instream",
+    version,
+    about = "Ship product versions to server fleets over BitTorrent, with canaries, rollbacks and per-host status"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control server (HTTP API, SQLite store, deployment driver, dispatcher).
+    Serve(serve::ServeArgs),
+    /// Build a torrent and a signed manifest for a product version and register them.
+    Publish(publish::PublishArgs),
+    /// Deploy a product version to hosts of one or more fabrics.
+    Deploy(deploy::DeployArgs),
+    /// Show a deployment's progress or its hosts.
+    Status(status::StatusArgs),
+    /// Continue a deployment past its canary step.
+    Promote(promote::PromoteArgs),
+    /// Switch a fabric's hosts back to their previous (or a named) version.
+    Rollback(rollback::RollbackArgs),
+}
+
+/// How operator commands reach the control server.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Control server URL [default: the `server` file in the config dir, written by `instream up`].
+    #[arg(long, env = "INSTREAM_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// File holding the API token (INSTREAM_TOKEN wins over it) [default: the `token` file in the config dir].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    pub fn client(&self) -> anyhow::Result<client::Client> {
+        let (server, token) =
+            config::client_settings(self.server.as_deref(), self.token_file.as_deref())?;
+        client::Client::new(&server, &token)
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Publish(a) => block_on(publish::run(a)),
+        Command::Deploy(a) => block_on(deploy::run(a)),
+        Command::Status(a) => block_on(status::run(a)),
+        Command::Promote(a) => block_on(promote::run(a)),
+        Command::Rollback(a) => block_on(rollback::run(a)),
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start async runtime")?
+        .block_on(f)
+}

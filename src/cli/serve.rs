@@ -1,0 +1,185 @@
+//! `instream serve`: the control server. Prints one line, `listening on http://ADDR`, on
+//! stdout once the socket is bound (scripts and tests read the port from it), then logs to
+//! stderr. Stops on SIGINT/SIGTERM.
+
+use super::config;
+use crate::api::auth::generate_token;
+use crate::dispatch::Dispatcher;
+use crate::dispatch::inventory::DEFAULT_VARIANT_GRAIN;
+use crate::dispatch::local::{AgentCommand, LocalDispatcher};
+use crate::server::{self, ServerConfig};
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DispatcherKind {
+    Local,
+    Salt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReporterKind {
+    Http,
+    Kafka,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR")]
+    pub listen: String,
+    /// SQLite database file [default: instream.db in the data dir].
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// How hosts are told to deploy.
+    #[arg(long, value_enum, default_value = "local")]
+    pub dispatcher: DispatcherKind,
+    /// How hosts report status.
+    #[arg(long, value_enum, default_value = "http")]
+    pub reporter: ReporterKind,
+    /// Hosts of the local dispatcher (TOML, `[[host]] name fabric grains`) [default: inventory.toml in the config dir].
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// File with the API token; created with a random token if missing [default: token in the config dir].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Parent of the local hosts' data roots [default: hosts/ in the data dir].
+    #[arg(long, value_name = "DIR")]
+    pub hosts_root: Option<PathBuf>,
+    /// Host agent executable [default: instream-peer beside this binary, else from PATH].
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+    /// Grain that `--variant` is compared with.
+    #[arg(long, default_value = DEFAULT_VARIANT_GRAIN, value_name = "GRAIN")]
+    pub variant_grain: String,
+    /// Publisher public key file (hex): registered manifests must be signed by it, and agents get it.
+    #[arg(long, value_name = "FILE")]
+    pub trusted_key: Option<PathBuf>,
+    /// Seconds a dispatched host may stay silent before it fails (deployments may override).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub report_deadline: u64,
+    /// URL agents use to reach this server [default: http://<listen address>].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// fsync every commit (synchronous=FULL): survive power loss, not only a killed process.
+    #[arg(long)]
+    pub durable: bool,
+}
+
+fn default_agent() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        let sibling = exe.with_file_name("instream-peer");
+        if sibling.exists() {
+            return sibling;
+        }
+    }
+    PathBuf::from("instream-peer")
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    if a.dispatcher == DispatcherKind::Salt {
+        bail!("the salt dispatcher is not built yet (use --dispatcher local)");
+    }
+    if a.reporter == ReporterKind::Kafka {
+        bail!("the kafka reporter is not built yet (use --reporter http)");
+    }
+    let token_file = a
+        .token_file
+        .clone()
+        .unwrap_or_else(config::default_token_file);
+    let token = if token_file.exists() {
+        config::read_token(&token_file)?
+    } else {
+        let t = generate_token();
+        config::write_private(&token_file, &format!("{t}\n"))?;
+        tracing::info!(file = %token_file.display(), "generated API token");
+        t
+    };
+    let db_path =
+        a.db.clone()
+            .unwrap_or_else(|| config::data_dir().join("instream.db"));
+    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let inventory_path = a
+        .inventory
+        .clone()
+        .unwrap_or_else(|| config::config_dir().join("inventory.toml"));
+    if !inventory_path.exists() {
+        bail!(
+            "no inventory at {}: pass --inventory FILE ([[host]] name, fabric, grains)",
+            inventory_path.display()
+        );
+    }
+    let inventory = LocalDispatcher::load_inventory(&inventory_path)?;
+    let trusted_keys = match &a.trusted_key {
+        None => Vec::new(),
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("read trusted key {}", f.display()))?;
+            vec![
+                proto::manifest::parse_public_key(&text)
+                    .with_context(|| format!("parse trusted key {}", f.display()))?,
+            ]
+        }
+    };
+    let hosts_root = a
+        .hosts_root
+        .clone()
+        .unwrap_or_else(|| config::data_dir().join("hosts"));
+    // Agents run with other working directories: hand them absolute paths.
+    let abs = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("instream-serve")
+        .build()
+        .context("start async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .with_context(|| format!("bind {}", a.listen))?;
+        let addr = listener.local_addr().context("read bound address")?;
+        let url = a
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let agent = AgentCommand {
+            program: a.agent.clone().unwrap_or_else(default_agent),
+            prefix_args: Vec::new(),
+            server: url.clone(),
+            token_file: abs(token_file),
+            hosts_root: abs(hosts_root),
+            trusted_key: a.trusted_key.clone().map(abs),
+        };
+        let dispatcher: Arc<dyn Dispatcher> = Arc::new(LocalDispatcher::new(
+            inventory,
+            a.variant_grain.clone(),
+            agent,
+        ));
+        let cfg = ServerConfig {
+            db_path,
+            durable: a.durable,
+            token,
+            dispatcher,
+            default_report_deadline_ms: a.report_deadline.saturating_mul(1000),
+            trusted_keys,
+        };
+        super::output::println_or_exit(&format!("listening on http://{addr}"));
+        tracing::info!(%addr, "control server up");
+        server::run(listener, cfg, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}

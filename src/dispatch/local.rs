@@ -1,0 +1,201 @@
+//! The local dispatcher: every host of the inventory is simulated on this machine by one
+//! host-agent process with its own data root (`<hosts-root>/<host>`), started per job.
+//!
+//! The agent command line is a contract with `instream-peer` (see [`AGENT_USAGE`]). Agents
+//! are independent processes: they outlive a control server killed mid-deployment and keep
+//! reporting (with retries) to the same URL, which is how a restarted server finishes a
+//! deployment. A job's processes are reaped by a background task; their stdout and stderr
+//! go to `<root>/agent.log`.
+
+use super::inventory::Inventory;
+use super::{DispatchError, Dispatcher, HostInfo, Job, TargetQuery};
+use futures::future::BoxFuture;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The exact command line the local dispatcher runs per host (one process per host per job).
+/// `--version` is the version the host must end up running: for a rollback that is the old
+/// version, which the agent activates by switching its `current` link, with no download,
+/// when it is still on disk. `--variant` is given only when the deployment names one;
+/// `--trusted-key` only when the server was given a publisher public key.
+pub const AGENT_USAGE: &str = "instream-peer deploy --server URL --token-file FILE \
+--deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
+[--variant NAME] [--trusted-key FILE]";
+
+/// How to run the agent.
+#[derive(Clone, Debug)]
+pub struct AgentCommand {
+    /// The agent executable (`instream-peer`, or a stand-in in tests).
+    pub program: PathBuf,
+    /// Arguments placed before the subcommand (e.g. a script for an interpreter).
+    pub prefix_args: Vec<OsString>,
+    /// Control server base URL the agent reports to and fetches manifests from.
+    pub server: String,
+    /// File holding the bearer token.
+    pub token_file: PathBuf,
+    /// Parent of the per-host data roots.
+    pub hosts_root: PathBuf,
+    /// Publisher public key file handed to agents, if configured.
+    pub trusted_key: Option<PathBuf>,
+}
+
+impl AgentCommand {
+    /// The data root of one host.
+    pub fn root_of(&self, host: &str) -> PathBuf {
+        self.hosts_root.join(host)
+    }
+
+    /// The argument vector (after the program) for one host of a job, per [`AGENT_USAGE`].
+    pub fn args(&self, job: &Job, host: &str, fabric: &str) -> Vec<OsString> {
+        let mut a: Vec<OsString> = self.prefix_args.clone();
+        let mut push = |k: &str, v: &dyn AsRef<std::ffi::OsStr>| {
+            a.push(k.into());
+            a.push(v.as_ref().to_owned());
+        };
+        push("--server", &self.server);
+        push("--token-file", &self.token_file);
+        push("--deployment", &job.deployment);
+        push("--host", &host);
+        push("--fabric", &fabric);
+        push("--root", &self.root_of(host));
+        push("--product", &job.product);
+        push("--version", &job.version);
+        if let Some(v) = &job.variant {
+            push("--variant", v);
+        }
+        if let Some(k) = &self.trusted_key {
+            push("--trusted-key", k);
+        }
+        a.insert(self.prefix_args.len(), "deploy".into());
+        a
+    }
+}
+
+pub struct LocalDispatcher {
+    inventory: Inventory,
+    variant_grain: String,
+    agent: AgentCommand,
+    jobs: AtomicU64,
+}
+
+impl LocalDispatcher {
+    pub fn new(inventory: Inventory, variant_grain: String, agent: AgentCommand) -> Self {
+        Self {
+            inventory,
+            variant_grain,
+            agent,
+            jobs: AtomicU64::new(0),
+        }
+    }
+
+    pub fn load_inventory(path: &Path) -> Result<Inventory, DispatchError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DispatchError::Inventory {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Inventory::parse(&text, &path.display().to_string())
+    }
+
+    fn spawn_one(&self, job: &Job, host: &str, fabric: &str) -> Result<(), DispatchError> {
+        let spawn_err = |source| DispatchError::Spawn {
+            host: host.to_string(),
+            source,
+        };
+        let root = self.agent.root_of(host);
+        std::fs::create_dir_all(&root).map_err(spawn_err)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("agent.log"))
+            .map_err(spawn_err)?;
+        let log2 = log.try_clone().map_err(spawn_err)?;
+        let mut cmd = tokio::process::Command::new(&self.agent.program);
+        cmd.args(self.agent.args(job, host, fabric))
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let (host, deployment) = (host.to_string(), job.deployment.clone());
+        tokio::spawn(async move {
+            match child.wait().await {
+                Ok(st) if st.success() => tracing::debug!(%host, %deployment, "agent exited"),
+                Ok(st) => tracing::warn!(%host, %deployment, %st, "agent failed"),
+                Err(e) => tracing::warn!(%host, %deployment, error = %e, "wait for agent"),
+            }
+        });
+        Ok(())
+    }
+}
+
+impl Dispatcher for LocalDispatcher {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn fabrics(&self) -> BoxFuture<'_, Result<Vec<String>, DispatchError>> {
+        Box::pin(async move { Ok(self.inventory.fabrics()) })
+    }
+
+    fn resolve<'a>(
+        &'a self,
+        query: &'a TargetQuery,
+    ) -> BoxFuture<'a, Result<Vec<HostInfo>, DispatchError>> {
+        Box::pin(async move { self.inventory.resolve(query, &self.variant_grain) })
+    }
+
+    fn start<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<String, DispatchError>> {
+        Box::pin(async move {
+            let n = self.jobs.fetch_add(1, Ordering::Relaxed);
+            // A host whose agent cannot start fails the whole call: the driver turns that
+            // into per-host failures. Hosts started before it keep running and reporting.
+            for h in &job.hosts {
+                self.spawn_one(job, &h.name, &h.fabric)?;
+            }
+            tracing::info!(deployment = %job.deployment, hosts = job.hosts.len(), version = %job.version, "local job started");
+            Ok(format!("local-{}-{n}", job.deployment))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::JobHost;
+
+    #[test]
+    fn agent_command_line_matches_the_documented_usage() {
+        let agent = AgentCommand {
+            program: "instream-peer".into(),
+            prefix_args: vec![],
+            server: "http://127.0.0.1:7070".into(),
+            token_file: "/t".into(),
+            hosts_root: "/hosts".into(),
+            trusted_key: None,
+        };
+        let job = Job {
+            deployment: "dep-1".into(),
+            product: "app".into(),
+            version: "2".into(),
+            variant: Some("12".into()),
+            hosts: vec![JobHost {
+                name: "h1".into(),
+                fabric: "f1".into(),
+            }],
+        };
+        let args: Vec<String> = agent
+            .args(&job, "h1", "f1")
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            args.join(" "),
+            "deploy --server http://127.0.0.1:7070 --token-file /t --deployment dep-1 \
+--host h1 --fabric f1 --root /hosts/h1 --product app --version 2 --variant 12"
+        );
+        // Every flag used is in the documented usage.
+        for a in args.iter().filter(|a| a.starts_with("--")) {
+            assert!(AGENT_USAGE.contains(a.as_str()), "{a} not in AGENT_USAGE");
+        }
+    }
+}

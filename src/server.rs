@@ -1,0 +1,97 @@
+//! `instream serve` as a library: open the store, start the deployment driver, serve the API
+//! on a bound listener until shutdown. If the driver or the HTTP server stops, the other is
+//! stopped too and the error is returned (a half-alive control server would accept events it
+//! never acts on).
+
+use crate::api::{self, AppState, auth::Token};
+use crate::deploy::driver::Driver;
+use crate::dispatch::Dispatcher;
+use crate::metrics::Metrics;
+use crate::report::Ingest;
+use crate::store::{Db, StoreError};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct ServerConfig {
+    /// SQLite file (created if missing).
+    pub db_path: PathBuf,
+    /// `synchronous=FULL` (survive power loss) instead of NORMAL (survive process death).
+    pub durable: bool,
+    /// The bearer token clients and agents must present.
+    pub token: String,
+    pub dispatcher: Arc<dyn Dispatcher>,
+    /// Report deadline for deployments that do not set one, ms (default 120 s).
+    pub default_report_deadline_ms: u64,
+    /// Publisher keys a registered manifest must be signed by; empty = not checked here
+    /// (hosts always check).
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("open store {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("deployment driver")]
+    Driver(#[source] StoreError),
+    #[error("http server")]
+    Http(#[source] std::io::Error),
+}
+
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    cfg: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let db = Db::open(&cfg.db_path, cfg.durable).map_err(|source| ServerError::Open {
+        path: cfg.db_path.display().to_string(),
+        source,
+    })?;
+    let metrics = Arc::new(Metrics::default());
+    let (driver, handle) = Driver::new(db.clone(), cfg.dispatcher.clone(), metrics.clone());
+    let ingest = Ingest::new(db.clone(), handle.clone(), metrics.clone());
+    let state = Arc::new(AppState {
+        db,
+        driver: handle,
+        dispatcher: cfg.dispatcher,
+        ingest,
+        token: Token::new(&cfg.token),
+        metrics,
+        default_report_deadline_ms: cfg.default_report_deadline_ms,
+        trusted_keys: cfg.trusted_keys,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let driver_task = tokio::spawn(driver.run(stopped()));
+    let http_task = tokio::spawn(api::run(listener, state, stopped()));
+    let stop_tx2 = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx2.send(true);
+    });
+    tokio::pin!(driver_task, http_task);
+    let result = tokio::select! {
+        r = &mut driver_task => r.expect("driver task panicked").map_err(ServerError::Driver),
+        r = &mut http_task => r.expect("http task panicked").map_err(ServerError::Http),
+    };
+    let _ = stop_tx.send(true);
+    // Let the other half finish its graceful stop.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = (&mut driver_task).await;
+    })
+    .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = (&mut http_task).await;
+    })
+    .await;
+    result
+}
