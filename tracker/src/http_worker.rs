@@ -385,6 +385,7 @@ async fn connection(
                     HeadError::Malformed => HttpResponse::text(400, "bad request"),
                 };
                 stream.write_all(&resp.encode(false)).await?;
+                linger_close(&mut stream).await;
                 return Ok(());
             }
         };
@@ -395,6 +396,24 @@ async fn connection(
             return Ok(());
         }
     }
+}
+
+/// Closes after an error reply without resetting the connection: closing a socket with
+/// unread input makes the kernel send RST, which can destroy the reply before the client
+/// reads it. So shut down our side, then discard input for a short, bounded while.
+async fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = 256 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
 }
 
 /// Reads one request (head and body) into `buf`. `Ok(None)`: the peer closed before a

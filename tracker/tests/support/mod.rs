@@ -1,0 +1,244 @@
+//! Shared helpers of the tracker's integration tests: an in-process tracker on
+//! `127.0.0.1:0` stopped on drop, a blocking BEP 15 client, and bounded waiting.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use instream_tracker::{Config, Handle, Tracker, bind};
+use proto::tracker::AnnounceEvent;
+use proto::tracker::udp::{
+    AnnounceRequest, ConnectRequest, ConnectionId, NumWant, PeerKey, Request, Response,
+    TransactionId,
+};
+use proto::{InfoHash, PeerId};
+
+/// A tracker running on its own thread and runtime; stopped (and checked) on drop.
+pub struct TestTracker {
+    pub udp: SocketAddr,
+    pub http: SocketAddr,
+    pub handle: Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), instream_tracker::Error>>>,
+}
+
+/// A config on loopback, port 0, two UDP workers.
+pub fn loopback_config() -> Config {
+    let mut c = Config::default();
+    c.udp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.http.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.udp.workers = 2;
+    c
+}
+
+impl TestTracker {
+    pub fn start(config: Config, token: Option<&str>) -> Self {
+        let tracker =
+            Tracker::new(config.clone(), token.map(str::to_owned)).expect("tracker state");
+        let listeners = bind(&config).expect("bind loopback");
+        let udp = listeners
+            .udp_addrs()
+            .first()
+            .copied()
+            .unwrap_or(([0, 0, 0, 0], 0).into());
+        let http = listeners
+            .http_addrs()
+            .first()
+            .copied()
+            .unwrap_or(([0, 0, 0, 0], 0).into());
+        let handle = tracker.handle();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("test-tracker".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(tracker.run(listeners, async {
+                    let _ = rx.await;
+                }))
+            })
+            .unwrap();
+        Self {
+            udp,
+            http,
+            handle,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the tracker and returns how `run` ended.
+    pub fn stop(mut self) -> Result<(), instream_tracker::Error> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), instream_tracker::Error> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().expect("tracker thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestTracker {
+    fn drop(&mut self) {
+        let r = self.stop_inner();
+        if !std::thread::panicking() {
+            r.expect("tracker ended with an error");
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `within` passes, then panics with `what`.
+pub fn wait_for(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A blocking BEP 15 client on its own loopback socket.
+pub struct UdpClient {
+    pub sock: UdpSocket,
+    next_tid: u32,
+    ipv6: bool,
+}
+
+impl UdpClient {
+    pub fn new(tracker: SocketAddr) -> Self {
+        let local: SocketAddr = if tracker.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        }
+        .parse()
+        .unwrap();
+        let sock = UdpSocket::bind(local).unwrap();
+        sock.connect(tracker).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Self {
+            sock,
+            next_tid: 1,
+            ipv6: tracker.is_ipv6(),
+        }
+    }
+
+    pub fn tid(&mut self) -> TransactionId {
+        self.next_tid += 1;
+        TransactionId(self.next_tid)
+    }
+
+    pub fn send_raw(&self, bytes: &[u8]) {
+        self.sock.send(bytes).unwrap();
+    }
+
+    /// Next datagram, parsed; panics after 5 s of silence.
+    pub fn recv(&self) -> Response {
+        let mut buf = [0u8; 8192];
+        let n = self.sock.recv(&mut buf).expect("a reply within 5 s");
+        Response::parse(&buf[..n], self.ipv6).expect("a well-formed reply")
+    }
+
+    pub fn send(&mut self, req: &Request) {
+        let mut b = Vec::new();
+        req.encode(&mut b);
+        self.send_raw(&b);
+    }
+
+    pub fn connect(&mut self) -> ConnectionId {
+        let tid = self.tid();
+        self.send(&Request::Connect(ConnectRequest {
+            transaction_id: tid,
+        }));
+        match self.recv() {
+            Response::Connect(c) => {
+                assert_eq!(c.transaction_id, tid, "reply to this connect");
+                c.connection_id
+            }
+            other => panic!("expected a connect reply, got {other:?}"),
+        }
+    }
+
+    /// Proves that nothing was answered to what was sent before: the next reply must be
+    /// the one to a fresh connect (replies on one socket pair arrive in order).
+    pub fn assert_silent_so_far(&mut self) {
+        let tid = self.tid();
+        self.send(&Request::Connect(ConnectRequest {
+            transaction_id: tid,
+        }));
+        match self.recv() {
+            Response::Connect(c) if c.transaction_id == tid => {}
+            other => panic!("expected silence, then the connect reply; got {other:?}"),
+        }
+    }
+}
+
+pub fn peer_id(n: u32) -> PeerId {
+    let mut id = *b"-TT0001-000000000000";
+    id[8..12].copy_from_slice(&n.to_be_bytes());
+    PeerId(id)
+}
+
+pub fn announce(
+    cid: ConnectionId,
+    tid: TransactionId,
+    info_hash: InfoHash,
+    n: u32,
+    port: u16,
+    left: u64,
+    fabric: Option<&str>,
+) -> Request {
+    Request::Announce(AnnounceRequest {
+        connection_id: cid,
+        transaction_id: tid,
+        info_hash,
+        peer_id: peer_id(n),
+        downloaded: 0,
+        left,
+        uploaded: 0,
+        event: AnnounceEvent::Started,
+        ip_address: std::net::Ipv4Addr::UNSPECIFIED,
+        key: PeerKey(n),
+        num_want: NumWant::DEFAULT,
+        port,
+        url_data: fabric
+            .map(|f| format!("/announce?fabric={f}").into_bytes())
+            .unwrap_or_default(),
+    })
+}
+
+/// Sends raw bytes over a fresh TCP connection and returns everything read until close
+/// (or until 5 s pass, which fails the test).
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("server closes within 5 s");
+    out
+}
+
+/// Status code and body of an HTTP reply.
+pub fn split_reply(reply: &[u8]) -> (u16, Vec<u8>) {
+    let end = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a full head");
+    let head = std::str::from_utf8(&reply[..end]).unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, reply[end + 4..].to_vec())
+}
+
+pub fn get(addr: SocketAddr, target: &str) -> (u16, Vec<u8>) {
+    split_reply(&http_raw(
+        addr,
+        format!("GET {target} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes(),
+    ))
+}
