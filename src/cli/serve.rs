@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// Host agent executable [default: instream-peer beside this binary, else from PATH].
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+    /// Argument placed before the agent's `deploy` subcommand (repeatable; e.g. a script
+    /// when --agent is an interpreter).
+    #[arg(long = "agent-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub agent_args: Vec<std::ffi::OsString>,
     /// Grain that `--variant` is compared with.
     #[arg(long, default_value = DEFAULT_VARIANT_GRAIN, value_name = "GRAIN")]
     pub variant_grain: String,
@@ -148,7 +152,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             .unwrap_or_else(|| format!("http://{addr}"));
         let agent = AgentCommand {
             program: a.agent.clone().unwrap_or_else(default_agent),
-            prefix_args: Vec::new(),
+            prefix_args: a.agent_args.clone(),
             server: url.clone(),
             token_file: abs(token_file),
             hosts_root: abs(hosts_root),
