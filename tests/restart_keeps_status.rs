@@ -1,0 +1,64 @@
+//! The control server killed with SIGKILL mid-deployment and restarted on the same database
+//! and address: status is intact, the deployment goes on to its next fabric and finishes,
+//! and no host event is lost (agents retry while the server is down).
+
+mod support;
+
+use instream::deploy::model::HostState;
+use std::time::Duration;
+use support::{Env, wait_for};
+
+const T: Duration = Duration::from_secs(60);
+
+#[test]
+fn sigkilled_server_resumes_and_loses_no_event() {
+    let env = Env::new(6, 2);
+    let gate = env.path().join("gate");
+    let agent_env = [("FAKE_AGENT_GATE", gate.display().to_string())];
+    let srv = env.serve("127.0.0.1:0", &agent_env);
+    env.publish(&srv, "app", "1");
+    let id = env.deploy(&srv, &["-p", "app", "-v", "1", "-f", "f1,f2", "-H", "*"]);
+
+    // f1's agents (host-1, -3, -5) report up to "installing", then wait for the gate.
+    wait_for(T, "f1 hosts installing", || {
+        let out = env.ok(&srv, &["status", "-t", &id, "-m", "pending", "-f", "f1"]);
+        (out.lines().filter(|l| l.starts_with("installing ")).count() == 3).then_some(())
+    });
+    let before = env.ok(&srv, &["status", "-t", &id, "-m", "pending"]);
+    let addr = srv.addr();
+    srv.kill9();
+
+    // Agents finish while the server is down: their reports are retried until it is back.
+    std::fs::write(&gate, "go").unwrap();
+    let srv = env.serve(&addr, &agent_env);
+    assert_eq!(srv.addr(), addr);
+    let after = env.ok(&srv, &["status", "-t", &id, "-m", "pending"]);
+    // Whatever was recorded before the kill is still there (states only move forward).
+    for line in before.lines().filter(|l| l.starts_with("installing")) {
+        let host = line.rsplit(' ').next().unwrap();
+        assert!(
+            after.contains(line) || !after.contains(host),
+            "{host} lost its state: before {before:?} after {after:?}"
+        );
+    }
+    let v = env.wait_state(&srv, &id, "done", T);
+    assert_eq!(v["progress"]["success"], 6, "{v}");
+    assert_eq!(
+        env.ok(&srv, &["status", "-t", &id]).trim(),
+        "Success Percentage: 100 Failure Percentage: 0 Pending Percentage: 0"
+    );
+    assert!(
+        env.log().contains("resuming deployment"),
+        "restart resumed the driver"
+    );
+    drop(srv);
+
+    let store = instream::store::Store::open(&env.path().join("instream.db"), false).unwrap();
+    for h in 1..=6 {
+        let host = format!("host-{h}");
+        let evs = store.events_of(&id, &host).unwrap();
+        let seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4], "{host}: every event stored once");
+        assert_eq!(evs.last().unwrap().state, HostState::Success);
+    }
+}
