@@ -1,8 +1,11 @@
 //! BEP 15 connection ids that cost no per-client state.
 //!
-//! An id is the first 8 bytes of a keyed BLAKE3 hash of (time window, client address).
+//! An id is the first 8 bytes of a keyed BLAKE3 hash of (time window, client IP address).
 //! It is accepted in the window it was issued in and the next one, so it lives between one
-//! and two windows. The key is random per process: a restarted tracker simply makes its
+//! and two windows. The port is left out on purpose: libtorrent shares one connection id
+//! among all sessions of a process (a static cache keyed by tracker address), and NATs may
+//! change a client's port between its connect and its announce; opentracker and aquatic
+//! bind ids to the IP alone for the same reasons. The key is random per process: a restarted tracker simply makes its
 //! clients connect again, which BEP 15 clients do on their own.
 
 use std::net::{IpAddr, SocketAddr};
@@ -35,15 +38,14 @@ impl ConnectionIds {
     }
 
     fn id_for(&self, window: u64, addr: SocketAddr) -> ConnectionId {
-        // window 8 + IPv6 (or v4-mapped) address 16 + port 2.
-        let mut input = [0u8; 8 + 16 + 2];
+        // window 8 + IPv6 (or v4-mapped) address 16.
+        let mut input = [0u8; 8 + 16];
         input[..8].copy_from_slice(&window.to_le_bytes());
         let ip = match addr.ip() {
             IpAddr::V4(v4) => v4.to_ipv6_mapped(),
             IpAddr::V6(v6) => v6,
         };
         input[8..24].copy_from_slice(&ip.octets());
-        input[24..].copy_from_slice(&addr.port().to_le_bytes());
         let hash = blake3::keyed_hash(&self.key, &input);
         let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().expect("8 bytes");
         ConnectionId(u64::from_le_bytes(bytes))
@@ -82,11 +84,16 @@ mod tests {
     }
 
     #[test]
-    fn bound_to_the_address_and_the_key() {
+    fn bound_to_the_ip_and_the_key() {
         let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        let b: SocketAddr = "10.0.0.1:4001".parse().unwrap();
+        let same_ip: SocketAddr = "10.0.0.1:4001".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         let c: SocketAddr = "[::1]:4000".parse().unwrap();
         let id = ids().issue(10, a);
+        assert!(
+            ids().is_valid(10, same_ip, id),
+            "another port of the same host"
+        );
         assert!(!ids().is_valid(10, b, id));
         assert!(!ids().is_valid(10, c, id));
         assert!(!ConnectionIds::new([43; 32], 120).is_valid(10, a, id));
