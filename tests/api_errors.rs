@@ -163,3 +163,59 @@ fn deploys_naming_unknown_things_fail_in_one_line_and_change_nothing() {
             .contains("no host of fabric f1 has a previous version")
     );
 }
+
+#[test]
+fn a_manifest_that_does_not_describe_the_registration_is_refused() {
+    let env = Env::new(1, 1);
+    let srv = env.serve("127.0.0.1:0", &[]);
+    let src = env.path().join("payload");
+    std::fs::write(&src, b"payload bytes").unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let built = instream::cli::publish::build(&src, "app", "1", None, None, &[], &key).unwrap();
+    let body = |version: &str, torrent: &[u8]| {
+        serde_json::json!({"version": version, "torrent_hex": hex::encode(torrent), "manifest_hex": hex::encode(&built.manifest)}).to_string()
+    };
+    let (code, text) = srv.http(
+        "POST",
+        "/api/v1/products/app/versions",
+        Some(TOKEN),
+        Some(&body("2", &built.torrent)),
+    );
+    assert_eq!(code, 400);
+    assert_eq!(
+        error_of(&text),
+        "invalid manifest: it describes app 1 but app 2 is being registered"
+    );
+    let (code, text) = srv.http(
+        "POST",
+        "/api/v1/products/app/versions",
+        Some(TOKEN),
+        Some(&body("1", &built.torrent)),
+    );
+    assert_eq!(code, 201, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["info_hash"], built.info_hash.to_hex());
+    assert_eq!(v["size"], 13);
+    // Same build again is a no-op; the blobs come back byte for byte.
+    assert_eq!(
+        srv.http(
+            "POST",
+            "/api/v1/products/app/versions",
+            Some(TOKEN),
+            Some(&body("1", &built.torrent))
+        )
+        .0,
+        200
+    );
+    let t = reqwest::blocking::Client::new()
+        .get(format!(
+            "{}/api/v1/products/app/versions/1/torrent",
+            srv.url
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(&t[..], &built.torrent[..]);
+}
