@@ -82,6 +82,9 @@ fn four_instream_peers_complete_and_feed_each_other() {
     // Every byte a peer received was sent by the seed or by another peer.
     let seed_uploaded = downloaded.saturating_sub(uploaded_by_peers);
     let copies = seed_uploaded as f64 / LEN as f64;
+    eprintln!(
+        "seed uploaded {copies:.2} copies; peers downloaded {downloaded} B, uploaded {uploaded_by_peers} B"
+    );
     assert!(
         uploaded_by_peers > 0,
         "the peers uploaded nothing to each other (downloaded {downloaded} bytes)"
@@ -144,6 +147,7 @@ fn lying_peer_is_banned_and_download_completes_from_honest_seed() {
     );
 
     let summary = PeerSummary::of(&peer);
+    eprintln!("liar served {served} blocks; peer summary {}", summary.0);
     assert!(
         summary.u64("peers_banned") >= 1,
         "the liar served {served} bad blocks but no peer was banned: {}",
@@ -230,6 +234,9 @@ fn peer_killed_half_way_resumes_without_refetching_verified_pieces() {
 
     let missing = ((NUM_PIECES - kept) * PIECE) as u64;
     let got = PeerSummary::of(&second).u64("bytes_downloaded");
+    eprintln!(
+        "{kept} of {NUM_PIECES} pieces on disk at the kill; resumed run downloaded {got} B, {missing} B were missing"
+    );
     // One piece of slack for a request that was in flight twice; re-fetching any of the
     // `kept` pieces would need more.
     assert!(
