@@ -197,6 +197,11 @@ impl Torrent {
                 // A peer that lets requests time out is slow: shrink its queue.
                 p.queue_depth = self.config.initial_queue_depth.min(p.queue_depth);
             }
+            // An idle pipe to a peer that could serve us: what we may ask of it can change
+            // without any message from it (e.g. same-fabric peers ran dry), so look again.
+            if p.requests.is_empty() && p.am_interested && !p.peer_choking {
+                self.dirty.insert(key);
+            }
             if now.saturating_duration_since(p.last_recv) > self.config.idle_timeout {
                 idle.push(key);
             } else if now.saturating_duration_since(p.last_sent) > KEEPALIVE_AFTER {
