@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Everything `run` needs; it never reads argv or the environment itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// BEP 15 UDP tracker.
@@ -105,18 +105,6 @@ pub struct AccessConfig {
     /// File holding the bearer token of the admin API (`POST /register`). Default: none
     /// (the API is off unless the token comes from the environment).
     pub admin_token_file: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            udp: UdpConfig::default(),
-            http: HttpConfig::default(),
-            swarm: SwarmConfig::default(),
-            fabric: FabricConfig::default(),
-            access: AccessConfig::default(),
-        }
-    }
 }
 
 impl Default for UdpConfig {

@@ -22,6 +22,8 @@ mod http_worker;
 mod state;
 pub mod stats;
 pub mod swarm;
+#[cfg(target_os = "linux")]
+mod udp_batch;
 mod udp_worker;
 
 use std::future::Future;
@@ -64,13 +66,14 @@ pub enum Error {
         /// 1-based line number.
         line: usize,
     },
-    /// A fabric-map line is not `CIDR NAME`.
-    #[error("fabric map {path}: line {line} is not `CIDR NAME`")]
+    /// A fabric-map file does not parse.
+    #[error("reading fabric map {path}")]
     FabricMap {
         /// The file.
         path: PathBuf,
-        /// 1-based line number.
-        line: usize,
+        /// Which line and why.
+        #[source]
+        source: proto::fabric::FabricMapError,
     },
     /// Reload asked for, but no whitelist file is configured.
     #[error("no whitelist file is configured")]

@@ -33,7 +33,7 @@ pub(crate) const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Largest datagram read: an announce with generous BEP 41 URL data, or a scrape of 74
 /// hashes (16 + 74 × 20 = 1,496 bytes), fits with room to spare; a longer datagram is
 /// truncated by the kernel and then refused or ignored by the parser.
-const RECV_BUF_LEN: usize = 4096;
+pub(crate) const RECV_BUF_LEN: usize = 4096;
 
 /// The sans-IO part of a worker: request bytes in, response bytes out.
 pub struct Processor {
@@ -191,6 +191,12 @@ pub(crate) fn run(
         poll.registry().register(s, Token(i), Interest::READABLE)?;
     }
     let mut events = Events::with_capacity(64);
+    #[cfg(target_os = "linux")]
+    let (mut rx, mut tx) = (
+        crate::udp_batch::RecvBatch::new(),
+        crate::udp_batch::SendBatch::new(),
+    );
+    #[cfg(not(target_os = "linux"))]
     let mut buf = vec![0u8; RECV_BUF_LEN];
     loop {
         match poll.poll(&mut events, Some(Duration::from_secs(1))) {
@@ -206,23 +212,71 @@ pub(crate) fn run(
                 continue;
             };
             // Edge-triggered: read until the socket says it is empty.
-            loop {
-                let (len, src) = match socket.recv_from(&mut buf) {
-                    Ok(x) => x,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    // ICMP errors of earlier sends surface here; they concern nobody now.
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "UDP receive error");
-                        continue;
-                    }
-                };
-                if let Some(resp) = processor.process(src, &buf[..len]) {
-                    if let Err(e) = socket.send_to(resp, src) {
-                        bump(&processor.shared.stats.udp_send_failed);
-                        tracing::debug!(%src, error = %e, "UDP send failed");
-                    }
-                }
+            #[cfg(target_os = "linux")]
+            drain_batched(&mut processor, socket, &mut rx, &mut tx);
+            #[cfg(not(target_os = "linux"))]
+            drain(&mut processor, socket, &mut buf);
+        }
+    }
+}
+
+/// Answers everything queued on `socket`, [`crate::udp_batch::BATCH`] datagrams per call.
+#[cfg(target_os = "linux")]
+fn drain_batched(
+    processor: &mut Processor,
+    socket: &UdpSocket,
+    rx: &mut crate::udp_batch::RecvBatch,
+    tx: &mut crate::udp_batch::SendBatch,
+) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    loop {
+        let n = match rx.recv(fd) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // ICMP errors of earlier sends surface here; they concern nobody now.
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        };
+        for i in 0..n {
+            let Some((src, packet)) = rx.request(i) else {
+                continue;
+            };
+            if let Some(reply) = processor.process(src, packet) {
+                // Copied: the processor reuses its buffer for the next request.
+                tx.push(i, reply);
+            }
+        }
+        let refused = tx.send(fd, rx);
+        for _ in 0..refused {
+            bump(&processor.shared.stats.udp_send_failed);
+        }
+        if n < crate::udp_batch::BATCH {
+            // A short batch means the queue was empty: no need for an extra EAGAIN call.
+            return;
+        }
+    }
+}
+
+/// Answers everything queued on `socket`, one datagram per call (portable fallback).
+#[cfg(not(target_os = "linux"))]
+fn drain(processor: &mut Processor, socket: &UdpSocket, buf: &mut [u8]) {
+    loop {
+        let (len, src) = match socket.recv_from(buf) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        };
+        if let Some(resp) = processor.process(src, &buf[..len]) {
+            if let Err(e) = socket.send_to(resp, src) {
+                bump(&processor.shared.stats.udp_send_failed);
+                tracing::debug!(%src, error = %e, "UDP send failed");
             }
         }
     }
