@@ -179,18 +179,18 @@ pub(crate) fn respond(
         ),
         ("POST", "/register") | ("POST", "/unregister") => admin(shared, req, path),
         (_, "/announce" | "/scrape" | "/stats" | "/register" | "/unregister") => {
-            bump(&shared.stats.http_bad_request);
+            bump(&shared.counters(0).http_bad_request);
             HttpResponse::text(405, "method not allowed")
         }
         _ => {
-            bump(&shared.stats.http_bad_request);
+            bump(&shared.counters(0).http_bad_request);
             HttpResponse::text(404, "not found")
         }
     }
 }
 
 fn failure(shared: &Shared, reason: &str) -> HttpResponse {
-    bump(&shared.stats.http_failure);
+    bump(&shared.counters(0).http_failure);
     let mut body = Vec::new();
     encode_failure(reason, &mut body);
     // BEP 3: failures are a 200 with a `failure reason`, which every client shows.
@@ -237,7 +237,7 @@ fn announce(shared: &Shared, rng: &mut SmallRng, query: &[u8], peer: SocketAddr)
     };
     match counts {
         Ok(c) => {
-            bump(&shared.stats.http_announce);
+            bump(&shared.counters(0).http_announce);
             resp.complete = c.seeders;
             resp.incomplete = c.leechers;
             let mut body = Vec::new();
@@ -255,7 +255,7 @@ fn scrape(shared: &Shared, query: &[u8]) -> HttpResponse {
         Ok(h) => h,
         Err(e) => return failure(shared, &e.to_string()),
     };
-    bump(&shared.stats.http_scrape);
+    bump(&shared.counters(0).http_scrape);
     let files = hashes
         .into_iter()
         .map(|h| {
@@ -277,7 +277,7 @@ fn scrape(shared: &Shared, query: &[u8]) -> HttpResponse {
 
 fn admin(shared: &Shared, req: &HttpRequest, path: &str) -> HttpResponse {
     let Some(token) = &shared.admin_token else {
-        bump(&shared.stats.http_bad_request);
+        bump(&shared.counters(0).http_bad_request);
         return HttpResponse::text(403, "admin API disabled: no token configured");
     };
     let given = req
@@ -286,17 +286,17 @@ fn admin(shared: &Shared, req: &HttpRequest, path: &str) -> HttpResponse {
         .and_then(|a| a.strip_prefix("Bearer "))
         .unwrap_or("");
     if !same_token(given.trim(), token) {
-        bump(&shared.stats.http_bad_request);
+        bump(&shared.counters(0).http_bad_request);
         return HttpResponse::text(401, "bad or missing bearer token");
     }
     let Ok(text) = std::str::from_utf8(&req.body) else {
-        bump(&shared.stats.http_bad_request);
+        bump(&shared.counters(0).http_bad_request);
         return HttpResponse::text(400, "body must be hex info-hashes, one per line");
     };
     let hashes = match crate::access::parse_whitelist(text) {
         Ok(h) if !h.is_empty() => h,
         _ => {
-            bump(&shared.stats.http_bad_request);
+            bump(&shared.counters(0).http_bad_request);
             return HttpResponse::text(400, "body must be hex info-hashes, one per line");
         }
     };
@@ -379,7 +379,7 @@ async fn connection(
             Ok(Ok(None)) => return Ok(()), // clean close between requests
             Ok(Ok(Some(Ok(r)))) => r,
             Ok(Ok(Some(Err(err)))) => {
-                bump(&shared.stats.http_bad_request);
+                bump(&shared.counters(0).http_bad_request);
                 let resp = match err {
                     HeadError::TooLarge => HttpResponse::text(413, "request too large"),
                     HeadError::Malformed => HttpResponse::text(400, "bad request"),

@@ -238,7 +238,7 @@ impl Tracker {
 
     /// A request processor for benchmarks and tests (what a UDP worker runs per packet).
     pub fn processor(&self, seed: u64) -> Processor {
-        Processor::new(self.shared.clone(), seed)
+        Processor::new(self.shared.clone(), 0, seed)
     }
 
     /// Serves until `shutdown` resolves (then `Ok`) or a worker dies (then
@@ -269,7 +269,7 @@ impl Tracker {
             let waker = mio::Waker::new(poll.registry(), udp_worker::WAKE_TOKEN)
                 .map_err(io_err("create a mio waker"))?;
             wakers.push(waker);
-            let processor = Processor::new(shared.clone(), seed.wrapping_add(i as u64));
+            let processor = Processor::new(shared.clone(), i, seed.wrapping_add(i as u64));
             let notice = DeathNotice(name.clone(), death_tx.clone());
             let t = std::thread::Builder::new()
                 .name(name.clone())

@@ -16,7 +16,7 @@ use crate::access::AccessSet;
 use crate::config::Config;
 use crate::connection_id::ConnectionIds;
 use crate::fabric_map::FabricMap;
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{Padded, Stats, StatsSnapshot};
 use crate::swarm::{self, Announce, FabricId, Family, Secs, TorrentCounts, Torrents};
 
 /// One shard: torrents whose info-hash maps here, and which of them may be served.
@@ -36,7 +36,8 @@ pub(crate) struct Shared {
     pub(crate) ids: ConnectionIds,
     fabric_map: FabricMap,
     pub(crate) admin_token: Option<String>,
-    pub(crate) stats: Stats,
+    /// Slot 0: HTTP and anything else; slot `w + 1`: UDP worker `w`.
+    stats: Box<[Padded]>,
     start: Instant,
     pub(crate) shutdown: AtomicBool,
 }
@@ -50,6 +51,9 @@ impl Shared {
         key: [u8; 32],
     ) -> Self {
         let shards: Box<[Mutex<Shard>]> = (0..config.shards()).map(|_| Mutex::default()).collect();
+        let stats: Box<[Padded]> = (0..=config.udp_workers())
+            .map(|_| Padded::default())
+            .collect();
         let s = Self {
             swarm: config.swarm_config(),
             ids: ConnectionIds::new(key, config.udp.connection_id_window_secs),
@@ -57,7 +61,7 @@ impl Shared {
             shards,
             fabric_map,
             admin_token,
-            stats: Stats::default(),
+            stats,
             start: Instant::now(),
             shutdown: AtomicBool::new(false),
         };
@@ -151,8 +155,16 @@ impl Shared {
         was
     }
 
+    /// The counters of `slot` (0: HTTP; `w + 1`: UDP worker `w`), wrapped around.
+    pub(crate) fn counters(&self, slot: usize) -> &Stats {
+        &self.stats[slot % self.stats.len()].0
+    }
+
     pub(crate) fn stats(&self) -> StatsSnapshot {
-        let mut snap = self.stats.snapshot();
+        let mut snap = StatsSnapshot::default();
+        for s in self.stats.iter() {
+            s.0.add_to(&mut snap);
+        }
         for s in self.shards.iter() {
             let s = lock(s);
             snap.torrents += s.torrents.len() as u64;
@@ -219,12 +231,6 @@ impl Handle {
     /// Sweeps expired peers now (the cleaning thread does it periodically).
     pub fn clean(&self) {
         self.shared.clean();
-    }
-
-    /// Which address a v4-mapped IPv6 source really is.
-    #[doc(hidden)]
-    pub fn canonical(addr: SocketAddr) -> SocketAddr {
-        canonical(addr)
     }
 }
 

@@ -38,6 +38,8 @@ pub(crate) const RECV_BUF_LEN: usize = 4096;
 /// The sans-IO part of a worker: request bytes in, response bytes out.
 pub struct Processor {
     shared: Arc<Shared>,
+    /// This worker's counters slot (see `Shared::counters`).
+    slot: usize,
     rng: SmallRng,
     /// Reused peer lists and output buffer: the hot path allocates nothing.
     peers4: Vec<SocketAddrV4>,
@@ -46,9 +48,10 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub(crate) fn new(shared: Arc<Shared>, seed: u64) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, worker: usize, seed: u64) -> Self {
         Self {
             shared,
+            slot: worker + 1,
             rng: SmallRng::seed_from_u64(seed),
             peers4: Vec::new(),
             peers6: Vec::new(),
@@ -59,6 +62,7 @@ impl Processor {
     /// Answers one datagram from `src`; `None` means stay silent.
     pub fn process(&mut self, src: SocketAddr, packet: &[u8]) -> Option<&[u8]> {
         let shared = &*self.shared;
+        let st = shared.counters(self.slot);
         let src = canonical(src);
         let now = u64::from(shared.now());
         self.out.clear();
@@ -70,21 +74,21 @@ impl Processor {
                 kind,
             }) => {
                 if !shared.ids.is_valid(now, src, connection_id) {
-                    bump(&shared.stats.udp_bad_connection_id);
+                    bump(&st.udp_bad_connection_id);
                     return None;
                 }
-                bump(&shared.stats.udp_error_sent);
+                bump(&st.udp_error_sent);
                 encode_error(transaction_id, &kind.to_string(), &mut self.out);
                 return Some(&self.out);
             }
             Err(RequestParseError::Unsendable { .. }) => {
-                bump(&shared.stats.udp_dropped);
+                bump(&st.udp_dropped);
                 return None;
             }
         };
         match request {
             Request::Connect(r) => {
-                bump(&shared.stats.udp_connect);
+                bump(&st.udp_connect);
                 Response::Connect(ConnectResponse {
                     transaction_id: r.transaction_id,
                     connection_id: shared.ids.issue(now, src),
@@ -93,7 +97,7 @@ impl Processor {
             }
             Request::Announce(r) => {
                 if !shared.ids.is_valid(now, src, r.connection_id) {
-                    bump(&shared.stats.udp_bad_connection_id);
+                    bump(&st.udp_bad_connection_id);
                     return None;
                 }
                 let fabric = shared.fabric_of(r.fabric(), src.ip());
@@ -130,7 +134,7 @@ impl Processor {
                 };
                 match counts {
                     Ok(c) => {
-                        bump(&shared.stats.udp_announce);
+                        bump(&st.udp_announce);
                         let resp = AnnounceResponse {
                             transaction_id: r.transaction_id,
                             interval,
@@ -146,17 +150,17 @@ impl Processor {
                         }
                     }
                     Err(()) => {
-                        bump(&shared.stats.udp_error_sent);
+                        bump(&st.udp_error_sent);
                         encode_error(r.transaction_id, NOT_REGISTERED, &mut self.out);
                     }
                 }
             }
             Request::Scrape(r) => {
                 if !shared.ids.is_valid(now, src, r.connection_id) {
-                    bump(&shared.stats.udp_bad_connection_id);
+                    bump(&st.udp_bad_connection_id);
                     return None;
                 }
-                bump(&shared.stats.udp_scrape);
+                bump(&st.udp_scrape);
                 let stats = r
                     .info_hashes
                     .iter()
@@ -252,7 +256,7 @@ fn drain_batched(
         }
         let refused = tx.send(fd, rx);
         for _ in 0..refused {
-            bump(&processor.shared.stats.udp_send_failed);
+            bump(&processor.shared.counters(processor.slot).udp_send_failed);
         }
         if n < crate::udp_batch::BATCH {
             // A short batch means the queue was empty: no need for an extra EAGAIN call.
@@ -275,7 +279,7 @@ fn drain(processor: &mut Processor, socket: &UdpSocket, buf: &mut [u8]) {
         };
         if let Some(resp) = processor.process(src, &buf[..len]) {
             if let Err(e) = socket.send_to(resp, src) {
-                bump(&processor.shared.stats.udp_send_failed);
+                bump(&processor.shared.counters(processor.slot).udp_send_failed);
                 tracing::debug!(%src, error = %e, "UDP send failed");
             }
         }
