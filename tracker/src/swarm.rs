@@ -8,6 +8,10 @@
 //! - a peer list never contains the announcer and has at most `numwant` entries, of which
 //!   at most [`SwarmConfig::bridges`] are from another fabric when the announcer's fabric
 //!   is known.
+//!
+//! A peer of unknown fabric (a plain BitTorrent client, no map entry) gets a uniform sample
+//! of the whole swarm; to a peer of known fabric, peers of unknown fabric count as
+//! cross-fabric (bridges), since nothing says they are near.
 
 use std::collections::HashMap;
 use std::net::{SocketAddrV4, SocketAddrV6};

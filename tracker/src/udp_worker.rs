@@ -1,7 +1,8 @@
 //! One UDP worker: a mio loop over this worker's sockets (one per listen address, each
 //! sharing its port with the other workers through SO_REUSEPORT, so the kernel spreads
 //! clients over workers), decoding with `proto::tracker::udp`, answering from the shared
-//! shards, encoding into one reused buffer.
+//! shards, encoding into one reused buffer. On Linux datagrams move in batches
+//! (`udp_batch.rs`: recvmmsg/sendmmsg); elsewhere one per system call.
 //!
 //! [`Processor::process`] is the whole request → response step without sockets, so tests
 //! and benchmarks drive it directly. Invariants: a request whose connection id is wrong or
@@ -101,6 +102,8 @@ impl Processor {
                     return None;
                 }
                 let fabric = shared.fabric_of(r.fabric(), src.ip());
+                // The BEP 15 IP field is ignored: honouring it would let anyone list
+                // someone else's address. Peers are listed under the packet's source.
                 let interval = AnnounceInterval(shared.swarm.interval);
                 let (counts, peers) = match src {
                     SocketAddr::V4(v4) => {

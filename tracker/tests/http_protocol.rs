@@ -224,3 +224,42 @@ fn admin_api_is_off_without_a_token() {
     );
     assert_eq!(split_reply(&http_raw(t.http, req.as_bytes())).0, 403);
 }
+
+#[test]
+fn fabric_map_places_peers_that_do_not_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("fabrics.txt");
+    std::fs::write(
+        &map,
+        "# two data centers\n10.1.0.0/16 east\n10.2.0.0/16 west\n",
+    )
+    .unwrap();
+    let mut c = loopback_config();
+    c.access.open = true;
+    c.fabric.map = Some(map);
+    c.fabric.bridges = 1;
+    // Peers announce their address with ip=, so the map (not loopback) decides.
+    c.http.trust_ip_param = true;
+    let t = TestTracker::start(c, None);
+    let q = |n: u32, ip: &str| {
+        let mut r =
+            AnnounceRequest::parse_query(query(n, 6000 + n as u16, 1, None).as_bytes()).unwrap();
+        r.ip = Some(ip.parse().unwrap());
+        r.to_query()
+    };
+    for n in 0..4 {
+        announce_reply(&t, &q(n, &format!("10.1.0.{}", n + 1)));
+        announce_reply(&t, &q(10 + n, &format!("10.2.0.{}", n + 1)));
+    }
+    let AnnounceReply::Ok(r) = announce_reply(&t, &q(99, "10.1.9.9")) else {
+        panic!("ok reply")
+    };
+    let east = r.peers.iter().filter(|p| p.ip().octets()[1] == 1).count();
+    let west = r.peers.iter().filter(|p| p.ip().octets()[1] == 2).count();
+    assert_eq!(
+        (east, west),
+        (4, 1),
+        "all of east, one bridge from west: {:?}",
+        r.peers
+    );
+}
