@@ -8,7 +8,8 @@
 //!
 //! When a peer finished: libtorrent prints a `finished` event with its own timestamp. For
 //! instream, [`instream_done_at`] takes, in order: a completion event line, a `*_secs` field
-//! of the summary measured from start, or else the exit time minus `--seed-for`.
+//! of the summary measured from start (`wall_secs` beside `total_secs`), or else the exit
+//! time minus `--seed-for`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,9 @@ pub struct Tools {
     pub bin_dir: PathBuf,
     /// Copy children's stderr to ours.
     pub echo: bool,
+    /// Extra arguments for `instream-seed serve` and `instream-peer get`.
+    pub seed_args: Vec<String>,
+    pub peer_args: Vec<String>,
 }
 
 impl Tools {
@@ -76,6 +80,8 @@ impl Tools {
             lt_script,
             bin_dir,
             echo,
+            seed_args: Vec::new(),
+            peer_args: Vec::new(),
         })
     }
 
@@ -200,6 +206,7 @@ impl Tools {
         if let Some(f) = fabric {
             cmd.arg("--fabric").arg(f);
         }
+        cmd.args(&self.seed_args);
         let mut c = Child::spawn(label, cmd, ns, self.echo)?;
         wait_until(STARTUP, &format!("{label} to listen on {listen}"), || {
             if let Some(e) = c.poll_exit() {
@@ -243,6 +250,7 @@ impl Tools {
         if let Some(f) = fabric {
             cmd.arg("--fabric").arg(f);
         }
+        cmd.args(&self.peer_args);
         Child::spawn(label, cmd, ns, self.echo)
     }
 }
@@ -272,18 +280,22 @@ pub fn instream_done_at(c: &Child, seed_for: f64) -> Option<(SystemTime, DoneSou
     }
     let exit = c.exit()?;
     if let Some(s) = summary(c) {
-        for k in [
+        // instream-peer's `wall_secs` is start -> complete when `total_secs` (start -> exit,
+        // seeding included) sits beside it.
+        let wall = s.get("total_secs").and(s.get("wall_secs"));
+        let named = [
             "download_secs",
             "verified_secs",
             "done_secs",
             "complete_secs",
-        ] {
-            if let Some(secs) = s.get(k).and_then(Value::as_f64) {
-                return Some((
-                    c.spawned_at + Duration::from_secs_f64(secs),
-                    DoneSource::SummarySecs,
-                ));
-            }
+        ]
+        .iter()
+        .find_map(|k| s.get(*k));
+        if let Some(secs) = named.or(wall).and_then(Value::as_f64) {
+            return Some((
+                c.spawned_at + Duration::from_secs_f64(secs),
+                DoneSource::SummarySecs,
+            ));
         }
     }
     Some((

@@ -49,6 +49,12 @@ pub struct DatapathArgs {
     pub no_verify: bool,
     #[arg(long)]
     pub verbose: bool,
+    /// Extra arguments for `instream-seed serve`, space-separated.
+    #[arg(long, default_value = "--skip-check", allow_hyphen_values = true)]
+    pub instream_seed_args: String,
+    /// Extra arguments for `instream-peer get`, space-separated.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub instream_peer_args: String,
 }
 
 struct Round {
@@ -78,7 +84,17 @@ pub fn run(a: DatapathArgs) -> Result<()> {
         a.rounds >= 1 && !a.clients.is_empty(),
         "need at least one round and one client"
     );
-    let tools = Tools::locate(a.bin_dir.clone(), a.verbose)?;
+    let mut tools = Tools::locate(a.bin_dir.clone(), a.verbose)?;
+    tools.seed_args = a
+        .instream_seed_args
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    tools.peer_args = a
+        .instream_peer_args
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     for c in &a.clients {
         tools.check(*c)?;
     }

@@ -76,6 +76,12 @@ pub struct SwarmArgs {
     /// Copy the clients' stderr to ours.
     #[arg(long)]
     pub verbose: bool,
+    /// Extra arguments for `instream-seed serve`, space-separated.
+    #[arg(long, default_value = "--skip-check", allow_hyphen_values = true)]
+    pub instream_seed_args: String,
+    /// Extra arguments for `instream-peer get`, space-separated.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub instream_peer_args: String,
     /// Time libtorrent peers from their spawn (python start-up included) instead of from the
     /// "go" sent once every peer is set up. instream peers are always timed from their spawn.
     #[arg(long)]
@@ -165,7 +171,17 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         a.fabrics == 1 || a.fabric_mbit.is_some(),
         "--fabrics > 1 needs --fabric-mbit"
     );
-    let tools = Tools::locate(a.bin_dir.clone(), a.verbose)?;
+    let mut tools = Tools::locate(a.bin_dir.clone(), a.verbose)?;
+    tools.seed_args = a
+        .instream_seed_args
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    tools.peer_args = a
+        .instream_peer_args
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     for c in &a.clients {
         tools.check(*c)?;
     }
