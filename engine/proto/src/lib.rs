@@ -26,6 +26,8 @@ pub mod wire;
 
 #[cfg(any(fuzzing, test))]
 pub mod fuzzing;
+#[cfg(test)]
+mod tests;
 
 /// A 20-byte SHA-1 info-hash (BitTorrent v1).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
