@@ -631,7 +631,9 @@ pub fn lt_peer(label: &str, torrent: &Path, data_dir: &Path, opts: &LtOpts) -> (
         .arg(torrent)
         .arg("--data")
         .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0", "--progress-interval", "1"])
+        .args(["--listen", "127.0.0.1:0"])
+        // A seed's progress says nothing; a leecher's every 2 s shows in a failure's tail.
+        .args(["--progress-interval", if opts.seed { "0" } else { "2" }])
         .args(["--timeout", &TRANSFER_TIMEOUT.as_secs().to_string()]);
     if opts.seed {
         cmd.arg("--seed");
