@@ -705,9 +705,14 @@ impl TrackerTask {
                         seeders: o.seeders,
                         leechers: o.leechers,
                     };
-                    if self.peers.send(found).await.is_err() {
+                    // Never block on a slow session: a later announce brings fresh peers.
+                    match self.peers.try_send(found) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::debug!(tracker = %self.name, "peer channel full; dropping a peer list");
+                        }
                         // Nobody listens any more: the session is gone.
-                        break 'outer;
+                        Err(mpsc::error::TrySendError::Closed(_)) => break 'outer,
                     }
                 }
                 Err(e) => {
