@@ -95,6 +95,26 @@ impl Netns {
         ])
         .with_context(|| format!("shape {dev} in {} to {mbit} Mbit/s", self.name))
     }
+
+    /// Bytes sent so far through the root qdisc of `dev` (wire bytes: headers and
+    /// retransmissions included).
+    pub fn egress_bytes(&self, dev: &str) -> Result<u64> {
+        let o = Command::new("tc")
+            .args(["-n", &self.name, "-s", "-j", "qdisc", "show", "dev", dev])
+            .output()
+            .context("run tc")?;
+        ensure!(
+            o.status.success(),
+            "tc -s qdisc show dev {dev}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).context("parse tc -j output")?;
+        v.as_array()
+            .and_then(|qs| qs.iter().find(|q| q["root"] == true))
+            .and_then(|q| q["bytes"].as_u64())
+            .with_context(|| format!("no root qdisc byte count for {dev}: {v}"))
+    }
 }
 
 impl Drop for Netns {

@@ -1,7 +1,9 @@
 //! Swarm efficiency: one seed and N peers, every host in its own network namespace with its
 //! link shaped by `tc`, the same payload and torrent for every client, clients alternating
 //! round by round. Figures per round: fanout time (start -> every peer verified), its ratio
-//! to the lower bound, seed upload / payload, CPU-seconds per GiB delivered.
+//! to the lower bound, seed upload / payload, CPU-seconds per GiB delivered, and with
+//! `--fabrics K` the bytes that entered the busiest non-origin fabric / payload (wire bytes
+//! counted by the shaping qdisc of that fabric's link; ideal 1.0).
 //!
 //! Seeds start first and are timed from when they listen; peers keep seeding until every
 //! peer is done (libtorrent: until terminated; instream: `--seed-for`). Outputs are deleted
@@ -90,6 +92,8 @@ pub struct SwarmArgs {
 
 /// One client's figures for one round.
 struct Round {
+    /// Most bytes that entered one non-origin fabric, / payload (NaN with one fabric).
+    cross_fabric: f64,
     fanout: f64,
     seed_copies: f64,
     cpu_per_gib: f64,
@@ -254,26 +258,34 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         "seed up/F",
         "CPU-s/GiB",
         "first done s",
+        "xfabric/F",
         "note",
     ]);
     for r in 1..=a.rounds {
         for (ci, c) in a.clients.iter().enumerate() {
             ctx.fresh_outputs()?;
             sync_disks();
-            let res = match c {
+            let ingress0 = topo.fabric_ingress_bytes()?;
+            let mut res = match c {
                 ClientKind::Libtorrent => lt_round(&ctx),
                 ClientKind::Instream => instream_round(&ctx),
             }
             .with_context(|| format!("round {r}, {}", labels[ci]))?;
+            res.cross_fabric = cross_fabric_copies(&topo, &ingress0, a.size)?;
             ctx.verify_outputs()
                 .with_context(|| format!("round {r}, {}", labels[ci]))?;
             println!(
-                "round {r} {:<12} fanout {:>7.3} s  {:>5.2}x bound  seed up {:>5.2} F  {:>6.2} CPU-s/GiB {}",
+                "round {r} {:<12} fanout {:>7.3} s  {:>5.2}x bound  seed up {:>5.2} F  {:>6.2} CPU-s/GiB{} {}",
                 labels[ci],
                 res.fanout,
                 res.fanout / bound,
                 res.seed_copies,
                 res.cpu_per_gib,
+                if res.cross_fabric.is_finite() {
+                    format!("  into a fabric {:.2} F", res.cross_fabric)
+                } else {
+                    String::new()
+                },
                 res.note
             );
             rounds.row(vec![
@@ -284,6 +296,7 @@ pub fn run(a: SwarmArgs) -> Result<()> {
                 f(res.seed_copies, 2),
                 f(res.cpu_per_gib, 2),
                 f(res.first_done, 3),
+                f(res.cross_fabric, 2),
                 res.note.clone(),
             ]);
             per_client[ci].push(res);
@@ -303,6 +316,7 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         "x bound",
         "seed up/F",
         "CPU-s/GiB",
+        "xfabric/F",
         &format!("fanout / {}", labels[base]),
         &format!("CPU / {}", labels[base]),
     ]);
@@ -316,12 +330,27 @@ pub fn run(a: SwarmArgs) -> Result<()> {
             f(fanout / bound, 2),
             f(med(ci, |r| r.seed_copies), 2),
             f(cpu, 2),
+            f(med(ci, |r| r.cross_fabric), 2),
             f(fanout / med(base, |r| r.fanout), 2),
             f(cpu / med(base, |r| r.cpu_per_gib), 2),
         ]);
     }
     println!("{}", summary.render());
     Ok(())
+}
+
+/// Bytes that entered the busiest non-origin fabric since `before`, in payload copies
+/// (ideal 1.0); NaN with a single fabric.
+fn cross_fabric_copies(topo: &Topology, before: &[u64], payload: u64) -> Result<f64> {
+    if !topo.multi_fabric() {
+        return Ok(f64::NAN);
+    }
+    let after = topo.fabric_ingress_bytes()?;
+    let origin = topo.spec.hosts[0].fabric;
+    Ok((0..after.len())
+        .filter(|&k| k != origin)
+        .map(|k| after[k].saturating_sub(before[k]) as f64 / payload as f64)
+        .fold(f64::NAN, f64::max))
 }
 
 /// Display names, numbered when a client is listed more than once.
@@ -405,6 +434,7 @@ fn lt_round(ctx: &Ctx) -> Result<Round> {
     seed.terminate(Duration::from_secs(10));
     let seed_up = summary_u64(&seed, "bytes_uploaded")?;
     Ok(Round {
+        cross_fabric: f64::NAN,
         fanout: done.iter().copied().fold(f64::NAN, f64::max),
         seed_copies: seed_up as f64 / ctx.a.size as f64,
         cpu_per_gib: (cpu1 - cpu0) / ctx.delivered_gib(),
@@ -479,6 +509,7 @@ fn instream_round(ctx: &Ctx) -> Result<Round> {
         note.push_str(" (spread > seed-for: early finishers left before the last)");
     }
     Ok(Round {
+        cross_fabric: f64::NAN,
         fanout,
         // Every byte a peer received came from the seed or another peer.
         seed_copies: down.saturating_sub(up) as f64 / ctx.a.size as f64,

@@ -229,6 +229,18 @@ impl Topology {
     pub fn multi_fabric(&self) -> bool {
         self.spec.fabrics.len() > 1
     }
+
+    /// Bytes that have entered each fabric from the core so far (index = fabric); all zero
+    /// with a single fabric. Differences between two calls give one round's cross-fabric
+    /// traffic.
+    pub fn fabric_ingress_bytes(&self) -> Result<Vec<u64>> {
+        if !self.multi_fabric() {
+            return Ok(vec![0; self.spec.fabrics.len()]);
+        }
+        (0..self.spec.fabrics.len())
+            .map(|k| self.hub.egress_bytes(&format!("f{k}core")))
+            .collect()
+    }
 }
 
 #[cfg(test)]
