@@ -104,10 +104,10 @@ fn wait_ready(port: u16, child: &mut Child, name: &str) -> Result<()> {
             bail!("{name} exited with {status} before answering");
         }
         sock.send_to(&req, ("127.0.0.1", port))?;
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if n >= 16 {
-                return Ok(());
-            }
+        if let Ok((n, _)) = sock.recv_from(&mut buf)
+            && n >= 16
+        {
+            return Ok(());
         }
     }
     bail!("{name} did not answer a connect on port {port} within 15 s")
@@ -224,6 +224,22 @@ fn start(env: &Env, kind: Kind, one_core: bool, port: u16) -> Result<Proc> {
     Ok(Proc(child))
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc/PID/stat.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f
+        .get(11)
+        .zip(f.get(12))
+        .and_then(|(u, s)| Some(u.parse::<f64>().ok()? + s.parse::<f64>().ok()?))
+        .context("parse /proc stat")?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
 /// Runs the load generator against `port`; returns (responses/s, error responses/s).
 fn load(env: &Env, one_core: bool, port: u16) -> Result<(f64, f64)> {
     let cfg = env.dir.path().join("load.toml");
@@ -337,24 +353,34 @@ fn run(args: Args) -> Result<()> {
     let kinds = [Kind::Instream, Kind::OpenTracker, Kind::Aquatic];
     let mut best = [[0f64; 3]; 2];
     let mut errs = [[0f64; 3]; 2];
+    let mut cpu_us = [[0f64; 3]; 2];
     for round in 0..env.args.rounds {
         for (m, one_core) in [true, false].into_iter().enumerate() {
             for (k, kind) in kinds.into_iter().enumerate() {
                 let port = free_port()?;
                 let proc = start(&env, kind, one_core, port)?;
+                let cpu_before = cpu_secs(proc.0.id())?;
                 let (rps, err) = load(&env, one_core, port)?;
+                let cpu = cpu_secs(proc.0.id())? - cpu_before;
                 drop(proc);
+                // CPU time per response over the whole run: robust to other load on the
+                // machine, unlike responses/s of a closed-loop generator.
+                let us_per_response = cpu * 1e6 / (rps * env.args.duration as f64).max(1.0);
                 eprintln!(
-                    "round {} {:<17} {:<6} {:>10.0} responses/s ({:.0} errors/s)",
+                    "round {} {:<17} {:<6} {:>10.0} responses/s ({:.0} errors/s), {:.2} CPU-us/response",
                     round + 1,
                     kind.name(),
                     if one_core { "1 core" } else { "all" },
                     rps,
-                    err
+                    err,
+                    us_per_response
                 );
                 if rps > best[m][k] {
                     best[m][k] = rps;
                     errs[m][k] = err;
+                }
+                if cpu_us[m][k] == 0.0 || us_per_response < cpu_us[m][k] {
+                    cpu_us[m][k] = us_per_response;
                 }
             }
         }
@@ -364,23 +390,31 @@ fn run(args: Args) -> Result<()> {
         env.args.torrents, env.args.peers, env.args.duration, env.args.rounds, env.cores
     );
     println!(
-        "{:<18} {:<22} {:>14} {:>10} {:>16} {:>16}",
-        "tracker", "mode", "responses/s", "errors/s", "instream / this", ""
+        "{:<18} {:<18} {:>12} {:>9} {:>10} {:>14} {:>12}",
+        "tracker", "mode", "responses/s", "errors/s", "ratio", "CPU-us/resp", "CPU ratio"
     );
     for (m, mode) in ["1 worker, pinned", "all workers"].iter().enumerate() {
         for (k, kind) in kinds.iter().enumerate() {
+            // Both ratios read "instream-tracker is N times better than this tracker".
             let ratio = if best[m][k] > 0.0 {
                 best[m][0] / best[m][k]
             } else {
                 0.0
             };
+            let cpu_ratio = if cpu_us[m][0] > 0.0 {
+                cpu_us[m][k] / cpu_us[m][0]
+            } else {
+                0.0
+            };
             println!(
-                "{:<18} {:<22} {:>14.0} {:>10.0} {:>15.2}x",
+                "{:<18} {:<18} {:>12.0} {:>9.0} {:>9.2}x {:>14.2} {:>11.2}x",
                 kind.name(),
                 mode,
                 best[m][k],
                 errs[m][k],
-                ratio
+                ratio,
+                cpu_us[m][k],
+                cpu_ratio
             );
         }
     }
