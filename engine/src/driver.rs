@@ -253,11 +253,13 @@ impl Driver {
                     }
                 }
                 Action::Completed => {
-                    info!(
-                        info_hash = %self.meta.info_hash,
-                        secs = self.started.elapsed().as_secs_f64(),
-                        "download complete"
-                    );
+                    if r.state != TorrentState::Seeding {
+                        info!(
+                            info_hash = %self.meta.info_hash,
+                            secs = self.started.elapsed().as_secs_f64(),
+                            "download complete"
+                        );
+                    }
                     r.state = TorrentState::Seeding;
                     let storage = self.storage.clone();
                     let tx = self.ctl_tx.clone();

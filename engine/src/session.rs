@@ -23,11 +23,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info};
 
+use crate::announce;
 use crate::disk::DiskPool;
 use crate::driver::{Control, Driver};
 use crate::meta::TorrentMeta;
 use crate::net::{Route, Router, SocketOptions, listen};
 use crate::storage::{Storage, check_existing};
+use crate::tracker_client::{ClientConfig, Identity};
 
 /// Session-wide settings.
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ pub struct SessionConfig {
     pub max_queued_per_peer: usize,
     /// Capacity of each torrent's network event channel, in batches. Default 256.
     pub net_channel: usize,
+    /// Tracker client timing.
+    pub tracker: ClientConfig,
 }
 
 impl Default for SessionConfig {
@@ -60,6 +64,7 @@ impl Default for SessionConfig {
             check_threads: 2,
             max_queued_per_peer: 64 * 1024 * 1024,
             net_channel: 256,
+            tracker: ClientConfig::default(),
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct AddOptions {
     pub assume_complete: bool,
     /// Override the session's machine config for this torrent.
     pub config: Option<TorrentConfig>,
+    /// Do not announce to the torrent's trackers (static peers only).
+    pub no_trackers: bool,
 }
 
 /// A handle on one running torrent. Cheap to clone.
@@ -197,6 +204,7 @@ struct Inner {
     shutdown: CancellationToken,
     listen_addr: Option<SocketAddr>,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
+    announcers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The engine: a listener and its torrents.
@@ -235,6 +243,7 @@ impl Session {
                 shutdown,
                 listen_addr,
                 torrents: Mutex::new(HashMap::new()),
+                announcers: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -367,6 +376,18 @@ impl Session {
             .instrument(span),
         );
         handle.add_peers(opts.peers);
+        if !opts.no_trackers {
+            let id = Identity {
+                info_hash,
+                peer_id: inner.our_id,
+                port: inner.config.torrent.listen_port,
+                fabric: inner.config.torrent.fabric.clone(),
+                key: rand::random(),
+            };
+            if let Some(task) = announce::start(handle.clone(), id, inner.config.tracker.clone()) {
+                inner.announcers.lock().expect("announcers lock").push(task);
+            }
+        }
         Ok(handle)
     }
 
@@ -374,6 +395,10 @@ impl Session {
     pub async fn shutdown(&self) {
         let torrents = self.torrents();
         futures::future::join_all(torrents.iter().map(|t| t.stop())).await;
+        // Announcers see their torrent stop and send `stopped` (bounded wait each).
+        let announcers =
+            std::mem::take(&mut *self.inner.announcers.lock().expect("announcers lock"));
+        futures::future::join_all(announcers).await;
         self.inner.shutdown.cancel();
     }
 }
