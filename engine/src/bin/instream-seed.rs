@@ -205,7 +205,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind TCP listener {listen}"))?;
     let mut config = SessionConfig::default();
-    config.torrent.fabric = fabric.clone();
+    config.torrent.fabric = fabric;
     config.torrent.super_seed = super_seed;
     if let Some(m) = max_peers {
         config.torrent.max_peers = m;
@@ -254,13 +254,17 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         }
         info!(%name, info_hash = %handle.info_hash(), %addr, "seeding");
     }
+    // For scripts that bind port 0: the address, once every torrent is being served.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A closed stdout must not stop the seed.
+        let _ = writeln!(out, "listening {addr}").and_then(|_| out.flush());
+    }
 
     match watch {
         Some(dir) => {
-            let cfg = instream_engine::agent::origin::WatchConfig {
-                fabric,
-                ..instream_engine::agent::origin::WatchConfig::new(dir.clone())
-            };
+            let cfg = instream_engine::agent::origin::WatchConfig::new(dir.clone());
             info!(dir = %dir.display(), %addr, "watching for new versions");
             instream_engine::agent::origin::watch(session.clone(), cfg, common::shutdown_signal())
                 .await
