@@ -14,6 +14,7 @@ pub mod report;
 pub mod server;
 pub mod store;
 pub mod timefmt;
+pub mod tracker_admin;
 
 /// An error and its sources on one line, `a: b: c` (what anyhow's `{:#}` prints), for
 /// library errors that end up in logs, failure reasons and API answers.

@@ -25,6 +25,10 @@ pub struct ServerConfig {
     /// Publisher keys a registered manifest must be signed by; empty = not checked here
     /// (hosts always check).
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// Trackers and origin directory handed to `instream publish`.
+    pub publish: crate::tracker_admin::PublishInfo,
+    /// The tracker's admin API: registered versions' info-hashes are allowed there.
+    pub tracker_admin: Option<crate::tracker_admin::TrackerAdmin>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +66,27 @@ pub async fn run(
         metrics,
         default_report_deadline_ms: cfg.default_report_deadline_ms,
         trusted_keys: cfg.trusted_keys,
+        publish: cfg.publish,
+        tracker_admin: cfg.tracker_admin.clone(),
     });
+    if let Some(admin) = cfg.tracker_admin {
+        // A restarted tracker forgot run-time registrations: give it every known version.
+        let db = state.db.clone();
+        tokio::spawn(async move {
+            match db.read(|s| s.all_info_hashes()).await {
+                Ok(h) if !h.is_empty() => {
+                    if admin
+                        .register_retrying(&h, std::time::Duration::from_secs(120))
+                        .await
+                    {
+                        tracing::info!(count = h.len(), tracker = %admin.base(), "info-hashes registered with the tracker");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %crate::error_chain(&e), "list info-hashes"),
+            }
+        });
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

@@ -46,7 +46,8 @@ fn deploy_to_fabrics_reaches_full_success_with_timestamped_host_lines() {
         assert!(f[2].starts_with("host-"), "{l}");
     }
     assert_eq!(
-        env.ok(&srv, &["status", "-t", &id, "--watch", "--interval", "0.1"]).trim(),
+        env.ok(&srv, &["status", "-t", &id, "--watch", "--interval", "0.1"])
+            .trim(),
         "Success Percentage: 100 Failure Percentage: 0 Pending Percentage: 0",
         "--watch ends at a finished deployment and prints the final line only on stdout"
     );

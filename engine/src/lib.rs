@@ -24,3 +24,5 @@ pub mod net;
 pub(crate) mod driver;
 pub mod session;
 pub mod tracker_client;
+pub mod install;
+pub mod agent;

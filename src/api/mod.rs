@@ -37,6 +37,10 @@ pub struct AppState {
     pub default_report_deadline_ms: u64,
     /// If not empty, a registered manifest must be signed by one of these.
     pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// Trackers and origin handed to publishers.
+    pub publish: crate::tracker_admin::PublishInfo,
+    /// Where registered info-hashes are allowed on the tracker, if configured.
+    pub tracker_admin: Option<crate::tracker_admin::TrackerAdmin>,
 }
 
 /// An error answer: status + one-line message, as JSON.

@@ -10,6 +10,7 @@
 //! | POST `/api/v1/products/{p}/versions` | yes | register a version (torrent + signed manifest) |
 //! | GET `/api/v1/products/{p}/versions/{v}/torrent?variant=` | yes | .torrent bytes |
 //! | GET `/api/v1/products/{p}/versions/{v}/manifest?variant=` | yes | signed manifest bytes |
+//! | GET `/api/v1/publish-info` | yes | tracker URLs and origin directory for `instream publish` |
 //! | GET `/api/v1/fabrics` | yes | fabrics the dispatcher knows |
 //! | GET `/api/v1/deployments?limit=` | yes | recent deployments with progress |
 //! | POST `/api/v1/deployments` | yes | create; answers `{"status":"submitted","id":..}` |
@@ -58,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(get_manifest),
         )
         .route("/api/v1/fabrics", get(list_fabrics))
+        .route("/api/v1/publish-info", get(publish_info))
         .route(
             "/api/v1/deployments",
             get(list_deployments).post(create_deployment),
@@ -183,6 +185,14 @@ async fn register_version(
         req.variant.as_deref(),
         meta.info_hash(),
     )?;
+    // Allow the info-hash on the tracker first: a version no host could fetch is not
+    // registered (publish is idempotent, so retrying after fixing the tracker is fine).
+    if let Some(admin) = &st.tracker_admin {
+        admin
+            .register(&[meta.info_hash().to_hex()])
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, crate::error_chain(&e)))?;
+    }
     let nv = NewVersion {
         product: product.clone(),
         version: req.version.clone(),
@@ -314,6 +324,10 @@ async fn get_manifest(
     ApiQuery(q): ApiQuery<VariantQuery>,
 ) -> Result<Response, ApiError> {
     blob(st, product, version, q.variant, Blob::Manifest).await
+}
+
+async fn publish_info(State(st): St) -> Json<crate::tracker_admin::PublishInfo> {
+    Json(st.publish.clone())
 }
 
 async fn list_fabrics(State(st): St) -> Result<Json<Vec<String>>, ApiError> {

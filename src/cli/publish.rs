@@ -1,7 +1,14 @@
 //! `instream publish -p P -v V [--variant NAME] PATH|URL`: read a product version from a
-//! data source, build its torrent (proto::metainfo's builder, SHA-1 pieces) and a manifest
-//! (product, version, variant, info-hash, BLAKE3 of the payload, size, hooks, files) signed
-//! with the publisher's ed25519 key, and register both with the control server.
+//! data source, build its torrent (engine::create, SHA-1 pieces) and a manifest (product,
+//! version, variant, info-hash, BLAKE3 of the payload, size, hooks, files) signed with the
+//! publisher's ed25519 key, register both with the control server (which allows the
+//! info-hash on its tracker), and hand the version to the origin.
+//!
+//! Tracker URLs and the origin directory come from the control server (`serve --tracker
+//! URL --origin-dir DIR`, answered at `GET /api/v1/publish-info`); `--tracker` and
+//! `--origin-dir` override them. Handing over means hard-linking (or copying) the payload
+//! into `DIR/<info-hash>/`, then renaming the torrent to `DIR/<info-hash>.torrent` and
+//! waiting for the origin's `DIR/<info-hash>.seeding` (instream_engine::agent::origin).
 //!
 //! The key is made on first use at `publisher.key` in the config dir (hex secret, mode 0600;
 //! the public half beside it in `publisher.pub`, which is what hosts and `serve
@@ -9,16 +16,17 @@
 //! is where HTTP and Git go.
 
 use super::ClientArgs;
-use super::client::enc;
+use super::client::{Client, enc};
 use super::config;
 use super::output::println_or_exit;
 use super::size::parse_size;
 use crate::api::views::{RegisterReply, RegisterRequest};
+use crate::tracker_admin::PublishInfo;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ed25519_dalek::SigningKey;
 use proto::manifest::{KNOWN_HOOKS, Manifest, ManifestFile};
-use proto::metainfo::{NewTorrent, PieceHasher, TorrentOptions, ValidMetainfo, auto_piece_len};
+use proto::metainfo::{NewTorrent, TorrentOptions, ValidMetainfo, auto_piece_len};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +46,7 @@ pub struct PublishArgs {
     /// Piece size (e.g. 256KiB) [default: chosen from the payload size].
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub piece_size: Option<u64>,
-    /// Tracker announce URL to put in the torrent (repeatable).
+    /// Tracker announce URL to put in the torrent (repeatable) [default: the server's --tracker URLs].
     #[arg(long = "tracker", value_name = "URL")]
     pub trackers: Vec<String>,
     /// Also write the .torrent here (for an origin: `instream-seed serve FILE --data PATH`).
@@ -47,6 +55,12 @@ pub struct PublishArgs {
     /// Publisher signing key (hex secret) [default: publisher.key in the config dir, made on first use].
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Directory of the origin that seeds new versions [default: the server's --origin-dir].
+    #[arg(long, value_name = "DIR")]
+    pub origin_dir: Option<PathBuf>,
+    /// Seconds to wait for the origin to check and announce the version.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub origin_timeout: u64,
     /// The product version: a directory or a file (a URL source is not supported yet).
     pub source: String,
 }
@@ -90,87 +104,23 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey> {
     Ok(key)
 }
 
-/// Regular files under `dir` as (components relative to `dir`, size); symlinks and other
-/// special files are refused rather than followed.
-fn walk(dir: &Path, rel: &mut Vec<String>, out: &mut Vec<(Vec<String>, u64)>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("read directory {}", dir.display()))?
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("read directory {}", dir.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e
-            .file_name()
-            .into_string()
-            .map_err(|n| anyhow::anyhow!("file name {n:?} in {} is not UTF-8", dir.display()))?;
-        let ft = e
-            .file_type()
-            .with_context(|| format!("stat {}", e.path().display()))?;
-        rel.push(name);
-        if ft.is_dir() {
-            walk(&e.path(), rel, out)?;
-        } else if ft.is_file() {
-            let len = e
-                .metadata()
-                .with_context(|| format!("stat {}", e.path().display()))?
-                .len();
-            out.push((rel.clone(), len));
-        } else {
-            bail!("{} is neither a file nor a directory", e.path().display());
-        }
-        rel.pop();
-    }
-    Ok(())
-}
-
 /// A built product version: torrent bytes, signed manifest bytes, and what they say.
 pub struct Built {
     pub torrent: Vec<u8>,
     pub manifest: Vec<u8>,
     pub info_hash: proto::InfoHash,
     pub size: u64,
+    /// The torrent's `name`: the file, or the top directory of its files.
+    pub name: String,
 }
 
-/// Builds torrent and signed manifest for a local path.
-pub fn build(
-    path: &Path,
-    product: &str,
-    version: &str,
-    variant: Option<&str>,
-    piece_size: Option<u64>,
-    trackers: &[String],
-    key: &SigningKey,
-) -> Result<Built> {
-    let meta = std::fs::metadata(path).with_context(|| format!("read {}", path.display()))?;
-    let name = path
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| format!("{product}-{version}"));
-    let nt = if meta.is_dir() {
-        let mut files = Vec::new();
-        walk(path, &mut Vec::new(), &mut files)?;
-        if files.is_empty() {
-            bail!("{} has no files", path.display());
-        }
-        NewTorrent::directory(&name, files).context("describe the payload")?
-    } else {
-        NewTorrent::single_file(&name, meta.len()).context("describe the payload")?
-    };
-    let piece_len = match piece_size {
-        Some(p) => u32::try_from(p).context("piece size too large")?,
-        None => auto_piece_len(nt.total_len()),
-    };
-    let lengths = nt.lengths(piece_len).context("choose piece size")?;
-    let mut pieces = PieceHasher::new(&lengths);
+/// BLAKE3 of the payload: the torrent's files concatenated in torrent order (what hosts
+/// compute over what they downloaded).
+fn payload_blake3(path: &Path, nt: &NewTorrent) -> Result<[u8; 32]> {
     let mut digest = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     for (rel, len) in nt.files() {
-        let file_path = if meta.is_dir() {
-            rel.iter().fold(path.to_path_buf(), |p, c| p.join(c))
-        } else {
-            path.to_path_buf()
-        };
+        let file_path = rel.iter().fold(path.to_path_buf(), |p, c| p.join(c));
         let mut f = std::fs::File::open(&file_path)
             .with_context(|| format!("open {}", file_path.display()))?;
         let mut left = *len;
@@ -182,16 +132,41 @@ pub fn build(
             if n == 0 {
                 bail!("{} shrank while being published", file_path.display());
             }
-            pieces.feed(&buf[..n]);
             digest.update(&buf[..n]);
             left -= n as u64;
         }
     }
+    Ok(*digest.finalize().as_bytes())
+}
+
+/// Builds torrent (engine::create: SHA-1 pieces hashed on two threads) and signed manifest
+/// for a local file or directory.
+pub fn build(
+    path: &Path,
+    product: &str,
+    version: &str,
+    variant: Option<&str>,
+    piece_size: Option<u64>,
+    trackers: &[String],
+    key: &SigningKey,
+) -> Result<Built> {
+    let nt = engine::create::scan(path).with_context(|| format!("read {}", path.display()))?;
+    if nt.files().is_empty() {
+        bail!("{} has no files", path.display());
+    }
+    let piece_len = match piece_size {
+        Some(p) => u32::try_from(p).context("piece size too large")?,
+        None => auto_piece_len(nt.total_len()),
+    };
+    nt.lengths(piece_len).context("choose piece size")?;
+    let hashes = engine::create::hash_pieces(path, &nt, piece_len, 2)
+        .with_context(|| format!("hash {}", path.display()))?;
+    let blake3 = payload_blake3(path, &nt)?;
     let now_secs = crate::deploy::model::now_millis() / 1000;
     let torrent = nt
         .build(
             piece_len,
-            &pieces.finish(),
+            &hashes,
             &TorrentOptions {
                 trackers: trackers.to_vec(),
                 creation_date: Some(now_secs as i64),
@@ -199,10 +174,12 @@ pub fn build(
             },
         )
         .context("build torrent")?;
-    let info_hash = ValidMetainfo::from_bytes(&torrent)
-        .context("read back the built torrent")?
-        .info_hash();
-    let hooks = if meta.is_dir() {
+    let meta = ValidMetainfo::from_bytes(&torrent).context("read back the built torrent")?;
+    let name = meta.name().to_string();
+    let is_dir = std::fs::metadata(path)
+        .with_context(|| format!("read {}", path.display()))?
+        .is_dir();
+    let hooks = if is_dir {
         KNOWN_HOOKS
             .iter()
             .filter(|h| path.join(".instream/hooks").join(h).is_file())
@@ -227,8 +204,8 @@ pub fn build(
         product: product.to_string(),
         version: version.to_string(),
         variant: variant.map(str::to_string),
-        info_hash,
-        blake3: *digest.finalize().as_bytes(),
+        info_hash: meta.info_hash(),
+        blake3,
         size: nt.total_len(),
         hooks,
         files: Some(files),
@@ -238,28 +215,128 @@ pub fn build(
     Ok(Built {
         torrent,
         manifest,
-        info_hash,
+        info_hash: meta.info_hash(),
         size: nt.total_len(),
+        name,
     })
 }
 
+/// Hard-links (or, across file systems, copies) every regular file under `src` to the same
+/// place under `dst`.
+fn link_tree(src: &Path, dst: &Path) -> Result<()> {
+    let md = std::fs::metadata(src).with_context(|| format!("read {}", src.display()))?;
+    if md.is_file() {
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create {}", parent.display()))?;
+        }
+        if std::fs::hard_link(src, dst).is_err() {
+            std::fs::copy(src, dst)
+                .with_context(|| format!("copy {} to {}", src.display(), dst.display()))?;
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(dst).with_context(|| format!("create {}", dst.display()))?;
+    for e in std::fs::read_dir(src).with_context(|| format!("read {}", src.display()))? {
+        let e = e.with_context(|| format!("read {}", src.display()))?;
+        link_tree(&e.path(), &dst.join(e.file_name()))?;
+    }
+    Ok(())
+}
+
+/// Hands a version to the origin watching `dir` (see `instream_engine::agent::origin`):
+/// payload under `dir/<info-hash>/<name>`, then the torrent by rename, then waits up to
+/// `timeout` for the origin's `.seeding` (or `.error`) answer.
+pub fn hand_to_origin(
+    dir: &Path,
+    source: &Path,
+    built: &Built,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let key = built.info_hash.to_hex();
+    let seeding = dir.join(format!("{key}.seeding"));
+    let error = dir.join(format!("{key}.error"));
+    let torrent = dir.join(format!("{key}.torrent"));
+    let data = dir.join(&key);
+    if seeding.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    if error.exists() {
+        // A previous attempt failed: start over with fresh data.
+        let _ = std::fs::remove_file(&torrent);
+        let _ = std::fs::remove_dir_all(&data);
+        let _ = std::fs::remove_file(&error);
+    }
+    if !data.exists() {
+        let tmp = dir.join(format!(".{key}.{:08x}", rand::random::<u32>()));
+        link_tree(source, &tmp.join(&built.name))?;
+        std::fs::rename(&tmp, &data)
+            .with_context(|| format!("move the payload into {}", data.display()))?;
+    }
+    if !torrent.exists() {
+        let tmp = dir.join(format!(".{key}.torrent.tmp"));
+        std::fs::write(&tmp, &built.torrent).with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &torrent).with_context(|| format!("write {}", torrent.display()))?;
+    }
+    let start = std::time::Instant::now();
+    loop {
+        if seeding.exists() {
+            return Ok(());
+        }
+        if let Ok(why) = std::fs::read_to_string(&error) {
+            bail!("the origin refused {key}: {}", why.trim());
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "no origin picked up {} within {}s (is `instream-seed serve --watch {}` running?)",
+                torrent.display(),
+                timeout.as_secs(),
+                dir.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub async fn run(a: PublishArgs) -> Result<()> {
-    let Source::Local(path) = Source::parse(&a.source)?;
     let client = a.client.client()?;
+    let reply = publish(&client, &a).await?;
+    println_or_exit(&serde_json::to_string(&reply)?);
+    Ok(())
+}
+
+/// Builds, registers and hands to the origin; what `instream publish` and `instream up` do.
+pub async fn publish(client: &Client, a: &PublishArgs) -> Result<RegisterReply> {
+    let Source::Local(path) = Source::parse(&a.source)?;
     let key_path = a
         .key
         .clone()
         .unwrap_or_else(|| config::config_dir().join("publisher.key"));
     let key = load_or_create_key(&key_path)?;
-    let built = build(
-        &path,
-        &a.product,
-        &a.version,
-        a.variant.as_deref(),
+    let info: PublishInfo = client.get("/api/v1/publish-info").await?;
+    let trackers = if a.trackers.is_empty() {
+        info.trackers.clone()
+    } else {
+        a.trackers.clone()
+    };
+    if trackers.is_empty() {
+        eprintln!(
+            "warning: the torrent names no tracker (the server has no --tracker and none was given): hosts will find no peers"
+        );
+    }
+    let (p, v, variant, piece) = (
+        a.product.clone(),
+        a.version.clone(),
+        a.variant.clone(),
         a.piece_size,
-        &a.trackers,
-        &key,
-    )?;
+    );
+    let path2 = path.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        build(&path2, &p, &v, variant.as_deref(), piece, &trackers, &key)
+    })
+    .await
+    .context("build the torrent")??;
     if let Some(out) = &a.torrent_out {
         std::fs::write(out, &built.torrent).with_context(|| format!("write {}", out.display()))?;
     }
@@ -275,6 +352,21 @@ pub async fn run(a: PublishArgs) -> Result<()> {
             &req,
         )
         .await?;
-    println_or_exit(&serde_json::to_string(&reply)?);
-    Ok(())
+    let origin = a
+        .origin_dir
+        .clone()
+        .or_else(|| info.origin_dir.as_ref().map(PathBuf::from));
+    match origin {
+        Some(dir) => {
+            let timeout = std::time::Duration::from_secs(a.origin_timeout);
+            tokio::task::spawn_blocking(move || hand_to_origin(&dir, &path, &built, timeout))
+                .await
+                .context("hand the version to the origin")??;
+        }
+        None => eprintln!(
+            "note: no origin directory (serve --origin-dir or --origin-dir): seed it yourself, e.g. `instream-seed serve FILE.torrent --data {}` with -o FILE.torrent",
+            path.display()
+        ),
+    }
+    Ok(reply)
 }

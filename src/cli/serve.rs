@@ -1,6 +1,11 @@
 //! `instream serve`: the control server. Prints one line, `listening on http://ADDR`, on
 //! stdout once the socket is bound (scripts and tests read the port from it), then logs to
 //! stderr. Stops on SIGINT/SIGTERM.
+//!
+//! The distribution side is configured here, once, for every publisher: `--tracker` URLs
+//! go into published torrents, `--tracker-token-file` lets the server allow each registered
+//! version's info-hash on the tracker, and `--origin-dir` is where publishers drop new
+//! versions for the origin (`instream-seed serve --watch DIR`) to seed.
 
 use super::config;
 use crate::api::auth::generate_token;
@@ -70,6 +75,25 @@ pub struct ServeArgs {
     /// fsync every commit (synchronous=FULL): survive power loss, not only a killed process.
     #[arg(long)]
     pub durable: bool,
+    /// Tracker announce URL that published torrents carry (repeatable); `instream publish`
+    /// asks the server for them.
+    #[arg(long = "tracker", value_name = "URL")]
+    pub trackers: Vec<String>,
+    /// Base URL of the tracker's admin API (`POST /register`) [default: the first http://
+    /// --tracker without its path].
+    #[arg(long, value_name = "URL")]
+    pub tracker_admin: Option<String>,
+    /// File with the tracker's admin token: registered versions' info-hashes are allowed on
+    /// the tracker with it (without it, run the tracker with --open or a whitelist).
+    #[arg(long, value_name = "FILE")]
+    pub tracker_token_file: Option<PathBuf>,
+    /// Directory watched by the origin (`instream-seed serve --watch DIR`): `instream
+    /// publish` hands new versions to it there.
+    #[arg(long, value_name = "DIR")]
+    pub origin_dir: Option<PathBuf>,
+    /// Seconds agents keep seeding after a successful download [default: the agent's].
+    #[arg(long, value_name = "SECS")]
+    pub agent_seed_for: Option<u64>,
 }
 
 fn default_agent() -> PathBuf {
@@ -129,6 +153,30 @@ pub fn run(a: ServeArgs) -> Result<()> {
             ]
         }
     };
+    let tracker_admin = match &a.tracker_token_file {
+        None => None,
+        Some(f) => {
+            let base = match &a.tracker_admin {
+                Some(u) => u.clone(),
+                None => a
+                    .trackers
+                    .iter()
+                    .find_map(|t| crate::tracker_admin::admin_base_of(t))
+                    .context(
+                        "--tracker-token-file needs --tracker-admin URL or an http:// --tracker",
+                    )?,
+            };
+            let token = config::read_token(f)?;
+            Some(crate::tracker_admin::TrackerAdmin::new(&base, &token))
+        }
+    };
+    let publish = crate::tracker_admin::PublishInfo {
+        trackers: a.trackers.clone(),
+        origin_dir: a
+            .origin_dir
+            .clone()
+            .map(|d| std::path::absolute(&d).unwrap_or(d).display().to_string()),
+    };
     let hosts_root = a
         .hosts_root
         .clone()
@@ -157,6 +205,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             token_file: abs(token_file),
             hosts_root: abs(hosts_root),
             trusted_key: a.trusted_key.clone().map(abs),
+            seed_for: a.agent_seed_for,
         };
         let dispatcher: Arc<dyn Dispatcher> = Arc::new(LocalDispatcher::new(
             inventory,
@@ -170,6 +219,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
             dispatcher,
             default_report_deadline_ms: a.report_deadline.saturating_mul(1000),
             trusted_keys,
+            publish,
+            tracker_admin,
         };
         super::output::println_or_exit(&format!("listening on http://{addr}"));
         tracing::info!(%addr, "control server up");

@@ -18,10 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// `--version` is the version the host must end up running: for a rollback that is the old
 /// version, which the agent activates by switching its `current` link, with no download,
 /// when it is still on disk. `--variant` is given only when the deployment names one;
-/// `--trusted-key` only when the server was given a publisher public key.
+/// `--trusted-key` only when the server was given a publisher public key (agents refuse to
+/// activate anything without one); `--seed-for` only when the server sets it.
 pub const AGENT_USAGE: &str = "instream-peer deploy --server URL --token-file FILE \
 --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
-[--variant NAME] [--trusted-key FILE]";
+[--variant NAME] [--trusted-key FILE] [--seed-for SECS]";
 
 /// How to run the agent.
 #[derive(Clone, Debug)]
@@ -38,6 +39,8 @@ pub struct AgentCommand {
     pub hosts_root: PathBuf,
     /// Publisher public key file handed to agents, if configured.
     pub trusted_key: Option<PathBuf>,
+    /// Seconds agents keep seeding after a download, if the server sets it.
+    pub seed_for: Option<u64>,
 }
 
 impl AgentCommand {
@@ -66,6 +69,9 @@ impl AgentCommand {
         }
         if let Some(k) = &self.trusted_key {
             push("--trusted-key", k);
+        }
+        if let Some(s) = self.seed_for {
+            push("--seed-for", &s.to_string());
         }
         a.insert(self.prefix_args.len(), "deploy".into());
         a
@@ -172,6 +178,7 @@ mod tests {
             token_file: "/t".into(),
             hosts_root: "/hosts".into(),
             trusted_key: None,
+            seed_for: Some(5),
         };
         let job = Job {
             deployment: "dep-1".into(),
@@ -191,7 +198,7 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "deploy --server http://127.0.0.1:7070 --token-file /t --deployment dep-1 \
---host h1 --fabric f1 --root /hosts/h1 --product app --version 2 --variant 12"
+--host h1 --fabric f1 --root /hosts/h1 --product app --version 2 --variant 12 --seed-for 5"
         );
         // Every flag used is in the documented usage.
         for a in args.iter().filter(|a| a.starts_with("--")) {

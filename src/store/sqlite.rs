@@ -170,6 +170,15 @@ impl Store {
             .optional()?)
     }
 
+    /// Every registered info-hash (hex), for re-registering them with a restarted tracker.
+    pub fn all_info_hashes(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT info_hash FROM versions ORDER BY info_hash")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn version_blob(
         &self,
         product: &str,

@@ -1,0 +1,654 @@
+//! The host agent (`instream-peer deploy`): brings one host to one product version and
+//! tells the control server, event by event, where it stands.
+//!
+//! ```text
+//! fetch manifest ─▶ check signature (trusted publisher key) ─▶ on disk and intact?
+//!    ├─ yes: verifying ─▶ installing ─▶ activate (link switch + hooks) ─▶ success  (0 bytes)
+//!    └─ no:  fetch torrent ─▶ downloading (swarm) ─▶ verifying (BLAKE3) ─▶ installing
+//!            ─▶ commit version dir ─▶ seed read-only ─▶ activate ─▶ success ─▶ seed --seed-for
+//! any error ─▶ failure with the reason; the previous version stays active
+//! ```
+//!
+//! Invariants: nothing is activated that did not verify (signature, info-hash, size and
+//! BLAKE3 of the bytes on disk); every state change is reported (see [`report`]); a
+//! failure never leaves the `current` link on the new version ([`crate::install`]).
+//!
+//! The library never reads argv or the environment: the binary turns [`DeployArgs`] into
+//! an [`AgentConfig`] and calls [`deploy`].
+
+pub mod control;
+pub mod origin;
+pub mod report;
+pub mod swarm;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use proto::manifest::{ManifestError, VerifiedManifest};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::install::{HookPolicy, HostIdentity, InstallError, Installer, RecordFile};
+use crate::meta::TorrentMeta;
+use control::{ControlClient, ControlError, enc};
+use report::{HostState, ReportIdentity, Reporter};
+use swarm::{Seeder, SwarmConfig, SwarmError};
+
+/// Why a deployment failed on this host; its one-line rendering is the reported reason.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// A bad argument (name, key file).
+    #[error("{0}")]
+    Config(String),
+    /// Nothing to check signatures against.
+    #[error("no trusted publisher key: pass --trusted-key FILE")]
+    NoTrustedKey,
+    /// The control API did not give us what we need.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The manifest is unsigned, mis-signed, malformed or does not match the torrent or
+    /// the payload.
+    #[error("refused: {0}")]
+    Manifest(#[from] ManifestError),
+    /// The manifest is for something else than what was asked.
+    #[error(
+        "refused: the manifest is for {field} {actual:?}, the deployment asks for {expected:?}"
+    )]
+    WrongManifest {
+        /// product, version or variant.
+        field: &'static str,
+        /// Asked for.
+        expected: String,
+        /// In the manifest.
+        actual: String,
+    },
+    /// The torrent does not parse.
+    #[error("refused: invalid torrent: {0}")]
+    Torrent(#[from] proto::metainfo::Error),
+    /// Payload size differs from the manifest.
+    #[error("refused: the torrent carries {actual} bytes, the manifest says {expected}")]
+    Size {
+        /// Manifest.
+        expected: u64,
+        /// Torrent.
+        actual: u64,
+    },
+    /// Downloading failed.
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    /// Installing or activating failed.
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// The active version's files no longer match their manifest.
+    #[error(
+        "the active copy of version {version} does not match its manifest; deploy another version first"
+    )]
+    ActiveCopyCorrupt {
+        /// Version.
+        version: String,
+    },
+    /// A blocking task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Everything one run of the agent needs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Control API base URL.
+    pub server: String,
+    /// Bearer token.
+    pub token: String,
+    /// Deployment id.
+    pub deployment: String,
+    /// This host's name.
+    pub host: String,
+    /// This host's fabric.
+    pub fabric: String,
+    /// This host's data root.
+    pub root: PathBuf,
+    /// Product.
+    pub product: String,
+    /// Version to end up running.
+    pub version: String,
+    /// Variant of the build, if the deployment names one.
+    pub variant: Option<String>,
+    /// Publisher keys a manifest must be signed by.
+    pub trusted_keys: Vec<VerifyingKey>,
+    /// Versions kept on disk.
+    pub keep: usize,
+    /// Seeding time after a successful download.
+    pub seed_for: Duration,
+    /// Longest download.
+    pub download_timeout: Duration,
+    /// Interval of `downloading` progress events.
+    pub progress_every: Duration,
+    /// How long undelivered status events are retried at the end.
+    pub report_for: Duration,
+    /// Hook timing.
+    pub hooks: HookPolicy,
+    /// Swarm access.
+    pub swarm: SwarmConfig,
+}
+
+/// What a run did; printed as JSON by `instream-peer deploy --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Deployment id.
+    pub deployment: String,
+    /// Host.
+    pub host: String,
+    /// Product.
+    pub product: String,
+    /// Version asked for.
+    pub version: String,
+    /// "success" or "failure".
+    pub state: &'static str,
+    /// The version was already on disk (no download).
+    pub from_disk: bool,
+    /// Payload bytes received from peers.
+    pub bytes_downloaded: u64,
+    /// Bytes sent to peers (download and seeding).
+    pub bytes_uploaded: u64,
+    /// The version active before.
+    pub previous: Option<String>,
+    /// The version active now.
+    pub current: Option<String>,
+    /// Why, for a failure.
+    pub reason: Option<String>,
+    /// Status events queued.
+    pub events: u64,
+    /// Status events that could not be delivered.
+    pub events_unsent: usize,
+    /// Wall time, seconds.
+    pub secs: f64,
+}
+
+/// The `deploy` command line (DESIGN.md contract: `src/dispatch/local.rs` `AGENT_USAGE`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    /// Control server URL (manifest, torrent, status events).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// File holding the control API token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// Deployment id the events are for.
+    #[arg(long, value_name = "ID")]
+    pub deployment: String,
+    /// This host's name.
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    /// This host's fabric (data center).
+    #[arg(long, value_name = "FABRIC")]
+    pub fabric: String,
+    /// This host's data root (versions, `current` links, downloads).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Product.
+    #[arg(long)]
+    pub product: String,
+    /// Version to end up running (for a rollback: the old one, usually still on disk).
+    #[arg(long)]
+    pub version: String,
+    /// Variant of the build.
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
+    /// Publisher public key file (hex); manifests not signed by it are refused (repeatable).
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Versions of the product kept on disk (rollbacks to them need no download).
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    pub keep: usize,
+    /// Seconds to keep seeding after a successful download, for the hosts after us.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub seed_for: u64,
+    /// Peer listener address.
+    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Give up a download after this many seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECS")]
+    pub download_timeout: u64,
+    /// Seconds between `downloading` progress events.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub progress_every: f64,
+    /// Seconds a hook may run before it is killed.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub hook_timeout: u64,
+    /// Times the health hook is tried.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub health_attempts: u32,
+    /// Seconds undelivered status events are retried at the end (the control server may
+    /// be restarting).
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub report_for: u64,
+    /// Print the outcome as one JSON line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DeployArgs {
+    /// Reads the token and key files and checks names.
+    pub fn into_config(self) -> Result<AgentConfig, AgentError> {
+        let token = std::fs::read_to_string(&self.token_file)
+            .map_err(|e| {
+                AgentError::Config(format!(
+                    "read token file {}: {e}",
+                    self.token_file.display()
+                ))
+            })?
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .to_string();
+        if token.is_empty() {
+            return Err(AgentError::Config(format!(
+                "token file {} is empty",
+                self.token_file.display()
+            )));
+        }
+        let mut trusted_keys = Vec::new();
+        for f in &self.trusted_keys {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                AgentError::Config(format!("read trusted key {}: {e}", f.display()))
+            })?;
+            trusted_keys
+                .push(proto::manifest::parse_public_key(&text).map_err(|e| {
+                    AgentError::Config(format!("trusted key {}: {e}", f.display()))
+                })?);
+        }
+        Ok(AgentConfig {
+            server: self.server,
+            token,
+            deployment: self.deployment,
+            host: self.host,
+            fabric: self.fabric.clone(),
+            root: std::path::absolute(&self.root).unwrap_or(self.root),
+            product: self.product,
+            version: self.version,
+            variant: self.variant,
+            trusted_keys,
+            keep: self.keep,
+            seed_for: Duration::from_secs(self.seed_for),
+            download_timeout: Duration::from_secs(self.download_timeout),
+            progress_every: Duration::from_secs_f64(self.progress_every.clamp(0.05, 3600.0)),
+            report_for: Duration::from_secs(self.report_for),
+            hooks: HookPolicy {
+                timeout: Duration::from_secs(self.hook_timeout),
+                health_attempts: self.health_attempts.max(1),
+                ..HookPolicy::default()
+            },
+            swarm: SwarmConfig {
+                listen: self.listen,
+                fabric: Some(self.fabric),
+                tracker: swarm::fleet_tracker_config(),
+            },
+        })
+    }
+}
+
+/// What the steps hand back on success.
+struct Done {
+    from_disk: bool,
+    downloaded: u64,
+    uploaded: u64,
+    previous: Option<String>,
+    seeder: Option<Seeder>,
+}
+
+/// Runs the deployment on this host until success or failure, reports it, seeds for a
+/// while after a download, and returns what happened. `stop` resolving (a signal)
+/// interrupts a download or cuts seeding short.
+pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()>) -> Outcome {
+    let started = Instant::now();
+    let client = ControlClient::new(&cfg.server, &cfg.token, Duration::from_secs(60));
+    // Reports retry in their own loop; each post gives up quickly so new events join it.
+    let report_client = ControlClient::new(&cfg.server, &cfg.token, Duration::from_secs(2));
+    let reporter = Reporter::start(
+        report_client,
+        ReportIdentity {
+            deployment: cfg.deployment.clone(),
+            host: cfg.host.clone(),
+            fabric: cfg.fabric.clone(),
+        },
+    );
+    let installer = Installer::new(
+        &cfg.root,
+        cfg.keep,
+        cfg.hooks,
+        HostIdentity {
+            host: cfg.host.clone(),
+            fabric: cfg.fabric.clone(),
+        },
+    );
+    tokio::pin!(stop);
+    let result = steps(&cfg, &client, &reporter, &installer, &mut stop).await;
+    let mut out = Outcome {
+        deployment: cfg.deployment.clone(),
+        host: cfg.host.clone(),
+        product: cfg.product.clone(),
+        version: cfg.version.clone(),
+        state: "success",
+        from_disk: false,
+        bytes_downloaded: 0,
+        bytes_uploaded: 0,
+        previous: None,
+        current: None,
+        reason: None,
+        events: 0,
+        events_unsent: 0,
+        secs: 0.0,
+    };
+    match result {
+        Ok(done) => {
+            reporter.report(HostState::Success, done.downloaded, None);
+            out.from_disk = done.from_disk;
+            out.bytes_downloaded = done.downloaded;
+            out.previous = done.previous;
+            out.bytes_uploaded = done.uploaded;
+            if let Some(seeder) = done.seeder {
+                seed_for_a_while(&cfg, &seeder, &mut stop).await;
+                out.bytes_uploaded += seeder.uploaded();
+                seeder.stop().await;
+            }
+        }
+        Err(e) => {
+            let reason = error_line(&e);
+            tracing::warn!(%reason, "deployment failed on this host");
+            reporter.report(HostState::Failure, 0, Some(reason.clone()));
+            out.state = "failure";
+            out.reason = Some(reason);
+        }
+    }
+    out.current = installer.current(&cfg.product).ok().flatten();
+    out.events = reporter.sent_count();
+    out.events_unsent = reporter.finish(cfg.report_for).await;
+    out.secs = started.elapsed().as_secs_f64();
+    out
+}
+
+/// An error and its sources on one line (`a: b: c`), for failure reasons.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !s.ends_with(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = e.source();
+    }
+    s.replace('\n', " ")
+}
+
+async fn seed_for_a_while(
+    cfg: &AgentConfig,
+    seeder: &Seeder,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) {
+    let until = tokio::time::Instant::now() + cfg.seed_for;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return,
+            _ = stop.as_mut() => return,
+            _ = tick.tick() => {
+                // The host's data root is gone (a test tore its world down): nothing to
+                // serve from any more.
+                if !cfg.root.exists() || !seeder.is_seeding() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::Internal(e.to_string()))?
+}
+
+fn check_names(cfg: &AgentConfig) -> Result<(), AgentError> {
+    let names = [
+        ("product", Some(&cfg.product)),
+        ("version", Some(&cfg.version)),
+        ("variant", cfg.variant.as_ref()),
+        ("host", Some(&cfg.host)),
+        ("fabric", Some(&cfg.fabric)),
+        ("deployment", Some(&cfg.deployment)),
+    ];
+    for (what, v) in names {
+        if let Some(v) = v
+            && !proto::manifest::is_valid_name(v)
+        {
+            return Err(AgentError::Config(format!("invalid {what} name {v:?}")));
+        }
+    }
+    Ok(())
+}
+
+fn check_manifest(cfg: &AgentConfig, m: &VerifiedManifest) -> Result<(), AgentError> {
+    let m = m.manifest();
+    let wrong = |field, expected: &str, actual: &str| AgentError::WrongManifest {
+        field,
+        expected: expected.to_string(),
+        actual: actual.to_string(),
+    };
+    if m.product != cfg.product {
+        return Err(wrong("product", &cfg.product, &m.product));
+    }
+    if m.version != cfg.version {
+        return Err(wrong("version", &cfg.version, &m.version));
+    }
+    if let Some(v) = &cfg.variant
+        && m.variant.as_deref() != Some(v.as_str())
+    {
+        return Err(wrong("variant", v, m.variant.as_deref().unwrap_or("")));
+    }
+    Ok(())
+}
+
+/// Payload files relative to the version directory, in payload order, and the directory
+/// under the download dir that becomes the version directory (`None`: a single file,
+/// which goes inside a new version directory).
+fn payload_files(meta: &TorrentMeta) -> (Vec<RecordFile>, Option<PathBuf>) {
+    let files = meta
+        .files
+        .iter()
+        .filter(|f| !f.pad)
+        .map(|f| {
+            let comps: Vec<String> = f
+                .path
+                .components()
+                .skip(usize::from(meta.multi_file))
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            RecordFile {
+                path: comps.join("/"),
+                size: f.len,
+            }
+        })
+        .collect();
+    let top = meta.multi_file.then(|| PathBuf::from(&meta.name));
+    (files, top)
+}
+
+async fn steps(
+    cfg: &AgentConfig,
+    client: &ControlClient,
+    reporter: &Reporter,
+    installer: &Installer,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Done, AgentError> {
+    check_names(cfg)?;
+    if cfg.trusted_keys.is_empty() {
+        return Err(AgentError::NoTrustedKey);
+    }
+    let query = cfg
+        .variant
+        .as_ref()
+        .map(|v| format!("?variant={}", enc(v)))
+        .unwrap_or_default();
+    let base = format!(
+        "/api/v1/products/{}/versions/{}",
+        enc(&cfg.product),
+        enc(&cfg.version)
+    );
+    let manifest_bytes = client
+        .get_bytes(&format!("{base}/manifest{query}"), "fetch the manifest")
+        .await?;
+    let verified = proto::manifest::verify(&manifest_bytes, &cfg.trusted_keys)?;
+    check_manifest(cfg, &verified)?;
+    let m = verified.manifest().clone();
+    let (product, version) = (cfg.product.clone(), cfg.version.clone());
+
+    // A rollback (or a re-deploy): the version is still on disk.
+    let record = {
+        let (inst, p, v) = (installer.clone(), product.clone(), version.clone());
+        blocking(move || Ok(inst.record(&p, &v)?)).await?
+    };
+    if let Some(rec) =
+        record.filter(|r| r.blake3 == hex::encode(m.blake3) && r.info_hash == m.info_hash.to_hex())
+    {
+        reporter.report(HostState::Verifying, 0, None);
+        let dir = installer.version_dir(&product, &version);
+        let files = rec.files.clone();
+        let digest = blocking(move || Ok(crate::install::payload_digest(&dir, &files)?)).await;
+        match digest.map(|d| verified.check_blake3(&d)) {
+            Ok(Ok(())) => {
+                reporter.report(HostState::Installing, 0, None);
+                let (inst, p, v) = (installer.clone(), product.clone(), version.clone());
+                let act = blocking(move || Ok(inst.activate(&p, &v)?)).await?;
+                return Ok(Done {
+                    from_disk: true,
+                    downloaded: 0,
+                    uploaded: 0,
+                    previous: act.previous,
+                    seeder: None,
+                });
+            }
+            other => {
+                let why = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => error_line(&e),
+                    Ok(Ok(())) => unreachable!(),
+                };
+                if installer.current(&product)?.as_deref() == Some(version.as_str()) {
+                    return Err(AgentError::ActiveCopyCorrupt { version });
+                }
+                tracing::warn!(%why, "the copy on disk does not verify; downloading again");
+            }
+        }
+    }
+
+    let torrent = client
+        .get_bytes(&format!("{base}/torrent{query}"), "fetch the torrent")
+        .await?;
+    let meta = TorrentMeta::from_torrent_bytes(&torrent)?;
+    verified.check_info_hash(meta.info_hash)?;
+    let (files, top) = payload_files(&meta);
+    let size: u64 = files.iter().map(|f| f.size).sum();
+    if size != m.size {
+        return Err(AgentError::Size {
+            expected: m.size,
+            actual: size,
+        });
+    }
+    reporter.report(HostState::Downloading, 0, None);
+    let work = cfg.root.join("downloads").join(&cfg.deployment);
+    let transfer = swarm::download(
+        meta.clone(),
+        &work,
+        &cfg.swarm,
+        cfg.download_timeout,
+        cfg.progress_every,
+        |have| {
+            reporter.report(HostState::Downloading, have, None);
+        },
+        stop.as_mut(),
+    )
+    .await;
+    let transfer = match transfer {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(e.into());
+        }
+    };
+    let received = transfer.downloaded;
+
+    reporter.report(HostState::Verifying, received, None);
+    let payload_root = match &top {
+        Some(t) => work.join(t),
+        None => work.clone(),
+    };
+    let (pr, fl) = (payload_root.clone(), files.clone());
+    let digest = blocking(move || Ok(crate::install::payload_digest(&pr, &fl)?)).await;
+    if let Err(e) = digest.and_then(|d| Ok(verified.check_blake3(&d)?)) {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(e);
+    }
+
+    reporter.report(HostState::Installing, received, None);
+    let record = Installer::new_record(&m, files);
+    let (inst, work2, top2, name) = (
+        installer.clone(),
+        work.clone(),
+        top.clone(),
+        meta.name.clone(),
+    );
+    blocking(move || {
+        let staged = inst.staging_dir(&record.product)?;
+        let moved = match &top2 {
+            // The torrent's directory becomes the version directory.
+            Some(t) => {
+                std::fs::remove_dir(&staged).ok();
+                std::fs::rename(work2.join(t), &staged)
+            }
+            None => std::fs::rename(work2.join(&name), staged.join(&name)),
+        };
+        moved.map_err(|source| InstallError::Io {
+            op: "move the download into staging",
+            path: staged.clone(),
+            source,
+        })?;
+        inst.commit(&staged, &record)?;
+        let _ = std::fs::remove_dir_all(&work2);
+        Ok(())
+    })
+    .await?;
+
+    // Serve the verified version to the hosts after us while it activates.
+    let vdir = installer.version_dir(&product, &version);
+    let seeder = match Seeder::start(meta, &vdir, &cfg.swarm).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %error_line(&e), "cannot seed the installed version");
+            None
+        }
+    };
+    let (inst, p, v) = (installer.clone(), product.clone(), version.clone());
+    let act = blocking(move || Ok(inst.activate(&p, &v)?)).await;
+    match act {
+        Ok(act) => Ok(Done {
+            from_disk: false,
+            downloaded: received,
+            uploaded: transfer.uploaded,
+            previous: act.previous,
+            seeder,
+        }),
+        Err(e) => {
+            if let Some(s) = seeder {
+                s.stop().await;
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Status events from a host to the control server (`POST /api/v1/events`).
+//!
+//! Every state change becomes one event numbered from 1 (`seq`; 0 is the server's own), so
+//! `(deployment, host, seq)` names it and a re-sent event is a duplicate the server drops.
+//! Events queue in memory and one task posts them in batches: whatever accumulated while
+//! the previous post was in flight goes in the next one. A failed post is retried with
+//! back-off (100 ms doubling to 5 s) until it succeeds or the reporter is finished and its
+//! deadline passes; a batch the server refuses (4xx) is dropped, since sending it again
+//! cannot succeed. Order on the wire does not matter: the server keeps the maximum.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use super::control::{ControlClient, ControlError};
+
+/// Most events per POST (the server accepts up to 10,000).
+const MAX_BATCH: usize = 1000;
+
+/// A host's state in a deployment (DESIGN.md, status model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Fetching the payload.
+    Downloading,
+    /// Checking the payload against the manifest.
+    Verifying,
+    /// Installing and activating.
+    Installing,
+    /// Active and healthy.
+    Success,
+    /// Failed; `reason` says why.
+    Failure,
+}
+
+/// One event, as the control API takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostEvent {
+    /// Deployment id.
+    pub deployment: String,
+    /// Host name.
+    pub host: String,
+    /// Fabric name.
+    pub fabric: String,
+    /// 1, 2, 3, ... per (deployment, host).
+    pub seq: u64,
+    /// State.
+    pub state: HostState,
+    /// Payload bytes received so far.
+    pub bytes: u64,
+    /// Milliseconds since the Unix epoch, this host's clock.
+    pub timestamp: u64,
+    /// For a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Batch<'a> {
+    events: &'a [HostEvent],
+}
+
+/// Who reports.
+#[derive(Debug, Clone)]
+pub struct ReportIdentity {
+    /// Deployment id.
+    pub deployment: String,
+    /// Host name.
+    pub host: String,
+    /// Fabric name.
+    pub fabric: String,
+}
+
+/// Queues events and posts them from a background task.
+pub struct Reporter {
+    ident: ReportIdentity,
+    seq: AtomicU64,
+    tx: mpsc::UnboundedSender<HostEvent>,
+    unsent: watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+    finishing: Arc<tokio::sync::Notify>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Reporter {
+    /// Starts the posting task. Must be called inside a tokio runtime.
+    pub fn start(client: ControlClient, ident: ReportIdentity) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (unsent_tx, unsent) = watch::channel(0);
+        let finishing = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(post_loop(client, rx, unsent_tx, finishing.clone()));
+        Self {
+            ident,
+            seq: AtomicU64::new(0),
+            tx,
+            unsent,
+            task,
+            finishing,
+        }
+    }
+
+    /// Queues one event; returns its sequence number.
+    pub fn report(&self, state: HostState, bytes: u64, reason: Option<String>) -> u64 {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(
+            seq,
+            ?state,
+            bytes,
+            reason = reason.as_deref().unwrap_or(""),
+            "status"
+        );
+        let _ = self.tx.send(HostEvent {
+            deployment: self.ident.deployment.clone(),
+            host: self.ident.host.clone(),
+            fabric: self.ident.fabric.clone(),
+            seq,
+            state,
+            bytes,
+            timestamp: now_ms(),
+            reason,
+        });
+        seq
+    }
+
+    /// Events queued so far.
+    pub fn sent_count(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Waits up to `within` for every queued event to be delivered; returns how many were
+    /// not (0 on success).
+    pub async fn finish(self, within: Duration) -> usize {
+        let Reporter {
+            tx,
+            task,
+            unsent,
+            finishing,
+            ..
+        } = self;
+        drop(tx);
+        finishing.notify_one();
+        let mut task = task;
+        match tokio::time::timeout(within, &mut task).await {
+            Ok(_) => 0,
+            Err(_) => {
+                task.abort();
+                let n = *unsent.borrow();
+                tracing::warn!(unsent = n, "gave up delivering status events");
+                n
+            }
+        }
+    }
+}
+
+async fn post_loop(
+    client: ControlClient,
+    mut rx: mpsc::UnboundedReceiver<HostEvent>,
+    unsent: watch::Sender<usize>,
+    finishing: Arc<tokio::sync::Notify>,
+) {
+    let mut queue: Vec<HostEvent> = Vec::new();
+    let mut backoff = Duration::from_millis(100);
+    let mut open = true;
+    loop {
+        if queue.is_empty() {
+            if !open {
+                return;
+            }
+            match rx.recv().await {
+                Some(e) => queue.push(e),
+                None => return,
+            }
+        }
+        while open {
+            match rx.try_recv() {
+                Ok(e) => queue.push(e),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        let _ = unsent.send(queue.len());
+        let n = queue.len().min(MAX_BATCH);
+        match client
+            .post_json(
+                "/api/v1/events",
+                &Batch {
+                    events: &queue[..n],
+                },
+                "post status events",
+            )
+            .await
+        {
+            Ok(body) => {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                    && let Some(rej) = v.get("rejected").and_then(|r| r.as_array())
+                    && !rej.is_empty()
+                {
+                    tracing::warn!(rejected = %serde_json::Value::Array(rej.clone()), "server rejected status events");
+                }
+                queue.drain(..n);
+                backoff = Duration::from_millis(100);
+            }
+            Err(e @ ControlError::Refused { .. }) => {
+                tracing::warn!(error = %e, events = n, "status events refused; dropping them");
+                queue.drain(..n);
+            }
+            Err(e) => {
+                // The client already retried for its own budget; keep the events and go on
+                // trying (the server may be restarting) until `finish` gives up on us.
+                tracing::debug!(error = %e, "posting status events failed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = finishing.notified() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        let _ = unsent.send(queue.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_as_the_control_api_expects() {
+        let e = HostEvent {
+            deployment: "d-1".into(),
+            host: "h".into(),
+            fabric: "f".into(),
+            seq: 3,
+            state: HostState::Failure,
+            bytes: 7,
+            timestamp: 9,
+            reason: Some("bad".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"deployment":"d-1","host":"h","fabric":"f","seq":3,"state":"failure","bytes":7,"timestamp":9,"reason":"bad"}"#
+        );
+    }
+}
