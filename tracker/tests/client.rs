@@ -354,3 +354,49 @@ fn client_works_against_opentracker_over_udp_and_http() {
         ));
     });
 }
+
+#[test]
+fn client_announces_over_ipv6_udp_and_http() {
+    let mut c = loopback_config();
+    c.udp.listen = vec!["[::1]:0".parse().unwrap()];
+    c.http.listen = vec!["[::1]:0".parse().unwrap()];
+    c.access.open = true;
+    let t = TestTracker::start(c, None);
+    rt().block_on(async {
+        let cfg = fast();
+        for (i, url) in [
+            format!("udp://{}/announce", t.udp),
+            format!("http://{}/announce", t.http),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut first = TrackerConn::new(TrackerUrl::parse(&url).unwrap());
+            let n = 10 * i as u32;
+            first
+                .announce(
+                    &cfg,
+                    &ident(n + 1, 8001, None),
+                    AnnounceEvent::Started,
+                    leecher(),
+                )
+                .await
+                .unwrap();
+            let mut second = TrackerConn::new(TrackerUrl::parse(&url).unwrap());
+            let o = second
+                .announce(
+                    &cfg,
+                    &ident(n + 2, 8002, None),
+                    AnnounceEvent::Started,
+                    leecher(),
+                )
+                .await
+                .unwrap();
+            assert!(
+                o.peers.contains(&"[::1]:8001".parse().unwrap()),
+                "{url}: IPv6 peer expected in {:?}",
+                o.peers
+            );
+        }
+    });
+}
