@@ -2,7 +2,8 @@
 //! `GET /announce`, `GET /scrape`, `GET /stats` and the admin API
 //! (`POST /register`, `POST /unregister`, bearer token).
 //!
-//! Robustness rules: a request (head and body) is at most `max_request_bytes`; receiving
+//! Robustness rules: a request (head and body) is at most `max_request_bytes` (an admin
+//! request whose token checks out may carry a body of `max_admin_body_bytes`); receiving
 //! it may take at most `request_timeout_ms`, which is also the idle limit of a keep-alive
 //! connection; at most `max_connections` connections at once; anything that is not a
 //! well-formed request gets a 4xx and the connection is closed. [`respond`] maps a parsed
@@ -162,6 +163,19 @@ fn same_token(given: &str, expected: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether the request carries the admin bearer token (false when none is configured).
+fn authorized(shared: &Shared, req: &HttpRequest) -> bool {
+    let Some(token) = &shared.admin_token else {
+        return false;
+    };
+    let given = req
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or("");
+    same_token(given.trim(), token)
+}
+
 /// Maps one request to its response (no I/O; `peer` is the connection's address).
 pub(crate) fn respond(
     shared: &Shared,
@@ -276,16 +290,11 @@ fn scrape(shared: &Shared, query: &[u8]) -> HttpResponse {
 }
 
 fn admin(shared: &Shared, req: &HttpRequest, path: &str) -> HttpResponse {
-    let Some(token) = &shared.admin_token else {
+    if shared.admin_token.is_none() {
         bump(&shared.counters(0).http_bad_request);
         return HttpResponse::text(403, "admin API disabled: no token configured");
-    };
-    let given = req
-        .authorization
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !same_token(given.trim(), token) {
+    }
+    if !authorized(shared, req) {
         bump(&shared.counters(0).http_bad_request);
         return HttpResponse::text(401, "bad or missing bearer token");
     }
@@ -372,7 +381,22 @@ async fn connection(
     let mut rng = SmallRng::seed_from_u64(seed ^ u64::from(peer.port()));
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
-        let read = tokio::time::timeout(timeout, read_request(&mut stream, &mut buf, max)).await;
+        let admin_max = match cfg.max_admin_body_bytes {
+            0 => max,
+            n => n,
+        };
+        // The token is checked on the head, before a large body is read.
+        let body_limit = |req: &HttpRequest| {
+            let admin = req.method == "POST"
+                && matches!(req.path.trim_end_matches('/'), "/register" | "/unregister")
+                && authorized(shared, req);
+            if admin { admin_max } else { max }
+        };
+        let read = tokio::time::timeout(
+            timeout,
+            read_request(&mut stream, &mut buf, max, body_limit),
+        )
+        .await;
         let (req, used) = match read {
             Err(_) => return Ok(()), // timed out: close quietly
             Ok(Err(e)) => return Err(e),
@@ -422,6 +446,7 @@ async fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     max: usize,
+    body_limit: impl Fn(&HttpRequest) -> usize,
 ) -> std::io::Result<Option<Result<(HttpRequest, usize), HeadError>>> {
     let mut chunk = [0u8; 2048];
     let head_end = loop {
@@ -447,7 +472,15 @@ async fn read_request(
     };
     let body_start = head_end + 4;
     let total = body_start.saturating_add(body_len);
-    if total > max {
+    // An authenticated admin request may exceed `max` by its own body bound; anything
+    // else must fit `max` whole.
+    let admin_limit = body_limit(&req);
+    let too_large = if admin_limit > max {
+        body_len > admin_limit
+    } else {
+        total > max
+    };
+    if too_large {
         return Ok(Some(Err(HeadError::TooLarge)));
     }
     while buf.len() < total {

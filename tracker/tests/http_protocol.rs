@@ -263,3 +263,37 @@ fn fabric_map_places_peers_that_do_not_say() {
         r.peers
     );
 }
+
+#[test]
+fn admin_api_takes_large_batches_but_only_with_the_token() {
+    let mut c = loopback_config();
+    c.http.max_request_bytes = 2048;
+    let t = TestTracker::start(c, Some("tok"));
+    // 1,000 hashes: 41 KB, twenty times max_request_bytes.
+    let hashes: Vec<InfoHash> = (0..1000u32)
+        .map(|i| {
+            let mut h = [0u8; 20];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            InfoHash(h)
+        })
+        .collect();
+    let body: String = hashes.iter().map(|h| format!("{}\n", h.to_hex())).collect();
+    let post = |auth: &str| {
+        let req = format!(
+            "POST /register HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        split_reply(&http_raw(t.http, req.as_bytes()))
+    };
+    assert_eq!(
+        post("Authorization: Bearer nope\r\n").0,
+        413,
+        "no big body without the token"
+    );
+    let (status, reply) = post("Authorization: Bearer tok\r\n");
+    assert_eq!(
+        (status, String::from_utf8_lossy(&reply).trim()),
+        (200, "ok 1000")
+    );
+    assert!(hashes.iter().all(|h| t.handle.is_served(h)));
+}
