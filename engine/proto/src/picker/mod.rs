@@ -91,6 +91,8 @@ pub struct Picker {
     lengths: Lengths,
     have: Bitfield,
     verifying: HashMap<u32, (Bytes, Vec<Option<PeerKey>>)>,
+    /// Sum of the lengths in `verifying`.
+    verifying_bytes: u64,
     partial: BTreeMap<u32, PartialPiece>,
     failed: HashMap<u32, FailedAttempt>,
     /// Connected peers having each piece.
@@ -111,6 +113,7 @@ impl Picker {
             lengths,
             have,
             verifying: HashMap::new(),
+            verifying_bytes: 0,
             partial: BTreeMap::new(),
             failed: HashMap::new(),
             availability: vec![0; n],
@@ -386,6 +389,7 @@ impl Picker {
         let complete = if pp.is_complete() {
             let mut pp = self.partial.remove(&i).expect("present");
             let data = pp.take_data();
+            self.verifying_bytes += data.len() as u64;
             self.verifying.insert(i, (data.clone(), pp.senders()));
             Some(data)
         } else {
@@ -401,6 +405,7 @@ impl Picker {
             debug_assert!(false, "verdict for piece {i} that was not verifying");
             return Verdict::Bad { sole_sender: None };
         };
+        self.verifying_bytes -= data.len() as u64;
         if ok {
             self.have.set(piece);
             let mut liars = Vec::new();
@@ -429,6 +434,11 @@ impl Picker {
     /// Pieces in flight or waiting for verification (for progress displays).
     pub fn pieces_in_progress(&self) -> usize {
         self.partial.len() + self.verifying.len()
+    }
+
+    /// Bytes of complete pieces waiting for their verification result.
+    pub fn bytes_verifying(&self) -> u64 {
+        self.verifying_bytes
     }
 
     /// Bytes received in pieces not yet verified.

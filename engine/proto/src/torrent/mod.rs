@@ -665,6 +665,8 @@ impl Torrent {
     }
 
     fn on_piece_verified(&mut self, _now: Instant, piece: ValidPieceIndex, ok: bool) {
+        // Room in the write backlog may let stalled pipes go on.
+        self.dirty.extend(self.peers.keys().copied());
         match self.picker.piece_verified(piece, ok) {
             Verdict::Good { liars } => {
                 for liar in liars {
@@ -752,6 +754,10 @@ impl Torrent {
     fn flush_dirty(&mut self, now: Instant) {
         if self.picker.have().is_full() {
             self.dirty.clear();
+            return;
+        }
+        if self.picker.bytes_verifying() > self.config.max_pending_write_bytes {
+            // The disk is behind: leave the peers dirty; a verdict will let us go on.
             return;
         }
         let mut fallback = None;

@@ -146,3 +146,105 @@ fn cross_fabric_traffic_stays_near_one_copy_per_fabric() {
         );
     }
 }
+
+/// With the disk behind (verifications unanswered), the machine stops requesting once the
+/// backlog passes `max_pending_write_bytes`, and goes on when a verdict arrives.
+#[test]
+fn a_slow_disk_stops_new_requests() {
+    use std::time::Instant;
+
+    use crate::PeerId;
+    use crate::bitfield::Bitfield;
+    use crate::lengths::Lengths;
+    use crate::torrent::{Action, Input, PeerInfo, PeerKey, Torrent};
+    use crate::wire::Message;
+
+    let piece_len = 32 * 1024;
+    let lengths = Lengths::new(64 * piece_len as u64, piece_len).unwrap();
+    let config = Config {
+        max_pending_write_bytes: 2 * piece_len as u64,
+        initial_queue_depth: 4,
+        ..Config::default()
+    };
+    let t0 = Instant::now();
+    let mut t = Torrent::new(lengths, Bitfield::new(64), config, t0, 1);
+    let peer = PeerKey(1);
+    let info = PeerInfo {
+        addr: "10.0.0.1:6881".parse().unwrap(),
+        peer_id: PeerId([9; 20]),
+        supports_fast: true,
+        supports_extensions: false,
+        outgoing: true,
+    };
+    t.handle_input(t0, Input::PeerConnected { peer, info });
+    t.handle_input(
+        t0,
+        Input::PeerMessage {
+            peer,
+            msg: Message::HaveAll,
+        },
+    );
+    t.handle_input(
+        t0,
+        Input::PeerMessage {
+            peer,
+            msg: Message::Unchoke,
+        },
+    );
+    let mut pending_verify = Vec::new();
+    let mut requests_while_blocked = 0;
+    for _round in 0..20 {
+        let blocked = pending_verify.len() >= 3;
+        let reqs: Vec<_> = std::iter::from_fn(|| t.poll_action())
+            .filter_map(|a| match a {
+                Action::Send {
+                    msg: Message::Request(s),
+                    ..
+                } => Some(s),
+                Action::VerifyAndWrite { piece, .. } => {
+                    pending_verify.push(piece);
+                    None
+                }
+                _ => None,
+            })
+            .collect();
+        if blocked {
+            requests_while_blocked += reqs.len();
+        }
+        for s in reqs {
+            let data = bytes::Bytes::from(vec![0u8; s.len as usize]);
+            t.handle_input(
+                t0,
+                Input::PeerMessage {
+                    peer,
+                    msg: Message::Piece {
+                        index: s.index,
+                        begin: s.begin,
+                        data,
+                    },
+                },
+            );
+        }
+    }
+    assert!(
+        pending_verify.len() >= 3,
+        "backlog never built up: {pending_verify:?}"
+    );
+    assert_eq!(
+        requests_while_blocked, 0,
+        "requests went out with the disk behind"
+    );
+    for piece in pending_verify.drain(..) {
+        t.handle_input(t0, Input::PieceVerified { piece, ok: true });
+    }
+    let resumed = std::iter::from_fn(|| t.poll_action()).any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                msg: Message::Request(_),
+                ..
+            }
+        )
+    });
+    assert!(resumed, "requests did not resume after the verdicts");
+}
