@@ -15,6 +15,7 @@ pub mod server;
 pub mod store;
 pub mod timefmt;
 pub mod tracker_admin;
+pub mod up;
 
 /// An error and its sources on one line, `a: b: c` (what anyhow's `{:#}` prints), for
 /// library errors that end up in logs, failure reasons and API answers.

@@ -40,6 +40,10 @@ pub enum Command {
     Promote(promote::PromoteArgs),
     /// Switch a fabric's hosts back to their previous (or a named) version.
     Rollback(rollback::RollbackArgs),
+    /// Everything on one machine: tracker, control server, origin and N local hosts in K
+    /// fabrics; publish a generated product, deploy it with a canary, show progress, print
+    /// the final status and the fanout time against its lower bound.
+    Up(crate::up::UpArgs),
 }
 
 /// How operator commands reach the control server.
@@ -70,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(a) => block_on(status::run(a)),
         Command::Promote(a) => block_on(promote::run(a)),
         Command::Rollback(a) => block_on(rollback::run(a)),
+        Command::Up(a) => crate::up::run(a),
     }
 }
 
