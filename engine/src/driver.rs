@@ -46,6 +46,8 @@ pub enum Control {
     AddPeers(Vec<std::net::SocketAddr>),
     /// Inputs computed off the task (disk reads, verifications).
     Inputs(Vec<Input>),
+    /// A verify-and-write job finished: its answer, and the piece bytes it released.
+    PieceDone(Input, usize),
     /// The storage finished syncing after completion.
     Synced(Result<(), String>),
     /// Stop: disconnect everyone, sync, exit; answer when done.
@@ -70,6 +72,10 @@ pub(crate) struct Driver {
     pub ctl_tx: mpsc::UnboundedSender<Control>,
     pub status: watch::Sender<TorrentStatus>,
     pub max_queued_per_peer: usize,
+    /// Piece bytes handed to the disk pool and not yet written.
+    pub pending_writes: usize,
+    /// Above this, peer messages are not read (see `SessionConfig::max_pending_writes`).
+    pub max_pending_writes: usize,
     pub started: Instant,
 }
 
@@ -125,7 +131,8 @@ impl Driver {
                     Some(c) => self.on_control(&mut r, c),
                     None => self.begin_stop(&mut r, None),
                 },
-                e = self.net_rx.recv() => {
+                // Backpressure: while the disk is behind, leave peer data in the sockets.
+                e = self.net_rx.recv(), if self.pending_writes < self.max_pending_writes => {
                     if let Some(e) = e {
                         self.on_net(&mut r, e);
                     }
@@ -136,7 +143,9 @@ impl Driver {
             for _ in 0..MAX_EVENTS_PER_ROUND {
                 if let Ok(c) = self.ctl_rx.try_recv() {
                     self.on_control(&mut r, c);
-                } else if let Ok(e) = self.net_rx.try_recv() {
+                } else if self.pending_writes < self.max_pending_writes
+                    && let Ok(e) = self.net_rx.try_recv()
+                {
                     self.on_net(&mut r, e);
                 } else {
                     break;
@@ -164,6 +173,10 @@ impl Driver {
                 for i in inputs {
                     self.feed(r, i);
                 }
+            }
+            Control::PieceDone(input, len) => {
+                self.pending_writes -= len;
+                self.feed(r, input);
             }
             Control::Synced(Ok(())) => debug!("storage synced"),
             Control::Synced(Err(e)) => warn!(error = %e, "sync after completion failed"),
@@ -228,10 +241,12 @@ impl Driver {
                     let expected = self.meta.piece_hashes[piece.idx()];
                     let offset = self.meta.lengths.piece_offset(piece);
                     let tx = self.ctl_tx.clone();
+                    let len = data.len();
+                    self.pending_writes += len;
                     self.disk.spawn(move || {
                         let outcome = verify_and_write(&*storage, offset, &expected, &data);
                         drop(data);
-                        let _ = tx.send(Control::Inputs(vec![outcome.into_input(piece)]));
+                        let _ = tx.send(Control::PieceDone(outcome.into_input(piece), len));
                     });
                 }
                 Action::Connect { addr } => {

@@ -48,6 +48,10 @@ pub struct SessionConfig {
     /// Bytes queued to one peer's socket beyond which the peer is dropped (it stopped
     /// reading). Default 64 MiB.
     pub max_queued_per_peer: usize,
+    /// Piece bytes waiting for hashing and writing beyond which a torrent stops reading from
+    /// its peers until the disk catches up (at least two pieces). Default 64 MiB: without
+    /// it a disk slower than the network turns into unbounded memory.
+    pub max_pending_writes: usize,
     /// Capacity of each torrent's network event channel, in batches. Default 256.
     pub net_channel: usize,
     /// Tracker client timing.
@@ -63,6 +67,7 @@ impl Default for SessionConfig {
             disk_threads: 2,
             check_threads: 2,
             max_queued_per_peer: 64 * 1024 * 1024,
+            max_pending_writes: 64 * 1024 * 1024,
             net_channel: 256,
             tracker: ClientConfig::default(),
         }
@@ -318,6 +323,7 @@ impl Session {
             have
         };
         let pieces_at_start = have.count();
+        let meta_piece_len = meta.lengths.default_piece_len();
         let mut config = opts.config.unwrap_or_else(|| inner.config.torrent.clone());
         config.listen_port = inner.config.torrent.listen_port;
         let seed = rand::random::<u64>();
@@ -364,6 +370,11 @@ impl Session {
             ctl_tx,
             status: status_tx,
             max_queued_per_peer: inner.config.max_queued_per_peer,
+            pending_writes: 0,
+            max_pending_writes: inner
+                .config
+                .max_pending_writes
+                .max(2 * meta_piece_len as usize),
             started: now,
         };
         let span = tracing::info_span!("torrent", %info_hash);

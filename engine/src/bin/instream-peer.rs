@@ -77,6 +77,9 @@ struct GetArgs {
     /// Most connections.
     #[arg(long)]
     max_peers: Option<usize>,
+    /// Threads for hashing and disk I/O.
+    #[arg(long, default_value_t = 2)]
+    disk_threads: usize,
     /// Do not announce to the torrent's trackers (use `--peer` only).
     #[arg(long)]
     no_tracker: bool,
@@ -238,6 +241,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         .with_context(|| format!("bind TCP listener {}", args.listen))?;
     let mut config = SessionConfig::default();
     config.torrent.fabric = args.fabric.clone();
+    config.disk_threads = args.disk_threads;
     if let Some(m) = args.max_peers {
         config.torrent.max_peers = m;
     }
