@@ -1,18 +1,18 @@
-//! Canaries: a passing canary waits for `promote` and then rolls out fabric by fabric; a
-//! failing one halts the deployment and switches the canary hosts back to their previous
-//! version, while the rest never change.
+//! Canaries with real hosts: a passing canary waits for `promote` and then rolls out fabric
+//! by fabric; a canary whose health check fails on a host halts the deployment, that host
+//! switches itself back, the other canary hosts are rolled back to their previous version
+//! (from disk), and the rest never change.
 
 mod support;
 
-use serde_json::Value;
 use std::time::Duration;
 use support::Env;
 
-const T: Duration = Duration::from_secs(60);
+const T: Duration = Duration::from_secs(90);
 
 #[test]
 fn passed_canary_waits_for_promote() {
-    let env = Env::new(6, 2);
+    let env = Env::fleet(6, 2);
     let srv = env.serve("127.0.0.1:0", &[]);
     env.publish(&srv, "app", "1");
     let id = env.deploy(
@@ -23,9 +23,7 @@ fn passed_canary_waits_for_promote() {
     );
     let v = env.wait_state(&srv, &id, "awaiting_promotion", T);
     assert_eq!(v["progress"]["success"], 2, "one canary per fabric: {v}");
-    let canaries: Vec<Value> =
-        serde_json::from_str(&env.ok(&srv, &["status", "-t", &id, "-m", "success", "--json"]))
-            .unwrap();
+    let canaries = env.hosts_json(&srv, &id, "success");
     let mut names: Vec<&str> = canaries
         .iter()
         .map(|h| h["host"].as_str().unwrap())
@@ -37,6 +35,7 @@ fn passed_canary_waits_for_promote() {
         "first host of each fabric by name"
     );
     assert!(canaries.iter().all(|h| h["canary"] == true));
+    assert_eq!(env.current("host-1").as_deref(), Some("1"));
     assert_eq!(env.current("host-3"), None, "the rest waits");
 
     let out = env.ok(&srv, &["promote", "-t", &id]);
@@ -49,16 +48,24 @@ fn passed_canary_waits_for_promote() {
         env.ok(&srv, &["status", "-t", &id]).trim(),
         "Success Percentage: 100 Failure Percentage: 0 Pending Percentage: 0"
     );
+    for i in 1..=6 {
+        assert_eq!(env.current(&format!("host-{i}")).as_deref(), Some("1"));
+    }
     assert!(env.fails(&srv, &["promote", "-t", &id]).contains("is done"));
 }
 
 #[test]
-fn failed_canary_halts_and_rolls_canary_hosts_back() {
-    let env = Env::new(6, 2);
-    let srv = env.serve("127.0.0.1:0", &[("FAKE_AGENT_FAIL", "host-2".into())]);
+fn canary_failing_its_health_check_halts_and_returns_canaries_to_the_previous_version() {
+    let env = Env::fleet(6, 2);
+    let srv = env.serve("127.0.0.1:0", &[]);
     env.publish(&srv, "app", "1");
-    env.publish(&srv, "app", "2");
-    // Version 1 everywhere but host-2 (which fails everything): hosts 1,3,4,5,6 run "1".
+    // Version 2's health check fails on host-2 only, with a reason on its last stderr line.
+    env.publish_with(
+        &srv,
+        "app",
+        "2",
+        "if [ \"$INSTREAM_HOST\" = host-2 ]; then echo probing >&2; echo \"health check failed on $INSTREAM_HOST\" >&2; exit 1; fi",
+    );
     let v1 = env.deploy(
         &srv,
         &[
@@ -71,10 +78,6 @@ fn failed_canary_halts_and_rolls_canary_hosts_back() {
             "-H",
             "*",
             "--parallel-fabrics",
-            "--max-failures",
-            "1",
-            "--min-success",
-            "50",
         ],
     );
     env.wait_state(&srv, &v1, "done", T);
@@ -104,6 +107,21 @@ fn failed_canary_halts_and_rolls_canary_hosts_back() {
             .starts_with("canary gate failed: 3 of 4 hosts succeeded, 1 failed"),
         "{v}"
     );
+    let failed = env.hosts_json(&srv, &v2, "failure");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["host"], "host-2");
+    assert_eq!(
+        failed[0]["reason"], "health check failed on host-2",
+        "the health hook's last stderr line"
+    );
+    // The remaining hosts were never dispatched: they stay pending in the halted deployment.
+    let pending: Vec<String> = env
+        .hosts_json(&srv, &v2, "pending")
+        .iter()
+        .map(|h| h["host"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pending, ["host-5", "host-6"]);
+
     let rb = v["rollback_id"]
         .as_str()
         .expect("a rollback was started")
@@ -111,31 +129,21 @@ fn failed_canary_halts_and_rolls_canary_hosts_back() {
     let r = env.wait_state(&srv, &rb, "done", T);
     assert_eq!(r["kind"], "rollback");
     assert_eq!(r["parent"], v2.as_str());
-    assert_eq!(
-        r["progress"]["total"], 3,
-        "the canaries that had a previous version"
-    );
+    assert_eq!(r["progress"]["total"], 4, "every canary host had version 1");
+    for h in env.hosts_json(&srv, &rb, "success") {
+        assert_eq!(h["bytes"], 0, "rolled back from disk: {h}");
+    }
 
-    for h in ["host-1", "host-3", "host-4"] {
+    for h in ["host-1", "host-2", "host-3", "host-4"] {
         assert_eq!(env.current(h).as_deref(), Some("1"), "{h} back on 1");
-        assert_eq!(env.lines_of(h, "history"), ["1", "2", "1"], "{h}");
-        assert_eq!(
-            env.lines_of(h, "downloads"),
-            ["1", "2"],
-            "{h}: rollback downloads nothing"
-        );
+        assert_eq!(env.history(h), ["1", "2", "1"], "{h}");
     }
     for h in ["host-5", "host-6"] {
-        assert_eq!(env.lines_of(h, "history"), ["1"], "{h} never changed");
+        assert_eq!(env.current(h).as_deref(), Some("1"), "{h}");
+        assert_eq!(env.history(h), ["1"], "{h} never changed");
+        assert!(
+            !env.host_root(h).join("products/app/versions/2").exists(),
+            "{h} never fetched version 2"
+        );
     }
-    let failed = env.ok(&srv, &["status", "-t", &v2, "-m", "failure", "--json"]);
-    let failed: Vec<Value> = serde_json::from_str(&failed).unwrap();
-    assert_eq!(failed[0]["reason"], "health check failed on host-2");
-    // The remaining hosts were never dispatched: they stay pending in the halted deployment.
-    assert_eq!(
-        env.ok(&srv, &["status", "-t", &v2, "-m", "pending"])
-            .lines()
-            .count(),
-        2
-    );
 }

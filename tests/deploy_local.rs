@@ -1,6 +1,7 @@
 //! Deploy through the local dispatcher and read status through the CLI: contract wording,
-//! per-host lines with timestamps, `--json`, per-fabric filters, duplicate events, and hosts
-//! that never answer.
+//! per-host lines with timestamps, `--json`, per-fabric filters (with real hosts: tracker,
+//! origin, `instream-peer deploy`), duplicate events and hosts that never answer (with the
+//! fake agent, which can misbehave on purpose).
 
 mod support;
 
@@ -16,8 +17,8 @@ fn is_rfc3339(s: &str) -> bool {
 
 #[test]
 fn deploy_to_fabrics_reaches_full_success_with_timestamped_host_lines() {
-    let env = Env::new(6, 2);
-    let srv = env.serve("127.0.0.1:0", &[("FAKE_AGENT_DUP", "1".into())]);
+    let env = Env::fleet(6, 2);
+    let srv = env.serve("127.0.0.1:0", &[]);
     env.publish(&srv, "app", "1");
     let id = env.deploy(
         &srv,
@@ -77,19 +78,44 @@ fn deploy_to_fabrics_reaches_full_success_with_timestamped_host_lines() {
             .contains("no deployment d-000000000000")
     );
 
-    // Agents sent every event twice: each key is stored once (4 events x 6 hosts).
+    // Every host fetched the whole payload through the swarm and runs it: the version
+    // directory holds the published files, `current` points at it, the start hook ran.
+    let published = std::fs::read(env.path().join("src-app-1/bin/app")).unwrap();
+    for h in &hosts {
+        // At least the payload, and not wildly more (end-game duplicates are few).
+        let b = h["bytes"].as_u64().unwrap();
+        assert!(b >= published.len() as u64, "{h}");
+        assert!(b <= 2 * (published.len() as u64 + 4096), "{h}");
+    }
+    for i in 1..=6 {
+        let host = format!("host-{i}");
+        assert_eq!(env.current(&host).as_deref(), Some("1"), "{host}");
+        assert_eq!(
+            std::fs::read(env.host_root(&host).join("products/app/current/bin/app")).unwrap(),
+            published,
+            "{host}"
+        );
+        assert_eq!(env.history(&host), ["1"], "{host}: start hook ran once");
+    }
+    // Status events are idempotent per (deployment, host, seq): each host's sequence is
+    // complete and ends in success.
+    let store = instream::store::Store::open(&env.path().join("instream.db"), false).unwrap();
+    for i in 1..=6 {
+        let host = format!("host-{i}");
+        let evs = store.events_of(&id, &host).unwrap();
+        let seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{host}");
+        let states: Vec<&str> = evs.iter().map(|e| e.state.as_str()).collect();
+        for s in ["downloading", "verifying", "installing", "success"] {
+            assert!(states.contains(&s), "{host}: {states:?}");
+        }
+        assert_eq!(*states.last().unwrap(), "success", "{host}");
+    }
     let (_, metrics) = srv.http("GET", "/metrics", Some(TOKEN), None);
     assert!(
-        metrics.contains("instream_events_stored_total 24\n"),
+        metrics.contains("instream_events_duplicate_total 0\n"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("instream_events_duplicate_total 24\n"),
-        "{metrics}"
-    );
-    for h in 1..=6 {
-        assert_eq!(env.current(&format!("host-{h}")).as_deref(), Some("1"));
-    }
 }
 
 #[test]

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Stand-in for `instream-peer deploy` until the real agent exists: takes the same command
-line (src/dispatch/local.rs AGENT_USAGE), reports downloading -> verifying -> installing ->
-success|failure to the control server, and records what it "installed" under its root.
+"""Stand-in for `instream-peer deploy` in the control-server tests that need hosts which
+misbehave on purpose (never answer, ...); every other whole-system test runs the real agent.
+Takes the same command line (src/dispatch/local.rs AGENT_USAGE), reports downloading ->
+verifying -> installing -> success|failure to the control server, and records what it
+"installed" under its root.
 
 Behaviour per host, from the environment the test gave `instream serve` (agents inherit it):
   FAKE_AGENT_FAIL=h1,h2    these hosts fail ("health check failed on <host>")

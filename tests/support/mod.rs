@@ -1,16 +1,29 @@
-//! Whole-system test support: a real `instream serve` spawned by PID on 127.0.0.1 (port 0
-//! first, the same port after a restart), killed on Drop; the CLI run as a subprocess with
-//! an isolated config dir; bounded waits with a message. The host agent is
-//! `fake_agent.py` beside this file until `instream-peer deploy` exists.
+//! Whole-system test support: real processes spawned by PID and killed on Drop, bound to
+//! 127.0.0.1 port 0 (the same port after a restart), the CLI run as a subprocess with an
+//! isolated config dir, bounded waits with a message.
+//!
+//! Two kinds of environment:
+//! - [`Env::fleet`]: the real system. `instream-tracker` (admin token), an origin
+//!   (`instream-seed serve --watch`), and `instream serve` whose local dispatcher runs the
+//!   real host agent, `instream-peer deploy`, per host; the publisher key lives in the
+//!   isolated config dir and the server trusts it.
+//! - [`Env::new`]: control-server tests that need hosts that misbehave on purpose (never
+//!   answer, ...): the agent is `fake_agent.py` beside this file.
+//!
+//! The engine binaries are built by `cargo build -p instream-engine -p instream-tracker
+//! --bins` once per test process (a no-op when `cargo test --workspace` already built them),
+//! so `cargo test -p instream` works on its own too.
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "test-token-0123456789";
+pub const TRACKER_TOKEN: &str = "tracker-token-0123456789";
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes; panics with `what`.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
@@ -26,20 +39,200 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Opti
     }
 }
 
+/// The directory holding `instream` (target/debug or target/release).
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_instream"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of an engine or tracker binary, built (once per process) in the same profile as
+/// `instream`.
+pub fn engine_bin(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build")
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .args(["-p", "instream-engine", "-p", "instream-tracker", "--bins"]);
+        match bin_dir().file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some("release") => {
+                cmd.arg("--release");
+            }
+            Some(p) => {
+                cmd.args(["--profile", p]);
+            }
+        }
+        let out = cmd
+            .output()
+            .expect("run cargo to build the engine binaries");
+        assert!(
+            out.status.success(),
+            "building the engine binaries failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let p = bin_dir().join(name);
+    assert!(p.is_file(), "{} was not built", p.display());
+    p
+}
+
+/// A child process killed (with its process group, if it leads one) on Drop.
+pub struct Proc {
+    pub child: Child,
+    group: bool,
+}
+
+impl Proc {
+    fn kill_group(&self) {
+        if self.group {
+            // SAFETY: kill(2) on the process group this child leads.
+            unsafe {
+                libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.kill_group();
+    }
+}
+
+/// Copies `reader`'s lines into `log`; returns the first line `pick` accepts (bounded).
+fn read_until(
+    reader: impl std::io::Read + Send + 'static,
+    log: PathBuf,
+    what: &str,
+    pick: impl Fn(&str) -> Option<String> + Send + 'static,
+) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut sent = false;
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            let _ = writeln!(out, "{line}");
+            if !sent && let Some(v) = pick(&line) {
+                sent = true;
+                let _ = tx.send(v);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{what} did not start within 30s"))
+}
+
+/// Tracker and origin of a real fleet.
+pub struct Fleet {
+    pub tracker_url: String,
+    pub origin_dir: PathBuf,
+    _tracker: Proc,
+    _origin: Proc,
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
+    pub fleet: Option<Fleet>,
+    /// Process groups of every control server started (their agents are members).
+    groups: Mutex<Vec<u32>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for pid in self.groups.lock().unwrap().iter() {
+            // SAFETY: kill(2) on process groups this test created.
+            unsafe {
+                libc::kill(-(*pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+    }
 }
 
 impl Env {
-    /// A temp dir with a token file and an inventory of `hosts` hosts spread over `fabrics`
-    /// fabrics (host-1 in f1, host-2 in f2, ...).
-    pub fn new(hosts: usize, fabrics: usize) -> Self {
+    fn base(hosts: usize, fabrics: usize) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
         let inv = instream::dispatch::inventory::Inventory::generated(hosts, fabrics);
         std::fs::write(dir.path().join("inventory.toml"), inv.to_toml()).unwrap();
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
-        Self { dir }
+        dir
+    }
+
+    /// A control server whose hosts are simulated by `fake_agent.py` (see the header).
+    pub fn new(hosts: usize, fabrics: usize) -> Self {
+        Self {
+            dir: Self::base(hosts, fabrics),
+            fleet: None,
+            groups: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The real system: tracker, origin, and (with [`Env::serve`]) a control server whose
+    /// agents are `instream-peer deploy`. Hosts are host-1 in f1, host-2 in f2, ...
+    pub fn fleet(hosts: usize, fabrics: usize) -> Self {
+        let dir = Self::base(hosts, fabrics);
+        let p = dir.path();
+        std::fs::write(p.join("tracker.token"), format!("{TRACKER_TOKEN}\n")).unwrap();
+        instream::cli::publish::load_or_create_key(&p.join("config/publisher.key")).unwrap();
+
+        let mut child = Command::new(engine_bin("instream-tracker"))
+            .args(["--udp", "none", "--http", "127.0.0.1:0", "--interval", "1"])
+            .arg("--admin-token-file")
+            .arg(p.join("tracker.token"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn instream-tracker");
+        let stderr = child.stderr.take().unwrap();
+        let tracker = Proc {
+            child,
+            group: false,
+        };
+        let addr = read_until(stderr, p.join("tracker.log"), "instream-tracker", |l| {
+            l.contains("HTTP tracker listening")
+                .then(|| l.split("addr=").nth(1))
+                .flatten()
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string)
+        });
+
+        let origin_dir = p.join("origin");
+        let log = std::fs::File::create(p.join("origin.log")).unwrap();
+        let origin = Proc {
+            child: Command::new(engine_bin("instream-seed"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--watch"])
+                .arg(&origin_dir)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("spawn instream-seed"),
+            group: false,
+        };
+        Self {
+            dir,
+            fleet: Some(Fleet {
+                tracker_url: format!("http://{addr}/announce"),
+                origin_dir,
+                _tracker: tracker,
+                _origin: origin,
+            }),
+            groups: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -50,9 +243,31 @@ impl Env {
         self.path().join("hosts").join(host)
     }
 
-    /// The version the fake agent last activated on `host`.
+    /// The version active on `host`: the real agent's `current` link of product `app`,
+    /// or the fake agent's `current` file.
     pub fn current(&self, host: &str) -> Option<String> {
-        std::fs::read_to_string(self.host_root(host).join("current")).ok()
+        if self.fleet.is_some() {
+            std::fs::read_link(self.host_root(host).join("products/app/current"))
+                .ok()
+                .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        } else {
+            std::fs::read_to_string(self.host_root(host).join("current")).ok()
+        }
+    }
+
+    /// Versions `app` was started at on `host`, in order (its `start` hook's log for the
+    /// real agent; the fake agent's `history` file).
+    pub fn history(&self, host: &str) -> Vec<String> {
+        let file = if self.fleet.is_some() {
+            self.host_root(host).join("products/app/history")
+        } else {
+            self.host_root(host).join("history")
+        };
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn lines_of(&self, host: &str, file: &str) -> Vec<String> {
@@ -63,9 +278,11 @@ impl Env {
             .collect()
     }
 
-    /// Starts `instream serve` on `listen` (e.g. "127.0.0.1:0") with `env` for the agents.
+    /// Starts `instream serve` on `listen` (e.g. "127.0.0.1:0") with `env` for the agents
+    /// (and through them, the hooks). The server leads its own process group, so its
+    /// agents die with the test.
     pub fn serve(&self, listen: &str, env: &[(&str, String)]) -> Server {
-        let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_agent.py");
+        use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_instream"));
         cmd.arg("serve")
             .args(["--listen", listen])
@@ -77,10 +294,9 @@ impl Env {
             .arg(self.path().join("token"))
             .arg("--hosts-root")
             .arg(self.path().join("hosts"))
-            .args(["--agent", "/usr/bin/python3", "--agent-arg"])
-            .arg(agent)
             .env("INSTREAM_CONFIG_DIR", self.path().join("config"))
             .env("RUST_LOG", "info")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(
@@ -90,10 +306,31 @@ impl Env {
                     .open(self.path().join("serve.log"))
                     .unwrap(),
             );
+        match &self.fleet {
+            Some(f) => {
+                cmd.arg("--agent")
+                    .arg(engine_bin("instream-peer"))
+                    .arg("--trusted-key")
+                    .arg(self.path().join("config/publisher.pub"))
+                    .args(["--tracker", &f.tracker_url])
+                    .arg("--tracker-token-file")
+                    .arg(self.path().join("tracker.token"))
+                    .arg("--origin-dir")
+                    .arg(&f.origin_dir)
+                    .args(["--agent-seed-for", "2"]);
+            }
+            None => {
+                let agent =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_agent.py");
+                cmd.args(["--agent", "/usr/bin/python3", "--agent-arg"])
+                    .arg(agent);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn instream serve");
+        self.groups.lock().unwrap().push(child.id());
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -114,6 +351,18 @@ impl Env {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Every host's agent log, for failure messages.
+    pub fn agent_logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.path().join("hosts")) {
+            for e in rd.flatten() {
+                let log = std::fs::read_to_string(e.path().join("agent.log")).unwrap_or_default();
+                out.push_str(&format!("--- {}\n{log}", e.file_name().to_string_lossy()));
+            }
+        }
+        out
     }
 
     /// Runs the CLI against `server` with the test token.
@@ -155,16 +404,32 @@ impl Env {
         lines[0].to_string()
     }
 
-    /// Publishes a small generated product version through the CLI.
-    pub fn publish(&self, server: &Server, product: &str, version: &str) {
+    /// Publishes a small generated version of `product` whose hooks: `start` appends the
+    /// version to `products/<product>/history` (and, if `$GATE` is set, first waits up to
+    /// 60 s for that file), `health` runs `health` (a shell snippet; default: healthy).
+    pub fn publish_with(&self, server: &Server, product: &str, version: &str, health: &str) {
         let src = self.path().join(format!("src-{product}-{version}"));
         std::fs::create_dir_all(src.join("bin")).unwrap();
+        std::fs::create_dir_all(src.join(".instream/hooks")).unwrap();
+        // About 1.3 MiB: several pieces, so hosts really trade through the swarm.
         std::fs::write(
             src.join("bin/app"),
-            format!("{product} {version}\n").repeat(1000),
+            format!("{product} {version}\n").repeat(200_000),
         )
         .unwrap();
         std::fs::write(src.join("README"), "hello").unwrap();
+        let start = "#!/bin/sh\n\
+             if [ -n \"$GATE\" ]; then i=0; while [ ! -f \"$GATE\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi\n\
+             echo \"$INSTREAM_VERSION\" >> ../../history\n";
+        for (name, body) in [
+            ("start", start.to_string()),
+            ("health", format!("#!/bin/sh\n{health}\n")),
+        ] {
+            let p = src.join(".instream/hooks").join(name);
+            std::fs::write(&p, body).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let out = self.ok(
             server,
             &[
@@ -178,6 +443,11 @@ impl Env {
         );
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["status"], "registered", "{out}");
+    }
+
+    /// [`Env::publish_with`] a healthy version.
+    pub fn publish(&self, server: &Server, product: &str, version: &str) {
+        self.publish_with(server, product, version, "exit 0");
     }
 
     /// Submits a deployment; returns its id (checking the contract output).
@@ -201,12 +471,28 @@ impl Env {
         serde_json::from_str(&out).unwrap()
     }
 
+    /// Hosts of a deployment in one state (`success`, `failure`, `pending`), as JSON.
+    pub fn hosts_json(&self, server: &Server, id: &str, state: &str) -> Vec<Value> {
+        let out = self.ok(server, &["status", "-t", id, "-m", state, "--json"]);
+        serde_json::from_str(&out).unwrap()
+    }
+
     /// Waits until the deployment's state is `state`.
     pub fn wait_state(&self, server: &Server, id: &str, state: &str, timeout: Duration) -> Value {
-        wait_for(timeout, &format!("deployment {id} to be {state}"), || {
+        let start = Instant::now();
+        loop {
             let v = self.status_json(server, id);
-            (v["state"] == state).then_some(v)
-        })
+            if v["state"] == state {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for deployment {id} to be {state}; it is {v}\nagents:\n{}",
+                    self.agent_logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -224,7 +510,7 @@ impl Server {
         self.child.id()
     }
 
-    /// SIGKILL, as a crash would.
+    /// SIGKILL, as a crash would (its agents live on, as on real hosts).
     pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
