@@ -30,7 +30,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the control server (HTTP API, SQLite store, deployment driver, dispatcher).
     Serve(serve::ServeArgs),
-    /// Build a torrent and a signed manifest for a product version and register them.
+    /// Build a torrent and a signed manifest for a product version, register them, and have
+    /// the origin seed it.
+    ///
+    /// The torrent's tracker URLs and the origin's directory come from the control server
+    /// (`instream serve --tracker URL --origin-dir DIR`, which also allows each registered
+    /// info-hash on the tracker through its admin API with `--tracker-token-file`);
+    /// `--tracker` and `--origin-dir` override them. The payload is hard-linked (or copied)
+    /// into DIR/<info-hash>/, the torrent renamed to DIR/<info-hash>.torrent, and publish
+    /// waits until the origin (`instream-seed serve --watch DIR`) answers
+    /// DIR/<info-hash>.seeding. The manifest is signed with the publisher key (publisher.key
+    /// in the config dir, made on first use; hosts trust its publisher.pub).
     Publish(publish::PublishArgs),
     /// Deploy a product version to hosts of one or more fabrics.
     Deploy(deploy::DeployArgs),
@@ -43,6 +53,15 @@ pub enum Command {
     /// Everything on one machine: tracker, control server, origin and N local hosts in K
     /// fabrics; publish a generated product, deploy it with a canary, show progress, print
     /// the final status and the fanout time against its lower bound.
+    ///
+    /// The tracker, origin and host agent are instream-tracker, instream-seed and
+    /// instream-peer beside this binary (under `cargo run` they are built first). Each
+    /// process runs in its own process group and is stopped at exit or Ctrl-C. The lower
+    /// bound is payload x hosts divided by the slower of loopback TCP and buffered disk
+    /// writes, both measured just before the deployment. With --keep, the control server's
+    /// URL goes to `server` in the config dir (the operator's `token` there is reused or
+    /// made), so another shell can publish, deploy, status, promote and roll back with no
+    /// flags until Ctrl-C.
     Up(crate::up::UpArgs),
 }
 

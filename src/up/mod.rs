@@ -74,7 +74,9 @@ pub struct UpArgs {
 
 const BINS: [&str; 3] = ["instream-tracker", "instream-seed", "instream-peer"];
 
-/// The sibling binaries, built first when `up` runs under `cargo run` and they are missing.
+/// The directory of the sibling binaries. Under `cargo run` (and without `--bin-dir`) they
+/// are built first in the same profile, which is a no-op when they are fresh, so `cargo
+/// run --release -- up` works from a clean checkout and never runs stale agents.
 fn find_bins(explicit: Option<&Path>) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("find this executable")?;
     let dir = match explicit {
@@ -84,51 +86,42 @@ fn find_bins(explicit: Option<&Path>) -> Result<PathBuf> {
             .context("this executable has no directory")?
             .to_path_buf(),
     };
+    let hint = "build them with `cargo build --release --workspace`";
+    if let (Some(cargo), Some(manifest), None) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+        explicit,
+    ) {
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build")
+            .arg("--manifest-path")
+            .arg(Path::new(&manifest).join("Cargo.toml"))
+            .args(["-p", "instream-engine", "-p", "instream-tracker", "--bins"]);
+        match dir.file_name().and_then(|n| n.to_str()) {
+            Some("release") => {
+                cmd.arg("--release");
+            }
+            Some("debug") | None => {}
+            Some(profile) => {
+                cmd.args(["--profile", profile]);
+            }
+        }
+        let st = cmd.status().context("run cargo")?;
+        if !st.success() {
+            bail!("building {} failed ({st}): {hint}", BINS.join(", "));
+        }
+    }
     let missing: Vec<&str> = BINS
         .iter()
         .copied()
         .filter(|b| !dir.join(b).is_file())
         .collect();
-    if missing.is_empty() {
-        return Ok(dir);
-    }
-    let hint = "build them with `cargo build --release --workspace`";
-    let (Some(cargo), Some(manifest), None) = (
-        std::env::var_os("CARGO"),
-        std::env::var_os("CARGO_MANIFEST_DIR"),
-        explicit,
-    ) else {
+    if !missing.is_empty() {
         bail!(
             "{} not found in {}: {hint}",
             missing.join(", "),
             dir.display()
         );
-    };
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--manifest-path")
-        .arg(Path::new(&manifest).join("Cargo.toml"))
-        .args(["-p", "instream-engine", "-p", "instream-tracker", "--bins"]);
-    match dir.file_name().and_then(|n| n.to_str()) {
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some("debug") | None => {}
-        Some(profile) => {
-            cmd.args(["--profile", profile]);
-        }
-    }
-    eprintln!(
-        "{} missing beside {}: building them ({cmd:?})",
-        missing.join(", "),
-        exe.display()
-    );
-    let st = cmd.status().context("run cargo")?;
-    if !st.success() {
-        bail!("building {} failed ({st}): {hint}", missing.join(", "));
-    }
-    if let Some(b) = BINS.iter().find(|b| !dir.join(b).is_file()) {
-        bail!("{b} still not found in {}: {hint}", dir.display());
     }
     Ok(dir)
 }
