@@ -12,7 +12,6 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -22,7 +21,7 @@ use instream_engine::meta::TorrentMeta;
 use instream_engine::session::{
     AddOptions, Session, SessionConfig, TorrentHandle, TorrentState, TorrentStatus,
 };
-use instream_engine::storage::{OpenOptions, PortableStorage, Storage};
+use instream_engine::storage::{self, OpenOptions};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
@@ -77,6 +76,10 @@ struct GetArgs {
     /// Most connections.
     #[arg(long)]
     max_peers: Option<usize>,
+    /// Use io_uring for disk I/O when built with the `io-uring` feature and the kernel
+    /// allows it (otherwise pread/pwrite).
+    #[arg(long)]
+    io_uring: bool,
     /// Threads for hashing and disk I/O.
     #[arg(long, default_value_t = 2)]
     disk_threads: usize,
@@ -232,9 +235,13 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("create directory {}", args.out.display()))?;
-    let storage = PortableStorage::open(&args.out, meta.layout()?, OpenOptions::default())
-        .with_context(|| format!("prepare files under {}", args.out.display()))?;
-    let storage: Arc<dyn Storage> = Arc::new(storage);
+    let storage = storage::open(
+        &args.out,
+        meta.layout()?,
+        OpenOptions::default(),
+        args.io_uring,
+    )
+    .with_context(|| format!("prepare files under {}", args.out.display()))?;
 
     let listener = TcpListener::bind(args.listen)
         .await

@@ -14,7 +14,6 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -22,7 +21,7 @@ use clap::{Parser, Subcommand};
 use instream_engine::create::{CreateOptions, create_torrent};
 use instream_engine::meta::TorrentMeta;
 use instream_engine::session::{AddOptions, Session, SessionConfig};
-use instream_engine::storage::{FileLayout, Mode, OpenOptions, PortableStorage, Storage};
+use instream_engine::storage::{self, FileLayout, Mode, OpenOptions};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -87,6 +86,10 @@ enum Cmd {
         /// Do not announce to the torrents' trackers.
         #[arg(long)]
         no_tracker: bool,
+        /// Use io_uring for disk I/O when built with the `io-uring` feature and the kernel
+        /// allows it (otherwise pread/pwrite).
+        #[arg(long)]
+        io_uring: bool,
         /// Also seed every version dropped into DIR while running: DIR/<key>/ holds the
         /// payload, DIR/<key>.torrent appears last (by rename); the origin answers with
         /// DIR/<key>.seeding (or DIR/<key>.error) and announces it to the torrent's
@@ -196,6 +199,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         skip_check,
         max_peers,
         no_tracker,
+        io_uring,
         watch,
     } = cmd
     else {
@@ -220,16 +224,16 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
             .with_context(|| format!("read torrent {source}"))?;
         let (root, layout) = resolve_data(&meta, &data)
             .with_context(|| format!("find the data of {source} under {}", data.display()))?;
-        let storage = PortableStorage::open(
+        let storage = storage::open(
             &root,
             layout,
             OpenOptions {
                 mode: Mode::ReadOnly,
                 ..Default::default()
             },
+            io_uring,
         )
         .with_context(|| format!("open the data of {} under {}", meta.name, root.display()))?;
-        let storage: Arc<dyn Storage> = Arc::new(storage);
         let name = meta.name.clone();
         let total = meta.lengths.num_pieces();
         let handle = session

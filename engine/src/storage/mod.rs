@@ -133,6 +133,28 @@ impl Default for OpenOptions {
     }
 }
 
+/// Opens the files of `layout` under `root` with the best backend available: io_uring when
+/// `prefer_uring` is set, the feature is compiled in and the kernel allows it; otherwise the
+/// portable one.
+pub fn open(
+    root: &std::path::Path,
+    layout: FileLayout,
+    opts: OpenOptions,
+    prefer_uring: bool,
+) -> Result<std::sync::Arc<dyn Storage>> {
+    #[cfg(feature = "io-uring")]
+    if prefer_uring && uring::supported() {
+        return Ok(std::sync::Arc::new(uring::UringStorage::open(
+            root, layout, opts,
+        )?));
+    }
+    #[cfg(not(feature = "io-uring"))]
+    let _ = prefer_uring;
+    Ok(std::sync::Arc::new(PortableStorage::open(
+        root, layout, opts,
+    )?))
+}
+
 /// Positional access to one torrent's payload. Implementations are blocking and `Sync`.
 pub trait Storage: Send + Sync + 'static {
     /// The file layout.

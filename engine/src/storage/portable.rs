@@ -125,6 +125,20 @@ impl PortableStorage {
     pub fn paths(&self) -> &[PathBuf] {
         &self.paths
     }
+
+    /// True if opened for downloading.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The open descriptors in layout order (`None` for pad files), for backends that
+    /// submit their own I/O; valid while `self` lives.
+    pub fn raw_fds(&self) -> Vec<Option<std::os::unix::io::RawFd>> {
+        self.files
+            .iter()
+            .map(|f| f.as_ref().map(|f| f.as_raw_fd()))
+            .collect()
+    }
 }
 
 impl Storage for PortableStorage {

@@ -1,0 +1,254 @@
+//! io_uring storage backend (cargo feature `io-uring`, Linux only).
+//!
+//! Same files and layout as [`PortableStorage`] (which opens, sizes and syncs them); only
+//! reads and writes go through io_uring: the segments of one call (a piece straddling files)
+//! are submitted together and waited for with one `io_uring_enter`, instead of one
+//! `pread`/`pwrite` each. Each disk thread has its own ring (thread-local), so the storage
+//! stays `Sync` without a lock. [`supported`] probes the kernel once (io_uring can be
+//! disabled by `kernel.io_uring_disabled`, seccomp or an old kernel); callers fall back to
+//! the portable backend when it says no.
+//!
+//! Measured on the 1 GiB loopback data path (2 cores, ext4, page cache): no gain over
+//! pread/pwrite, because the cost is the copy into the page cache, not the syscalls (about
+//! 1,000 piece writes per GiB). It therefore stays optional.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("the io-uring feature needs Linux");
+
+use std::cell::RefCell;
+use std::io;
+use std::os::unix::io::RawFd;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use io_uring::{IoUring, opcode, types};
+
+use super::{Error, FileLayout, OpenOptions, PortableStorage, Result, Storage};
+
+/// Submission queue entries per ring: a piece rarely spans more than a few files.
+const RING_ENTRIES: u32 = 64;
+
+thread_local! {
+    static RING: RefCell<Option<IoUring>> = const { RefCell::new(None) };
+}
+
+/// True if this kernel lets us create a ring and run a no-op through it (probed once).
+pub fn supported() -> bool {
+    static PROBE: OnceLock<bool> = OnceLock::new();
+    *PROBE.get_or_init(|| {
+        let Ok(mut ring) = IoUring::new(4) else {
+            return false;
+        };
+        let nop = opcode::Nop::new().build().user_data(7);
+        // SAFETY: a NOP references no memory.
+        if unsafe { ring.submission().push(&nop) }.is_err() {
+            return false;
+        }
+        if ring.submit_and_wait(1).is_err() {
+            return false;
+        }
+        ring.completion()
+            .next()
+            .is_some_and(|c| c.user_data() == 7 && c.result() >= 0)
+    })
+}
+
+/// One positional transfer.
+struct Op {
+    fd: RawFd,
+    ptr: *mut u8,
+    len: usize,
+    offset: u64,
+    file: usize,
+}
+
+/// A storage whose reads and writes go through a per-thread io_uring.
+#[derive(Debug)]
+pub struct UringStorage {
+    files: PortableStorage,
+    fds: Vec<Option<RawFd>>,
+}
+
+impl UringStorage {
+    /// Opens the files like [`PortableStorage::open`]; fails if io_uring is unavailable.
+    pub fn open(root: &Path, layout: FileLayout, opts: OpenOptions) -> Result<Self> {
+        if !supported() {
+            return Err(Error::Io {
+                op: "set up io_uring",
+                path: root.to_path_buf(),
+                source: io::Error::from_raw_os_error(libc::ENOSYS),
+            });
+        }
+        let files = PortableStorage::open(root, layout, opts)?;
+        let fds = files.raw_fds();
+        Ok(Self { files, fds })
+    }
+
+    /// Runs `ops` to completion (resubmitting short transfers); `write` picks the opcode.
+    fn run(&self, mut ops: Vec<Op>, write: bool) -> Result<()> {
+        RING.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(IoUring::new(RING_ENTRIES).map_err(|e| self.err(0, e))?);
+            }
+            let ring = slot.as_mut().expect("ring just created");
+            while !ops.is_empty() {
+                let batch = ops.len().min(RING_ENTRIES as usize);
+                for (i, op) in ops[..batch].iter().enumerate() {
+                    let len = u32::try_from(op.len).unwrap_or(u32::MAX);
+                    let sqe = if write {
+                        opcode::Write::new(types::Fd(op.fd), op.ptr, len)
+                            .offset(op.offset)
+                            .build()
+                    } else {
+                        opcode::Read::new(types::Fd(op.fd), op.ptr, len)
+                            .offset(op.offset)
+                            .build()
+                    };
+                    // SAFETY: the buffers outlive the wait below (they belong to the caller,
+                    // who is blocked in this call), and the queue has room for `batch`.
+                    unsafe { ring.submission().push(&sqe.user_data(i as u64)) }
+                        .expect("submission queue has room for the batch");
+                }
+                ring.submit_and_wait(batch)
+                    .map_err(|e| self.err(ops[0].file, e))?;
+                let mut done = vec![0usize; batch];
+                let mut seen = 0;
+                while seen < batch {
+                    let Some(cqe) = ring.completion().next() else {
+                        ring.submit_and_wait(1)
+                            .map_err(|e| self.err(ops[0].file, e))?;
+                        continue;
+                    };
+                    seen += 1;
+                    let i = cqe.user_data() as usize;
+                    let r = cqe.result();
+                    if r < 0 {
+                        return Err(self.err(ops[i].file, io::Error::from_raw_os_error(-r)));
+                    }
+                    if r == 0 && !write {
+                        return Err(self.err(ops[i].file, io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    done[i] = r as usize;
+                }
+                // Keep the unfinished remainders (short transfers) and the unsubmitted rest.
+                let mut next = Vec::new();
+                for (i, mut op) in ops.drain(..).enumerate() {
+                    if i < batch {
+                        if done[i] >= op.len {
+                            continue;
+                        }
+                        // SAFETY: advancing within the caller's buffer.
+                        op.ptr = unsafe { op.ptr.add(done[i]) };
+                        op.len -= done[i];
+                        op.offset += done[i] as u64;
+                    }
+                    next.push(op);
+                }
+                ops = next;
+            }
+            Ok(())
+        })
+    }
+
+    fn err(&self, file: usize, source: io::Error) -> Error {
+        Error::Io {
+            op: "io_uring",
+            path: self.files.paths().get(file).cloned().unwrap_or_default(),
+            source,
+        }
+    }
+}
+
+// SAFETY: the raw pointers in `Op` live only inside `run`, on the calling thread.
+unsafe impl Send for Op {}
+
+impl Storage for UringStorage {
+    fn layout(&self) -> &FileLayout {
+        self.files.layout()
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if !self.files.is_writable() {
+            return self.files.write_at(offset, data); // the portable error
+        }
+        let ops = self
+            .layout()
+            .segments(offset, data.len())?
+            .into_iter()
+            .filter_map(|s| {
+                self.fds[s.file].map(|fd| Op {
+                    fd,
+                    // The kernel only reads through this pointer for a write.
+                    ptr: data[s.buf.clone()].as_ptr() as *mut u8,
+                    len: s.buf.len(),
+                    offset: s.file_offset,
+                    file: s.file,
+                })
+            })
+            .collect();
+        self.run(ops, true)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let mut ops = Vec::new();
+        for s in self.layout().segments(offset, buf.len())? {
+            match self.fds[s.file] {
+                Some(fd) => ops.push(Op {
+                    fd,
+                    ptr: buf[s.buf.clone()].as_mut_ptr(),
+                    len: s.buf.len(),
+                    offset: s.file_offset,
+                    file: s.file,
+                }),
+                None => buf[s.buf].fill(0), // pad file
+            }
+        }
+        self.run(ops, false)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.files.sync()
+    }
+
+    fn existing_len(&self, file: usize) -> u64 {
+        self.files.existing_len(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::FileEntry;
+
+    #[test]
+    fn uring_reads_back_what_it_wrote_across_files() {
+        if !supported() {
+            eprintln!("io_uring unavailable here; nothing to test");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let layout = FileLayout::new(
+            [7u64, 0, 100_000, 3]
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| FileEntry {
+                    path: format!("t/f{i}").into(),
+                    len,
+                    pad: false,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let s = UringStorage::open(dir.path(), layout, OpenOptions::default()).unwrap();
+        let data: Vec<u8> = (0..100_010u32).map(|i| (i % 241) as u8).collect();
+        s.write_at(0, &data).unwrap();
+        let mut back = vec![0u8; data.len() - 5];
+        s.read_at(5, &mut back).unwrap();
+        assert_eq!(back, &data[5..]);
+        assert_eq!(
+            std::fs::read(dir.path().join("t/f3")).unwrap(),
+            &data[100_007..]
+        );
+    }
+}
