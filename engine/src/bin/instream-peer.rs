@@ -80,6 +80,9 @@ struct GetArgs {
     /// allows it (otherwise pread/pwrite).
     #[arg(long)]
     io_uring: bool,
+    /// Threads running the network and the torrent (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 2)]
+    worker_threads: usize,
     /// Threads for hashing and disk I/O.
     #[arg(long, default_value_t = 2)]
     disk_threads: usize,
@@ -94,11 +97,18 @@ fn main() -> ExitCode {
         Cmd::Get(args) => args,
         Cmd::Deploy(args) => return common::exit(deploy(args)),
     };
-    common::exit(
-        tokio::runtime::Builder::new_multi_thread()
+    let rt = if args.worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .context("start the runtime")
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.worker_threads)
+            .enable_all()
+            .build()
+    };
+    common::exit(
+        rt.context("start the runtime")
             .and_then(|rt| rt.block_on(get(args))),
     )
 }
