@@ -8,7 +8,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -308,10 +308,9 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         error = Some(format!("torrent ended in state {:?}", status.state));
     }
     if args.json {
-        println!(
-            "{}",
-            summary(&handle, &status, wall, started.elapsed(), error.as_deref())
-        );
+        // writeln!, not println!: a closed stdout is a BrokenPipe error (exit 0), not a panic.
+        let line = summary(&handle, &status, wall, started.elapsed(), error.as_deref());
+        writeln!(std::io::stdout().lock(), "{line}").context("write the summary")?;
     }
     if let Some(e) = error {
         bail!("{e}");

@@ -158,7 +158,9 @@ fn create(
     std::fs::write(&tmp, &bytes).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, output).with_context(|| format!("write {}", output.display()))?;
     info!(info_hash = %meta.info_hash, pieces = meta.lengths.num_pieces(), "torrent written");
-    println!("{}", meta.info_hash);
+    // writeln!, not println!: a closed stdout is a BrokenPipe error (exit 0), not a panic.
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{}", meta.info_hash).context("write the info-hash")?;
     Ok(())
 }
 
