@@ -675,12 +675,12 @@ impl Torrent {
                 let have_msg = Message::Have(piece.get());
                 let complete = self.picker.have().is_full();
                 for (&key, p) in self.peers.iter_mut() {
-                    if !p.pieces.has(piece) {
-                        self.actions.push_back(Action::Send {
-                            peer: key,
-                            msg: have_msg.clone(),
-                        });
-                    }
+                    // To every peer, even one that has the piece: an origin in super-seed
+                    // mode learns from these that its reveals arrived (BEP 16).
+                    self.actions.push_back(Action::Send {
+                        peer: key,
+                        msg: have_msg.clone(),
+                    });
                     if p.am_interested && !self.picker.wants_any_of(&p.pieces) {
                         p.am_interested = false;
                         self.actions.push_back(Action::Send {

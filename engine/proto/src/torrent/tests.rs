@@ -83,7 +83,7 @@ fn super_seed_origin_sends_each_piece_about_once() {
     seed.config.super_seed = true;
     let mut specs = vec![seed];
     specs.extend((0..8).map(|_| node(Role::Leecher, "f1", 10.0)));
-    let mut s = Swarm::new(data, 256 * 1024, specs);
+    let mut s = Swarm::new(data, 32 * 1024, specs);
     s.run(Duration::from_secs(120));
     assert!(s.is_done(), "stalled: {:?}", s.progress());
     let r = s.reports();
