@@ -84,8 +84,12 @@ fn ingest(c: &mut Criterion) {
                 round.set(r + 1);
                 let base = (r as usize * BATCH) % HOSTS;
                 let seq = r * BATCH as u64 / HOSTS as u64 + 1;
-                let state = [HostState::Downloading, HostState::Verifying, HostState::Installing, HostState::Success]
-                    [(seq as usize - 1) % 4];
+                let state = [
+                    HostState::Downloading,
+                    HostState::Verifying,
+                    HostState::Installing,
+                    HostState::Success,
+                ][(seq as usize - 1) % 4];
                 (0..BATCH)
                     .map(|j| event(base + j, seq, state))
                     .collect::<Vec<_>>()

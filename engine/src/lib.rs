@@ -13,16 +13,16 @@
 //!
 //! No locks are held across an `.await`, and no task ever waits on another torrent's task.
 
-pub mod disk;
-pub mod meta;
-pub mod storage;
-pub mod verify;
+pub mod agent;
 pub mod announce;
 pub mod connection;
 pub mod create;
-pub mod net;
+pub mod disk;
 pub(crate) mod driver;
-pub mod session;
-pub mod tracker_client;
 pub mod install;
-pub mod agent;
+pub mod meta;
+pub mod net;
+pub mod session;
+pub mod storage;
+pub mod tracker_client;
+pub mod verify;
