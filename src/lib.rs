@@ -20,15 +20,5 @@ pub mod up;
 /// An error and its sources on one line, `a: b: c` (what anyhow's `{:#}` prints), for
 /// library errors that end up in logs, failure reasons and API answers.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let msg = e.to_string();
-        if !s.ends_with(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = e.source();
-    }
-    s
+    engine::agent::error_line(err)
 }

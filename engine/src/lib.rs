@@ -23,6 +23,7 @@ pub mod install;
 pub mod meta;
 pub mod net;
 pub mod session;
+pub mod size;
 pub mod storage;
 pub mod tracker_client;
 pub mod verify;

@@ -100,7 +100,7 @@ enum Cmd {
 }
 
 fn parse_piece_size(s: &str) -> Result<u32, String> {
-    let v = common::parse_size(s)?;
+    let v = instream_engine::size::parse_size(s)?;
     u32::try_from(v).map_err(|_| format!("piece size {s} is too large"))
 }
 

@@ -1,4 +1,4 @@
-//! What both binaries share: size parsing, logging set-up, signals, and the one-line error
+//! What both binaries share: logging set-up, signals, and the one-line error
 //! exit of DESIGN.md ("error: ..." on stderr, non-zero status; a closed stdout is not an
 //! error).
 
@@ -8,31 +8,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-
-/// Parses `1048576`, `256KiB`, `1MiB`, `2GiB`, `64k`, `10MB` (decimal units are powers of
-/// ten, binary ones powers of two; single letters are binary).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (like 256KiB or 1048576)"))?;
-    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
-    };
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings only, so pipes stay quiet).
 pub fn init_tracing() {
@@ -112,26 +87,5 @@ pub async fn load_torrent(source: &str) -> anyhow::Result<Vec<u8>> {
             bail!("read {source}: larger than {MAX_TORRENT_FILE} bytes");
         }
         std::fs::read(source).with_context(|| format!("read {source}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_with_suffixes() {
-        for (s, v) in [
-            ("1048576", 1 << 20),
-            ("256KiB", 256 << 10),
-            ("1MiB", 1 << 20),
-            ("64k", 64 << 10),
-            ("2GiB", 2 << 30),
-            ("10MB", 10_000_000),
-        ] {
-            assert_eq!(parse_size(s), Ok(v), "{s}");
-        }
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("KiB").is_err());
     }
 }
