@@ -3,6 +3,10 @@
 //!
 //! Invariant: `received` equals the number of blocks in state [`BlockState::Received`], and
 //! the buffer holds exactly those blocks' bytes at their offsets.
+//!
+//! The buffer grows as blocks arrive instead of starting zeroed: blocks mostly come in order
+//! (we request them in order), so appending skips a memset of every piece; a block that
+//! arrives ahead of a gap zero-fills only the gap.
 
 use bytes::{Bytes, BytesMut};
 
@@ -41,7 +45,7 @@ impl PartialPiece {
             blocks: vec![BlockState::Missing; n as usize],
             received: 0,
             missing: n,
-            buffer: BytesMut::zeroed(lengths.piece_len(piece) as usize),
+            buffer: BytesMut::with_capacity(lengths.piece_len(piece) as usize),
         }
     }
 
@@ -52,7 +56,16 @@ impl PartialPiece {
     /// Copies a block's bytes into the buffer and marks it received.
     pub(crate) fn store(&mut self, block_index: u32, from: PeerKey, data: &[u8]) {
         let start = (block_index * BLOCK_LEN) as usize;
-        self.buffer[start..start + data.len()].copy_from_slice(data);
+        let end = start + data.len();
+        if start >= self.buffer.len() {
+            self.buffer.resize(start, 0);
+            self.buffer.extend_from_slice(data);
+        } else {
+            if end > self.buffer.len() {
+                self.buffer.resize(end, 0);
+            }
+            self.buffer[start..end].copy_from_slice(data);
+        }
         let state = &mut self.blocks[block_index as usize];
         if matches!(state, BlockState::Missing) {
             self.missing -= 1;
