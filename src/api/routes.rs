@@ -377,16 +377,7 @@ async fn create_deployment(
     )
     .await
     .map_err(submit_err)?;
-    Metrics::inc(&st.metrics.deployments_created, 1);
-    tracing::info!(%id, "deployment submitted");
-    st.driver.load(id.clone()).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(Submitted {
-            status: "submitted".into(),
-            id,
-        }),
-    ))
+    Ok(started(&st, id, "deployment").await)
 }
 
 async fn create_rollback(
@@ -402,17 +393,18 @@ async fn create_rollback(
     )
     .await
     .map_err(submit_err)?;
-    Metrics::inc(&st.metrics.deployments_created, 1);
     Metrics::inc(&st.metrics.rollbacks_created, 1);
-    tracing::info!(%id, "rollback submitted");
+    Ok(started(&st, id, "rollback").await)
+}
+
+/// Counts a stored deployment (or rollback), hands it to the driver and answers 201 with
+/// the contract's `{"status":"submitted","id":...}`.
+async fn started(st: &AppState, id: String, what: &str) -> (StatusCode, Json<Submitted>) {
+    Metrics::inc(&st.metrics.deployments_created, 1);
+    tracing::info!(%id, what, "submitted");
     st.driver.load(id.clone()).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(Submitted {
-            status: "submitted".into(),
-            id,
-        }),
-    ))
+    let status = "submitted".into();
+    (StatusCode::CREATED, Json(Submitted { status, id }))
 }
 
 #[derive(Deserialize)]
