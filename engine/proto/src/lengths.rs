@@ -176,7 +176,7 @@ impl Lengths {
     /// is all we ever request; anything else arriving in a `piece` message is unsolicited.
     pub fn validate_grid_block(&self, piece: u32, begin: u32, len: u32) -> Option<BlockRef> {
         let piece = self.validate_piece(piece)?;
-        if begin % BLOCK_LEN != 0 {
+        if !begin.is_multiple_of(BLOCK_LEN) {
             return None;
         }
         let block = self.block(piece, begin / BLOCK_LEN)?;

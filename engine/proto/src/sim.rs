@@ -423,15 +423,14 @@ impl Swarm {
             self.nodes[i].up_free_at = up_done;
             let down_start = self.nodes[j].down_free_at.max(up_start + self.latency);
             let mut down_done = down_start + Duration::from_secs_f64(len / rate);
-            if cross {
-                if let Some((ingress, free_at)) =
+            if cross
+                && let Some((ingress, free_at)) =
                     self.fabric_ingress.get_mut(&self.nodes[j].spec.fabric)
-                {
-                    // The fabric's ingress is one shared pipe in front of every host in it.
-                    let start = (*free_at).max(up_start + self.latency);
-                    *free_at = start + Duration::from_secs_f64(len / *ingress);
-                    down_done = down_done.max(*free_at);
-                }
+            {
+                // The fabric's ingress is one shared pipe in front of every host in it.
+                let start = (*free_at).max(up_start + self.latency);
+                *free_at = start + Duration::from_secs_f64(len / *ingress);
+                down_done = down_done.max(*free_at);
             }
             self.nodes[j].down_free_at = down_done;
             at = at.max(down_done).max(up_done + self.latency);

@@ -266,15 +266,16 @@ impl Picker {
                     if out.len() - start >= max {
                         return;
                     }
-                    if let BlockState::Requested(peers) = state {
-                        if peers.len() < MAX_REQUESTERS && !peers.contains(&peer) {
-                            peers.push(peer);
-                            out.push(
-                                self.lengths
-                                    .block(piece, bi as u32)
-                                    .expect("block in piece"),
-                            );
-                        }
+                    if let BlockState::Requested(peers) = state
+                        && peers.len() < MAX_REQUESTERS
+                        && !peers.contains(&peer)
+                    {
+                        peers.push(peer);
+                        out.push(
+                            self.lengths
+                                .block(piece, bi as u32)
+                                .expect("block in piece"),
+                        );
                     }
                 }
             }

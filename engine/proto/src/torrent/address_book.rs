@@ -45,10 +45,10 @@ impl AddressBook {
 
     pub(crate) fn ban(&mut self, addr: SocketAddr) {
         self.banned.insert(addr);
-        if let Some(e) = self.entries.remove(&addr) {
-            if e.state == DialState::Connecting {
-                self.half_open -= 1;
-            }
+        if let Some(e) = self.entries.remove(&addr)
+            && e.state == DialState::Connecting
+        {
+            self.half_open -= 1;
         }
     }
 

@@ -489,11 +489,11 @@ impl Torrent {
                 }
             }
             Message::Reject(s) => {
-                if let Some(block) = self.lengths.validate_grid_block(s.index, s.begin, s.len) {
-                    if p.take_request(block) {
-                        self.picker.release(key, block);
-                        self.dirty.extend(self.peers.keys().copied());
-                    }
+                if let Some(block) = self.lengths.validate_grid_block(s.index, s.begin, s.len)
+                    && p.take_request(block)
+                {
+                    self.picker.release(key, block);
+                    self.dirty.extend(self.peers.keys().copied());
                 }
             }
             Message::Piece { index, begin, data } => self.on_block(now, key, index, begin, data),
@@ -644,13 +644,13 @@ impl Torrent {
             Received::Unsolicited | Received::Duplicate => self.stats.bytes_wasted += len as u64,
             Received::Accepted { cancel, complete } => {
                 for other in cancel {
-                    if let Some(o) = self.peers.get_mut(&other) {
-                        if o.take_request(block) {
-                            self.actions.push_back(Action::Send {
-                                peer: other,
-                                msg: Message::Cancel(spec(block)),
-                            });
-                        }
+                    if let Some(o) = self.peers.get_mut(&other)
+                        && o.take_request(block)
+                    {
+                        self.actions.push_back(Action::Send {
+                            peer: other,
+                            msg: Message::Cancel(spec(block)),
+                        });
                     }
                 }
                 if let Some(data) = complete {
@@ -810,14 +810,15 @@ impl Torrent {
         if slots != 0 && self.unchoked_count() >= slots {
             return;
         }
-        if let Some(p) = self.peers.get_mut(&key) {
-            if p.am_choking && p.peer_interested {
-                p.am_choking = false;
-                self.actions.push_back(Action::Send {
-                    peer: key,
-                    msg: Message::Unchoke,
-                });
-            }
+        if let Some(p) = self.peers.get_mut(&key)
+            && p.am_choking
+            && p.peer_interested
+        {
+            p.am_choking = false;
+            self.actions.push_back(Action::Send {
+                peer: key,
+                msg: Message::Unchoke,
+            });
         }
     }
 
