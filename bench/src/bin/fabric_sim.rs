@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use bytes::Bytes;
 use clap::Parser;
+use proto::picker::FabricShare;
 use proto::sim::{NodeSpec, PeerSource, Role, Swarm};
 use proto::torrent::Config;
 use proto::tracker::AnnounceEvent;
@@ -60,6 +61,10 @@ struct Args {
     /// Turn the origin's super-seeding off.
     #[arg(long)]
     no_super_seed: bool,
+    /// Let hosts rank themselves among the same-fabric peers they know, instead of being told
+    /// their exact share by the control plane (which knows every host it deploys to).
+    #[arg(long)]
+    no_exact_share: bool,
     /// Give hosts no fabric (a fabric-blind swarm, for comparison).
     #[arg(long)]
     blind: bool,
@@ -129,7 +134,8 @@ fn main() -> Result<()> {
         .collect::<Vec<u8>>()
         .into();
     let fabrics: Vec<String> = (1..=args.fabrics).map(|k| format!("f{k}")).collect();
-    let spec = |role: Role, fabric: &str, rate: f64| NodeSpec {
+    let in_fabric = |k: usize| (args.hosts + args.fabrics - 1 - k) / args.fabrics;
+    let spec = |role: Role, fabric: &str, rate: f64, share: Option<FabricShare>| NodeSpec {
         role,
         fabric: fabric.to_owned(),
         up_rate: rate,
@@ -138,16 +144,23 @@ fn main() -> Result<()> {
             fabric: (!args.blind).then(|| fabric.to_owned()),
             super_seed: role == Role::Seed && !args.no_super_seed,
             max_peers: args.max_peers,
+            fabric_share: share,
             ..Config::default()
         },
         start_at: Duration::ZERO,
     };
-    let mut specs = vec![spec(Role::Seed, &fabrics[0], mbit(args.origin_mbit))];
+    let mut specs = vec![spec(Role::Seed, &fabrics[0], mbit(args.origin_mbit), None)];
     for h in 0..args.hosts {
+        let k = h % args.fabrics;
+        let share = (!args.no_exact_share && !args.blind).then(|| FabricShare {
+            rank: (h / args.fabrics) as u32,
+            of: in_fabric(k) as u32,
+        });
         specs.push(spec(
             Role::Leecher,
-            &fabrics[h % args.fabrics],
+            &fabrics[k],
             mbit(args.host_mbit),
+            share,
         ));
     }
     let mut swarm = Swarm::new(payload, args.piece_kib * 1024, specs);

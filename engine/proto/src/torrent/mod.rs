@@ -117,6 +117,7 @@ impl Torrent {
         if complete {
             t.actions.push_back(Action::Completed);
         }
+        t.picker.set_fabric_share(t.config.fabric_share);
         t
     }
 
@@ -568,6 +569,9 @@ impl Torrent {
         let Some(ours) = &self.config.fabric else {
             return;
         };
+        if self.config.fabric_share.is_some() {
+            return; // told by whoever knows the whole fabric (the control plane)
+        }
         let mut ids: Vec<PeerId> = self
             .peers
             .values()

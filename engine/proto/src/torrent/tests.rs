@@ -248,3 +248,82 @@ fn a_slow_disk_stops_new_requests() {
     });
     assert!(resumed, "requests did not resume after the verdicts");
 }
+
+/// A share given by the control plane decides what is pulled across fabrics: told rank 1 of
+/// 2, we ask a remote peer only for odd pieces, although ranking ourselves among the peers we
+/// know (our id sorts first) would have given us the even ones. The same-fabric peer holds a
+/// piece we need, so the fall-back to "any piece" stays off.
+#[test]
+fn a_given_fabric_share_limits_what_crosses() {
+    use std::time::Instant;
+
+    use crate::PeerId;
+    use crate::bitfield::Bitfield;
+    use crate::lengths::Lengths;
+    use crate::picker::FabricShare;
+    use crate::torrent::{Action, Input, PeerInfo, PeerKey, Torrent};
+    use crate::wire::Message;
+    use crate::wire::extension::ExtendedHandshake;
+
+    let piece_len = 16 * 1024;
+    let lengths = Lengths::new(16 * piece_len as u64, piece_len).unwrap();
+    let config = Config {
+        fabric: Some("f1".into()),
+        fabric_share: Some(FabricShare { rank: 1, of: 2 }),
+        ..Config::default()
+    };
+    let t0 = Instant::now();
+    let mut t = Torrent::new(lengths, Bitfield::new(16), config, t0, 1);
+    let connect = |t: &mut Torrent, key: u64, fabric: &str, pieces: Message| {
+        let peer = PeerKey(key);
+        let info = PeerInfo {
+            addr: format!("10.0.0.{key}:6881").parse().unwrap(),
+            peer_id: PeerId([key as u8; 20]),
+            supports_fast: true,
+            supports_extensions: true,
+            outgoing: true,
+        };
+        t.handle_input(t0, Input::PeerConnected { peer, info });
+        let hs = ExtendedHandshake {
+            fabric: Some(fabric.into()),
+            ..Default::default()
+        };
+        t.handle_input(
+            t0,
+            Input::PeerMessage {
+                peer,
+                msg: Message::Extended {
+                    id: 0,
+                    payload: hs.encode(),
+                },
+            },
+        );
+        t.handle_input(t0, Input::PeerMessage { peer, msg: pieces });
+        t.handle_input(
+            t0,
+            Input::PeerMessage {
+                peer,
+                msg: Message::Unchoke,
+            },
+        );
+    };
+    let mut one = Bitfield::new(16);
+    one.set_raw(15);
+    connect(&mut t, 1, "f1", Message::Bitfield(one.to_wire()));
+    connect(&mut t, 2, "f2", Message::HaveAll);
+    let remote: Vec<u32> = std::iter::from_fn(|| t.poll_action())
+        .filter_map(|a| match a {
+            Action::Send {
+                peer: PeerKey(2),
+                msg: Message::Request(s),
+            } => Some(s.index),
+            _ => None,
+        })
+        .collect();
+    assert!(!remote.is_empty(), "nothing asked of the remote peer");
+    assert!(
+        remote.iter().all(|i| i % 2 == 1),
+        "outside our share: {remote:?}"
+    );
+    assert!(!remote.contains(&15), "piece 15 is in our fabric already");
+}

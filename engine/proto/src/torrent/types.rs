@@ -168,6 +168,10 @@ pub struct Config {
     pub peer_id: PeerId,
     /// Our fabric, sent in the BEP 10 handshake and used to prefer same-fabric peers.
     pub fabric: Option<String>,
+    /// Our exact share of the pieces to bring into our fabric from other fabrics, when
+    /// something knows the whole fabric (the control plane knows which hosts it deploys to).
+    /// `None`: rank ourselves among the same-fabric peers we happen to know.
+    pub fabric_share: Option<crate::picker::FabricShare>,
     /// TCP port we listen on, for the BEP 10 `p` key (0 = not listening).
     pub listen_port: u16,
     /// QUIC port, for our BEP 10 `quic` key (0 = no QUIC).
@@ -205,6 +209,7 @@ impl Default for Config {
         Self {
             peer_id: PeerId([0; 20]),
             fabric: None,
+            fabric_share: None,
             listen_port: 0,
             quic_port: 0,
             max_peers: 80,
