@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// version, which the agent activates by switching its `current` link, with no download,
 /// when it is still on disk. `--variant` is given only when the deployment names one;
 /// `--trusted-key` only when the server was given a publisher public key (agents refuse to
-/// activate anything without one); `--seed-for` only when the server sets it.
+/// activate anything without one); `--seed-for` only when the server sets it;
+/// `--fabric-share` when the job has several hosts in the host's fabric: its rank among
+/// them by name, so that together they bring each piece into the fabric about once.
 pub const AGENT_USAGE: &str = "instream-peer deploy --server URL --token-file FILE \
 --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
-[--variant NAME] [--trusted-key FILE] [--seed-for SECS]";
+[--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF]";
 
 /// How to run the agent.
 #[derive(Clone, Debug)]
@@ -66,6 +68,18 @@ impl AgentCommand {
         push("--version", &job.version);
         if let Some(v) = &job.variant {
             push("--variant", v);
+        }
+        let mut same_fabric: Vec<&str> = job
+            .hosts
+            .iter()
+            .filter(|h| h.fabric == fabric)
+            .map(|h| h.name.as_str())
+            .collect();
+        same_fabric.sort_unstable();
+        if let Some(rank) = same_fabric.iter().position(|h| *h == host) {
+            if same_fabric.len() > 1 {
+                push("--fabric-share", &format!("{rank}/{}", same_fabric.len()));
+            }
         }
         if let Some(k) = &self.trusted_key {
             push("--trusted-key", k);
@@ -200,6 +214,27 @@ mod tests {
             "deploy --server http://127.0.0.1:7070 --token-file /t --deployment dep-1 \
 --host h1 --fabric f1 --root /hosts/h1 --product app --version 2 --variant 12 --seed-for 5"
         );
+        let mut three = job.clone();
+        three.hosts = ["h3", "h1", "x9"]
+            .iter()
+            .map(|n| JobHost {
+                name: (*n).into(),
+                fabric: if *n == "x9" { "f2" } else { "f1" }.into(),
+            })
+            .collect();
+        let share = |host: &str, fabric: &str| {
+            let a: Vec<String> = agent
+                .args(&three, host, fabric)
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect();
+            a.iter()
+                .position(|x| x == "--fabric-share")
+                .map(|i| a[i + 1].clone())
+        };
+        assert_eq!(share("h1", "f1").as_deref(), Some("0/2"));
+        assert_eq!(share("h3", "f1").as_deref(), Some("1/2"));
+        assert_eq!(share("x9", "f2"), None, "alone in its fabric");
         // Every flag used is in the documented usage.
         for a in args.iter().filter(|a| a.starts_with("--")) {
             assert!(AGENT_USAGE.contains(a.as_str()), "{a} not in AGENT_USAGE");

@@ -184,6 +184,11 @@ pub struct DeployArgs {
     /// This host's fabric (data center).
     #[arg(long, value_name = "FABRIC")]
     pub fabric: String,
+    /// This host's share of the pieces to bring into its fabric, `RANK/OF` among the
+    /// fabric's hosts in this job (the dispatcher knows them all); without it the host
+    /// ranks itself among the same-fabric peers it meets.
+    #[arg(long, value_name = "RANK/OF")]
+    pub fabric_share: Option<proto::picker::FabricShare>,
     /// This host's data root (versions, `current` links, downloads).
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
@@ -284,6 +289,7 @@ impl DeployArgs {
             swarm: SwarmConfig {
                 listen: self.listen,
                 fabric: Some(self.fabric),
+                fabric_share: self.fabric_share,
                 tracker: swarm::fleet_tracker_config(),
             },
         })

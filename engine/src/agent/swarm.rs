@@ -95,6 +95,8 @@ pub struct SwarmConfig {
     pub listen: SocketAddr,
     /// Our fabric, told to the tracker and to peers.
     pub fabric: Option<String>,
+    /// Our share of cross-fabric work, if the dispatcher told us.
+    pub fabric_share: Option<proto::picker::FabricShare>,
     /// Announce client settings.
     pub tracker: ClientConfig,
 }
@@ -117,6 +119,7 @@ async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
         })?;
     let mut config = SessionConfig::default();
     config.torrent.fabric = cfg.fabric.clone();
+    config.torrent.fabric_share = cfg.fabric_share;
     config.tracker = cfg.tracker.clone();
     Ok(Session::start(config, Some(listener))?)
 }

@@ -58,6 +58,10 @@ struct GetArgs {
     /// This host's fabric (data center), told to peers.
     #[arg(long)]
     fabric: Option<String>,
+    /// This host's share of the pieces to bring in from other fabrics, `RANK/OF` among the
+    /// fabric's hosts (without it, the host ranks itself among the peers it meets).
+    #[arg(long, value_name = "RANK/OF")]
+    fabric_share: Option<proto::picker::FabricShare>,
     /// Keep seeding this many seconds after completion.
     #[arg(long, default_value_t = 0)]
     seed_for: u64,
@@ -258,6 +262,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         .with_context(|| format!("bind TCP listener {}", args.listen))?;
     let mut config = SessionConfig::default();
     config.torrent.fabric = args.fabric.clone();
+    config.torrent.fabric_share = args.fabric_share;
     config.disk_threads = args.disk_threads;
     if let Some(m) = args.max_peers {
         config.torrent.max_peers = m;

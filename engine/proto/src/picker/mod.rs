@@ -104,6 +104,35 @@ pub struct Picker {
     share: Option<FabricShare>,
 }
 
+impl std::str::FromStr for FabricShare {
+    type Err = String;
+
+    /// `RANK/OF`, e.g. `3/40`: the fourth of forty same-fabric hosts.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (r, o) = s
+            .split_once('/')
+            .ok_or_else(|| format!("fabric share {s:?} is not RANK/OF"))?;
+        let rank: u32 = r
+            .trim()
+            .parse()
+            .map_err(|_| format!("fabric share {s:?}: bad rank"))?;
+        let of: u32 = o
+            .trim()
+            .parse()
+            .map_err(|_| format!("fabric share {s:?}: bad count"))?;
+        if of == 0 || rank >= of {
+            return Err(format!("fabric share {s:?}: rank must be below the count"));
+        }
+        Ok(Self { rank, of })
+    }
+}
+
+impl std::fmt::Display for FabricShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.rank, self.of)
+    }
+}
+
 impl Picker {
     /// A picker for a torrent of which `have` is already verified.
     pub fn new(lengths: Lengths, have: Bitfield) -> Self {

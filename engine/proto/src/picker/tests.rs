@@ -334,3 +334,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn fabric_share_parses_rank_of() {
+    assert_eq!(
+        "3/40".parse::<FabricShare>(),
+        Ok(FabricShare { rank: 3, of: 40 })
+    );
+    assert_eq!(FabricShare { rank: 3, of: 40 }.to_string(), "3/40");
+    for bad in ["3", "40/40", "1/0", "a/2", "-1/2"] {
+        assert!(bad.parse::<FabricShare>().is_err(), "{bad}");
+    }
+}
