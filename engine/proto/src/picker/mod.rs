@@ -18,7 +18,7 @@ use rand::Rng;
 use smallvec::smallvec;
 
 use crate::bitfield::Bitfield;
-use crate::lengths::{BLOCK_LEN, BlockRef, Lengths, ValidPieceIndex};
+use crate::lengths::{BlockRef, Lengths, ValidPieceIndex};
 use crate::torrent::PeerKey;
 use partial::{BlockState, MAX_REQUESTERS, PartialPiece};
 
@@ -461,22 +461,9 @@ impl Picker {
         }
     }
 
-    /// Pieces in flight or waiting for verification (for progress displays).
-    pub fn pieces_in_progress(&self) -> usize {
-        self.partial.len() + self.verifying.len()
-    }
-
     /// Bytes of complete pieces waiting for their verification result.
     pub fn bytes_verifying(&self) -> u64 {
         self.verifying_bytes
-    }
-
-    /// Bytes received in pieces not yet verified.
-    pub fn bytes_pending(&self) -> u64 {
-        self.partial
-            .values()
-            .map(|pp| pp.received as u64 * BLOCK_LEN as u64)
-            .sum()
     }
 }
 

@@ -5,6 +5,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::lengths::BLOCK_LEN;
 
 const PIECE: u32 = 4 * BLOCK_LEN;
 

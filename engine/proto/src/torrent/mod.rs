@@ -275,11 +275,19 @@ impl Torrent {
     /// Counters.
     pub fn stats(&self) -> Stats {
         let have = self.picker.have();
-        let bytes_have = have
-            .iter_set()
-            .filter_map(|i| self.lengths.validate_piece(i))
-            .map(|p| self.lengths.piece_len(p) as u64)
-            .sum();
+        // Every piece is full-length but the last: no need to walk the bitfield.
+        let mut bytes_have = have.count() as u64 * self.lengths.default_piece_len() as u64;
+        if let Some(last) = self
+            .lengths
+            .num_pieces()
+            .checked_sub(1)
+            .and_then(|i| self.lengths.validate_piece(i))
+        {
+            if have.has(last) {
+                bytes_have -=
+                    (self.lengths.default_piece_len() - self.lengths.piece_len(last)) as u64;
+            }
+        }
         Stats {
             pieces_have: have.count(),
             pieces_total: self.lengths.num_pieces(),
@@ -497,7 +505,7 @@ impl Torrent {
                     self.dirty.extend(self.peers.keys().copied());
                 }
             }
-            Message::Piece { index, begin, data } => self.on_block(now, key, index, begin, data),
+            Message::Piece { index, begin, data } => self.on_block(key, index, begin, data),
             Message::Extended { id: 0, payload } => self.on_extended_handshake(key, &payload),
             Message::Extended { .. } => {}
         }
@@ -514,9 +522,6 @@ impl Torrent {
         self.picker.remove_peer_pieces(&p.pieces, p.scope);
         p.pieces = bf;
         self.picker.add_peer_pieces(&p.pieces, p.scope);
-        if let Some(ss) = self.super_seed.as_mut() {
-            ss.peer_bitfield(p);
-        }
         self.after_peer_pieces_changed(key);
     }
 
@@ -625,7 +630,7 @@ impl Torrent {
         }
     }
 
-    fn on_block(&mut self, now: Instant, key: PeerKey, index: u32, begin: u32, data: bytes::Bytes) {
+    fn on_block(&mut self, key: PeerKey, index: u32, begin: u32, data: bytes::Bytes) {
         let len = data.len() as u32;
         let Some(block) = self.lengths.validate_grid_block(index, begin, len) else {
             if self.lengths.validate_request(index, begin, len).is_none() {
@@ -665,7 +670,6 @@ impl Torrent {
                 }
             }
         }
-        let _ = now;
     }
 
     fn on_piece_verified(&mut self, _now: Instant, piece: ValidPieceIndex, ok: bool) {

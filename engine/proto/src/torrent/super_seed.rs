@@ -42,9 +42,6 @@ impl SuperSeed {
         }
     }
 
-    /// The peer sent its whole have-set (before we revealed anything to it).
-    pub(crate) fn peer_bitfield(&mut self, _peer: &Peer) {}
-
     pub(crate) fn peer_left(&mut self, peer: &Peer) {
         let Some(revealed) = &peer.revealed else {
             return;

@@ -327,3 +327,27 @@ fn a_given_fabric_share_limits_what_crosses() {
     );
     assert!(!remote.contains(&15), "piece 15 is in our fabric already");
 }
+
+#[test]
+fn bytes_have_counts_the_short_last_piece() {
+    use std::time::Instant;
+
+    use crate::bitfield::Bitfield;
+    use crate::lengths::Lengths;
+    use crate::torrent::Torrent;
+
+    let lengths = Lengths::new(100_000, 32_768).unwrap();
+    let full = Torrent::new(
+        lengths,
+        Bitfield::full(4),
+        Config::default(),
+        Instant::now(),
+        1,
+    );
+    assert_eq!(full.stats().bytes_have, 100_000);
+    let mut some = Bitfield::new(4);
+    some.set_raw(0);
+    some.set_raw(3);
+    let part = Torrent::new(lengths, some, Config::default(), Instant::now(), 1);
+    assert_eq!(part.stats().bytes_have, 32_768 + (100_000 - 3 * 32_768));
+}
