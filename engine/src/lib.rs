@@ -14,6 +14,7 @@
 //! No locks are held across an `.await`, and no task ever waits on another torrent's task.
 
 pub mod agent;
+pub mod allocator;
 pub mod announce;
 pub mod connection;
 pub mod create;

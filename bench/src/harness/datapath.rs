@@ -43,6 +43,12 @@ pub struct DatapathArgs {
     /// Parent of the scratch directory (default: the system temp dir).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Seconds to wait after clearing the previous round's output before starting a round.
+    /// On VMs that hand freed memory back to the host (virtio-balloon free page reporting),
+    /// page cache that was freed moments ago is still backed and ~10x cheaper to fill than
+    /// page cache freed seconds ago; a fixed wait puts every client in the same state.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
     #[arg(long)]
     pub keep: bool,
     #[arg(long)]
@@ -136,6 +142,7 @@ pub fn run(a: DatapathArgs) -> Result<()> {
         for (ci, c) in a.clients.iter().enumerate() {
             fresh_dir(&ctx.out)?;
             sync_disks();
+            std::thread::sleep(Duration::from_secs_f64(a.settle.max(0.0)));
             let res = match c {
                 ClientKind::Libtorrent => lt_round(&ctx),
                 ClientKind::Instream => instream_round(&ctx),

@@ -96,6 +96,7 @@ struct GetArgs {
 }
 
 fn main() -> ExitCode {
+    instream_engine::allocator::use_one_malloc_arena();
     common::init_tracing();
     let args = match Cli::parse().cmd {
         Cmd::Get(args) => args,

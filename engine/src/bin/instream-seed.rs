@@ -105,6 +105,7 @@ fn parse_piece_size(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> ExitCode {
+    instream_engine::allocator::use_one_malloc_arena();
     common::init_tracing();
     let cli = Cli::parse();
     common::exit(match cli.cmd {

@@ -26,6 +26,13 @@ pub use check::check_existing;
 pub use layout::{FileEntry, FileLayout, Segment};
 pub use portable::PortableStorage;
 
+/// Largest single write handed to the kernel. ext4 sizes page-cache folios by the write's
+/// length, and a 1 MiB write takes high-order folios from the free lists that VMs with free
+/// page reporting have handed back to their host: filling those costs a host fault per
+/// page (measured: a 1 GiB file written 1 MiB at a time took 1.2 s of system time, written
+/// 256 KiB at a time 0.23 s). At 256 KiB the syscall count is still small.
+pub const WRITE_CHUNK: usize = 256 * 1024;
+
 /// Storage failures. I/O errors carry the file and the operation.
 #[derive(Debug, Error)]
 pub enum Error {

@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::{Error, FileLayout, Mode, OpenOptions, Preallocate, Result, Storage};
+use super::{Error, FileLayout, Mode, OpenOptions, Preallocate, Result, Storage, WRITE_CHUNK};
 
 /// Files of one torrent, opened for positional I/O.
 #[derive(Debug)]
@@ -158,8 +158,12 @@ impl Storage for PortableStorage {
             let Some(file) = &self.files[seg.file] else {
                 continue; // pad file: zeros by definition
             };
-            file.write_all_at(&data[seg.buf], seg.file_offset)
-                .map_err(io_err("write", &self.paths[seg.file]))?;
+            let mut at = seg.file_offset;
+            for chunk in data[seg.buf].chunks(WRITE_CHUNK) {
+                file.write_all_at(chunk, at)
+                    .map_err(io_err("write", &self.paths[seg.file]))?;
+                at += chunk.len() as u64;
+            }
         }
         Ok(())
     }

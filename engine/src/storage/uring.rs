@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 use io_uring::{IoUring, opcode, types};
 
-use super::{Error, FileLayout, OpenOptions, PortableStorage, Result, Storage};
+use super::{Error, FileLayout, OpenOptions, PortableStorage, Result, Storage, WRITE_CHUNK};
 
 /// Submission queue entries per ring: a piece rarely spans more than a few files.
 const RING_ENTRIES: u32 = 64;
@@ -176,15 +176,19 @@ impl Storage for UringStorage {
             .layout()
             .segments(offset, data.len())?
             .into_iter()
-            .filter_map(|s| {
-                self.fds[s.file].map(|fd| Op {
-                    fd,
-                    // The kernel only reads through this pointer for a write.
-                    ptr: data[s.buf.clone()].as_ptr() as *mut u8,
-                    len: s.buf.len(),
-                    offset: s.file_offset,
-                    file: s.file,
-                })
+            .filter_map(|s| self.fds[s.file].map(|fd| (fd, s)))
+            .flat_map(|(fd, s)| {
+                data[s.buf]
+                    .chunks(WRITE_CHUNK)
+                    .enumerate()
+                    .map(move |(i, chunk)| Op {
+                        fd,
+                        // The kernel only reads through this pointer for a write.
+                        ptr: chunk.as_ptr() as *mut u8,
+                        len: chunk.len(),
+                        offset: s.file_offset + (i * WRITE_CHUNK) as u64,
+                        file: s.file,
+                    })
             })
             .collect();
         self.run(ops, true)

@@ -9,6 +9,7 @@
 //! The picker never hashes and never reads the clock: verification results come back through
 //! [`Picker::piece_verified`], and randomness is an argument.
 
+mod buffer_pool;
 mod partial;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use smallvec::smallvec;
 use crate::bitfield::Bitfield;
 use crate::lengths::{BlockRef, Lengths, ValidPieceIndex};
 use crate::torrent::PeerKey;
+use buffer_pool::BufferPool;
 use partial::{BlockState, MAX_REQUESTERS, PartialPiece};
 
 /// What a received block turned out to be.
@@ -85,6 +87,9 @@ pub struct FabricShare {
     pub of: u32,
 }
 
+/// Free piece buffers kept for reuse, at most (see [`buffer_pool`]).
+const MAX_POOLED_BYTES: usize = 8 * 1024 * 1024;
+
 /// Which blocks to request next, from whom.
 #[derive(Debug)]
 pub struct Picker {
@@ -102,6 +107,7 @@ pub struct Picker {
     /// Pieces neither had, verifying nor partial.
     unstarted: u32,
     share: Option<FabricShare>,
+    buffers: BufferPool,
 }
 
 impl std::str::FromStr for FabricShare {
@@ -138,6 +144,7 @@ impl Picker {
     pub fn new(lengths: Lengths, have: Bitfield) -> Self {
         let n = lengths.num_pieces() as usize;
         let unstarted = lengths.num_pieces() - have.count();
+        let buffers = BufferPool::new(lengths.default_piece_len() as usize, MAX_POOLED_BYTES);
         Self {
             lengths,
             have,
@@ -149,6 +156,7 @@ impl Picker {
             local_availability: vec![0; n],
             unstarted,
             share: None,
+            buffers,
         }
     }
 
@@ -273,8 +281,9 @@ impl Picker {
                 f => f,
             };
             let Some(piece) = found else { break };
+            let buf = self.buffers.take(self.lengths.piece_len(piece) as usize);
             self.partial
-                .insert(piece.get(), PartialPiece::new(&self.lengths, piece));
+                .insert(piece.get(), PartialPiece::new(&self.lengths, piece, buf));
             self.unstarted -= 1;
             self.request_missing(piece, peer, max - (out.len() - start), out);
         }
@@ -450,6 +459,11 @@ impl Picker {
                         liars.push(*sender);
                     }
                 }
+            }
+            if self.have.is_full() {
+                self.buffers.release();
+            } else {
+                self.buffers.give(data);
             }
             Verdict::Good { liars }
         } else {

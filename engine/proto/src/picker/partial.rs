@@ -39,13 +39,15 @@ pub(crate) struct PartialPiece {
 }
 
 impl PartialPiece {
-    pub(crate) fn new(lengths: &Lengths, piece: ValidPieceIndex) -> Self {
+    /// `buffer` is empty with room for the piece (see [`super::buffer_pool`]).
+    pub(crate) fn new(lengths: &Lengths, piece: ValidPieceIndex, buffer: BytesMut) -> Self {
+        debug_assert!(buffer.is_empty() && buffer.capacity() >= lengths.piece_len(piece) as usize);
         let n = lengths.blocks_in_piece(piece);
         Self {
             blocks: vec![BlockState::Missing; n as usize],
             received: 0,
             missing: n,
-            buffer: BytesMut::with_capacity(lengths.piece_len(piece) as usize),
+            buffer,
         }
     }
 

@@ -764,7 +764,10 @@ impl Torrent {
             self.dirty.clear();
             return;
         }
-        if self.picker.bytes_verifying() > self.config.max_pending_write_bytes {
+        // At least four pieces, so that large pieces still keep the disk threads busy.
+        let cap = (self.config.max_pending_write_bytes)
+            .max(4 * u64::from(self.lengths.default_piece_len()));
+        if self.picker.bytes_verifying() > cap {
             // The disk is behind: leave the peers dirty; a verdict will let us go on.
             return;
         }

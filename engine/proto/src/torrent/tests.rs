@@ -148,7 +148,8 @@ fn cross_fabric_traffic_stays_near_one_copy_per_fabric() {
 }
 
 /// With the disk behind (verifications unanswered), the machine stops requesting once the
-/// backlog passes `max_pending_write_bytes`, and goes on when a verdict arrives.
+/// backlog passes `max_pending_write_bytes` (never less than four pieces), and goes on when a
+/// verdict arrives.
 #[test]
 fn a_slow_disk_stops_new_requests() {
     use std::time::Instant;
@@ -162,7 +163,7 @@ fn a_slow_disk_stops_new_requests() {
     let piece_len = 32 * 1024;
     let lengths = Lengths::new(64 * piece_len as u64, piece_len).unwrap();
     let config = Config {
-        max_pending_write_bytes: 2 * piece_len as u64,
+        max_pending_write_bytes: piece_len as u64, // raised to the four-piece floor
         initial_queue_depth: 4,
         ..Config::default()
     };
@@ -194,7 +195,7 @@ fn a_slow_disk_stops_new_requests() {
     let mut pending_verify = Vec::new();
     let mut requests_while_blocked = 0;
     for _round in 0..20 {
-        let blocked = pending_verify.len() >= 3;
+        let blocked = pending_verify.len() >= 5;
         let reqs: Vec<_> = std::iter::from_fn(|| t.poll_action())
             .filter_map(|a| match a {
                 Action::Send {
@@ -227,7 +228,7 @@ fn a_slow_disk_stops_new_requests() {
         }
     }
     assert!(
-        pending_verify.len() >= 3,
+        pending_verify.len() >= 5,
         "backlog never built up: {pending_verify:?}"
     );
     assert_eq!(

@@ -192,7 +192,7 @@ pub struct Config {
     pub max_queue_depth: u32,
     /// Bytes of complete pieces handed out with [`Action::VerifyAndWrite`] and not answered
     /// yet, past which no new blocks are requested: when the disk falls behind the network,
-    /// memory stays bounded and TCP slows the senders down instead.
+    /// memory stays bounded and TCP slows the senders down instead. Four pieces at least.
     pub max_pending_write_bytes: u64,
     /// Requests a peer may have queued with us before we reject more.
     pub max_peer_requests: u32,
@@ -219,7 +219,7 @@ impl Default for Config {
             max_hash_failures: 3,
             initial_queue_depth: 16,
             max_queue_depth: 512,
-            max_pending_write_bytes: 32 * 1024 * 1024,
+            max_pending_write_bytes: 8 * 1024 * 1024,
             max_peer_requests: 1024,
             choke_interval: Duration::from_secs(2),
             request_timeout: Duration::from_secs(20),
