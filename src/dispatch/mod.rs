@@ -12,6 +12,7 @@
 
 pub mod inventory;
 pub mod local;
+pub mod salt;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,8 @@ pub enum DispatchError {
     },
     #[error("{0}")]
     Backend(String),
+    #[error(transparent)]
+    Salt(#[from] salt::SaltError),
 }
 
 fn describe_scope(fabrics: &[String], variant: &Option<String>) -> String {
