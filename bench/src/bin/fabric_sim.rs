@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 use bytes::Bytes;
 use clap::Parser;
 use proto::picker::FabricShare;
-use proto::sim::{NodeSpec, PeerSource, Role, Swarm};
+use proto::sim::{NodeReport, NodeSpec, PeerSource, Role, Swarm};
 use proto::torrent::Config;
 use proto::tracker::AnnounceEvent;
 use proto::{InfoHash, PeerId};
@@ -220,6 +220,12 @@ fn main() -> Result<()> {
         .unwrap_or(end)
         .as_secs_f64();
     let origin_copies = reports[0].bytes_up as f64 / f;
+    let cross_sum = |g: fn(&NodeReport) -> u64| reports[1..].iter().map(g).sum::<u64>() as f64 / f;
+    let (cross_total, cross_share, cross_origin) = (
+        cross_sum(|r| r.cross_fabric_down),
+        cross_sum(|r| r.cross_share_down),
+        cross_sum(|r| r.cross_from_first_down),
+    );
     let cross: Vec<(String, f64)> = fabrics
         .iter()
         .enumerate()
@@ -244,6 +250,8 @@ fn main() -> Result<()> {
                 "hosts": args.hosts, "fabrics": args.fabrics, "done": done,
                 "fanout_secs": fanout, "bound_secs": bound, "ratio": fanout / bound,
                 "origin_copies": origin_copies, "cross_fabric_copies": per_fabric,
+                "cross_fabric_total": cross_total, "cross_fabric_in_share": cross_share,
+                "cross_fabric_from_origin": cross_origin,
                 "sim_wall_secs": wall.as_secs_f64(),
             })
         );
@@ -266,6 +274,11 @@ fn main() -> Result<()> {
         for (name, c) in &cross {
             println!("into fabric {name:<8} {c:.2} x payload across fabrics");
         }
+        println!(
+            "across, all fabrics  {cross_total:.2} x payload: {cross_share:.2} in the receivers' \
+             shares, {cross_origin:.2} from the origin, {:.2} fall-back",
+            cross_total - cross_share - cross_origin
+        );
         println!("simulated in         {:.1} s wall", wall.as_secs_f64());
     }
     if done < args.hosts {

@@ -85,6 +85,11 @@ pub struct NodeReport {
     pub bytes_up: u64,
     /// Payload bytes received from nodes in other fabrics.
     pub cross_fabric_down: u64,
+    /// Of those, bytes sent by node 0 (the origin, in the fabric simulation).
+    pub cross_from_first_down: u64,
+    /// Of the rest, bytes of pieces in this node's fabric share (the others are fall-back
+    /// fetches and duplicates).
+    pub cross_share_down: u64,
     /// Peers this node banned.
     pub banned: usize,
     /// Hash failures seen.
@@ -438,6 +443,14 @@ impl Swarm {
             self.nodes[j].report.bytes_down += data.len() as u64;
             if cross {
                 self.nodes[j].report.cross_fabric_down += data.len() as u64;
+                if i == 0 {
+                    self.nodes[j].report.cross_from_first_down += data.len() as u64;
+                } else if let Message::Piece { index, .. } = &msg
+                    && let Some(sh) = self.nodes[j].spec.config.fabric_share
+                    && index % sh.of == sh.rank
+                {
+                    self.nodes[j].report.cross_share_down += data.len() as u64;
+                }
             }
         }
         let last = self.last_arrival.entry((j, kj)).or_insert(Duration::ZERO);

@@ -13,6 +13,7 @@ mod buffer_pool;
 mod partial;
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
@@ -108,6 +109,14 @@ pub struct Picker {
     unstarted: u32,
     share: Option<FabricShare>,
     buffers: BufferPool,
+    /// When a peer in another fabric was first seen having each piece (for the fall-back
+    /// delay); `None` until then.
+    remote_seen: Vec<Option<Instant>>,
+    /// The caller's clock, as of its last [`Picker::set_now`].
+    now: Option<Instant>,
+    /// How long a piece must have been visible in other fabrics, and still absent from ours,
+    /// before a host outside its share may bring it in.
+    fallback_delay: Duration,
 }
 
 impl std::str::FromStr for FabricShare {
@@ -157,6 +166,9 @@ impl Picker {
             unstarted,
             share: None,
             buffers,
+            remote_seen: vec![None; n],
+            now: None,
+            fallback_delay: Duration::ZERO,
         }
     }
 
@@ -199,8 +211,38 @@ impl Picker {
 
     fn add_peer_piece_raw(&mut self, i: usize, scope: PeerScope) {
         self.availability[i] = self.availability[i].saturating_add(1);
-        if scope == PeerScope::Local {
-            self.local_availability[i] = self.local_availability[i].saturating_add(1);
+        match scope {
+            PeerScope::Local => {
+                self.local_availability[i] = self.local_availability[i].saturating_add(1);
+            }
+            PeerScope::Remote => {
+                if self.remote_seen[i].is_none() {
+                    self.remote_seen[i] = self.now;
+                }
+            }
+        }
+    }
+
+    /// Advances the picker's clock (time is an argument: the picker never reads a clock).
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    /// Sets how long a piece must have been seen in other fabrics before a host brings it in
+    /// outside its share.
+    pub fn set_fallback_delay(&mut self, delay: Duration) {
+        self.fallback_delay = delay;
+    }
+
+    /// True when `piece` may be fetched from another fabric outside our share: it has been
+    /// visible there for the fall-back delay (its share owner had its chance).
+    fn fallback_ripe(&self, i: usize) -> bool {
+        if self.fallback_delay.is_zero() {
+            return true;
+        }
+        match (self.remote_seen[i], self.now) {
+            (Some(seen), Some(now)) => now.saturating_duration_since(seen) >= self.fallback_delay,
+            _ => false,
         }
     }
 
@@ -274,16 +316,20 @@ impl Picker {
                 None
             };
             let found = self.rarest_unstarted(their_pieces, scope, share, rng);
-            let found = match found {
-                None if share.is_some() && remote_fallback => {
-                    self.rarest_unstarted(their_pieces, scope, None, rng)
+            let (found, fallback) = match found {
+                None if share.is_some()
+                    && remote_fallback
+                    && !self.partial.values().any(|pp| pp.fallback) =>
+                {
+                    (self.rarest_unstarted_ripe(their_pieces, scope, rng), true)
                 }
-                f => f,
+                f => (f, false),
             };
             let Some(piece) = found else { break };
             let buf = self.buffers.take(self.lengths.piece_len(piece) as usize);
-            self.partial
-                .insert(piece.get(), PartialPiece::new(&self.lengths, piece, buf));
+            let mut pp = PartialPiece::new(&self.lengths, piece, buf);
+            pp.fallback = fallback;
+            self.partial.insert(piece.get(), pp);
             self.unstarted -= 1;
             self.request_missing(piece, peer, max - (out.len() - start), out);
         }
@@ -291,8 +337,10 @@ impl Picker {
         // 3. End-game: nothing unstarted anywhere; ask a second peer for blocks in flight.
         if want(out) && self.in_endgame() {
             for (&i, pp) in self.partial.iter_mut() {
-                let remote_blocked =
-                    scope == PeerScope::Remote && self.local_availability[i as usize] > 0;
+                // Never a second requester in another fabric: an end-game duplicate from
+                // there costs the scarce cross-fabric link (measured: up to 2x payload more
+                // into a fabric at 1000 hosts).
+                let remote_blocked = scope == PeerScope::Remote;
                 if !their_pieces.get_raw(i) || remote_blocked {
                     continue;
                 }
@@ -356,6 +404,29 @@ impl Picker {
         share: Option<FabricShare>,
         rng: &mut impl Rng,
     ) -> Option<ValidPieceIndex> {
+        self.rarest_unstarted_where(their_pieces, scope, rng, |i| {
+            share.is_none_or(|s| i as u32 % s.of == s.rank)
+        })
+    }
+
+    /// Like [`rarest_unstarted`](Self::rarest_unstarted) with no share, among pieces ripe
+    /// for a fall-back fetch.
+    fn rarest_unstarted_ripe(
+        &self,
+        their_pieces: &Bitfield,
+        scope: PeerScope,
+        rng: &mut impl Rng,
+    ) -> Option<ValidPieceIndex> {
+        self.rarest_unstarted_where(their_pieces, scope, rng, |i| self.fallback_ripe(i))
+    }
+
+    fn rarest_unstarted_where(
+        &self,
+        their_pieces: &Bitfield,
+        scope: PeerScope,
+        rng: &mut impl Rng,
+        keep: impl Fn(usize) -> bool,
+    ) -> Option<ValidPieceIndex> {
         let n = self.lengths.num_pieces() as usize;
         if n == 0 {
             return None;
@@ -369,7 +440,7 @@ impl Picker {
                 || self.partial.contains_key(&(i as u32))
                 || self.verifying.contains_key(&(i as u32))
                 || !self.allowed(i, scope)
-                || share.is_some_and(|s| i as u32 % s.of != s.rank)
+                || !keep(i)
             {
                 continue;
             }

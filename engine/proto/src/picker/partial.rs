@@ -36,6 +36,9 @@ pub(crate) struct PartialPiece {
     /// Blocks in state `Missing`.
     pub(crate) missing: u32,
     buffer: BytesMut,
+    /// Started from another fabric outside our share, because no same-fabric peer had
+    /// anything for us (at most one such piece at a time).
+    pub(crate) fallback: bool,
 }
 
 impl PartialPiece {
@@ -48,6 +51,7 @@ impl PartialPiece {
             received: 0,
             missing: n,
             buffer,
+            fallback: false,
         }
     }
 

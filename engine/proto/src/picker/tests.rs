@@ -297,6 +297,96 @@ fn remote_peers_only_bring_pieces_new_to_the_fabric() {
     assert!(out.iter().all(|b| b.piece.get() == 2), "{out:?}");
 }
 
+/// Outside its share, a host brings a piece in from another fabric only once the piece has
+/// been visible there for the fall-back delay, and one such piece at a time.
+#[test]
+fn fallback_fetches_wait_for_the_delay_and_go_one_at_a_time() {
+    let (_, mut p) = setup(8);
+    p.set_fabric_share(Some(FabricShare { rank: 0, of: 4 })); // ours: pieces 0 and 4
+    p.set_fallback_delay(Duration::from_millis(250));
+    let t0 = Instant::now();
+    p.set_now(t0);
+    let theirs = bf(8, &[1, 2, 3]); // none of them ours
+    p.add_peer_pieces(&theirs, PeerScope::Remote);
+    let pick = |p: &mut Picker, peer: u64| {
+        let mut out = Vec::new();
+        p.pick(
+            PeerKey(peer),
+            &theirs,
+            PeerScope::Remote,
+            true,
+            16,
+            &mut rng(),
+            &mut out,
+        );
+        out
+    };
+    p.set_now(t0 + Duration::from_millis(200));
+    assert!(pick(&mut p, 1).is_empty(), "fetched before the delay");
+    p.set_now(t0 + Duration::from_millis(250));
+    let first = pick(&mut p, 1);
+    let pieces: HashSet<u32> = first.iter().map(|b| b.piece.get()).collect();
+    assert_eq!(pieces.len(), 1, "one fall-back piece at a time: {first:?}");
+    assert!(
+        pick(&mut p, 2).is_empty(),
+        "a second fall-back piece while one is in flight"
+    );
+    // Without the fall-back flag (same-fabric peers still have work for us) nothing outside
+    // the share is asked of another fabric.
+    let mut out = Vec::new();
+    p.pick(
+        PeerKey(3),
+        &theirs,
+        PeerScope::Remote,
+        false,
+        16,
+        &mut rng(),
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+}
+
+/// End-game duplicates are asked of same-fabric peers only.
+#[test]
+fn endgame_never_duplicates_across_fabrics() {
+    let (_, mut p) = setup(1);
+    let all = Bitfield::full(1);
+    let mut a = Vec::new();
+    p.pick(
+        PeerKey(1),
+        &all,
+        PeerScope::Remote,
+        false,
+        10,
+        &mut rng(),
+        &mut a,
+    );
+    assert_eq!(a.len(), 4);
+    assert!(p.in_endgame());
+    let mut b = Vec::new();
+    p.pick(
+        PeerKey(2),
+        &all,
+        PeerScope::Remote,
+        false,
+        10,
+        &mut rng(),
+        &mut b,
+    );
+    assert!(b.is_empty(), "remote duplicate: {b:?}");
+    let mut c = Vec::new();
+    p.pick(
+        PeerKey(3),
+        &all,
+        PeerScope::Local,
+        false,
+        10,
+        &mut rng(),
+        &mut c,
+    );
+    assert_eq!(a, c, "a same-fabric peer still duplicates");
+}
+
 proptest! {
     /// Against a naive model: outside end-game no block is ever outstanding twice, and
     /// every block eventually arrives exactly once if peers answer everything.

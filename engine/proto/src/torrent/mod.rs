@@ -118,11 +118,13 @@ impl Torrent {
             t.actions.push_back(Action::Completed);
         }
         t.picker.set_fabric_share(t.config.fabric_share);
+        t.picker.set_fallback_delay(t.config.fabric_fallback_delay);
         t
     }
 
     /// Feeds one event.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.picker.set_now(now);
         match input {
             Input::PeerConnected { peer, info } => self.on_connected(now, peer, info),
             Input::PeerMessage { peer, msg } => self.on_message(now, peer, msg),
@@ -174,6 +176,7 @@ impl Torrent {
 
     /// Runs timers due at `now` (choker rounds, request timeouts, idle peers, reconnects).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.picker.set_now(now);
         if now < self.last_tick + TICK {
             return;
         }
