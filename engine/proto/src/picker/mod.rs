@@ -7,7 +7,8 @@
 //! [`partial::MAX_REQUESTERS`] peers.
 //!
 //! The picker never hashes and never reads the clock: verification results come back through
-//! [`Picker::piece_verified`], and randomness is an argument.
+//! [`Picker::piece_verified`], time through [`Picker::set_now`], and randomness is an
+//! argument.
 
 mod buffer_pool;
 mod partial;
@@ -269,7 +270,8 @@ impl Picker {
     /// Appends up to `max` blocks for `peer` to request to `out`, marking them requested.
     /// `their_pieces` is what the peer has; `scope` filters cross-fabric picks. A remote
     /// peer is asked only for our [`FabricShare`] of the pieces, unless `remote_fallback`
-    /// (no same-fabric peer has anything for us), when any piece new to the fabric will do.
+    /// (no same-fabric peer has anything for us): then one piece at a time new to the fabric
+    /// and seen in other fabrics for the fall-back delay will do.
     #[allow(clippy::too_many_arguments)]
     pub fn pick(
         &mut self,
