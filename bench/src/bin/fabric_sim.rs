@@ -274,11 +274,17 @@ fn main() -> Result<()> {
         for (name, c) in &cross {
             println!("into fabric {name:<8} {c:.2} x payload across fabrics");
         }
-        println!(
-            "across, all fabrics  {cross_total:.2} x payload: {cross_share:.2} in the receivers' \
-             shares, {cross_origin:.2} from the origin, {:.2} fall-back",
-            cross_total - cross_share - cross_origin
-        );
+        if args.no_exact_share || args.blind {
+            println!(
+                "across, all fabrics  {cross_total:.2} x payload: {cross_origin:.2} from the origin"
+            );
+        } else {
+            println!(
+                "across, all fabrics  {cross_total:.2} x payload: {cross_share:.2} in the \
+                 receivers' shares, {cross_origin:.2} from the origin, {:.2} fall-back",
+                cross_total - cross_share - cross_origin
+            );
+        }
         println!("simulated in         {:.1} s wall", wall.as_secs_f64());
     }
     if done < args.hosts {

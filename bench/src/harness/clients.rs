@@ -232,6 +232,7 @@ impl Tools {
         peers: &[SocketAddr],
         seed_for: f64,
         fabric: Option<&str>,
+        fabric_share: Option<&str>,
         ns: Option<&Netns>,
     ) -> Result<Child> {
         let mut cmd = Command::new(self.bin_dir.join("instream-peer"));
@@ -249,6 +250,9 @@ impl Tools {
         }
         if let Some(f) = fabric {
             cmd.arg("--fabric").arg(f);
+        }
+        if let Some(s) = fabric_share {
+            cmd.arg("--fabric-share").arg(s);
         }
         cmd.args(&self.peer_args);
         Child::spawn(label, cmd, ns, self.echo)

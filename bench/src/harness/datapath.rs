@@ -294,6 +294,7 @@ fn instream_round(ctx: &Ctx) -> Result<Round> {
         0.0,
         None,
         None,
+        None,
     )?;
     wait_until(
         Duration::from_secs(ctx.a.timeout),

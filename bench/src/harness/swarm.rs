@@ -130,6 +130,17 @@ impl Ctx<'_> {
         self.topo.multi_fabric().then(|| self.topo.fabric_name(i))
     }
 
+    /// `RANK/OF` of peer `i` among the peers of its fabric, as the control plane's
+    /// dispatcher would pass it (`None` with one fabric or alone in its fabric).
+    fn fabric_share(&self, i: usize) -> Option<String> {
+        let mine = self.fabric(i)?;
+        let same: Vec<usize> = (1..=self.a.peers)
+            .filter(|&j| self.fabric(j) == Some(mine))
+            .collect();
+        let rank = same.iter().position(|&j| j == i)?;
+        (same.len() > 1).then(|| format!("{rank}/{}", same.len()))
+    }
+
     fn delivered_gib(&self) -> f64 {
         (self.a.peers as u64 * self.a.size) as f64 / GIB as f64
     }
@@ -465,6 +476,7 @@ fn instream_round(ctx: &Ctx) -> Result<Round> {
             &ctx.others(i),
             ctx.a.seed_for,
             ctx.fabric(i),
+            ctx.fabric_share(i).as_deref(),
             Some(ctx.topo.host_ns(i)),
         )?);
     }
