@@ -6,12 +6,17 @@
 //! go into published torrents, `--tracker-token-file` lets the server allow each registered
 //! version's info-hash on the tracker, and `--origin-dir` is where publishers drop new
 //! versions for the origin (`instream-seed serve --watch DIR`) to seed.
+//!
+//! `--dispatcher salt` starts agents on Salt minions through salt-api instead of locally
+//! (see `dispatch::salt`); it logs in before the server announces itself, so a wrong
+//! secret or an unreachable salt-api ends `serve` with one line naming the URL.
 
 use super::config;
 use crate::api::auth::generate_token;
 use crate::dispatch::Dispatcher;
 use crate::dispatch::inventory::DEFAULT_VARIANT_GRAIN;
 use crate::dispatch::local::{AgentCommand, LocalDispatcher};
+use crate::dispatch::salt::{self, SaltDispatcher, SaltSettings};
 use crate::server::{self, ServerConfig};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -39,7 +44,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// How hosts are told to deploy.
-    #[arg(long, value_enum, default_value = "local")]
+    #[arg(long, value_enum, default_value = "local", env = "INSTREAM_DISPATCHER")]
     pub dispatcher: DispatcherKind,
     /// How hosts report status.
     #[arg(long, value_enum, default_value = "http")]
@@ -50,10 +55,12 @@ pub struct ServeArgs {
     /// File with the API token; created with a random token if missing [default: token in the config dir].
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Parent of the local hosts' data roots [default: hosts/ in the data dir].
+    /// Parent of the hosts' data roots, `<DIR>/<host>` (with salt: on the minions)
+    /// [default: hosts/ in the data dir].
     #[arg(long, value_name = "DIR")]
     pub hosts_root: Option<PathBuf>,
-    /// Host agent executable [default: instream-peer beside this binary, else from PATH].
+    /// Host agent executable (with salt: its path on the minions) [default: instream-peer
+    /// beside this binary, else from PATH].
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
     /// Argument placed before the agent's `deploy` subcommand (repeatable; e.g. a script
@@ -94,6 +101,69 @@ pub struct ServeArgs {
     /// Seconds agents keep seeding after a successful download [default: the agent's].
     #[arg(long, value_name = "SECS")]
     pub agent_seed_for: Option<u64>,
+    #[command(flatten)]
+    pub salt: SaltArgs,
+}
+
+/// salt-api access for `--dispatcher salt`. The token file and trusted key paths given to
+/// `serve` must also exist at the same paths on the minions.
+#[derive(Args, Debug)]
+pub struct SaltArgs {
+    /// salt-api (rest_cherrypy) base URL.
+    #[arg(long, value_name = "URL", env = "SALTAPI_URL")]
+    pub salt_api: Option<String>,
+    /// salt-api user (an external_auth entry of the master).
+    #[arg(long, value_name = "USER", env = "SALTAPI_USER")]
+    pub salt_user: Option<String>,
+    /// File whose first line is that user's password or the master's shared secret.
+    #[arg(long, value_name = "FILE", env = "SALTAPI_SECRET_FILE")]
+    pub salt_secret_file: Option<PathBuf>,
+    /// eauth back end (sharedsecret, pam, ldap, ...).
+    #[arg(
+        long,
+        default_value = "sharedsecret",
+        value_name = "EAUTH",
+        env = "SALTAPI_EAUTH"
+    )]
+    pub salt_eauth: String,
+    /// Grain holding a minion's fabric.
+    #[arg(long, default_value = salt::DEFAULT_FABRIC_GRAIN, value_name = "GRAIN")]
+    pub salt_fabric_grain: String,
+    /// Seconds the master waits for minions to answer a grains query (target resolution).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub salt_timeout: u64,
+}
+
+impl SaltArgs {
+    fn settings(&self, variant_grain: &str) -> Result<SaltSettings> {
+        let need = |v: &Option<String>, flag: &str| {
+            v.clone()
+                .with_context(|| format!("--dispatcher salt needs {flag}"))
+        };
+        let url = need(&self.salt_api, "--salt-api URL")?;
+        let user = need(&self.salt_user, "--salt-user USER")?;
+        let file = self
+            .salt_secret_file
+            .as_ref()
+            .context("--dispatcher salt needs --salt-secret-file FILE")?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("read salt secret file {}", file.display()))?;
+        let secret = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if secret.is_empty() {
+            bail!("salt secret file {} is empty", file.display());
+        }
+        Ok(SaltSettings {
+            url,
+            credentials: salt::Credentials {
+                user,
+                secret: secret.to_string(),
+                eauth: self.salt_eauth.clone(),
+            },
+            fabric_grain: self.salt_fabric_grain.clone(),
+            variant_grain: variant_grain.to_string(),
+            minion_timeout: std::time::Duration::from_secs(self.salt_timeout),
+        })
+    }
 }
 
 fn default_agent() -> PathBuf {
@@ -107,9 +177,6 @@ fn default_agent() -> PathBuf {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    if a.dispatcher == DispatcherKind::Salt {
-        bail!("the salt dispatcher is not built yet (use --dispatcher local)");
-    }
     if a.reporter == ReporterKind::Kafka {
         bail!("the kafka reporter is not built yet (use --reporter http)");
     }
@@ -131,17 +198,27 @@ pub fn run(a: ServeArgs) -> Result<()> {
     if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let inventory_path = a
-        .inventory
-        .clone()
-        .unwrap_or_else(|| config::config_dir().join("inventory.toml"));
-    if !inventory_path.exists() {
-        bail!(
-            "no inventory at {}: pass --inventory FILE ([[host]] name, fabric, grains)",
-            inventory_path.display()
-        );
-    }
-    let inventory = LocalDispatcher::load_inventory(&inventory_path)?;
+    // The local dispatcher's fleet is an inventory file; Salt's is the master's minions.
+    let inventory = match a.dispatcher {
+        DispatcherKind::Local => {
+            let inventory_path = a
+                .inventory
+                .clone()
+                .unwrap_or_else(|| config::config_dir().join("inventory.toml"));
+            if !inventory_path.exists() {
+                bail!(
+                    "no inventory at {}: pass --inventory FILE ([[host]] name, fabric, grains)",
+                    inventory_path.display()
+                );
+            }
+            Some(LocalDispatcher::load_inventory(&inventory_path)?)
+        }
+        DispatcherKind::Salt => None,
+    };
+    let salt_settings = match a.dispatcher {
+        DispatcherKind::Salt => Some(a.salt.settings(&a.variant_grain)?),
+        DispatcherKind::Local => None,
+    };
     let trusted_keys = match &a.trusted_key {
         None => Vec::new(),
         Some(f) => {
@@ -207,11 +284,20 @@ pub fn run(a: ServeArgs) -> Result<()> {
             trusted_key: a.trusted_key.clone().map(abs),
             seed_for: a.agent_seed_for,
         };
-        let dispatcher: Arc<dyn Dispatcher> = Arc::new(LocalDispatcher::new(
-            inventory,
-            a.variant_grain.clone(),
-            agent,
-        ));
+        let dispatcher: Arc<dyn Dispatcher> = match (inventory, salt_settings) {
+            (Some(inventory), _) => Arc::new(LocalDispatcher::new(
+                inventory,
+                a.variant_grain.clone(),
+                agent,
+            )),
+            (None, Some(settings)) => {
+                let salt = SaltDispatcher::new(settings, agent)?;
+                salt.login().await?;
+                tracing::info!(url = %a.salt.salt_api.as_deref().unwrap_or(""), "logged in to salt-api");
+                Arc::new(salt)
+            }
+            (None, None) => unreachable!("a dispatcher is configured above"),
+        };
         let cfg = ServerConfig {
             db_path,
             durable: a.durable,
