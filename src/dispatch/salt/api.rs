@@ -235,6 +235,86 @@ mod tests {
         );
     }
 
+    /// A salt-api stand-in: `/login` hands out tokens t1, t2, ...; `/` accepts tokens
+    /// numbered `accept_from` or more. Returns its URL and the login counter.
+    async fn fake_salt_api(
+        accept_from: usize,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use axum::http::{HeaderMap, StatusCode};
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let logins = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = logins.clone();
+        let app = axum::Router::new()
+            .route(
+                "/login",
+                axum::routing::post(move || {
+                    let n = counter.fetch_add(1, SeqCst) + 1;
+                    async move { format!(r#"{{"return":[{{"token":"t{n}"}}]}}"#) }
+                }),
+            )
+            .route(
+                "/",
+                axum::routing::post(move |h: HeaderMap| async move {
+                    let n: usize = h
+                        .get("x-auth-token")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|t| t.strip_prefix('t'))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    if n >= accept_from {
+                        (StatusCode::OK, r#"{"return":[{}]}"#)
+                    } else {
+                        (StatusCode::UNAUTHORIZED, "")
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, logins)
+    }
+
+    fn creds() -> Credentials {
+        Credentials {
+            user: "u".into(),
+            secret: "s".into(),
+            eauth: "pam".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_renewed_once() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (url, logins) = fake_salt_api(2).await;
+        let api = SaltApi::new(&url, creds()).unwrap();
+        api.login().await.unwrap();
+        let body = api
+            .run(&serde_json::json!([{}]), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(body, r#"{"return":[{}]}"#);
+        assert_eq!(
+            logins.load(SeqCst),
+            2,
+            "t1 refused, t2 fetched and accepted"
+        );
+        // The renewed token is kept.
+        api.run(&serde_json::json!([{}]), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(logins.load(SeqCst), 2);
+
+        // A token refused right after a fresh login is a credentials error, not a loop.
+        let (url, logins) = fake_salt_api(usize::MAX).await;
+        let api = SaltApi::new(&url, creds()).unwrap();
+        let e = api
+            .run(&serde_json::json!([{}]), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SaltError::Auth { .. }), "{e}");
+        assert_eq!(logins.load(SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn unreachable_salt_api_is_one_line_with_the_url() {
         // A port that was just free: connect is refused.
