@@ -85,12 +85,13 @@ pub fn venv() -> PathBuf {
     venv
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Three distinct ports free right now (all held until all are picked).
+fn free_ports() -> (u16, u16, u16) {
+    let l: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let p = |i: usize| l[i].local_addr().unwrap().port();
+    (p(0), p(1), p(2))
 }
 
 fn user_name() -> String {
@@ -110,7 +111,7 @@ impl SaltRig {
             .tempdir_in("/tmp")
             .unwrap();
         let d = dir.path();
-        let (publish, ret, api) = (free_port(), free_port(), free_port());
+        let (publish, ret, api) = free_ports();
         let user = user_name();
         std::fs::create_dir_all(d.join("etc/master")).unwrap();
         std::fs::create_dir_all(d.join("logs")).unwrap();
