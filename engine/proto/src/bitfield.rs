@@ -64,7 +64,8 @@ impl Bitfield {
                 received: bytes.len(),
             });
         }
-        let spare = (expected * 8) as u32 - len;
+        // Fewer than eight spare bits; computed on `len`, which is a u32.
+        let spare = (8 - len % 8) % 8;
         if spare > 0 {
             let mask = (1u8 << spare) - 1;
             if bytes[expected - 1] & mask != 0 {
@@ -157,10 +158,11 @@ impl Bitfield {
 
     /// Members, in increasing order.
     pub fn iter_set(&self) -> impl Iterator<Item = u32> + '_ {
-        self.bytes.iter().enumerate().flat_map(|(bi, &b)| {
+        // A bitfield of `len: u32` bits has fewer than 2^29 bytes: the byte index fits u32.
+        (0u32..).zip(self.bytes.iter()).flat_map(|(bi, &b)| {
             (0..8u32)
                 .filter(move |k| b & (0x80 >> k) != 0)
-                .map(move |k| bi as u32 * 8 + k)
+                .map(move |k| bi * 8 + k)
         })
     }
 

@@ -43,6 +43,7 @@ pub fn choose_unchoked(candidates: &[Candidate], slots: usize, rng: &mut impl Rn
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // small literal counts
 mod tests {
     use super::*;
     use rand::SeedableRng;

@@ -78,7 +78,7 @@ impl Lengths {
         let pieces = total_len.div_ceil(piece_len as u64);
         let num_pieces =
             u32::try_from(pieces).map_err(|_| LengthsError::TooManyPieces { pieces })?;
-        let rem = (total_len % piece_len as u64) as u32;
+        let rem = u32::try_from(total_len % u64::from(piece_len)).expect("below piece_len");
         let last_piece_len = if total_len == 0 {
             0
         } else if rem == 0 {

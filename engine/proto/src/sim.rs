@@ -155,12 +155,11 @@ impl Swarm {
     /// A swarm for `payload` cut into `piece_len` pieces.
     pub fn new(payload: Bytes, piece_len: u32, specs: Vec<NodeSpec>) -> Self {
         let lengths = Lengths::new(payload.len() as u64, piece_len).expect("valid geometry");
-        let nodes = specs
-            .into_iter()
-            .enumerate()
+        let nodes = (0u32..)
+            .zip(specs)
             .map(|(i, spec)| Node {
                 spec,
-                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32 + 1)), 6881),
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i + 1)), 6881),
                 torrent: None,
                 up_free_at: Duration::ZERO,
                 down_free_at: Duration::ZERO,
@@ -329,11 +328,18 @@ impl Swarm {
         }
     }
 
+    /// A payload offset as an index into the in-memory payload.
+    fn payload_index(&self, offset: u64) -> usize {
+        usize::try_from(offset).expect("the payload is in memory")
+    }
+
     fn execute(&mut self, i: usize, action: Action) {
         match action {
             Action::Send { peer, msg } => self.send(i, peer, msg),
             Action::Read { peer, block } => {
-                let start = (self.lengths.piece_offset(block.piece) + block.offset as u64) as usize;
+                let start = self.payload_index(
+                    self.lengths.piece_offset(block.piece) + u64::from(block.offset),
+                );
                 let data = if self.nodes[i].spec.role == Role::Liar {
                     Bytes::from(vec![0xA5; block.len as usize])
                 } else {
@@ -343,7 +349,7 @@ impl Swarm {
                 self.schedule(self.now, i, Event::Input(input));
             }
             Action::VerifyAndWrite { piece, data } => {
-                let start = self.lengths.piece_offset(piece) as usize;
+                let start = self.payload_index(self.lengths.piece_offset(piece));
                 let ok = data[..] == self.payload[start..start + data.len()];
                 self.schedule(
                     self.now,

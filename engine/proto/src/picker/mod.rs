@@ -295,7 +295,7 @@ impl Picker {
                 .filter(|(i, pp)| {
                     pp.missing > 0 && their_pieces.get_raw(**i) && self.allowed(**i as usize, scope)
                 })
-                .map(|(i, pp)| (pp.blocks.len() as u32 - pp.missing, *i))
+                .map(|(i, pp)| (pp.blocks_total - pp.missing, *i))
                 .collect();
             started.sort_unstable_by(|a, b| b.cmp(a));
             for (_, i) in started {
@@ -350,7 +350,7 @@ impl Picker {
                     .lengths
                     .validate_piece(i)
                     .expect("partial pieces are valid");
-                for (bi, state) in pp.blocks.iter_mut().enumerate() {
+                for (bi, state) in (0u32..).zip(pp.blocks.iter_mut()) {
                     if out.len() - start >= max {
                         return;
                     }
@@ -359,11 +359,7 @@ impl Picker {
                         && !peers.contains(&peer)
                     {
                         peers.push(peer);
-                        out.push(
-                            self.lengths
-                                .block(piece, bi as u32)
-                                .expect("block in piece"),
-                        );
+                        out.push(self.lengths.block(piece, bi).expect("block in piece"));
                     }
                 }
             }
@@ -382,7 +378,7 @@ impl Picker {
             .get_mut(&piece.get())
             .expect("piece is partial");
         let mut taken = 0;
-        for (bi, state) in pp.blocks.iter_mut().enumerate() {
+        for (bi, state) in (0u32..).zip(pp.blocks.iter_mut()) {
             if taken >= max {
                 break;
             }
@@ -390,11 +386,7 @@ impl Picker {
                 *state = BlockState::Requested(smallvec![peer]);
                 pp.missing -= 1;
                 taken += 1;
-                out.push(
-                    self.lengths
-                        .block(piece, bi as u32)
-                        .expect("block in piece"),
-                );
+                out.push(self.lengths.block(piece, bi).expect("block in piece"));
             }
         }
     }
@@ -407,7 +399,7 @@ impl Picker {
         rng: &mut impl Rng,
     ) -> Option<ValidPieceIndex> {
         self.rarest_unstarted_where(their_pieces, scope, rng, |i| {
-            share.is_none_or(|s| i as u32 % s.of == s.rank)
+            share.is_none_or(|s| i % s.of == s.rank)
         })
     }
 
@@ -419,7 +411,7 @@ impl Picker {
         scope: PeerScope,
         rng: &mut impl Rng,
     ) -> Option<ValidPieceIndex> {
-        self.rarest_unstarted_where(their_pieces, scope, rng, |i| self.fallback_ripe(i))
+        self.rarest_unstarted_where(their_pieces, scope, rng, |i| self.fallback_ripe(i as usize))
     }
 
     fn rarest_unstarted_where(
@@ -427,26 +419,31 @@ impl Picker {
         their_pieces: &Bitfield,
         scope: PeerScope,
         rng: &mut impl Rng,
-        keep: impl Fn(usize) -> bool,
+        keep: impl Fn(u32) -> bool,
     ) -> Option<ValidPieceIndex> {
-        let n = self.lengths.num_pieces() as usize;
+        let n = self.lengths.num_pieces();
         if n == 0 {
             return None;
         }
         let offset = rng.gen_range(0..n);
-        let mut best: Option<(u16, usize)> = None;
+        let mut best: Option<(u16, u32)> = None;
         for k in 0..n {
-            let i = (offset + k) % n;
-            if !their_pieces.get_raw(i as u32)
-                || self.have.get_raw(i as u32)
-                || self.partial.contains_key(&(i as u32))
-                || self.verifying.contains_key(&(i as u32))
-                || !self.allowed(i, scope)
+            // (offset + k) % n without overflowing u32.
+            let i = if k < n - offset {
+                offset + k
+            } else {
+                k - (n - offset)
+            };
+            if !their_pieces.get_raw(i)
+                || self.have.get_raw(i)
+                || self.partial.contains_key(&i)
+                || self.verifying.contains_key(&i)
+                || !self.allowed(i as usize, scope)
                 || !keep(i)
             {
                 continue;
             }
-            let a = self.availability[i];
+            let a = self.availability[i as usize];
             if best.is_none_or(|(b, _)| a < b) {
                 best = Some((a, i));
                 if a <= 1 {
@@ -454,7 +451,7 @@ impl Picker {
                 }
             }
         }
-        best.and_then(|(_, i)| self.lengths.validate_piece(i as u32))
+        best.and_then(|(_, i)| self.lengths.validate_piece(i))
     }
 
     /// A request to `peer` ended without data (rejected, cancelled, timed out, choked, peer
@@ -522,9 +519,8 @@ impl Picker {
             self.have.set(piece);
             let mut liars = Vec::new();
             if let Some(failed) = self.failed.remove(&i) {
-                for (bi, sender) in failed.senders.iter().enumerate() {
-                    let (Some(sender), Some(b)) = (sender, self.lengths.block(piece, bi as u32))
-                    else {
+                for (bi, sender) in (0u32..).zip(failed.senders.iter()) {
+                    let (Some(sender), Some(b)) = (sender, self.lengths.block(piece, bi)) else {
                         continue;
                     };
                     let range = b.offset as usize..(b.offset + b.len) as usize;

@@ -31,6 +31,8 @@ pub(crate) enum BlockState {
 #[derive(Debug)]
 pub(crate) struct PartialPiece {
     pub(crate) blocks: Vec<BlockState>,
+    /// `blocks.len()`.
+    pub(crate) blocks_total: u32,
     /// Blocks in state `Received`.
     pub(crate) received: u32,
     /// Blocks in state `Missing`.
@@ -48,6 +50,7 @@ impl PartialPiece {
         let n = lengths.blocks_in_piece(piece);
         Self {
             blocks: vec![BlockState::Missing; n as usize],
+            blocks_total: n,
             received: 0,
             missing: n,
             buffer,

@@ -1,3 +1,5 @@
+// Casts here are of small literal counts.
+#![allow(clippy::cast_possible_truncation)]
 use std::collections::HashSet;
 
 use proptest::prelude::*;

@@ -188,6 +188,8 @@ impl Torrent {
             p.down.tick(dt);
             p.up.tick(dt);
             // Deep enough to keep the pipe full for REQUEST_QUEUE_TIME at the measured rate.
+            // A float-to-int `as` saturates, and the clamp below bounds it anyway.
+            #[allow(clippy::cast_possible_truncation)]
             let want =
                 (p.down.per_sec() * REQUEST_QUEUE_TIME.as_secs_f64() / BLOCK_LEN as f64) as u32;
             p.queue_depth =
@@ -285,11 +287,9 @@ impl Torrent {
             .num_pieces()
             .checked_sub(1)
             .and_then(|i| self.lengths.validate_piece(i))
+            && have.has(last)
         {
-            if have.has(last) {
-                bytes_have -=
-                    (self.lengths.default_piece_len() - self.lengths.piece_len(last)) as u64;
-            }
+            bytes_have -= (self.lengths.default_piece_len() - self.lengths.piece_len(last)) as u64;
         }
         Stats {
             pieces_have: have.count(),
@@ -589,13 +589,14 @@ impl Torrent {
             .collect();
         ids.sort_unstable_by_key(|id| id.0);
         ids.dedup();
+        // Connected peers are bounded by max_peers: far below u32::MAX.
         let rank = ids
             .iter()
             .position(|id| *id == self.config.peer_id)
-            .unwrap_or(0) as u32;
+            .unwrap_or(0);
         self.picker.set_fabric_share(Some(FabricShare {
-            rank,
-            of: ids.len() as u32,
+            rank: u32::try_from(rank).unwrap_or(u32::MAX),
+            of: u32::try_from(ids.len()).unwrap_or(u32::MAX),
         }));
     }
 
@@ -620,7 +621,7 @@ impl Torrent {
         };
         let servable = self.picker.have().has(block.piece)
             && !p.am_choking
-            && (p.uploads.len() as u32) < self.config.max_peer_requests
+            && p.uploads.len() < self.config.max_peer_requests as usize
             && !p.uploads.contains(&block);
         if servable {
             p.uploads.push(block);
@@ -634,7 +635,8 @@ impl Torrent {
     }
 
     fn on_block(&mut self, key: PeerKey, index: u32, begin: u32, data: bytes::Bytes) {
-        let len = data.len() as u32;
+        // An over-long block maps to u32::MAX, which no grid block has.
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let Some(block) = self.lengths.validate_grid_block(index, begin, len) else {
             if self.lengths.validate_request(index, begin, len).is_none() {
                 return self.violation(
@@ -788,7 +790,7 @@ impl Torrent {
             if !p.am_interested || p.peer_choking {
                 continue;
             }
-            let room = p.queue_depth.saturating_sub(p.requests.len() as u32) as usize;
+            let room = (p.queue_depth as usize).saturating_sub(p.requests.len());
             if room == 0 {
                 continue;
             }

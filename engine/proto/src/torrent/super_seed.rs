@@ -67,24 +67,32 @@ impl SuperSeed {
         };
         let lengths = *picker.lengths();
         let piece_len = lengths.default_piece_len().max(1) as f64;
+        // A float-to-int `as` saturates, and the clamp bounds it anyway.
+        #[allow(clippy::cast_possible_truncation)]
         let window =
             ((peer.up.per_sec() * WINDOW_SECS / piece_len) as u32).clamp(MIN_WINDOW, MAX_WINDOW);
         let pending = revealed
             .iter_set()
             .filter(|&i| !peer.pieces.get_raw(i))
-            .count() as u32;
-        let n = lengths.num_pieces() as usize;
-        for _ in pending..window {
+            .count();
+        let n = lengths.num_pieces();
+        for _ in pending..window as usize {
             // Least spread first: peers that have it plus peers it is already revealed to.
             let offset = if n > 0 { rng.gen_range(0..n) } else { return };
-            let mut best: Option<(u32, usize)> = None;
+            let mut best: Option<(u32, u32)> = None;
             for k in 0..n {
-                let i = (offset + k) % n;
-                if peer.pieces.get_raw(i as u32) || revealed.get_raw(i as u32) {
+                // (offset + k) % n without overflowing u32.
+                let i = if k < n - offset {
+                    offset + k
+                } else {
+                    k - (n - offset)
+                };
+                if peer.pieces.get_raw(i) || revealed.get_raw(i) {
                     continue;
                 }
-                let p = lengths.validate_piece(i as u32).expect("in range");
-                let score = picker.availability(p) as u32 + self.outstanding[i] as u32;
+                let p = lengths.validate_piece(i).expect("in range");
+                let score =
+                    u32::from(picker.availability(p)) + u32::from(self.outstanding[i as usize]);
                 if best.is_none_or(|(b, _)| score < b) {
                     best = Some((score, i));
                     if score == 0 {
@@ -93,11 +101,11 @@ impl SuperSeed {
                 }
             }
             let Some((_, i)) = best else { return };
-            revealed.set_raw(i as u32);
-            self.outstanding[i] += 1;
+            revealed.set_raw(i);
+            self.outstanding[i as usize] = self.outstanding[i as usize].saturating_add(1);
             actions.push_back(Action::Send {
                 peer: key,
-                msg: Message::Have(i as u32),
+                msg: Message::Have(i),
             });
         }
     }

@@ -1,5 +1,8 @@
 //! Deterministic swarm tests of the torrent machine on the simulator's virtual clock.
 
+// Casts here are of small literal counts.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -143,6 +143,13 @@ fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// Length of a part of a frame we encode. Our own messages are bounded far below the 4 GiB
+/// a length prefix can carry (blocks are 16 KiB, bitfields and extension payloads small), so
+/// anything longer is a bug, not input.
+fn frame_part_len(n: usize) -> u32 {
+    u32::try_from(n).expect("message part longer than a frame can carry")
+}
+
 impl Message {
     /// Frame length (prefix included) of the first frame in `buf`: `Ok(None)` if more bytes
     /// are needed, an error if the prefix exceeds `max_len`.
@@ -163,7 +170,8 @@ impl Message {
         let Some(&msg_id) = body.first() else {
             return Ok(Message::KeepAlive);
         };
-        let received = body.len() as u32;
+        // `check` bounded the frame by a u32 length prefix; anything longer cannot match.
+        let received = u32::try_from(body.len()).unwrap_or(u32::MAX);
         let exact = |expected: u32| {
             if received == expected {
                 Ok(())
@@ -262,13 +270,13 @@ impl Message {
             Message::NotInterested => simple(out, id::NOT_INTERESTED),
             Message::Have(i) => with_u32(out, id::HAVE, *i),
             Message::Bitfield(b) => {
-                out.put_u32(1 + b.len() as u32);
+                out.put_u32(1 + frame_part_len(b.len()));
                 out.put_u8(id::BITFIELD);
                 out.put_slice(b);
             }
             Message::Request(s) => with_spec(out, id::REQUEST, s),
             Message::Piece { index, begin, data } => {
-                Self::encode_piece_header(*index, *begin, data.len() as u32, out);
+                Self::encode_piece_header(*index, *begin, frame_part_len(data.len()), out);
                 out.put_slice(data);
             }
             Message::Cancel(s) => with_spec(out, id::CANCEL, s),
@@ -283,7 +291,7 @@ impl Message {
             Message::Reject(s) => with_spec(out, id::REJECT, s),
             Message::AllowedFast(i) => with_u32(out, id::ALLOWED_FAST, *i),
             Message::Extended { id: ext, payload } => {
-                out.put_u32(2 + payload.len() as u32);
+                out.put_u32(2 + frame_part_len(payload.len()));
                 out.put_u8(id::EXTENDED);
                 out.put_u8(*ext);
                 out.put_slice(payload);
