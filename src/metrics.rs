@@ -10,6 +10,7 @@ pub struct Metrics {
     pub events_new: AtomicU64,
     pub events_duplicate: AtomicU64,
     pub events_rejected: AtomicU64,
+    pub events_malformed: AtomicU64,
     pub ingest_batches: AtomicU64,
     pub deployments_created: AtomicU64,
     pub rollbacks_created: AtomicU64,
@@ -27,7 +28,7 @@ impl Metrics {
     /// Renders the counters plus gauges computed by the caller (deployments by state).
     pub fn render(&self, deployments_by_state: &[(String, u64)], active_machines: u64) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "instream_events_received_total",
                 "Host events received (all, including duplicates).",
@@ -47,6 +48,11 @@ impl Metrics {
                 "instream_events_rejected_total",
                 "Host events refused (unknown deployment or host).",
                 &self.events_rejected,
+            ),
+            (
+                "instream_events_malformed_total",
+                "Status records skipped because they do not decode (Kafka reporter).",
+                &self.events_malformed,
             ),
             (
                 "instream_ingest_batches_total",

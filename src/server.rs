@@ -7,7 +7,7 @@ use crate::api::{self, AppState, auth::Token};
 use crate::deploy::driver::Driver;
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
-use crate::report::Ingest;
+use crate::report::{Ingest, ReportError, ReportSource};
 use crate::store::{Db, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub publish: crate::tracker_admin::PublishInfo,
     /// The tracker's admin API: registered versions' info-hashes are allowed there.
     pub tracker_admin: Option<crate::tracker_admin::TrackerAdmin>,
+    /// A transport that delivers events by itself (a Kafka consumer), besides the HTTP
+    /// route (which stays open: agents may fall back to it).
+    pub report_source: Option<Box<dyn ReportSource>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,8 @@ pub enum ServerError {
     Driver(#[source] StoreError),
     #[error("http server")]
     Http(#[source] std::io::Error),
+    #[error("status events")]
+    Report(#[source] ReportError),
 }
 
 pub async fn run(
@@ -57,6 +62,8 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let (driver, handle) = Driver::new(db.clone(), cfg.dispatcher.clone(), metrics.clone());
     let ingest = Ingest::new(db.clone(), handle.clone(), metrics.clone());
+    let source = cfg.report_source;
+    let source_ingest = ingest.clone();
     let state = Arc::new(AppState {
         db,
         driver: handle,
@@ -97,15 +104,28 @@ pub async fn run(
     };
     let driver_task = tokio::spawn(driver.run(stopped()));
     let http_task = tokio::spawn(api::run(listener, state, stopped()));
+    let source_task = tokio::spawn({
+        let stop = stopped();
+        async move {
+            match source {
+                Some(s) => s.run(source_ingest, Box::pin(stop)).await,
+                None => {
+                    stop.await;
+                    Ok(())
+                }
+            }
+        }
+    });
     let stop_tx2 = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx2.send(true);
     });
-    tokio::pin!(driver_task, http_task);
+    tokio::pin!(driver_task, http_task, source_task);
     let result = tokio::select! {
         r = &mut driver_task => r.expect("driver task panicked").map_err(ServerError::Driver),
         r = &mut http_task => r.expect("http task panicked").map_err(ServerError::Http),
+        r = &mut source_task => r.expect("report source task panicked").map_err(ServerError::Report),
     };
     let _ = stop_tx.send(true);
     // Let the other half finish its graceful stop.
@@ -115,6 +135,10 @@ pub async fn run(
     .await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let _ = (&mut http_task).await;
+    })
+    .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = (&mut source_task).await;
     })
     .await;
     result

@@ -49,6 +49,8 @@ pub struct ServeArgs {
     /// How hosts report status.
     #[arg(long, value_enum, default_value = "http")]
     pub reporter: ReporterKind,
+    #[command(flatten)]
+    pub kafka: crate::report::kafka::KafkaArgs,
     /// Hosts of the local dispatcher (TOML, `[[host]] name fabric grains`) [default: inventory.toml in the config dir].
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
@@ -177,9 +179,11 @@ fn default_agent() -> PathBuf {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    if a.reporter == ReporterKind::Kafka {
-        bail!("the kafka reporter is not built yet (use --reporter http)");
-    }
+    // Checked before anything starts: a bad Kafka setting ends `serve` with one line.
+    let kafka = match a.reporter {
+        ReporterKind::Http => None,
+        ReporterKind::Kafka => Some(a.kafka.config()?),
+    };
     let token_file = a
         .token_file
         .clone()
@@ -283,6 +287,10 @@ pub fn run(a: ServeArgs) -> Result<()> {
             hosts_root: abs(hosts_root),
             trusted_key: a.trusted_key.clone().map(abs),
             seed_for: a.agent_seed_for,
+            report_kafka: kafka.as_ref().map(|k| crate::dispatch::local::KafkaReport {
+                brokers: k.brokers.clone(),
+                topic: k.topic.clone(),
+            }),
         };
         let dispatcher: Arc<dyn Dispatcher> = match (inventory, salt_settings) {
             (Some(inventory), _) => Arc::new(LocalDispatcher::new(
@@ -307,6 +315,10 @@ pub fn run(a: ServeArgs) -> Result<()> {
             trusted_keys,
             publish,
             tracker_admin,
+            report_source: kafka.map(|k| {
+                Box::new(crate::report::kafka::KafkaSource::new(k))
+                    as Box<dyn crate::report::ReportSource>
+            }),
         };
         super::output::println_or_exit(&format!("listening on http://{addr}"));
         tracing::info!(%addr, "control server up");

@@ -21,10 +21,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// `--trusted-key` only when the server was given a publisher public key (agents refuse to
 /// activate anything without one); `--seed-for` only when the server sets it;
 /// `--fabric-share` when the job has several hosts in the host's fabric: its rank among
-/// them by name, so that together they bring each piece into the fabric about once.
+/// them by name, so that together they bring each piece into the fabric about once;
+/// `--report-kafka` and `--report-topic` when the server consumes status events from Kafka
+/// (`serve --reporter kafka`): agents then produce them there instead of posting them.
 pub const AGENT_USAGE: &str = "instream-peer deploy --server URL --token-file FILE \
 --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
-[--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF]";
+[--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF] \
+[--report-kafka BROKERS --report-topic TOPIC]";
+
+/// Where agents produce their status events when the server reads them from Kafka.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaReport {
+    /// Bootstrap brokers, `host:port,...`.
+    pub brokers: String,
+    /// Status topic.
+    pub topic: String,
+}
 
 /// How to run the agent.
 #[derive(Clone, Debug)]
@@ -43,6 +55,8 @@ pub struct AgentCommand {
     pub trusted_key: Option<PathBuf>,
     /// Seconds agents keep seeding after a download, if the server sets it.
     pub seed_for: Option<u64>,
+    /// Status events go to Kafka instead of `POST /api/v1/events`.
+    pub report_kafka: Option<KafkaReport>,
 }
 
 impl AgentCommand {
@@ -86,6 +100,10 @@ impl AgentCommand {
         }
         if let Some(s) = self.seed_for {
             push("--seed-for", &s.to_string());
+        }
+        if let Some(k) = &self.report_kafka {
+            push("--report-kafka", &k.brokers);
+            push("--report-topic", &k.topic);
         }
         a.insert(self.prefix_args.len(), "deploy".into());
         a
@@ -193,6 +211,7 @@ mod tests {
             hosts_root: "/hosts".into(),
             trusted_key: None,
             seed_for: Some(5),
+            report_kafka: None,
         };
         let job = Job {
             deployment: "dep-1".into(),
@@ -235,8 +254,30 @@ mod tests {
         assert_eq!(share("h1", "f1").as_deref(), Some("0/2"));
         assert_eq!(share("h3", "f1").as_deref(), Some("1/2"));
         assert_eq!(share("x9", "f2"), None, "alone in its fabric");
+        let kafka = AgentCommand {
+            report_kafka: Some(KafkaReport {
+                brokers: "127.0.0.1:9092".into(),
+                topic: "st".into(),
+            }),
+            ..agent.clone()
+        };
+        let with_kafka: Vec<String> = kafka
+            .args(&job, "h1", "f1")
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert!(
+            with_kafka
+                .join(" ")
+                .ends_with("--seed-for 5 --report-kafka 127.0.0.1:9092 --report-topic st"),
+            "{with_kafka:?}"
+        );
         // Every flag used is in the documented usage.
-        for a in args.iter().filter(|a| a.starts_with("--")) {
+        for a in args
+            .iter()
+            .chain(&with_kafka)
+            .filter(|a| a.starts_with("--"))
+        {
             assert!(AGENT_USAGE.contains(a.as_str()), "{a} not in AGENT_USAGE");
         }
     }

@@ -1,12 +1,13 @@
 //! Status ingest: how host events reach the store and the deployment driver.
 //!
-//! Whatever carries events (HTTP POST today, a Kafka consumer later), they go through
+//! Whatever carries events (HTTP POST, or a Kafka consumer: [`kafka`]), they go through
 //! [`Ingest::ingest`]: validate, commit to the store in one transaction (write-ahead: nothing
 //! is acknowledged before it is durable), then hand the events that were new to the driver.
 //! Idempotency is the store's: the key (deployment, host, seq) names one event, so a
 //! re-delivered batch is counted as duplicates and changes nothing.
 
 pub mod http;
+pub mod kafka;
 
 use crate::deploy::driver::DriverHandle;
 use crate::deploy::model::{HostEvent, now_millis, validate_name};
@@ -43,6 +44,10 @@ impl Ingest {
             driver,
             metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Stores a batch and forwards what was new. Malformed events are rejected one by one

@@ -33,7 +33,8 @@ use thiserror::Error;
 use crate::install::{HookPolicy, HostIdentity, InstallError, Installer, RecordFile};
 use crate::meta::TorrentMeta;
 use control::{ControlClient, ControlError, enc};
-use report::{HostState, ReportIdentity, Reporter};
+use report::kafka::{KafkaReportConfig, KafkaSink};
+use report::{HostState, ReportIdentity, Reporter, Transport};
 use swarm::{Seeder, SwarmConfig, SwarmError};
 
 /// Why a deployment failed on this host; its one-line rendering is the reported reason.
@@ -127,6 +128,8 @@ pub struct AgentConfig {
     pub progress_every: Duration,
     /// How long undelivered status events are retried at the end.
     pub report_for: Duration,
+    /// Status events go to Kafka instead of `POST /api/v1/events` on `server`.
+    pub report_kafka: Option<KafkaReportConfig>,
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
@@ -229,6 +232,13 @@ pub struct DeployArgs {
     /// be restarting).
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub report_for: u64,
+    /// Send status events to these Kafka brokers (`host:port,...`) instead of posting them
+    /// to the control server (which then consumes them with `--reporter kafka`).
+    #[arg(long, value_name = "BROKERS")]
+    pub report_kafka: Option<String>,
+    /// Kafka topic for status events [default: instream-status].
+    #[arg(long, value_name = "TOPIC", requires = "report_kafka")]
+    pub report_topic: Option<String>,
     /// Print the outcome as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -281,6 +291,14 @@ impl DeployArgs {
             download_timeout: Duration::from_secs(self.download_timeout),
             progress_every: Duration::from_secs_f64(self.progress_every.clamp(0.05, 3600.0)),
             report_for: Duration::from_secs(self.report_for),
+            report_kafka: self.report_kafka.map(|brokers| {
+                KafkaReportConfig::new(
+                    &brokers,
+                    self.report_topic
+                        .as_deref()
+                        .unwrap_or(report::kafka::DEFAULT_TOPIC),
+                )
+            }),
             hooks: HookPolicy {
                 timeout: Duration::from_secs(self.hook_timeout),
                 health_attempts: self.health_attempts.max(1),
@@ -311,10 +329,8 @@ struct Done {
 pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()>) -> Outcome {
     let started = Instant::now();
     let client = ControlClient::new(&cfg.server, &cfg.token, Duration::from_secs(60));
-    // Reports retry in their own loop; each post gives up quickly so new events join it.
-    let report_client = ControlClient::new(&cfg.server, &cfg.token, Duration::from_secs(2));
     let reporter = Reporter::start(
-        report_client,
+        report_transport(&cfg),
         ReportIdentity {
             deployment: cfg.deployment.clone(),
             host: cfg.host.clone(),
@@ -374,6 +390,25 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
     out.events_unsent = reporter.finish(cfg.report_for).await;
     out.secs = started.elapsed().as_secs_f64();
     out
+}
+
+/// Kafka when configured (and the producer can be created), else HTTP: the control server
+/// takes HTTP posts whatever its `--reporter`, so falling back never loses events.
+fn report_transport(cfg: &AgentConfig) -> Transport {
+    if let Some(k) = &cfg.report_kafka {
+        match KafkaSink::new(k, &format!("instream-peer-{}", cfg.host)) {
+            Ok(sink) => return Transport::Kafka(sink),
+            Err(e) => {
+                tracing::warn!(error = %error_line(&e), "reporting over HTTP instead of Kafka")
+            }
+        }
+    }
+    // Reports retry in their own loop; each post gives up quickly so new events join it.
+    Transport::Http(ControlClient::new(
+        &cfg.server,
+        &cfg.token,
+        Duration::from_secs(2),
+    ))
 }
 
 /// An error and its sources on one line (`a: b: c`), for failure reasons.

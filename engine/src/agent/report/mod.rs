@@ -1,12 +1,17 @@
-//! Status events from a host to the control server (`POST /api/v1/events`).
+//! Status events from a host to the control server, over one of two transports: HTTP
+//! (`POST /api/v1/events`, [`http`]) or a Kafka topic the server consumes ([`kafka`]).
 //!
 //! Every state change becomes one event numbered from 1 (`seq`; 0 is the server's own), so
 //! `(deployment, host, seq)` names it and a re-sent event is a duplicate the server drops.
-//! Events queue in memory and one task posts them in batches: whatever accumulated while
-//! the previous post was in flight goes in the next one. A failed post is retried with
-//! back-off (100 ms doubling to 5 s) until it succeeds or the reporter is finished and its
-//! deadline passes; a batch the server refuses (4xx) is dropped, since sending it again
-//! cannot succeed. Order on the wire does not matter: the server keeps the maximum.
+//! Events queue in memory and one task delivers them in batches: whatever accumulated while
+//! the previous batch was in flight goes in the next one, so reporting never blocks the
+//! download. A batch that fails is retried with back-off (100 ms doubling to 5 s) until it
+//! is delivered or the reporter is finished and its deadline passes (at least once); a batch
+//! the receiver refuses for good (HTTP 4xx) is dropped, since sending it again cannot
+//! succeed. Order on the wire does not matter: the server keeps the maximum.
+
+pub mod http;
+pub mod kafka;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,10 +20,41 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::control::{ControlClient, ControlError};
+use super::control::ControlClient;
 
-/// Most events per POST (the server accepts up to 10,000).
+/// Most events per batch (the server accepts up to 10,000 per POST).
 const MAX_BATCH: usize = 1000;
+
+/// Where status events go.
+pub enum Transport {
+    /// `POST /api/v1/events` on the control server.
+    Http(ControlClient),
+    /// Records on a Kafka topic that the control server consumes.
+    Kafka(kafka::KafkaSink),
+}
+
+/// What became of one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Every event was delivered.
+    All,
+    /// The receiver refused the batch for good; sending it again cannot help.
+    Refused(String),
+    /// The events at these indices of the batch (ascending) were not delivered; try again.
+    Retry {
+        undelivered: Vec<usize>,
+        error: String,
+    },
+}
+
+impl Transport {
+    async fn deliver(&mut self, batch: &[HostEvent]) -> Sent {
+        match self {
+            Transport::Http(client) => http::deliver(client, batch).await,
+            Transport::Kafka(sink) => sink.deliver(batch).await,
+        }
+    }
+}
 
 /// A host's state in a deployment (DESIGN.md, status model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,11 +94,6 @@ pub struct HostEvent {
     pub reason: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Batch<'a> {
-    events: &'a [HostEvent],
-}
-
 /// Who reports.
 #[derive(Debug, Clone)]
 pub struct ReportIdentity {
@@ -74,7 +105,7 @@ pub struct ReportIdentity {
     pub fabric: String,
 }
 
-/// Queues events and posts them from a background task.
+/// Queues events and delivers them from a background task.
 pub struct Reporter {
     ident: ReportIdentity,
     seq: AtomicU64,
@@ -92,12 +123,12 @@ fn now_ms() -> u64 {
 }
 
 impl Reporter {
-    /// Starts the posting task. Must be called inside a tokio runtime.
-    pub fn start(client: ControlClient, ident: ReportIdentity) -> Self {
+    /// Starts the delivery task. Must be called inside a tokio runtime.
+    pub fn start(transport: Transport, ident: ReportIdentity) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (unsent_tx, unsent) = watch::channel(0);
         let finishing = Arc::new(tokio::sync::Notify::new());
-        let task = tokio::spawn(post_loop(client, rx, unsent_tx, finishing.clone()));
+        let task = tokio::spawn(deliver_loop(transport, rx, unsent_tx, finishing.clone()));
         Self {
             ident,
             seq: AtomicU64::new(0),
@@ -161,8 +192,8 @@ impl Reporter {
     }
 }
 
-async fn post_loop(
-    client: ControlClient,
+async fn deliver_loop(
+    mut transport: Transport,
     mut rx: mpsc::UnboundedReceiver<HostEvent>,
     unsent: watch::Sender<usize>,
     finishing: Arc<tokio::sync::Notify>,
@@ -189,34 +220,28 @@ async fn post_loop(
         }
         let _ = unsent.send(queue.len());
         let n = queue.len().min(MAX_BATCH);
-        match client
-            .post_json(
-                "/api/v1/events",
-                &Batch {
-                    events: &queue[..n],
-                },
-                "post status events",
-            )
-            .await
-        {
-            Ok(body) => {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
-                    && let Some(rej) = v.get("rejected").and_then(|r| r.as_array())
-                    && !rej.is_empty()
-                {
-                    tracing::warn!(rejected = %serde_json::Value::Array(rej.clone()), "server rejected status events");
-                }
+        match transport.deliver(&queue[..n]).await {
+            Sent::All => {
                 queue.drain(..n);
                 backoff = Duration::from_millis(100);
             }
-            Err(e @ ControlError::Refused { .. }) => {
-                tracing::warn!(error = %e, events = n, "status events refused; dropping them");
+            Sent::Refused(why) => {
+                tracing::warn!(error = %why, events = n, "status events refused; dropping them");
                 queue.drain(..n);
             }
-            Err(e) => {
-                // The client already retried for its own budget; keep the events and go on
-                // trying (the server may be restarting) until `finish` gives up on us.
-                tracing::debug!(error = %e, "posting status events failed; will retry");
+            Sent::Retry { undelivered, error } => {
+                // Keep what did not get through (in order) ahead of what queued since; the
+                // transport already retried for its own budget. Go on trying (the receiver
+                // may be restarting) until `finish` gives up on us.
+                tracing::debug!(%error, undelivered = undelivered.len(), "delivering status events failed; will retry");
+                let mut keep: Vec<HostEvent> = undelivered
+                    .iter()
+                    .filter(|&&i| i < n)
+                    .map(|&i| queue[i].clone())
+                    .collect();
+                keep.extend(queue.drain(n..));
+                queue = keep;
+                let _ = unsent.send(queue.len());
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = finishing.notified() => {}
