@@ -7,8 +7,7 @@
 //! as TCP would. Disk and hashing are instantaneous: a node "verifies" a piece by comparing it
 //! with the payload. Tests use it with a handful of nodes; `bench/` runs it with thousands.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,9 @@ use crate::bitfield::Bitfield;
 use crate::lengths::Lengths;
 use crate::torrent::{Action, Config, Input, PeerInfo, PeerKey, Torrent};
 use crate::wire::Message;
+use event_queue::EventQueue;
+
+mod event_queue;
 
 /// Where nodes learn about each other: a tracker model. `bench/` plugs the real tracker
 /// registry in; tests use [`FullMesh`].
@@ -124,9 +126,14 @@ pub struct Swarm {
     lengths: Lengths,
     payload: Bytes,
     nodes: Vec<Node>,
-    queue: BinaryHeap<Reverse<(Duration, u64, usize)>>,
-    events: HashMap<u64, Event>,
-    seq: u64,
+    /// Slots of `events` by virtual nanoseconds, first in first out within a time.
+    queue: EventQueue,
+    /// Events waiting in `queue` with their node, by slot (a slab: millions of events pass
+    /// through a run).
+    events: Vec<Option<(usize, Event)>>,
+    free_slots: Vec<usize>,
+    /// Leechers that have not completed yet.
+    leechers_left: usize,
     next_key: u64,
     /// Latency of every hop.
     pub latency: Duration,
@@ -174,9 +181,10 @@ impl Swarm {
             lengths,
             payload,
             nodes,
-            queue: BinaryHeap::new(),
-            events: HashMap::new(),
-            seq: 0,
+            queue: EventQueue::default(),
+            events: Vec::new(),
+            free_slots: Vec::new(),
+            leechers_left: 0,
             next_key: 1,
             latency: Duration::from_millis(1),
             cross_fabric_rate: f64::INFINITY,
@@ -186,6 +194,11 @@ impl Swarm {
             reannounce: Duration::from_secs(5),
         };
         s.peer_source = Box::new(FullMesh::new(s.nodes.len()));
+        s.leechers_left = s
+            .nodes
+            .iter()
+            .filter(|n| n.spec.role == Role::Leecher)
+            .count();
         for i in 0..s.nodes.len() {
             let at = s.nodes[i].spec.start_at;
             s.schedule(at, i, Event::Start);
@@ -210,32 +223,39 @@ impl Swarm {
     }
 
     fn schedule(&mut self, at: Duration, node: usize, ev: Event) {
-        self.seq += 1;
-        self.events.insert(self.seq, ev);
-        self.queue.push(Reverse((at, self.seq, node)));
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.events[slot] = Some((node, ev));
+                slot
+            }
+            None => {
+                self.events.push(Some((node, ev)));
+                self.events.len() - 1
+            }
+        };
+        // Runs are far shorter than the 584 years of u64 nanoseconds.
+        let nanos = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+        let slot = u32::try_from(slot).expect("fewer than 2^32 events waiting");
+        self.queue.push(nanos, slot);
     }
 
     /// Runs until every leecher completes or `limit` of virtual time passes; returns the
     /// virtual time at the end.
     pub fn run(&mut self, limit: Duration) -> Duration {
-        while let Some(Reverse((at, seq, node))) = self.queue.pop() {
+        while let Some((nanos, slot)) = self.queue.pop() {
+            let at = Duration::from_nanos(nanos);
             if at > limit {
                 break;
             }
             self.now = at;
-            let ev = self.events.remove(&seq).expect("event stored");
+            let (node, ev) = self.events[slot as usize].take().expect("event stored");
+            self.free_slots.push(slot as usize);
             self.deliver(node, ev);
-            if self.all_done() {
+            if self.leechers_left == 0 {
                 break;
             }
         }
         self.now
-    }
-
-    fn all_done(&self) -> bool {
-        self.nodes
-            .iter()
-            .all(|n| n.spec.role != Role::Leecher || n.report.completed_at.is_some())
     }
 
     /// Results per node, in the order of the specs.
@@ -411,6 +431,9 @@ impl Swarm {
                 if self.nodes[i].report.completed_at.is_none() {
                     self.nodes[i].report.completed_at =
                         Some(self.now.saturating_sub(self.nodes[i].spec.start_at));
+                    if self.nodes[i].spec.role == Role::Leecher {
+                        self.leechers_left -= 1;
+                    }
                 }
             }
             Action::Fatal { error } => panic!("node {i} failed: {error}"),
@@ -483,7 +506,7 @@ impl Swarm {
 
     /// True when every leecher completed.
     pub fn is_done(&self) -> bool {
-        self.all_done()
+        self.leechers_left == 0
     }
 
     /// Pieces each node has (for debugging stalls).
