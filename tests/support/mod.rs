@@ -282,9 +282,15 @@ impl Env {
     /// (and through them, the hooks). The server leads its own process group, so its
     /// agents die with the test.
     pub fn serve(&self, listen: &str, env: &[(&str, String)]) -> Server {
+        self.serve_with_args(listen, env, &[])
+    }
+
+    /// [`Env::serve`] with extra `serve` arguments (e.g. `--reporter kafka --kafka ...`).
+    pub fn serve_with_args(&self, listen: &str, env: &[(&str, String)], args: &[String]) -> Server {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_instream"));
         cmd.arg("serve")
+            .args(args)
             .args(["--listen", listen])
             .arg("--db")
             .arg(self.path().join("instream.db"))
