@@ -145,6 +145,8 @@ fn main() -> Result<()> {
             super_seed: role == Role::Seed && !args.no_super_seed,
             max_peers: args.max_peers,
             fabric_share: share,
+            // Thousands of hosts share this process: no pooled piece buffers.
+            piece_buffer_pool_bytes: 0,
             ..Config::default()
         },
         start_at: Duration::ZERO,

@@ -18,13 +18,18 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
-    /// A pool for buffers of `piece_len` bytes keeping at most `max_bytes` of them (two
-    /// buffers at least: the steady state is one freed, one taken).
+    /// A pool for buffers of `piece_len` bytes keeping at most `max_bytes` of them, and two
+    /// at least (the steady state is one freed, one taken), unless `max_bytes` is 0: no pool.
     pub(crate) fn new(piece_len: usize, max_bytes: usize) -> Self {
+        let max_free = if max_bytes == 0 {
+            0
+        } else {
+            (max_bytes / piece_len.max(1)).max(2)
+        };
         Self {
             free: Vec::new(),
             piece_len,
-            max_free: (max_bytes / piece_len.max(1)).max(2),
+            max_free,
         }
     }
 
@@ -99,5 +104,8 @@ mod tests {
         assert_eq!(pool.free_count(), 2);
         pool.release();
         assert_eq!(pool.free_count(), 0);
+        let mut none = BufferPool::new(1024, 0);
+        none.give(full());
+        assert_eq!(none.free_count(), 0, "a zero-byte pool keeps nothing");
     }
 }

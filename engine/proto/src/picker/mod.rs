@@ -89,9 +89,6 @@ pub struct FabricShare {
     pub of: u32,
 }
 
-/// Free piece buffers kept for reuse, at most (see [`buffer_pool`]).
-const MAX_POOLED_BYTES: usize = 8 * 1024 * 1024;
-
 /// Which blocks to request next, from whom.
 #[derive(Debug)]
 pub struct Picker {
@@ -154,7 +151,7 @@ impl Picker {
     pub fn new(lengths: Lengths, have: Bitfield) -> Self {
         let n = lengths.num_pieces() as usize;
         let unstarted = lengths.num_pieces() - have.count();
-        let buffers = BufferPool::new(lengths.default_piece_len() as usize, MAX_POOLED_BYTES);
+        let buffers = BufferPool::new(lengths.default_piece_len() as usize, 0);
         Self {
             lengths,
             have,
@@ -222,6 +219,12 @@ impl Picker {
                 }
             }
         }
+    }
+
+    /// Keeps up to `bytes` of verified pieces' buffers for the next pieces (see
+    /// [`buffer_pool`]; two buffers at least).
+    pub fn set_buffer_pool(&mut self, bytes: usize) {
+        self.buffers = BufferPool::new(self.lengths.default_piece_len() as usize, bytes);
     }
 
     /// Advances the picker's clock (time is an argument: the picker never reads a clock).

@@ -119,6 +119,7 @@ impl Torrent {
         }
         t.picker.set_fabric_share(t.config.fabric_share);
         t.picker.set_fallback_delay(t.config.fabric_fallback_delay);
+        t.picker.set_buffer_pool(t.config.piece_buffer_pool_bytes);
         t
     }
 
