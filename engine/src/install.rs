@@ -585,6 +585,31 @@ impl Installer {
         )
     }
 
+    /// The content cache: an installed (product, version), of any product, whose payload
+    /// has this BLAKE3 digest and these files (same paths and sizes), preferring `product`
+    /// and recent versions. Its bytes are only a candidate: the caller copies them and
+    /// verifies the copy like a download. Unreadable records are skipped.
+    pub fn find_content(
+        &self,
+        product: &str,
+        blake3_hex: &str,
+        files: &[RecordFile],
+    ) -> Option<(String, String)> {
+        let mut products: Vec<String> = std::fs::read_dir(self.root.join("products"))
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|p| check_name("product", p).is_ok())
+            .collect();
+        products.sort_by_key(|p| p != product);
+        products.into_iter().find_map(|p| {
+            let versions = self.versions(&p).ok()?;
+            versions.into_iter().rev().find_map(|v| {
+                let rec = self.record(&p, &v).ok()??;
+                (rec.blake3 == blake3_hex && rec.files == files).then(|| (p.clone(), v))
+            })
+        })
+    }
+
     /// Removes staging directories left by interrupted installs of `product`.
     pub fn clean_staging(&self, product: &str) -> Result<()> {
         check_name("product", product)?;

@@ -22,7 +22,7 @@ pub mod report;
 pub mod swarm;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
@@ -151,6 +151,9 @@ pub struct Outcome {
     pub state: &'static str,
     /// The version was already on disk (no download).
     pub from_disk: bool,
+    /// The payload was copied from this installed "product version" with the same BLAKE3
+    /// digest (the content cache) and verified like a download.
+    pub copied_from: Option<String>,
     /// Payload bytes received from peers.
     pub bytes_downloaded: u64,
     /// Bytes sent to peers (download and seeding).
@@ -317,6 +320,7 @@ impl DeployArgs {
 /// What the steps hand back on success.
 struct Done {
     from_disk: bool,
+    copied_from: Option<String>,
     downloaded: u64,
     uploaded: u64,
     previous: Option<String>,
@@ -355,6 +359,7 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         version: cfg.version.clone(),
         state: "success",
         from_disk: false,
+        copied_from: None,
         bytes_downloaded: 0,
         bytes_uploaded: 0,
         previous: None,
@@ -368,6 +373,7 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         Ok(done) => {
             reporter.report(HostState::Success, done.downloaded, None);
             out.from_disk = done.from_disk;
+            out.copied_from = done.copied_from.clone();
             out.bytes_downloaded = done.downloaded;
             out.previous = done.previous;
             out.bytes_uploaded = done.uploaded;
@@ -521,6 +527,29 @@ fn payload_files(meta: &TorrentMeta) -> (Vec<RecordFile>, Option<PathBuf>) {
     (files, top)
 }
 
+/// Copies a version's payload files from `from` to `to` (both payload roots).
+fn copy_payload(from: &Path, to: &Path, files: &[RecordFile]) -> Result<(), InstallError> {
+    for f in files {
+        let (src, dst) = (
+            crate::install::payload_path(from, &f.path)?,
+            crate::install::payload_path(to, &f.path)?,
+        );
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| InstallError::Io {
+                op: "create directory",
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::copy(&src, &dst).map_err(|source| InstallError::Io {
+            op: "copy",
+            path: src.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 async fn steps(
     cfg: &AgentConfig,
     client: &ControlClient,
@@ -569,6 +598,7 @@ async fn steps(
                 let act = blocking(move || Ok(inst.activate(&p, &v)?)).await?;
                 return Ok(Done {
                     from_disk: true,
+                    copied_from: None,
                     downloaded: 0,
                     uploaded: 0,
                     previous: act.previous,
@@ -604,6 +634,36 @@ async fn steps(
     }
     reporter.report(HostState::Downloading, 0, None);
     let work = cfg.root.join("downloads").join(&cfg.deployment);
+    let payload_root = match &top {
+        Some(t) => work.join(t),
+        None => work.clone(),
+    };
+    // The content cache: the same bytes already installed under another version (or
+    // product) need no download. Copy them where the download goes; the swarm's resume
+    // check hashes them like any partial download, and BLAKE3 is checked after.
+    let (inst, p, digest_hex, fl) = (
+        installer.clone(),
+        product.clone(),
+        hex::encode(m.blake3),
+        files.clone(),
+    );
+    let mut copied_from = None;
+    if let Some((p, v)) = blocking(move || Ok(inst.find_content(&p, &digest_hex, &fl))).await? {
+        let from = installer.version_dir(&p, &v);
+        let (to, fl) = (payload_root.clone(), files.clone());
+        match blocking(move || Ok(copy_payload(&from, &to, &fl)?)).await {
+            Ok(()) => {
+                tracing::info!(product = %p, version = %v, "same payload on disk: copied");
+                copied_from = Some(format!("{p} {v}"));
+            }
+            Err(e) => tracing::warn!(
+                product = %p,
+                version = %v,
+                error = %error_line(&e),
+                "cannot copy the same payload from disk; downloading"
+            ),
+        }
+    }
     let transfer = swarm::download(
         meta.clone(),
         &work,
@@ -626,10 +686,6 @@ async fn steps(
     let received = transfer.downloaded;
 
     reporter.report(HostState::Verifying, received, None);
-    let payload_root = match &top {
-        Some(t) => work.join(t),
-        None => work.clone(),
-    };
     let (pr, fl) = (payload_root.clone(), files.clone());
     let digest = blocking(move || Ok(crate::install::payload_digest(&pr, &fl)?)).await;
     if let Err(e) = digest.and_then(|d| Ok(verified.check_blake3(&d)?)) {
@@ -680,6 +736,7 @@ async fn steps(
     match act {
         Ok(act) => Ok(Done {
             from_disk: false,
+            copied_from,
             downloaded: received,
             uploaded: transfer.uploaded,
             previous: act.previous,

@@ -134,14 +134,18 @@ fn deploy(args: instream_engine::agent::DeployArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&out)?);
     } else {
         eprintln!(
-            "{} {} {} on {}: {} ({} bytes downloaded{})",
+            "{} {} {} on {}: {} ({} bytes downloaded{}{})",
             out.state,
             out.product,
             out.version,
             out.host,
             out.reason.as_deref().unwrap_or("active"),
             out.bytes_downloaded,
-            if out.from_disk { ", from disk" } else { "" }
+            if out.from_disk { ", from disk" } else { "" },
+            match &out.copied_from {
+                Some(src) => format!(", payload copied from {src}"),
+                None => String::new(),
+            }
         );
     }
     match out.reason {
