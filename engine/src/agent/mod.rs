@@ -4,7 +4,9 @@
 //! ```text
 //! fetch manifest ─▶ check signature (trusted publisher key) ─▶ on disk and intact?
 //!    ├─ yes: verifying ─▶ installing ─▶ activate (link switch + hooks) ─▶ success  (0 bytes)
-//!    └─ no:  fetch torrent ─▶ downloading (swarm) ─▶ verifying (BLAKE3) ─▶ installing
+//!    └─ no:  fetch torrent ─▶ same payload (BLAKE3, files) installed under another
+//!            version? copy it in ─▶ downloading (swarm; the resume check takes what is
+//!            there) ─▶ verifying (BLAKE3) ─▶ installing
 //!            ─▶ commit version dir ─▶ seed read-only ─▶ activate ─▶ success ─▶ seed --seed-for
 //! any error ─▶ failure with the reason; the previous version stays active
 //! ```
