@@ -154,6 +154,11 @@ fn broker_killed_and_restarted_mid_deployment_loses_no_event() {
     assert_eq!(v["progress"]["success"], 4, "{v}");
     check_events(&env, &broker, &id, 4);
     assert_eq!(metric(&srv, "instream_events_malformed_total"), 0);
+    let log = env.log();
+    assert!(
+        log.contains("kafka broker unreachable") && log.contains("kafka broker reachable again"),
+        "the outage is logged, and the recovery: {log}"
+    );
 }
 
 #[test]

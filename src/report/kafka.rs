@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -200,6 +200,15 @@ impl Context {
 }
 
 impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // Connection failures are summed up by `error` below, once per outage.
+        if fac == "FAIL" || level as i32 > RDKafkaLogLevel::Warning as i32 {
+            tracing::debug!(target: "librdkafka", "{fac} {log_message}");
+        } else {
+            tracing::warn!(target: "librdkafka", "{fac} {log_message}");
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         match error.rdkafka_error_code() {
             Some(

@@ -9,10 +9,13 @@
 //! (a new record, which the server's store drops as a duplicate if the first one did land
 //! after all). Sending only enqueues in librdkafka's memory, so it never waits on the broker.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use thiserror::Error;
@@ -64,15 +67,35 @@ pub fn record_value(e: &HostEvent) -> Vec<u8> {
     serde_json::to_vec(e).expect("a HostEvent always serializes")
 }
 
-/// Routes librdkafka's complaints to `tracing`, with one clear line when no broker answers.
-struct Context;
+/// Routes librdkafka's complaints to `tracing`: one line when the broker goes away and one
+/// when it is back, not one per reconnect attempt.
+struct Context {
+    /// Shared with the sink, which sees deliveries succeed again.
+    down: Arc<AtomicBool>,
+}
 
 impl ClientContext for Context {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            tracing::warn!(%reason, "kafka: no broker reachable; status events are kept and retried");
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // Connection failures are summed up by `error` below.
+        if fac == "FAIL" || level as i32 > RDKafkaLogLevel::Warning as i32 {
+            tracing::debug!(target: "librdkafka", "{fac} {log_message}");
         } else {
-            tracing::warn!(%error, %reason, "kafka producer error");
+            tracing::warn!(target: "librdkafka", "{fac} {log_message}");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve,
+            ) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%reason, "kafka broker unreachable; status events are kept and retried");
+                }
+            }
+            _ => tracing::warn!(%error, %reason, "kafka producer error"),
         }
     }
 }
@@ -82,21 +105,25 @@ pub struct KafkaSink {
     producer: FutureProducer<Context>,
     cfg: KafkaReportConfig,
     client_id: String,
+    down: Arc<AtomicBool>,
 }
 
 impl KafkaSink {
     /// Creates the producer; it connects in the background (no broker needs to be up yet).
     pub fn new(cfg: &KafkaReportConfig, client_id: &str) -> Result<Self, KafkaSinkError> {
+        let down = Arc::new(AtomicBool::new(false));
         Ok(Self {
-            producer: Self::producer(cfg, client_id)?,
+            producer: Self::producer(cfg, client_id, down.clone())?,
             cfg: cfg.clone(),
             client_id: client_id.to_string(),
+            down,
         })
     }
 
     fn producer(
         cfg: &KafkaReportConfig,
         client_id: &str,
+        down: Arc<AtomicBool>,
     ) -> Result<FutureProducer<Context>, KafkaSinkError> {
         ClientConfig::new()
             .set("bootstrap.servers", &cfg.brokers)
@@ -114,7 +141,7 @@ impl KafkaSink {
             .set("reconnect.backoff.max.ms", "1000")
             .set("retry.backoff.ms", "100")
             .set("retry.backoff.max.ms", "1000")
-            .create_with_context(Context)
+            .create_with_context(Context { down })
             .map_err(|source| KafkaSinkError {
                 brokers: cfg.brokers.clone(),
                 source,
@@ -127,7 +154,7 @@ impl KafkaSink {
         // stops for good; a new one starts a new sequence, and the store dedupes.
         if let Some(fatal) = self.producer.client().fatal_error() {
             tracing::warn!(error = ?fatal, "kafka producer failed; starting a new one");
-            match Self::producer(&self.cfg, &self.client_id) {
+            match Self::producer(&self.cfg, &self.client_id, self.down.clone()) {
                 Ok(p) => self.producer = p,
                 Err(e) => {
                     return Sent::Retry {
@@ -162,6 +189,9 @@ impl KafkaSink {
             error.get_or_insert(failed);
         }
         if undelivered.is_empty() {
+            if self.down.swap(false, Ordering::Relaxed) {
+                tracing::info!("kafka broker reachable again");
+            }
             return Sent::All;
         }
         undelivered.sort_unstable();
