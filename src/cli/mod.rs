@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the control server (HTTP API, SQLite store, deployment driver, dispatcher).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Build a torrent and a signed manifest for a product version, register them, and have
     /// the origin seed it.
     ///
@@ -87,7 +87,7 @@ impl ClientArgs {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(*a),
         Command::Publish(a) => block_on(publish::run(a)),
         Command::Deploy(a) => block_on(deploy::run(a)),
         Command::Status(a) => block_on(status::run(a)),

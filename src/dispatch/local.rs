@@ -90,10 +90,10 @@ impl AgentCommand {
             .map(|h| h.name.as_str())
             .collect();
         same_fabric.sort_unstable();
-        if let Some(rank) = same_fabric.iter().position(|h| *h == host) {
-            if same_fabric.len() > 1 {
-                push("--fabric-share", &format!("{rank}/{}", same_fabric.len()));
-            }
+        if let Some(rank) = same_fabric.iter().position(|h| *h == host)
+            && same_fabric.len() > 1
+        {
+            push("--fabric-share", &format!("{rank}/{}", same_fabric.len()));
         }
         if let Some(k) = &self.trusted_key {
             push("--trusted-key", k);
