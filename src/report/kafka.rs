@@ -15,6 +15,7 @@
 use super::{Ingest, MAX_BATCH, ReportError, ReportSource};
 use crate::deploy::model::HostEvent;
 use crate::metrics::Metrics;
+use engine::agent::report::kafka::{broker_unreachable, route_librdkafka_log};
 use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -201,22 +202,14 @@ impl Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        // Connection failures are summed up by `error` below, once per outage.
-        if fac == "FAIL" || level as i32 > RDKafkaLogLevel::Warning as i32 {
-            tracing::debug!(target: "librdkafka", "{fac} {log_message}");
-        } else {
-            tracing::warn!(target: "librdkafka", "{fac} {log_message}");
-        }
+        route_librdkafka_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        match error.rdkafka_error_code() {
-            Some(
-                RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::Resolve,
-            ) => self.broker_down(reason),
-            _ => tracing::warn!(%error, %reason, "kafka consumer error"),
+        if broker_unreachable(&error) {
+            self.broker_down(reason);
+        } else {
+            tracing::warn!(%error, %reason, "kafka consumer error");
         }
     }
 }

@@ -74,28 +74,39 @@ struct Context {
     down: Arc<AtomicBool>,
 }
 
+/// librdkafka's log lines into `tracing`: warnings as warnings, except connection failures
+/// (`FAIL`), which [`broker_unreachable`] errors sum up once per outage; the rest at debug.
+/// Shared with the control server's consumer.
+pub fn route_librdkafka_log(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    if fac == "FAIL" || level as i32 > RDKafkaLogLevel::Warning as i32 {
+        tracing::debug!(target: "librdkafka", "{fac} {log_message}");
+    } else {
+        tracing::warn!(target: "librdkafka", "{fac} {log_message}");
+    }
+}
+
+/// True for the errors that mean "no broker reachable" (as opposed to a bad request).
+pub fn broker_unreachable(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve,
+        )
+    )
+}
+
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        // Connection failures are summed up by `error` below.
-        if fac == "FAIL" || level as i32 > RDKafkaLogLevel::Warning as i32 {
-            tracing::debug!(target: "librdkafka", "{fac} {log_message}");
-        } else {
-            tracing::warn!(target: "librdkafka", "{fac} {log_message}");
-        }
+        route_librdkafka_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        match error.rdkafka_error_code() {
-            Some(
-                RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::Resolve,
-            ) => {
-                if !self.down.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(%reason, "kafka broker unreachable; status events are kept and retried");
-                }
-            }
-            _ => tracing::warn!(%error, %reason, "kafka producer error"),
+        if !broker_unreachable(&error) {
+            tracing::warn!(%error, %reason, "kafka producer error");
+        } else if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%reason, "kafka broker unreachable; status events are kept and retried");
         }
     }
 }
