@@ -28,6 +28,28 @@ fn rng() -> SmallRng {
     SmallRng::seed_from_u64(7)
 }
 
+/// What `p` picks for peer `peer` (with a fresh seeded rng).
+fn picks(
+    p: &mut Picker,
+    peer: u64,
+    theirs: &Bitfield,
+    scope: PeerScope,
+    fallback: bool,
+    max: usize,
+) -> Vec<BlockRef> {
+    let mut out = Vec::new();
+    p.pick(
+        PeerKey(peer),
+        theirs,
+        scope,
+        fallback,
+        max,
+        &mut rng(),
+        &mut out,
+    );
+    out
+}
+
 #[test]
 fn rarest_piece_is_picked_first() {
     let (_, mut p) = setup(4);
@@ -53,30 +75,13 @@ fn partial_pieces_are_finished_first() {
     let (_, mut p) = setup(8);
     let all = Bitfield::full(8);
     p.add_peer_pieces(&all, PeerScope::Local);
-    let mut out = Vec::new();
-    p.pick(
-        PeerKey(1),
-        &all,
-        PeerScope::Local,
-        false,
-        2,
-        &mut rng(),
-        &mut out,
-    );
+    let out = picks(&mut p, 1, &all, PeerScope::Local, false, 2);
     let first_piece = out[0].piece;
     // Peer 1 leaves; its requests return to the pool.
-    for b in out.drain(..) {
+    for b in out {
         p.release(PeerKey(1), b);
     }
-    p.pick(
-        PeerKey(2),
-        &all,
-        PeerScope::Local,
-        false,
-        4,
-        &mut rng(),
-        &mut out,
-    );
+    let out = picks(&mut p, 2, &all, PeerScope::Local, false, 4);
     assert!(out.iter().all(|b| b.piece == first_piece), "{out:?}");
 }
 
@@ -84,25 +89,8 @@ fn partial_pieces_are_finished_first() {
 fn blocks_are_not_requested_twice_outside_endgame() {
     let (_, mut p) = setup(10);
     let all = Bitfield::full(10);
-    let mut out = Vec::new();
-    p.pick(
-        PeerKey(1),
-        &all,
-        PeerScope::Local,
-        false,
-        5,
-        &mut rng(),
-        &mut out,
-    );
-    p.pick(
-        PeerKey(2),
-        &all,
-        PeerScope::Local,
-        false,
-        5,
-        &mut rng(),
-        &mut out,
-    );
+    let mut out = picks(&mut p, 1, &all, PeerScope::Local, false, 5);
+    out.extend(picks(&mut p, 2, &all, PeerScope::Local, false, 5));
     assert!(!p.in_endgame());
     let unique: HashSet<_> = out.iter().collect();
     assert_eq!(unique.len(), out.len());
@@ -112,39 +100,12 @@ fn blocks_are_not_requested_twice_outside_endgame() {
 fn endgame_duplicates_in_flight_blocks() {
     let (_, mut p) = setup(1);
     let all = Bitfield::full(1);
-    let mut a = Vec::new();
-    p.pick(
-        PeerKey(1),
-        &all,
-        PeerScope::Local,
-        false,
-        10,
-        &mut rng(),
-        &mut a,
-    );
+    let a = picks(&mut p, 1, &all, PeerScope::Local, false, 10);
     assert_eq!(a.len(), 4);
     assert!(p.in_endgame());
-    let mut b = Vec::new();
-    p.pick(
-        PeerKey(2),
-        &all,
-        PeerScope::Local,
-        false,
-        10,
-        &mut rng(),
-        &mut b,
-    );
+    let b = picks(&mut p, 2, &all, PeerScope::Local, false, 10);
     assert_eq!(a, b, "second peer duplicates every block");
-    let mut c = Vec::new();
-    p.pick(
-        PeerKey(3),
-        &all,
-        PeerScope::Local,
-        false,
-        10,
-        &mut rng(),
-        &mut c,
-    );
+    let c = picks(&mut p, 3, &all, PeerScope::Local, false, 10);
     assert!(c.is_empty(), "at most two requesters per block");
     // The first answer cancels the duplicate.
     match p.block_received(PeerKey(2), a[0], &[0; BLOCK_LEN as usize]) {
@@ -164,16 +125,7 @@ fn endgame_duplicates_in_flight_blocks() {
 fn completed_piece_carries_its_bytes_in_order() {
     let (l, mut p) = setup(1);
     let all = Bitfield::full(1);
-    let mut out = Vec::new();
-    p.pick(
-        PeerKey(1),
-        &all,
-        PeerScope::Local,
-        false,
-        10,
-        &mut rng(),
-        &mut out,
-    );
+    let out = picks(&mut p, 1, &all, PeerScope::Local, false, 10);
     let mut done = None;
     for b in out.iter().rev() {
         let data = vec![b.index() as u8; b.len as usize];
@@ -259,16 +211,7 @@ fn smart_ban_names_the_peer_whose_block_differed() {
 fn sole_sender_of_a_bad_piece_is_named() {
     let (_, mut p) = setup(1);
     let all = Bitfield::full(1);
-    let mut a = Vec::new();
-    p.pick(
-        PeerKey(9),
-        &all,
-        PeerScope::Local,
-        false,
-        4,
-        &mut rng(),
-        &mut a,
-    );
+    let a = picks(&mut p, 9, &all, PeerScope::Local, false, 4);
     for blk in &a {
         p.block_received(PeerKey(9), *blk, &[1; BLOCK_LEN as usize]);
     }
@@ -285,16 +228,7 @@ fn sole_sender_of_a_bad_piece_is_named() {
 fn remote_peers_only_bring_pieces_new_to_the_fabric() {
     let (_, mut p) = setup(3);
     p.add_peer_pieces(&bf(3, &[0, 1]), PeerScope::Local);
-    let mut out = Vec::new();
-    p.pick(
-        PeerKey(5),
-        &Bitfield::full(3),
-        PeerScope::Remote,
-        false,
-        8,
-        &mut rng(),
-        &mut out,
-    );
+    let out = picks(&mut p, 5, &Bitfield::full(3), PeerScope::Remote, false, 8);
     assert!(!out.is_empty());
     assert!(out.iter().all(|b| b.piece.get() == 2), "{out:?}");
 }
@@ -335,16 +269,7 @@ fn fallback_fetches_wait_for_the_delay_and_go_one_at_a_time() {
     );
     // Without the fall-back flag (same-fabric peers still have work for us) nothing outside
     // the share is asked of another fabric.
-    let mut out = Vec::new();
-    p.pick(
-        PeerKey(3),
-        &theirs,
-        PeerScope::Remote,
-        false,
-        16,
-        &mut rng(),
-        &mut out,
-    );
+    let out = picks(&mut p, 3, &theirs, PeerScope::Remote, false, 16);
     assert!(out.is_empty(), "{out:?}");
 }
 
@@ -353,39 +278,12 @@ fn fallback_fetches_wait_for_the_delay_and_go_one_at_a_time() {
 fn endgame_never_duplicates_across_fabrics() {
     let (_, mut p) = setup(1);
     let all = Bitfield::full(1);
-    let mut a = Vec::new();
-    p.pick(
-        PeerKey(1),
-        &all,
-        PeerScope::Remote,
-        false,
-        10,
-        &mut rng(),
-        &mut a,
-    );
+    let a = picks(&mut p, 1, &all, PeerScope::Remote, false, 10);
     assert_eq!(a.len(), 4);
     assert!(p.in_endgame());
-    let mut b = Vec::new();
-    p.pick(
-        PeerKey(2),
-        &all,
-        PeerScope::Remote,
-        false,
-        10,
-        &mut rng(),
-        &mut b,
-    );
+    let b = picks(&mut p, 2, &all, PeerScope::Remote, false, 10);
     assert!(b.is_empty(), "remote duplicate: {b:?}");
-    let mut c = Vec::new();
-    p.pick(
-        PeerKey(3),
-        &all,
-        PeerScope::Local,
-        false,
-        10,
-        &mut rng(),
-        &mut c,
-    );
+    let c = picks(&mut p, 3, &all, PeerScope::Local, false, 10);
     assert_eq!(a, c, "a same-fabric peer still duplicates");
 }
 
