@@ -86,6 +86,24 @@ impl Tools {
     }
 
     /// Fails early, with the fix, if a client's programs are missing.
+    /// [`Tools::locate`], with the extra instream arguments (space-separated) and every
+    /// client of the run checked.
+    pub fn for_run(
+        bin_dir: Option<PathBuf>,
+        verbose: bool,
+        seed_args: &str,
+        peer_args: &str,
+        clients: &[ClientKind],
+    ) -> Result<Tools> {
+        let mut tools = Tools::locate(bin_dir, verbose)?;
+        tools.seed_args = seed_args.split_whitespace().map(String::from).collect();
+        tools.peer_args = peer_args.split_whitespace().map(String::from).collect();
+        for c in clients {
+            tools.check(*c)?;
+        }
+        Ok(tools)
+    }
+
     pub fn check(&self, kind: ClientKind) -> Result<()> {
         match kind {
             ClientKind::Libtorrent => {

@@ -90,20 +90,13 @@ pub fn run(a: DatapathArgs) -> Result<()> {
         a.rounds >= 1 && !a.clients.is_empty(),
         "need at least one round and one client"
     );
-    let mut tools = Tools::locate(a.bin_dir.clone(), a.verbose)?;
-    tools.seed_args = a
-        .instream_seed_args
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    tools.peer_args = a
-        .instream_peer_args
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    for c in &a.clients {
-        tools.check(*c)?;
-    }
+    let tools = Tools::for_run(
+        a.bin_dir.clone(),
+        a.verbose,
+        &a.instream_seed_args,
+        &a.instream_peer_args,
+        &a.clients,
+    )?;
     install_interrupt_handler();
     let work = ScratchDir::new(a.work_dir.as_deref(), a.keep)?;
     let payload = work.path().join("src/payload.bin");

@@ -186,20 +186,13 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         a.fabrics == 1 || a.fabric_mbit.is_some(),
         "--fabrics > 1 needs --fabric-mbit"
     );
-    let mut tools = Tools::locate(a.bin_dir.clone(), a.verbose)?;
-    tools.seed_args = a
-        .instream_seed_args
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    tools.peer_args = a
-        .instream_peer_args
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    for c in &a.clients {
-        tools.check(*c)?;
-    }
+    let tools = Tools::for_run(
+        a.bin_dir.clone(),
+        a.verbose,
+        &a.instream_seed_args,
+        &a.instream_peer_args,
+        &a.clients,
+    )?;
     install_interrupt_handler();
     let stale = netns::remove_stale();
     if stale > 0 {
