@@ -1,13 +1,32 @@
 //! `instream`: parse → run → on error print one line `error: ...` and exit non-zero.
 //! Logs (tracing) go to stderr; `RUST_LOG` overrides the default level (info for `serve`,
 //! warn for the operator commands, whose stdout is their answer).
+//!
+//! It is also a multi-call binary: started under the name `instream-tracker`,
+//! `instream-seed` or `instream-peer` (a link to it), it is that program. `instream up`
+//! runs its fleet that way, so `cargo run --release -- up` compiles and links once.
 
 use clap::Parser;
+use instream::cli::legacy::{Rewrite, rewrite};
 use instream::cli::{Cli, Command, run};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    match std::path::Path::new(&argv0).file_name().and_then(|n| n.to_str()) {
+        Some("instream-tracker") => return tracker::program::main(),
+        Some("instream-seed") => return engine::programs::seed::main(),
+        Some("instream-peer") => return engine::programs::peer::main(),
+        _ => {}
+    }
+    let args = match rewrite(std::env::args_os().collect()) {
+        Rewrite::Args(a) => a,
+        Rewrite::Refuse(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;

@@ -23,6 +23,7 @@ pub(crate) mod driver;
 pub mod install;
 pub mod meta;
 pub mod net;
+pub mod programs;
 pub mod session;
 pub mod size;
 pub mod storage;

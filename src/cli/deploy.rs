@@ -48,6 +48,10 @@ pub struct DeployArgs {
     /// Seconds a host may stay silent before it fails [default: the server's].
     #[arg(long, value_name = "SECS")]
     pub report_deadline: Option<u64>,
+    /// Answer as the system instream descends from did too (`torrentid` beside `id`); set
+    /// by its spelling, `instream -p P -v V -f F -ho HOSTS` (see `cli::legacy`).
+    #[arg(long = "legacy-answer", hide = true)]
+    pub legacy_answer: bool,
 }
 
 fn parse_canary(s: &str) -> Result<Canary, String> {
@@ -84,6 +88,15 @@ pub async fn run(a: DeployArgs) -> Result<()> {
         report_deadline_ms: a.report_deadline.map(|s| s.saturating_mul(1000)),
     };
     let s: Submitted = client.post("/api/v1/deployments", &req).await?;
+    if a.legacy_answer {
+        // The contract's line, plus the key the old system's scripts read.
+        let mut v = serde_json::to_value(&s)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("torrentid".into(), serde_json::Value::String(s.id.clone()));
+        }
+        println_or_exit(&serde_json::to_string(&v)?);
+        return Ok(());
+    }
     println_or_exit(&serde_json::to_string(&s)?);
     Ok(())
 }

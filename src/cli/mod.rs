@@ -4,6 +4,7 @@
 pub mod client;
 pub mod config;
 pub mod deploy;
+pub mod legacy;
 pub mod output;
 pub mod promote;
 pub mod publish;
@@ -54,8 +55,8 @@ pub enum Command {
     /// fabrics; publish a generated product, deploy it with a canary, show progress, print
     /// the final status and the fanout time against its lower bound.
     ///
-    /// The tracker, origin and host agent are instream-tracker, instream-seed and
-    /// instream-peer beside this binary (under `cargo run` they are built first). Each
+    /// The tracker, origin and host agent are this binary started as instream-tracker,
+    /// instream-seed and instream-peer (links to it in the work directory). Each
     /// process runs in its own process group and is stopped at exit or Ctrl-C. The lower
     /// bound is payload x hosts divided by the slower of loopback TCP and buffered disk
     /// writes, both measured just before the deployment. With --keep, the control server's

@@ -1,8 +1,8 @@
 //! `instream up [--hosts N] [--fabrics K] [--size SIZE] [--keep]`: the whole system on one
 //! machine, with no outside service.
 //!
-//! 1. finds `instream-tracker`, `instream-seed` and `instream-peer` beside this binary (run
-//!    through `cargo run`, it builds them first if they are missing);
+//! 1. links `instream-tracker`, `instream-seed` and `instream-peer` to this binary, which is
+//!    all three when started under their names (or takes them from `--bin-dir`);
 //! 2. starts, each by PID in its own process group: the tracker (HTTP on 127.0.0.1, admin
 //!    token), the origin (`instream-seed serve --watch`), and `instream serve` (SQLite in the
 //!    work directory, local dispatcher over a generated inventory of N hosts in K fabrics,
@@ -66,62 +66,42 @@ pub struct UpArgs {
     /// Work directory, kept afterwards [default: a temporary directory, removed at exit].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Directory with instream-tracker, instream-seed and instream-peer [default: beside
-    /// this binary].
+    /// Directory with instream-tracker, instream-seed and instream-peer [default: links to
+    /// this binary, which is all three].
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 }
 
 const BINS: [&str; 3] = ["instream-tracker", "instream-seed", "instream-peer"];
 
-/// The directory of the sibling binaries. Under `cargo run` (and without `--bin-dir`) they
-/// are built first in the same profile, which is a no-op when they are fresh, so `cargo
-/// run --release -- up` works from a clean checkout and never runs stale agents.
-fn find_bins(explicit: Option<&Path>) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("find this executable")?;
-    let dir = match explicit {
-        Some(d) => d.to_path_buf(),
-        None => exe
-            .parent()
-            .context("this executable has no directory")?
-            .to_path_buf(),
-    };
-    let hint = "build them with `cargo build --release --workspace`";
-    if let (Some(cargo), Some(manifest), None) = (
-        std::env::var_os("CARGO"),
-        std::env::var_os("CARGO_MANIFEST_DIR"),
-        explicit,
-    ) {
-        let mut cmd = Command::new(cargo);
-        cmd.arg("build")
-            .arg("--manifest-path")
-            .arg(Path::new(&manifest).join("Cargo.toml"))
-            .args(["-p", "instream-engine", "-p", "instream-tracker", "--bins"]);
-        match dir.file_name().and_then(|n| n.to_str()) {
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some("debug") | None => {}
-            Some(profile) => {
-                cmd.args(["--profile", profile]);
-            }
+/// The directory holding the three programs. With `--bin-dir`, that directory (each must
+/// be there). Without it, `DIR/bin` of the work directory gets links named after them to
+/// this very binary, which is all of them (see `main.rs`): nothing else to build, and the
+/// fleet never runs agents older than this `instream`.
+fn find_bins(explicit: Option<&Path>, work: &Path) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        let missing: Vec<&str> = BINS
+            .iter()
+            .copied()
+            .filter(|b| !dir.join(b).is_file())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{} not found in {}: build them with `cargo build --release --workspace`",
+                missing.join(", "),
+                dir.display()
+            );
         }
-        let st = cmd.status().context("run cargo")?;
-        if !st.success() {
-            bail!("building {} failed ({st}): {hint}", BINS.join(", "));
-        }
+        return Ok(dir.to_path_buf());
     }
-    let missing: Vec<&str> = BINS
-        .iter()
-        .copied()
-        .filter(|b| !dir.join(b).is_file())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "{} not found in {}: {hint}",
-            missing.join(", "),
-            dir.display()
-        );
+    let exe = std::env::current_exe().context("find this executable")?;
+    let dir = work.join("bin");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    for b in BINS {
+        let link = dir.join(b);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&exe, &link)
+            .with_context(|| format!("link {} to {}", link.display(), exe.display()))?;
     }
     Ok(dir)
 }
@@ -390,7 +370,6 @@ pub fn run(a: UpArgs) -> Result<()> {
     if a.size == 0 {
         bail!("--size must be at least one byte");
     }
-    let bins = find_bins(a.bin_dir.as_deref())?;
     let work = WorkDir {
         path: a.dir.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("instream-up-{}", &random_hex()[..8]))
@@ -400,6 +379,7 @@ pub fn run(a: UpArgs) -> Result<()> {
     std::fs::create_dir_all(&work.path)
         .with_context(|| format!("create {}", work.path.display()))?;
     let work_path = std::path::absolute(&work.path).unwrap_or(work.path.clone());
+    let bins = find_bins(a.bin_dir.as_deref(), &work_path)?;
 
     // Children are spawned from this (the main) thread: PR_SET_PDEATHSIG follows the
     // thread that forked them.

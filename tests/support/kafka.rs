@@ -2,7 +2,7 @@
 //! log in SQLite under a test directory, so a broker killed with SIGKILL and started again
 //! on the same directory keeps every acknowledged record. Started and stopped by PID (Drop).
 //!
-//! The binary is `target/ci/kafka-tools/bin/tansu` (installed by `.ci/run`) or `$TANSU_BIN`.
+//! The binary is `tansu-0.6.0/bin/tansu` in the CI cache (installed by `.ci/run`) or `$TANSU_BIN`.
 #![allow(dead_code)]
 
 use crate::support::wait_for;
@@ -20,13 +20,15 @@ pub fn tansu_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("TANSU_BIN") {
         return p.into();
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci/kafka-tools/bin/tansu");
+    let root = crate::support::ci_cache().join("tansu-0.6.0");
+    let p = root.join("bin/tansu");
     assert!(
         p.is_file(),
         "the Kafka-protocol broker is missing: {} does not exist. Install it (about 10 minutes) \
-with `cargo install tansu@0.6.0 --locked --no-default-features --features libsql --root \
-target/ci/kafka-tools` (what .ci/run does), or point TANSU_BIN at a tansu 0.6.0 binary",
-        p.display()
+with `cargo install tansu@0.6.0 --locked --no-default-features --features libsql --root {}` \
+(what .ci/run does), or point TANSU_BIN at a tansu 0.6.0 binary",
+        p.display(),
+        root.display()
     );
     p
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "test-token-0123456789";
@@ -39,6 +39,14 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Opti
     }
 }
 
+/// Where `.ci/run` keeps the tools the tests use (salt venv, Kafka broker), outside any
+/// clone: `$INSTREAM_CI_CACHE`, or /var/cache/instream-ci.
+pub fn ci_cache() -> PathBuf {
+    std::env::var_os("INSTREAM_CI_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/instream-ci"))
+}
+
 /// The directory holding `instream` (target/debug or target/release).
 pub fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_instream"))
@@ -47,38 +55,22 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of an engine or tracker binary, built (once per process) in the same profile as
-/// `instream`.
+/// Path of an engine or tracker program: a link named after it to `instream`, which is
+/// every program when started under its name (see `src/main.rs`), so the tests run exactly
+/// the code this test build compiled. Links are made by rename, so parallel test processes
+/// never see a half-made one.
 pub fn engine_bin(name: &str) -> PathBuf {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.arg("build")
-            .arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .args(["-p", "instream-engine", "-p", "instream-tracker", "--bins"]);
-        match bin_dir().file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(p) => {
-                cmd.args(["--profile", p]);
-            }
-        }
-        let out = cmd
-            .output()
-            .expect("run cargo to build the engine binaries");
-        assert!(
-            out.status.success(),
-            "building the engine binaries failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    let p = bin_dir().join(name);
-    assert!(p.is_file(), "{} was not built", p.display());
-    p
+    let exe = Path::new(env!("CARGO_BIN_EXE_instream"));
+    let dir = bin_dir().join("multicall");
+    std::fs::create_dir_all(&dir).expect("create the multi-call link directory");
+    let link = dir.join(name);
+    if std::fs::read_link(&link).ok().as_deref() != Some(exe) {
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(exe, &tmp).expect("link a program name to instream");
+        std::fs::rename(&tmp, &link).expect("move the program link into place");
+    }
+    link
 }
 
 /// A child process killed (with its process group, if it leads one) on Drop.

@@ -7,7 +7,7 @@
 //! minions first, also when the test panics. Salt cannot bind port 0, so the ports are
 //! picked free just before start.
 //!
-//! The venv is `target/ci/venv-salt` (`.ci/run` creates it; `INSTREAM_SALT_VENV` points
+//! The venv is `venv-salt-VERSION` in the CI cache ([`crate::support::ci_cache`]; `.ci/run` creates it; `INSTREAM_SALT_VENV` points
 //! elsewhere); if it is missing it is created here with `python3 -m venv` and pip (about
 //! 1.5 min, needs PyPI).
 
@@ -38,7 +38,7 @@ pub struct SaltRig {
 pub fn venv() -> PathBuf {
     let venv = std::env::var_os("INSTREAM_SALT_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci/venv-salt"));
+        .unwrap_or_else(|| crate::support::ci_cache().join(format!("venv-salt-{SALT_VERSION}")));
     let ready = |v: &Path| {
         Command::new(v.join("bin/python"))
             .args([

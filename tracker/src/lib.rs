@@ -18,6 +18,7 @@ pub mod access;
 pub mod config;
 pub mod connection_id;
 pub mod fabric_map;
+pub mod program;
 mod http_worker;
 mod state;
 pub mod stats;

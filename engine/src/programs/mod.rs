@@ -1,13 +1,60 @@
-//! What both binaries share: logging set-up, signals, and the one-line error
-//! exit of DESIGN.md ("error: ..." on stderr, non-zero status; a closed stdout is not an
-//! error).
+//! The engine's programs, `instream-peer` ([`peer`]) and `instream-seed` ([`seed`]), as
+//! library entry points: the binaries in `src/bin/` are one call each, and the `instream`
+//! multi-call binary runs them when started under their names (so `instream up` needs one
+//! build). This module holds what they share: argument parsing with one-line errors,
+//! logging set-up, signals, and the exit contract of docs/ARCHITECTURE.md ("error: ..." on
+//! stderr, non-zero status; a closed stdout is not an error).
 
-#![allow(dead_code)] // each binary uses a subset
+pub mod peer;
+pub mod seed;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+
+/// Parses the command line, or exits: `--help`/`--version` print and exit 0; any other
+/// problem prints one `error: ...` line (clap's first line, without its usage block) and
+/// exits 2, the status clap uses for usage errors.
+pub fn parse_args<P: clap::Parser>() -> P {
+    match P::try_parse() {
+        Ok(p) => p,
+        Err(e) => exit_usage(e),
+    }
+}
+
+/// Prints a clap error the way every instream program does (see [`parse_args`]) and exits.
+pub fn exit_usage(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Help asked for (or a bare command): the full text, as clap prints it.
+            let _ = e.print();
+            std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                2
+            } else {
+                0
+            })
+        }
+        _ => {
+            eprintln!("error: {}", usage_error_line(&e));
+            std::process::exit(2)
+        }
+    }
+}
+
+/// clap's message without its `error: ` prefix, usage block and tips: one line.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid arguments");
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings only, so pipes stay quiet).
 pub fn init_tracing() {

@@ -1,0 +1,329 @@
+//! `instream-peer get`: fetch a torrent's payload into `--out DIR`, verify every piece, keep
+//! seeding for `--seed-for` seconds, and exit 0 only if every piece verified.
+//!
+//! Output contract: a progress bar on stderr only when stderr is a terminal; with `--json`
+//! exactly one summary line on stdout at the end; errors as one `error: ...` line.
+//! A restarted `get` into the same directory checks what is there and fetches only the rest.
+
+
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use crate::meta::TorrentMeta;
+use crate::session::{
+    AddOptions, Session, SessionConfig, TorrentHandle, TorrentState, TorrentStatus,
+};
+use crate::storage::{self, OpenOptions};
+use tokio::net::TcpListener;
+use tracing::{debug, info};
+
+#[derive(Parser)]
+#[command(
+    name = "instream-peer",
+    version,
+    about = "Fetch a product version from the swarm"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Download a torrent's payload, verify it, and seed it for a while.
+    Get(GetArgs),
+    /// Host agent: bring this host to a product version (fetch, verify, install, activate,
+    /// report to the control server); see crate::agent.
+    Deploy(crate::agent::DeployArgs),
+}
+
+#[derive(clap::Args)]
+struct GetArgs {
+    /// A .torrent file, or an http:// URL of one.
+    source: String,
+    /// Directory to download into (the payload lands in DIR/<name>).
+    #[arg(long)]
+    out: PathBuf,
+    /// Address to accept peers on (port 0: any free port).
+    #[arg(long, default_value = "0.0.0.0:0")]
+    listen: SocketAddr,
+    /// This host's fabric (data center), told to peers.
+    #[arg(long)]
+    fabric: Option<String>,
+    /// This host's share of the pieces to bring in from other fabrics, `RANK/OF` among the
+    /// fabric's hosts (without it, the host ranks itself among the peers it meets).
+    #[arg(long, value_name = "RANK/OF")]
+    fabric_share: Option<proto::picker::FabricShare>,
+    /// Keep seeding this many seconds after completion.
+    #[arg(long, default_value_t = 0)]
+    seed_for: u64,
+    /// Control-plane URL to report status to.
+    #[arg(long)]
+    report: Option<String>,
+    /// A peer to connect to; repeatable.
+    #[arg(long = "peer")]
+    peers: Vec<SocketAddr>,
+    /// Print one JSON summary line on stdout at the end.
+    #[arg(long)]
+    json: bool,
+    /// Give up if the download has not completed after this many seconds (0 = never).
+    #[arg(long, default_value_t = 0)]
+    timeout: u64,
+    /// Most connections.
+    #[arg(long)]
+    max_peers: Option<usize>,
+    /// Use io_uring for disk I/O when built with the `io-uring` feature and the kernel
+    /// allows it (otherwise pread/pwrite).
+    #[arg(long)]
+    io_uring: bool,
+    /// Threads running the network and the torrent (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 2)]
+    worker_threads: usize,
+    /// Threads for hashing and disk I/O.
+    #[arg(long, default_value_t = 2)]
+    disk_threads: usize,
+    /// Do not announce to the torrent's trackers (use `--peer` only).
+    #[arg(long)]
+    no_tracker: bool,
+}
+
+/// The program: parses `std::env::args`, runs, and returns the exit status.
+pub fn main() -> ExitCode {
+    crate::allocator::use_one_malloc_arena();
+    super::init_tracing();
+    let args = match super::parse_args::<Cli>().cmd {
+        Cmd::Get(args) => args,
+        Cmd::Deploy(args) => return super::exit(deploy(args)),
+    };
+    let rt = if args.worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.worker_threads)
+            .enable_all()
+            .build()
+    };
+    super::exit(
+        rt.context("start the runtime")
+            .and_then(|rt| rt.block_on(get(args))),
+    )
+}
+
+/// `deploy`: the host agent; exit 0 only if this host ends up on the version, healthy.
+fn deploy(args: crate::agent::DeployArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let cfg = args.into_config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the runtime")?;
+    let out = rt.block_on(crate::agent::deploy(
+        cfg,
+        super::shutdown_signal(),
+    ));
+    if json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        eprintln!(
+            "{} {} {} on {}: {} ({} bytes downloaded{}{})",
+            out.state,
+            out.product,
+            out.version,
+            out.host,
+            out.reason.as_deref().unwrap_or("active"),
+            out.bytes_downloaded,
+            if out.from_disk { ", from disk" } else { "" },
+            match &out.copied_from {
+                Some(src) => format!(", payload copied from {src}"),
+                None => String::new(),
+            }
+        );
+    }
+    match out.reason {
+        Some(reason) => bail!("{reason}"),
+        None => Ok(()),
+    }
+}
+
+/// Why the wait for completion ended.
+enum Ended {
+    Complete,
+    Failed(String),
+    Signal,
+    Timeout,
+}
+
+fn progress_bar(total: u64) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:40.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    Some(pb)
+}
+
+async fn wait_for_completion(handle: &TorrentHandle, timeout: u64) -> Ended {
+    let bar = progress_bar(handle.meta().lengths.total_len());
+    let mut watch = handle.watch();
+    let progress = async {
+        if let Some(pb) = &bar {
+            loop {
+                let s = watch.borrow_and_update().clone();
+                pb.set_position(s.stats.bytes_have);
+                pb.set_message(format!("{} peers", s.stats.peers_connected));
+                if watch.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let deadline = async {
+        if timeout == 0 {
+            std::future::pending::<()>().await
+        } else {
+            tokio::time::sleep(Duration::from_secs(timeout)).await
+        }
+    };
+    let ended = tokio::select! {
+        r = handle.wait_complete() => match r {
+            Ok(()) => Ended::Complete,
+            Err(e) => Ended::Failed(e),
+        },
+        _ = super::shutdown_signal() => Ended::Signal,
+        _ = deadline => Ended::Timeout,
+        _ = progress => unreachable!("progress never ends"),
+    };
+    if let Some(pb) = bar {
+        pb.set_position(handle.status().stats.bytes_have);
+        pb.finish_and_clear();
+    }
+    ended
+}
+
+fn summary(
+    handle: &TorrentHandle,
+    status: &TorrentStatus,
+    wall: Duration,
+    total: Duration,
+    error: Option<&str>,
+) -> serde_json::Value {
+    let s = &status.stats;
+    serde_json::json!({
+        "info_hash": handle.info_hash().to_hex(),
+        "name": handle.meta().name,
+        "complete": matches!(status.state, TorrentState::Seeding),
+        "bytes_downloaded": s.bytes_downloaded,
+        "bytes_uploaded": s.bytes_uploaded,
+        "bytes_wasted": s.bytes_wasted,
+        "wall_secs": wall.as_secs_f64(),
+        "total_secs": total.as_secs_f64(),
+        "peers_seen": s.peers_seen,
+        "peers_banned": s.peers_banned,
+        "hash_failures": s.hash_failures,
+        "pieces": s.pieces_have,
+        "pieces_total": s.pieces_total,
+        "pieces_at_start": status.pieces_at_start,
+        "error": error,
+    })
+}
+
+async fn get(args: GetArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bytes = super::load_torrent(&args.source).await?;
+    let meta = TorrentMeta::from_torrent_bytes(&bytes)
+        .with_context(|| format!("read torrent {}", args.source))?;
+    if let Some(url) = &args.report {
+        // TODO(control plane): post HostEvents (downloading/verifying/...) to `url` once the
+        // reporting client exists (engine/src/status.rs).
+        debug!(%url, "status reporting is not wired in yet");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("create directory {}", args.out.display()))?;
+    let storage = storage::open(
+        &args.out,
+        meta.layout()?,
+        OpenOptions::default(),
+        args.io_uring,
+    )
+    .with_context(|| format!("prepare files under {}", args.out.display()))?;
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("bind TCP listener {}", args.listen))?;
+    let mut config = SessionConfig::default();
+    config.torrent.fabric = args.fabric.clone();
+    config.torrent.fabric_share = args.fabric_share;
+    config.disk_threads = args.disk_threads;
+    if let Some(m) = args.max_peers {
+        config.torrent.max_peers = m;
+    }
+    let session = Session::start(config, Some(listener)).context("start the session")?;
+    info!(listen = ?session.listen_addr(), "listening");
+    let handle = session
+        .add_torrent(
+            meta,
+            storage,
+            AddOptions {
+                peers: args.peers.clone(),
+                no_trackers: args.no_tracker,
+                ..Default::default()
+            },
+        )
+        .await
+        .context("start the download")?;
+
+    let ended = wait_for_completion(&handle, args.timeout).await;
+    let wall = started.elapsed();
+    let mut error = match &ended {
+        Ended::Complete => None,
+        Ended::Failed(e) => Some(e.clone()),
+        Ended::Signal | Ended::Timeout => {
+            let s = handle.status();
+            Some(format!(
+                "{} before completion ({} of {} pieces)",
+                if matches!(ended, Ended::Signal) {
+                    "interrupted"
+                } else {
+                    "timed out"
+                },
+                s.stats.pieces_have,
+                s.stats.pieces_total
+            ))
+        }
+    };
+    if matches!(ended, Ended::Complete) && args.seed_for > 0 {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(args.seed_for)) => {}
+            _ = super::shutdown_signal() => {}
+        }
+    }
+    session.shutdown().await;
+    let status = handle.status();
+    if error.is_none() && !matches!(status.state, TorrentState::Seeding) {
+        error = Some(format!("torrent ended in state {:?}", status.state));
+    }
+    if args.json {
+        // writeln!, not println!: a closed stdout is a BrokenPipe error (exit 0), not a panic.
+        let line = summary(&handle, &status, wall, started.elapsed(), error.as_deref());
+        writeln!(std::io::stdout().lock(), "{line}").context("write the summary")?;
+    }
+    if let Some(e) = error {
+        bail!("{e}");
+    }
+    Ok(())
+}

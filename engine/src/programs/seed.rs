@@ -1,0 +1,285 @@
+//! `instream-seed`: make a torrent (`create`) and seed one or many (`serve`).
+//!
+//! `serve --data PATH` finds each torrent's payload like this:
+//! - a single-file torrent: PATH itself if PATH is a file, else `PATH/<name>`;
+//! - a multi-file torrent: `PATH/<name>/...` if that holds the files, else PATH itself is the
+//!   torrent's directory (the directory `create` was pointed at, whatever its name).
+//!
+//! So `create X -o t.torrent` then `serve t.torrent --data X` always works, and a directory
+//! of payloads can be served with many torrents and one `--data`.
+
+
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use crate::create::{CreateOptions, create_torrent};
+use crate::meta::TorrentMeta;
+use crate::session::{AddOptions, Session, SessionConfig};
+use crate::storage::{self, FileLayout, Mode, OpenOptions};
+use tokio::net::TcpListener;
+use tracing::info;
+
+#[derive(Parser)]
+#[command(name = "instream-seed", version, about = "Make torrents and seed them")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make a .torrent for a file or a directory.
+    Create {
+        /// File or directory to describe.
+        path: PathBuf,
+        /// Piece size, a power of two from 16KiB (e.g. 256KiB, 1MiB); automatic if absent.
+        #[arg(long, value_parser = parse_piece_size)]
+        piece_size: Option<u32>,
+        /// Tracker announce URL (http:// or udp://); repeatable.
+        #[arg(long = "tracker")]
+        trackers: Vec<String>,
+        /// Where to write the .torrent.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// A comment stored in the torrent.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Set the BEP 27 private flag.
+        #[arg(long)]
+        private: bool,
+        /// Hashing threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    /// Seed one or more torrents from existing data.
+    Serve {
+        /// The .torrent files (or http:// URLs of them).
+        #[arg(required_unless_present = "watch")]
+        torrents: Vec<String>,
+        /// The payload: the file or directory itself, or the directory containing it.
+        #[arg(long, required_unless_present = "watch")]
+        data: Option<PathBuf>,
+        /// Address to accept peers on.
+        #[arg(long, default_value = "0.0.0.0:6881")]
+        listen: SocketAddr,
+        /// This host's fabric (data center), told to peers.
+        #[arg(long)]
+        fabric: Option<String>,
+        /// A peer to connect to; repeatable.
+        #[arg(long = "peer")]
+        peers: Vec<SocketAddr>,
+        /// Origin mode: give each peer pieces nobody else has yet (BEP 16-like).
+        #[arg(long)]
+        super_seed: bool,
+        /// Trust the data without hashing it first (it was just created from these files).
+        #[arg(long)]
+        skip_check: bool,
+        /// Most connections per torrent.
+        #[arg(long)]
+        max_peers: Option<usize>,
+        /// Do not announce to the torrents' trackers.
+        #[arg(long)]
+        no_tracker: bool,
+        /// Use io_uring for disk I/O when built with the `io-uring` feature and the kernel
+        /// allows it (otherwise pread/pwrite).
+        #[arg(long)]
+        io_uring: bool,
+        /// Also seed every version dropped into DIR while running: DIR/<key>/ holds the
+        /// payload, DIR/<key>.torrent appears last (by rename); the origin answers with
+        /// DIR/<key>.seeding (or DIR/<key>.error) and announces it to the torrent's
+        /// trackers. `instream publish` uses this (see crate::agent::origin).
+        #[arg(long, value_name = "DIR")]
+        watch: Option<PathBuf>,
+    },
+}
+
+fn parse_piece_size(s: &str) -> Result<u32, String> {
+    let v = crate::size::parse_size(s)?;
+    u32::try_from(v).map_err(|_| format!("piece size {s} is too large"))
+}
+
+/// The program: parses `std::env::args`, runs, and returns the exit status.
+pub fn main() -> ExitCode {
+    crate::allocator::use_one_malloc_arena();
+    super::init_tracing();
+    let cli = super::parse_args::<Cli>();
+    super::exit(match cli.cmd {
+        Cmd::Create {
+            path,
+            piece_size,
+            trackers,
+            output,
+            comment,
+            private,
+            threads,
+        } => create(
+            &path, piece_size, trackers, &output, comment, private, threads,
+        ),
+        serve_cmd @ Cmd::Serve { .. } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("start the runtime")
+            .and_then(|rt| rt.block_on(serve(serve_cmd))),
+    })
+}
+
+fn create(
+    path: &Path,
+    piece_len: Option<u32>,
+    trackers: Vec<String>,
+    output: &Path,
+    comment: Option<String>,
+    private: bool,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok());
+    let bytes = create_torrent(
+        path,
+        &CreateOptions {
+            piece_len,
+            trackers,
+            creation_date: now,
+            comment,
+            private,
+            threads,
+        },
+    )
+    .with_context(|| format!("create a torrent of {}", path.display()))?;
+    let meta = TorrentMeta::from_torrent_bytes(&bytes).context("re-read the new torrent")?;
+    // Write beside, then rename: a reader never sees half a torrent.
+    let tmp = output.with_extension("torrent.part");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, output).with_context(|| format!("write {}", output.display()))?;
+    info!(info_hash = %meta.info_hash, pieces = meta.lengths.num_pieces(), "torrent written");
+    // writeln!, not println!: a closed stdout is a BrokenPipe error (exit 0), not a panic.
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{}", meta.info_hash).context("write the info-hash")?;
+    Ok(())
+}
+
+/// Where a torrent's payload is under `--data` (see the module header): the storage root and
+/// the layout below it.
+fn resolve_data(meta: &TorrentMeta, data: &Path) -> anyhow::Result<(PathBuf, FileLayout)> {
+    if !meta.multi_file {
+        if data.is_file() {
+            let name = data
+                .file_name()
+                .context("data path has no file name")?
+                .to_owned();
+            let root = data.parent().unwrap_or(Path::new(".")).to_path_buf();
+            return Ok((root, FileLayout::single(name, meta.lengths.total_len())?));
+        }
+        return Ok((data.to_path_buf(), meta.layout()?));
+    }
+    let first = meta
+        .files
+        .iter()
+        .find(|f| !f.pad)
+        .context("torrent has only padding files")?;
+    if data.join(&first.path).exists() {
+        return Ok((data.to_path_buf(), meta.layout()?));
+    }
+    let inside = meta.layout_inside().context("multi-file layout")??;
+    Ok((data.to_path_buf(), inside))
+}
+
+async fn serve(cmd: Cmd) -> anyhow::Result<()> {
+    let Cmd::Serve {
+        torrents,
+        data,
+        listen,
+        fabric,
+        peers,
+        super_seed,
+        skip_check,
+        max_peers,
+        no_tracker,
+        io_uring,
+        watch,
+    } = cmd
+    else {
+        unreachable!("serve called with another command")
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind TCP listener {listen}"))?;
+    let mut config = SessionConfig::default();
+    config.torrent.fabric = fabric;
+    config.torrent.super_seed = super_seed;
+    if let Some(m) = max_peers {
+        config.torrent.max_peers = m;
+    }
+    let session = Session::start(config, Some(listener)).context("start the session")?;
+    let addr = session.listen_addr().expect("listening");
+    let data = data.unwrap_or_default();
+
+    for source in &torrents {
+        let bytes = super::load_torrent(source).await?;
+        let meta = TorrentMeta::from_torrent_bytes(&bytes)
+            .with_context(|| format!("read torrent {source}"))?;
+        let (root, layout) = resolve_data(&meta, &data)
+            .with_context(|| format!("find the data of {source} under {}", data.display()))?;
+        let storage = storage::open(
+            &root,
+            layout,
+            OpenOptions {
+                mode: Mode::ReadOnly,
+                ..Default::default()
+            },
+            io_uring,
+        )
+        .with_context(|| format!("open the data of {} under {}", meta.name, root.display()))?;
+        let name = meta.name.clone();
+        let total = meta.lengths.num_pieces();
+        let handle = session
+            .add_torrent(
+                meta,
+                storage,
+                AddOptions {
+                    peers: peers.clone(),
+                    assume_complete: skip_check,
+                    config: None,
+                    no_trackers: no_tracker,
+                },
+            )
+            .await
+            .with_context(|| format!("add torrent {source}"))?;
+        let have = handle.status().pieces_at_start;
+        if have != total {
+            bail!(
+                "the data of {name} under {} does not match {source}: {have} of {total} pieces verified",
+                data.display()
+            );
+        }
+        info!(%name, info_hash = %handle.info_hash(), %addr, "seeding");
+    }
+    // For scripts that bind port 0: the address, once every torrent is being served.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A closed stdout must not stop the seed.
+        let _ = writeln!(out, "listening {addr}").and_then(|_| out.flush());
+    }
+
+    match watch {
+        Some(dir) => {
+            let cfg = crate::agent::origin::WatchConfig::new(dir.clone());
+            info!(dir = %dir.display(), %addr, "watching for new versions");
+            crate::agent::origin::watch(session.clone(), cfg, super::shutdown_signal())
+                .await
+                .with_context(|| format!("watch {}", dir.display()))?;
+        }
+        None => super::shutdown_signal().await,
+    }
+    info!("shutting down");
+    session.shutdown().await;
+    Ok(())
+}
