@@ -403,7 +403,7 @@ impl Env {
     }
 
     /// Publishes a small generated version of `product` whose hooks: `start` appends the
-    /// version to `products/<product>/history` (and, if `$GATE` is set, first waits up to
+    /// version to `products/<product>/history` (and, if `$INSTREAM_HOOK_GATE` is set, first waits up to
     /// 60 s for that file), `health` runs `health` (a shell snippet; default: healthy).
     pub fn publish_with(&self, server: &Server, product: &str, version: &str, health: &str) {
         let src = self.path().join(format!("src-{product}-{version}"));
@@ -417,7 +417,7 @@ impl Env {
         .unwrap();
         std::fs::write(src.join("README"), "hello").unwrap();
         let start = "#!/bin/sh\n\
-             if [ -n \"$GATE\" ]; then i=0; while [ ! -f \"$GATE\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi\n\
+             if [ -n \"$INSTREAM_HOOK_GATE\" ]; then i=0; while [ ! -f \"$INSTREAM_HOOK_GATE\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi\n\
              echo \"$INSTREAM_VERSION\" >> ../../history\n";
         for (name, body) in [
             ("start", start.to_string()),

@@ -5,22 +5,20 @@
 //! exactly one summary line on stdout at the end; errors as one `error: ...` line.
 //! A restarted `get` into the same directory checks what is there and fetches only the rest.
 
-
-
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use crate::meta::TorrentMeta;
 use crate::session::{
     AddOptions, Session, SessionConfig, TorrentHandle, TorrentState, TorrentStatus,
 };
 use crate::storage::{self, OpenOptions};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
@@ -126,10 +124,7 @@ fn deploy(args: crate::agent::DeployArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the runtime")?;
-    let out = rt.block_on(crate::agent::deploy(
-        cfg,
-        super::shutdown_signal(),
-    ));
+    let out = rt.block_on(crate::agent::deploy(cfg, super::shutdown_signal()));
     if json {
         println!("{}", serde_json::to_string(&out)?);
     } else {

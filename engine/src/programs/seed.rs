@@ -8,19 +8,17 @@
 //! So `create X -o t.torrent` then `serve t.torrent --data X` always works, and a directory
 //! of payloads can be served with many torrents and one `--data`.
 
-
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
 use crate::create::{CreateOptions, create_torrent};
 use crate::meta::TorrentMeta;
 use crate::session::{AddOptions, Session, SessionConfig};
 use crate::storage::{self, FileLayout, Mode, OpenOptions};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::info;
 
