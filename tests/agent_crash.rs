@@ -167,4 +167,9 @@ fn an_agent_killed_at_any_activation_step_is_finished_by_its_rerun() {
             "{host}: nothing left in staging"
         );
     }
+    support::reliability_row(
+        "host agent SIGKILLed during activation (after verified, switched, started), then re-run",
+        "each re-run completes the activation (start, health); every host on the new version, service running, 100% success",
+        "nothing: no event, no version, no service",
+    );
 }

@@ -122,4 +122,9 @@ fn a_full_disk_fails_only_its_host_and_keeps_the_old_version() {
         "no half-installed version 2"
     );
     drop(srv);
+    support::reliability_row(
+        "one host's disk full during download",
+        "that host fails naming the path and ENOSPC, keeps its old version active; the others succeed",
+        "nothing: staging and downloads removed",
+    );
 }

@@ -160,6 +160,11 @@ fn broker_killed_and_restarted_mid_deployment_loses_no_event() {
         log.contains("kafka broker unreachable") && log.contains("kafka broker reachable again"),
         "the outage is logged, and the recovery: {log}"
     );
+    support::reliability_row(
+        "Kafka broker SIGKILLed and restarted mid-deployment",
+        "status is delayed, then complete",
+        "nothing: every event the agents numbered arrived once",
+    );
 }
 
 #[test]
@@ -220,4 +225,9 @@ fn server_killed_while_events_wait_in_kafka_loses_none_and_counts_none_twice() {
         "Success Percentage: 100 Failure Percentage: 0 Pending Percentage: 0"
     );
     assert_eq!(check_events(&env, &broker, &id, 4), stored);
+    support::reliability_row(
+        "control server SIGKILLed while events wait in Kafka",
+        "the restarted server re-reads the topic and finishes",
+        "nothing: replayed events counted only as duplicates",
+    );
 }

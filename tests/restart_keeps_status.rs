@@ -78,4 +78,9 @@ fn sigkilled_server_resumes_and_loses_no_event() {
         assert!(seqs.len() >= 4, "{host}: {seqs:?}");
         assert_eq!(evs.last().unwrap().state, HostState::Success, "{host}");
     }
+    support::reliability_row(
+        "control server SIGKILLed mid-deployment, restarted on the same database",
+        "the deployment resumes at its step and finishes",
+        "nothing: every host event stored exactly once",
+    );
 }

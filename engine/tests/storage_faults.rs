@@ -13,6 +13,13 @@ use instream_engine::storage::{
     FileEntry, FileLayout, IoBackend, OpenOptions, Storage, WRITE_CHUNK, open_with,
 };
 
+/// One row of the README's reliability table (see tests/support/mod.rs `reliability_row`).
+fn reliability_row(slug: &str, row: &str) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{slug}.md")), format!("{row}\n")).unwrap();
+}
+
 fn backends() -> Vec<IoBackend> {
     let mut b = vec![IoBackend::Portable];
     match instream_engine::storage::uring_status() {
@@ -99,6 +106,10 @@ fn a_full_disk_fails_the_write_and_leaves_the_storage_usable() {
         s.read_at(big, &mut back).unwrap();
         assert_eq!(back, small, "{backend:?}: data after the error is right");
     }
+    reliability_row(
+        "storage-enospc",
+        "| disk full in the middle of a many-chunk write (portable and io_uring) | the write fails naming the file and ENOSPC; the storage keeps working | nothing: no completion left on the ring |",
+    );
 }
 
 #[test]

@@ -47,6 +47,29 @@ pub fn ci_cache() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/instream-ci"))
 }
 
+/// Records one row of the README's reliability table, written by a fault test once it has
+/// passed: what was done to the system, how the deployment ended, what was lost. `cargo run
+/// -p instream-bench --bin reliability_table` puts the rows into README.md.
+pub fn reliability_row(fault: &str, outcome: &str, lost: &str) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    std::fs::create_dir_all(&dir).expect("create the reliability row directory");
+    let slug: String = fault
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    std::fs::write(
+        dir.join(format!("{slug}.md")),
+        format!("| {fault} | {outcome} | {lost} |\n"),
+    )
+    .expect("write a reliability row");
+}
+
 /// The directory holding `instream` (target/debug or target/release).
 pub fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_instream"))
