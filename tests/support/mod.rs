@@ -47,6 +47,13 @@ pub fn ci_cache() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/instream-ci"))
 }
 
+/// Writes a credential file as the programs require them: mode 0600.
+pub fn write_private(path: &Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// Records one row of the README's reliability table, written by a fault test once it has
 /// passed: what was done to the system, how the deployment ended, what was lost. `cargo run
 /// -p instream-bench --bin reliability_table` puts the rows into README.md.
@@ -177,7 +184,7 @@ impl Drop for Env {
 impl Env {
     fn base(hosts: usize, fabrics: usize) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        write_private(&dir.path().join("token"), &format!("{TOKEN}\n"));
         let inv = instream::dispatch::inventory::Inventory::generated(hosts, fabrics);
         std::fs::write(dir.path().join("inventory.toml"), inv.to_toml()).unwrap();
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
@@ -198,7 +205,7 @@ impl Env {
     pub fn fleet(hosts: usize, fabrics: usize) -> Self {
         let dir = Self::base(hosts, fabrics);
         let p = dir.path();
-        std::fs::write(p.join("tracker.token"), format!("{TRACKER_TOKEN}\n")).unwrap();
+        write_private(&p.join("tracker.token"), &format!("{TRACKER_TOKEN}\n"));
         instream::cli::publish::load_or_create_key(&p.join("config/publisher.key")).unwrap();
 
         let mut child = Command::new(engine_bin("instream-tracker"))
