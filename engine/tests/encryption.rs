@@ -273,3 +273,48 @@ fn instream_peer_preferring_encryption_downloads_from_a_plaintext_seed() {
     // Both allow plaintext: MSE with a plaintext payload, the cheap choice.
     assert_seed_saw_mse(&seed, "Plaintext");
 }
+
+#[test]
+fn instream_peer_preferring_encryption_retries_in_plaintext_when_the_peer_drops_mse() {
+    let work = temp_dir();
+    let src = work.path().join("src");
+    let data = payload(work.path(), 16);
+    let torrent = work.path().join("t.torrent");
+    instream_create(&data, "256KiB", &[], &torrent);
+    let info = torrent_info(&torrent);
+
+    // A libtorrent seed with MSE disabled drops an encrypted handshake.
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(reference_script("lt_peer.py"))
+        .arg("run")
+        .arg("--torrent")
+        .arg(&torrent)
+        .arg("--data")
+        .arg(&src)
+        .args(["--listen", "127.0.0.1:0", "--no-tracker", "--seed"])
+        .args(["--progress-interval", "0", "--encryption", "disabled"]);
+    let mut seed = Proc::spawn("libtorrent seed (no MSE)", cmd);
+    let ready = seed.wait_event("ready", STARTUP_TIMEOUT);
+    let port = ready["listen_port"].as_u64().expect("ready.listen_port") as u16;
+    let seed_addr = SocketAddr::from(([127, 0, 0, 1], port));
+
+    let out = work.path().join("out");
+    let mut extra = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--no-tracker".into(),
+    ];
+    extra.extend(["--encryption".into(), "prefer".into()]);
+    extra.extend(peer_args(&[seed_addr]));
+    let mut cmd = instream_get_cmd(&torrent, &out, &extra);
+    cmd.env("RUST_LOG", NET_LOG);
+    let mut peer = Proc::spawn("instream-peer (prefer)", cmd);
+    peer.wait_success(TRANSFER_TIMEOUT);
+    assert_same_file(&data, &out.join(&info.name));
+    assert!(
+        !log_lines(&peer, "retrying in plaintext").is_empty(),
+        "the peer never fell back to plaintext\n{}",
+        peer.output_tail()
+    );
+    assert!(seed.try_wait().is_none(), "libtorrent seed died");
+}

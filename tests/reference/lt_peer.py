@@ -6,7 +6,7 @@ Run it with Debian's /usr/bin/python3: python3-libtorrent is built for that inte
     lt_peer.py run --torrent T --data DIR [--seed] [--listen HOST:PORT] [--peer HOST:PORT]...
                    [--no-tracker] [--seed-for SECS] [--timeout SECS] [--wait-go]
                    [--upload-limit BYTES_PER_SEC] [--progress-interval SECS]
-                   [--encryption plaintext|forced-rc4|forced-both]
+                   [--encryption plaintext|disabled|forced-rc4|forced-both]
     lt_peer.py info T        # one JSON line: info_hash, piece_length, num_pieces, total_size, files
 
 `run` prints JSON lines on stdout, one per event, each with `event` and `t` (unix time, float):
@@ -134,6 +134,12 @@ ENCRYPTION = {
     "plaintext": {
         "out_enc_policy": int(lt.enc_policy.disabled),
         "in_enc_policy": int(lt.enc_policy.enabled),
+        "allowed_enc_level": int(lt.enc_level.plaintext),
+    },
+    # No MSE at all: an incoming MSE handshake is dropped (for the plaintext-retry test).
+    "disabled": {
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.disabled),
         "allowed_enc_level": int(lt.enc_level.plaintext),
     },
     # MSE only, RC4 payload only (pe_forced, allowed_enc_level rc4).
