@@ -253,6 +253,10 @@ pub struct DeployArgs {
     /// Print the outcome as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
+    /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
+    /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
+    #[arg(long, default_value = "plaintext", value_name = "plaintext|prefer|require")]
+    pub encryption: proto::mse::Policy,
 }
 
 impl DeployArgs {
@@ -320,6 +324,7 @@ impl DeployArgs {
                 fabric: Some(self.fabric),
                 fabric_share: self.fabric_share,
                 tracker: swarm::fleet_tracker_config(),
+                encryption: self.encryption,
             },
         })
     }
