@@ -155,6 +155,98 @@ fn completed_piece_carries_its_bytes_in_order() {
     assert!(p.have().is_full());
 }
 
+/// Issue 10: a piece that failed with blocks from several peers is fetched again from one
+/// peer only, so its next verdict has a single sender; a peer on probation is never given a
+/// block of a piece another peer sends.
+#[test]
+fn a_failed_piece_is_refetched_from_one_peer_and_probation_never_shares() {
+    let (_, mut p) = setup(1);
+    let all = Bitfield::full(1);
+    let (a, b) = (PeerKey(1), PeerKey(2));
+    let mut first = Vec::new();
+    p.pick(
+        a,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        2,
+        &mut rng(),
+        &mut first,
+    );
+    let mut newcomer = Vec::new();
+    p.pick(
+        b,
+        &all,
+        PeerScope::Local,
+        false,
+        true,
+        4,
+        &mut rng(),
+        &mut newcomer,
+    );
+    assert!(
+        newcomer.is_empty(),
+        "probation joined a shared piece: {newcomer:?}"
+    );
+    let mut second = Vec::new();
+    p.pick(
+        b,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        2,
+        &mut rng(),
+        &mut second,
+    );
+    let mut piece = None;
+    for (peer, blk) in first
+        .iter()
+        .map(|x| (a, x))
+        .chain(second.iter().map(|x| (b, x)))
+    {
+        if let Received::Accepted {
+            complete: Some(_), ..
+        } = p.block_received(peer, *blk, &vec![0; blk.len as usize])
+        {
+            piece = Some(blk.piece);
+        }
+    }
+    let piece = piece.expect("the piece completed");
+    assert_eq!(
+        p.piece_verified(piece, false),
+        Verdict::Bad { sole_sender: None }
+    );
+    let mut again = Vec::new();
+    p.pick(
+        a,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        2,
+        &mut rng(),
+        &mut again,
+    );
+    assert_eq!(again.len(), 2);
+    let mut other = Vec::new();
+    p.pick(
+        b,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        4,
+        &mut rng(),
+        &mut other,
+    );
+    assert!(
+        other.is_empty(),
+        "a second sender joined the re-fetch: {other:?}"
+    );
+}
+
 #[test]
 fn unsolicited_blocks_are_flagged() {
     let (l, mut p) = setup(2);
