@@ -8,7 +8,10 @@
 //! Hashing and disk I/O are outside: the machine assembles a piece's blocks and emits
 //! [`Action::VerifyAndWrite`]; the edge checks the SHA-1, writes the piece only if it
 //! matches, and answers [`Input::PieceVerified`]. Uploads go the same way: [`Action::Read`],
-//! answered by [`Input::BlockRead`]. See `engine/proto/STATE.md` for the transitions.
+//! answered by [`Input::BlockRead`]; the edge then reports the `piece` payload bytes it wrote
+//! to the socket with [`Input::UploadWritten`] (the per-peer upload bound counts them until
+//! then). What each incoming message may do is decided in `leniency.rs`; upload bounds live
+//! in `uploads.rs`. See `engine/proto/STATE.md` for the transitions.
 
 mod address_book;
 mod leniency;
