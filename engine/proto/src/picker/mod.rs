@@ -326,8 +326,10 @@ impl Picker {
             }
         }
 
-        // 2. Start new pieces, rarest first; ties broken by a random starting point.
-        while want(out) && self.unstarted > 0 {
+        // 2. Start new pieces, rarest first; ties broken by a random starting point. A peer
+        //    on probation has one piece at a time: none while it owns a partial one.
+        let busy_on_probation = probation && self.partial.values().any(|pp| pp.owner == Some(peer));
+        while want(out) && self.unstarted > 0 && !busy_on_probation {
             let share = if scope == PeerScope::Remote {
                 self.share
             } else {
@@ -344,6 +346,7 @@ impl Picker {
                 f => (f, false),
             };
             let Some(piece) = found else { break };
+            let one_only = probation;
             let buf = self.buffers.take(self.lengths.piece_len(piece) as usize);
             let mut pp = PartialPiece::new(&self.lengths, piece, buf);
             pp.fallback = fallback;
@@ -353,6 +356,9 @@ impl Picker {
             self.partial.insert(piece.get(), pp);
             self.unstarted -= 1;
             self.request_missing(piece, peer, max - (out.len() - start), out);
+            if one_only {
+                break;
+            }
         }
 
         // 3. End-game: nothing unstarted anywhere; ask a second peer for blocks in flight.

@@ -689,6 +689,11 @@ impl Torrent {
                     }
                 }
                 if let Some(data) = complete {
+                    if let Some(p) = self.peers.get_mut(&key)
+                        && !p.trusted
+                    {
+                        p.awaiting_verdict.push(block.piece.get());
+                    }
                     self.actions.push_back(Action::VerifyAndWrite {
                         piece: block.piece,
                         data,
@@ -701,6 +706,9 @@ impl Torrent {
     fn on_piece_verified(&mut self, _now: Instant, piece: ValidPieceIndex, ok: bool) {
         // Room in the write backlog may let stalled pipes go on.
         self.dirty.extend(self.peers.keys().copied());
+        for p in self.peers.values_mut() {
+            p.awaiting_verdict.retain(|i| *i != piece.get());
+        }
         match self.picker.piece_verified(piece, ok) {
             Verdict::Good { liars, senders } => {
                 for liar in &liars {
@@ -820,10 +828,13 @@ impl Torrent {
             if !p.am_interested || (p.peer_choking && p.allowed_fast.is_empty()) {
                 continue;
             }
-            // On probation (nothing of it verified yet): one piece's worth in flight, so a
-            // liar costs at most a piece before its first verdict (issue 10).
+            // On probation (nothing of it verified yet): one piece's worth in flight and
+            // nothing more until that piece's verdict, so each bad piece is judged before the
+            // next is asked for and a liar costs one piece per strike (issue 10).
             let depth = if p.trusted {
                 p.queue_depth
+            } else if !p.awaiting_verdict.is_empty() {
+                0
             } else {
                 p.queue_depth.min(probation_depth)
             };

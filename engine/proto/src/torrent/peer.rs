@@ -77,6 +77,9 @@ pub(crate) struct Peer {
     /// One of the pieces it sent verified; until then it is on probation: at most one
     /// piece's worth of requests, and only for pieces nobody else sends blocks of.
     pub(crate) trusted: bool,
+    /// On probation: its complete pieces waiting for their hash verdict (no new requests
+    /// to it meanwhile).
+    pub(crate) awaiting_verdict: Vec<u32>,
     pub(crate) down: Rate,
     pub(crate) up: Rate,
     pub(crate) last_recv: Instant,
@@ -110,6 +113,7 @@ impl Peer {
             allowed_fast: Vec::new(),
             suggested: VecDeque::new(),
             trusted: false,
+            awaiting_verdict: Vec::new(),
             down: Rate::default(),
             up: Rate::default(),
             last_recv: now,

@@ -355,3 +355,66 @@ fn a_suggestion_does_not_beat_a_rarer_piece() {
     });
     assert_eq!(first, Some(3));
 }
+
+/// Issue 10: a peer on probation is asked for one piece, and for nothing more until that
+/// piece's verdict; two bad verdicts ban it.
+#[test]
+fn r10_probation_asks_one_piece_per_verdict_and_two_bad_pieces_ban() {
+    let mut r = Rig::leecher(16);
+    let p = r.connect(1, false);
+    r.send(p, bitfield(16, &(0..16).collect::<Vec<_>>()));
+    let mut asked = requests_in(&r.send(p, Message::Unchoke));
+    let mut bad_pieces = 0;
+    loop {
+        assert_eq!(
+            asked.len(),
+            (PIECE / BLOCK_LEN) as usize,
+            "one piece's worth"
+        );
+        let mut verify = Vec::new();
+        for s in asked.drain(..) {
+            let data = Bytes::from(vec![0xEE; s.len as usize]);
+            let a = r.send(
+                p,
+                Message::Piece {
+                    index: s.index,
+                    begin: s.begin,
+                    data,
+                },
+            );
+            assert!(
+                requests_in(&a).is_empty(),
+                "asked for more before the verdict"
+            );
+            verify.extend(a.iter().filter_map(|a| match a {
+                Action::VerifyAndWrite { piece, .. } => Some(*piece),
+                _ => None,
+            }));
+        }
+        assert_eq!(verify.len(), 1);
+        bad_pieces += 1;
+        let a = r.input(Input::PieceVerified {
+            piece: verify[0],
+            ok: false,
+        });
+        if disconnects(&a) > 0 {
+            break;
+        }
+        asked = requests_in(&a);
+    }
+    assert_eq!(bad_pieces, 2);
+    assert_eq!(r.t.stats().peers_banned, 1);
+}
+
+fn requests_in(actions: &[Action]) -> Vec<BlockSpec> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                msg: Message::Request(s),
+                ..
+            } => Some(*s),
+            _ => None,
+        })
+        .collect()
+}

@@ -98,7 +98,7 @@ impl Torrent {
     pub(super) fn pump_uploads(&mut self) {
         let per_peer = self.config.max_peer_upload_bytes;
         let global = self.config.max_upload_read_bytes;
-        let mut stalled = Vec::new();
+        let mut disk_full = false;
         // Start after the peer served last, wrapping around.
         let order: Vec<PeerKey> = self
             .upload_waiting
@@ -121,9 +121,9 @@ impl Torrent {
                     break;
                 }
                 if !disk_fits {
-                    // Every later peer would find the disk as full: stop here, resume after
-                    // this one next time.
-                    stalled.push(key);
+                    // Every later peer would find the disk as full: stop; the next round
+                    // starts after the peer served last.
+                    disk_full = true;
                     break;
                 }
                 p.upload_queue.pop_front();
@@ -136,7 +136,7 @@ impl Torrent {
             if p.upload_queue.is_empty() {
                 self.upload_waiting.remove(&key);
             }
-            if !stalled.is_empty() {
+            if disk_full {
                 break;
             }
         }
