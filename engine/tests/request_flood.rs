@@ -7,6 +7,9 @@
 //! the test allows that plus `SLACK` (allocator rounding, per-connection buffers, the honest
 //! peer's traffic). Before the fix the same flood held `FLOODERS x 16 MiB` (640 MiB here).
 //! Meanwhile an honest `instream-peer` downloads the whole payload from the same seed.
+//!
+//! Also here, since it speaks the same raw wire: the request-size rule of issue 9 (128 KiB
+//! served whole, larger rejected, never a disconnect).
 
 mod support;
 
@@ -160,4 +163,83 @@ fn r15_peers_that_never_read_hold_at_most_their_bound_and_an_honest_peer_complet
         bound >> 20
     );
     drop(flooders); // held open, unread, until the measurement is over
+}
+
+/// Reads one framed message off a blocking stream (bounded by the codec's frame limit).
+fn read_message(s: &mut TcpStream, buf: &mut bytes::BytesMut) -> Message {
+    use bytes::Buf;
+    loop {
+        if let Some(n) = Message::check(buf, proto::wire::MAX_MSG_LEN).expect("a valid frame") {
+            let mut frame = buf.split_to(n).freeze();
+            frame.advance(4);
+            return Message::parse(frame).expect("a valid message");
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        let n = s.read(&mut chunk).expect("read from the seed");
+        assert!(n > 0, "the seed closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Issue 9: a request of 128 KiB (the most BEP 3 clients send) is answered with the whole
+/// 128 KiB, and one of 128 KiB + 1 is rejected (BEP 6) without closing the connection.
+#[test]
+fn r9_a_128_kib_request_is_answered_whole_and_a_larger_one_rejected() {
+    let work = temp_dir();
+    let data = work.path().join("src/payload.bin");
+    let payload = write_payload(&data, 4 * 1024 * 1024, 9);
+    let torrent = work.path().join("t.torrent");
+    instream_create(&data, "256KiB", &[], &torrent);
+    let ih = info_hash(&torrent);
+    let (_seed, seed_addr) = instream_serve(&torrent, &data);
+    let mut s = wait_for_some(
+        || {
+            let mut s = TcpStream::connect(seed_addr).ok()?;
+            s.set_read_timeout(Some(STARTUP_TIMEOUT)).ok()?;
+            s.write_all(&Handshake::new(ih, PeerId([b'R'; 20])).encode())
+                .ok()?;
+            let mut theirs = [0u8; 68];
+            s.read_exact(&mut theirs).ok()?;
+            Some(s)
+        },
+        STARTUP_TIMEOUT,
+        "the seed to answer a handshake for its torrent",
+    );
+    let mut out = bytes::BytesMut::new();
+    Message::Interested.encode(&mut out);
+    s.write_all(&out).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    while read_message(&mut s, &mut buf) != Message::Unchoke {}
+    let (index, begin, len) = (3u32, 64 * 1024u32, 128 * 1024u32);
+    let mut out = bytes::BytesMut::new();
+    Message::Request(BlockSpec { index, begin, len }).encode(&mut out);
+    Message::Request(BlockSpec {
+        index,
+        begin: 0,
+        len: len + 1,
+    })
+    .encode(&mut out);
+    s.write_all(&out).unwrap();
+    let (mut piece, mut rejected) = (None, false);
+    while piece.is_none() || !rejected {
+        match read_message(&mut s, &mut buf) {
+            Message::Piece {
+                index: i,
+                begin: b,
+                data,
+            } => piece = Some((i, b, data)),
+            Message::Reject(r) => {
+                assert_eq!(r.len, len + 1, "only the oversized request is rejected");
+                rejected = true;
+            }
+            _ => {}
+        }
+    }
+    let (i, b, got) = piece.unwrap();
+    assert_eq!((i, b, got.len()), (index, begin, len as usize));
+    let at = (index * 256 * 1024 + begin) as usize;
+    assert!(
+        got[..] == payload[at..at + len as usize],
+        "the bytes of the payload"
+    );
 }
