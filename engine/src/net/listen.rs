@@ -132,12 +132,16 @@ pub async fn run(
                 debug!(%addr, info_hash = %theirs.info_hash, "unknown torrent");
                 return;
             };
-            if theirs.peer_id == route.our_id {
-                return;
-            }
             let ours = Handshake::new(route.info_hash, route.our_id).encode();
             if let Err(e) = stream.write_all(&ours).await {
                 debug!(%addr, error = %e, "handshake reply failed");
+                return;
+            }
+            if theirs.peer_id == route.our_id {
+                // Our own dial: the reply above lets the dialling side see our peer id and
+                // never dial that address again (issue 9); closing without it looked like a
+                // flaky peer, retried forever.
+                debug!(%addr, "connection from ourselves");
                 return;
             }
             drop(permit);

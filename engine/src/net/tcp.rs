@@ -37,6 +37,9 @@ pub struct SocketOptions {
     pub recv_buffer: usize,
     /// Dial timeout.
     pub connect_timeout: Duration,
+    /// Local IP dials bind to (the `--listen` IP when it is a specific one), so peers see
+    /// the address they can dial back; `None`: the kernel's choice. See `own::source_for`.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for SocketOptions {
@@ -45,6 +48,7 @@ impl Default for SocketOptions {
             send_buffer: 0,
             recv_buffer: 0,
             connect_timeout: HANDSHAKE_TIMEOUT,
+            local_ip: None,
         }
     }
 }
@@ -118,7 +122,18 @@ async fn dial_and_handshake(
     our_id: PeerId,
     opts: &SocketOptions,
 ) -> Result<(TcpStream, Handshake, BytesMut), HandshakeFailed> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let mut stream = match super::own::source_for(opts.local_ip, addr) {
+        Some(local) => {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(local)?;
+            socket.connect(addr).await?
+        }
+        None => TcpStream::connect(addr).await?,
+    };
     configure(&stream, opts)?;
     stream
         .write_all(&Handshake::new(info_hash, our_id).encode())
@@ -154,6 +169,10 @@ pub async fn connect_peer(addr: SocketAddr, route: Route, opts: SocketOptions) {
                 &route.cancel,
             )
             .await;
+        }
+        Err(HandshakeFailed::SelfConnection) => {
+            debug!(%addr, "dialled ourselves; never again");
+            let _ = route.events.send(NetEvent::ReachedOurselves { addr }).await;
         }
         Err(e) => {
             debug!(%addr, error = %e, "connect failed");
