@@ -99,6 +99,9 @@ pub struct SwarmConfig {
     pub fabric_share: Option<proto::picker::FabricShare>,
     /// Announce client settings.
     pub tracker: ClientConfig,
+    /// The address trackers should list us under (`--announce-ip`); see
+    /// `SessionConfig::announce_ip`.
+    pub announce_ip: Option<std::net::IpAddr>,
 }
 
 /// A finished download's counters.
@@ -121,6 +124,7 @@ async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
     config.torrent.fabric = cfg.fabric.clone();
     config.torrent.fabric_share = cfg.fabric_share;
     config.tracker = cfg.tracker.clone();
+    config.announce_ip = cfg.announce_ip;
     Ok(Session::start(config, Some(listener))?)
 }
 
