@@ -1,7 +1,7 @@
 //! `instream-peer get --report URL` (the contract's bare download, reporting like `deploy`):
 //! against a real `instream serve`, one host's download posts downloading -> verifying ->
-//! success, another's timed-out download posts a failure with its reason, and the server
-//! stores both. The hosts' own agents are the fake one told to stay silent, so every event
+//! success, a timed-out download and a missing torrent post failures with their reasons, and
+//! the server stores them all. The hosts' own agents are the fake one told to stay silent, so every event
 //! of theirs comes from `get`.
 
 mod support;
@@ -56,10 +56,17 @@ fn seed(torrent: &Path, data: &Path) -> (Killed, String) {
 
 /// Runs `instream-peer get ... --report` for `host` with `extra`; its exit status and
 /// stderr, within [`T`].
-fn get_reporting(env: &Env, url: &str, id: &str, host: &str, extra: &[&str]) -> (bool, String) {
+fn get_reporting(
+    env: &Env,
+    torrent: &Path,
+    url: &str,
+    id: &str,
+    host: &str,
+    extra: &[&str],
+) -> (bool, String) {
     let mut child = Command::new(engine_bin("instream-peer"))
         .arg("get")
-        .arg(env.path().join("app.torrent"))
+        .arg(torrent)
         .arg("--out")
         .arg(env.path().join(format!("out-{host}")))
         .args(["--no-tracker", "--fabric", "f1", "--report", url])
@@ -96,10 +103,10 @@ fn get_reporting(env: &Env, url: &str, id: &str, host: &str, extra: &[&str]) -> 
 
 #[test]
 fn get_report_posts_this_hosts_events_and_the_server_stores_them() {
-    let env = Env::new(2, 1);
+    let env = Env::new(3, 1);
     let srv = env.serve(
         "127.0.0.1:0",
-        &[("FAKE_AGENT_SILENT", "host-1,host-2".into())],
+        &[("FAKE_AGENT_SILENT", "host-1,host-2,host-3".into())],
     );
     env.publish(&srv, "app", "1");
     let id = env.deploy(&srv, &["-p", "app", "-v", "1", "-f", "f1", "-H", "*"]);
@@ -118,24 +125,33 @@ fn get_report_posts_this_hosts_events_and_the_server_stores_them() {
     assert!(made.status.success(), "{made:?}");
     let (_seed, addr) = seed(&torrent, &data);
 
-    let (ok, err) = get_reporting(&env, &srv.url, &id, "host-1", &["--peer", &addr]);
+    let (ok, err) = get_reporting(&env, &torrent, &srv.url, &id, "host-1", &["--peer", &addr]);
     assert!(ok, "get --report failed: {err}");
     // No peer at all: times out, and says so.
-    let (ok, err) = get_reporting(&env, &srv.url, &id, "host-2", &["--timeout", "1"]);
+    let (ok, err) = get_reporting(&env, &torrent, &srv.url, &id, "host-2", &["--timeout", "1"]);
     assert!(!ok && err.contains("timed out"), "{err}");
+    // No torrent: fails before any download, and says so too.
+    let missing = env.path().join("missing.torrent");
+    let (ok, err) = get_reporting(&env, &missing, &srv.url, &id, "host-3", &[]);
+    assert!(!ok && err.contains("missing.torrent"), "{err}");
 
     let success = env.hosts_json(&srv, &id, "success");
     assert_eq!(success.len(), 1, "{success:?}");
     assert_eq!(success[0]["host"], "host-1");
     assert_eq!(success[0]["bytes"], payload.len() as u64);
-    let failure = env.hosts_json(&srv, &id, "failure");
-    assert_eq!(failure.len(), 1, "{failure:?}");
+    let mut failure = env.hosts_json(&srv, &id, "failure");
+    failure.sort_by_key(|h| h["host"].as_str().unwrap_or_default().to_string());
+    assert_eq!(failure.len(), 2, "{failure:?}");
     assert_eq!(failure[0]["host"], "host-2");
     let reason = failure[0]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("timed out before completion"), "{reason}");
+    assert_eq!(failure[1]["host"], "host-3");
+    let reason = failure[1]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("missing.torrent"), "{reason}");
 
-    // Every event was stored, none refused: host-1 sent downloading (at least at the start
-    // and once with bytes), verifying, success; host-2 downloading, failure.
+    // Every event was stored, none refused: host-1 sent downloading (at the start, and with
+    // bytes if a progress tick saw them), verifying, success; host-2 downloading, failure;
+    // host-3 failure.
     let (_, metrics) = srv.http("GET", "/metrics", Some(support::TOKEN), None);
     let counter = |name: &str| -> u64 {
         metrics
@@ -144,7 +160,7 @@ fn get_report_posts_this_hosts_events_and_the_server_stores_them() {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {metrics}"))
     };
-    assert!(counter("instream_events_stored_total") >= 5, "{metrics}");
+    assert!(counter("instream_events_stored_total") >= 6, "{metrics}");
     assert_eq!(counter("instream_events_rejected_total"), 0, "{metrics}");
     let v: Value = env.status_json(&srv, &id);
     assert_eq!(v["progress"]["success"], 1, "{v}");

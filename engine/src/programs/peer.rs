@@ -339,11 +339,15 @@ fn summary(
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let bytes = super::load_torrent(&args.source).await?;
-    let meta = TorrentMeta::from_torrent_bytes(&bytes)
-        .with_context(|| format!("read torrent {}", args.source))?;
+    // First, so that a torrent that cannot be fetched or read is reported too.
     let reporter = start_reporter(&args)?;
-    let result = fetch(&args, meta, started, reporter.as_ref()).await;
+    let result = async {
+        let bytes = super::load_torrent(&args.source).await?;
+        let meta = TorrentMeta::from_torrent_bytes(&bytes)
+            .with_context(|| format!("read torrent {}", args.source))?;
+        fetch(&args, meta, started, reporter.as_ref()).await
+    }
+    .await;
     if let Some(reporter) = reporter {
         let bytes = result.as_ref().map_or(0, |o| o.bytes);
         match result.as_ref().map(|o| o.error.as_deref()) {
