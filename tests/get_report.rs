@@ -165,3 +165,29 @@ fn get_report_posts_this_hosts_events_and_the_server_stores_them() {
     let v: Value = env.status_json(&srv, &id);
     assert_eq!(v["progress"]["success"], 1, "{v}");
 }
+
+#[test]
+fn report_flags_that_do_not_go_together_fail_in_one_line_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            &["--report", "http://127.0.0.1:1"][..],
+            "--report needs --deployment ID and --token-file FILE",
+        ),
+        (
+            &["--host", "h"][..],
+            "--deployment, --host and --token-file go with --report URL",
+        ),
+    ] {
+        let out = Command::new(engine_bin("instream-peer"))
+            .args(["get", "x.torrent", "--out"])
+            .arg(dir.path())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(err.trim(), format!("error: {says}"), "{args:?}");
+    }
+}

@@ -77,17 +77,18 @@ struct GetArgs {
     /// Control server URL to post this host's status events to (`POST /api/v1/events`,
     /// as `deploy` does): downloading (with bytes), verifying, success or failure with
     /// the reason. Needs --deployment and --token-file.
-    #[arg(long, value_name = "URL", requires_all = ["deployment", "token_file"])]
+    // Checked in `start_reporter`, not by clap, whose one-line error would not name them.
+    #[arg(long, value_name = "URL")]
     report: Option<String>,
     /// Deployment id the reported events belong to (with --report).
-    #[arg(long, value_name = "ID", requires = "report")]
+    #[arg(long, value_name = "ID")]
     deployment: Option<String>,
     /// Host name in the reported events (with --report) [default: this machine's
     /// hostname].
-    #[arg(long, value_name = "NAME", requires = "report")]
+    #[arg(long, value_name = "NAME")]
     host: Option<String>,
     /// File holding the control API token (with --report).
-    #[arg(long, value_name = "FILE", requires = "report")]
+    #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// Seconds between `downloading` events (with --report).
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
@@ -224,10 +225,13 @@ fn hostname() -> anyhow::Result<String> {
 /// The status reporter of `--report`, if asked for.
 fn start_reporter(args: &GetArgs) -> anyhow::Result<Option<Reporter>> {
     let Some(url) = &args.report else {
+        if args.deployment.is_some() || args.host.is_some() || args.token_file.is_some() {
+            bail!("--deployment, --host and --token-file go with --report URL");
+        }
         return Ok(None);
     };
     let (Some(deployment), Some(token_file)) = (&args.deployment, &args.token_file) else {
-        bail!("--report needs --deployment and --token-file");
+        bail!("--report needs --deployment ID and --token-file FILE");
     };
     let token = crate::agent::read_token_file(token_file)?;
     let host = match &args.host {
