@@ -91,6 +91,11 @@ pub enum NetEvent {
         /// The address dialled.
         addr: SocketAddr,
     },
+    /// An outgoing connection reached ourselves (the handshake carried our peer id).
+    ReachedOurselves {
+        /// The address dialled.
+        addr: SocketAddr,
+    },
 }
 
 /// Exact wire size of a message as [`Message::encode`] writes it, for queue accounting.

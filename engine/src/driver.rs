@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::connection::{NetEvent, PeerWriter};
 use crate::disk::DiskPool;
 use crate::meta::TorrentMeta;
-use crate::net::{Route, SocketOptions, tcp};
+use crate::net::{OwnAddresses, Route, SocketOptions, tcp};
 use crate::session::{TorrentState, TorrentStatus};
 use crate::storage::Storage;
 use crate::verify::verify_and_write;
@@ -67,6 +67,8 @@ pub(crate) struct Driver {
     pub disk: Arc<DiskPool>,
     pub route: Route,
     pub socket: SocketOptions,
+    /// Where we would reach ourselves (never dialled).
+    pub own: Arc<OwnAddresses>,
     pub net_rx: mpsc::Receiver<NetEvent>,
     pub ctl_rx: mpsc::UnboundedReceiver<Control>,
     pub ctl_tx: mpsc::UnboundedSender<Control>,
@@ -226,6 +228,7 @@ impl Driver {
                 }
             }
             NetEvent::ConnectFailed { addr } => self.feed(r, Input::ConnectFailed { addr }),
+            NetEvent::ReachedOurselves { addr } => self.feed(r, Input::OwnAddress { addr }),
         }
     }
 
@@ -255,7 +258,11 @@ impl Driver {
                     });
                 }
                 Action::Connect { addr } => {
-                    if !r.stopping {
+                    if self.own.contains(addr) {
+                        debug!(%addr, "not dialling our own address");
+                        self.machine
+                            .handle_input(Instant::now(), Input::OwnAddress { addr });
+                    } else if !r.stopping {
                         tokio::spawn(tcp::connect_peer(addr, self.route.clone(), self.socket));
                     }
                 }

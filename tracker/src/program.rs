@@ -44,6 +44,11 @@ struct Args {
     /// Announce interval told to clients, in seconds.
     #[arg(long, value_name = "SECS")]
     interval: Option<u32>,
+    /// List peers under the address they announce (`ip=`, the BEP 15 IP field) rather
+    /// than their source address, for peers behind NAT (`--announce-ip`). The listing
+    /// stays owned by the source address: no other source can change or remove it.
+    #[arg(long)]
+    trust_announced_ip: bool,
     /// TOML configuration file (see --print-config); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -105,6 +110,10 @@ fn settings(args: &Args) -> Result<Config> {
     }
     if let Some(n) = args.interval {
         config.swarm.announce_interval_secs = n;
+    }
+    if args.trust_announced_ip {
+        config.udp.trust_ip_field = true;
+        config.http.trust_ip_param = true;
     }
     if config.udp.listen.is_empty() && config.http.listen.is_empty() {
         bail!("nothing to serve: both --udp and --http are none");

@@ -224,9 +224,14 @@ pub struct DeployArgs {
     /// Seconds to keep seeding after a successful download, for the hosts after us.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub seed_for: u64,
-    /// Peer listener address.
+    /// Peer listener address. A specific IP is also the source of tracker announces and
+    /// peer dials, so the tracker lists the address peers must dial.
     #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Address trackers should list this host under (behind NAT): sent as `ip=` (HTTP) and
+    /// in the BEP 15 IP field (UDP), and never dialled by this host.
+    #[arg(long, value_name = "ADDR")]
+    pub announce_ip: Option<std::net::IpAddr>,
     /// Give up a download after this many seconds.
     #[arg(long, default_value_t = 1800, value_name = "SECS")]
     pub download_timeout: u64,
@@ -262,24 +267,7 @@ pub struct DeployArgs {
 impl DeployArgs {
     /// Reads the token and key files and checks names.
     pub fn into_config(self) -> Result<AgentConfig, AgentError> {
-        let token = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| {
-                AgentError::Config(format!(
-                    "read token file {}: {e}",
-                    self.token_file.display()
-                ))
-            })?
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .to_string();
-        if token.is_empty() {
-            return Err(AgentError::Config(format!(
-                "token file {} is empty",
-                self.token_file.display()
-            )));
-        }
+        let token = read_token_file(&self.token_file)?;
         let mut trusted_keys = Vec::new();
         for f in &self.trusted_keys {
             let text = std::fs::read_to_string(f).map_err(|e| {
@@ -325,9 +313,28 @@ impl DeployArgs {
                 fabric_share: self.fabric_share,
                 tracker: swarm::fleet_tracker_config(),
                 encryption: self.encryption,
+                announce_ip: self.announce_ip,
             },
         })
     }
+}
+
+/// The control API token: the first non-empty line of `path`.
+pub fn read_token_file(path: &Path) -> Result<String, AgentError> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| AgentError::Config(format!("read token file {}: {e}", path.display())))?
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string();
+    if token.is_empty() {
+        return Err(AgentError::Config(format!(
+            "token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token)
 }
 
 /// What the steps hand back on success.

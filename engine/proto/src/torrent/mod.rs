@@ -152,6 +152,12 @@ impl Torrent {
                 self.book.failed(addr, now);
                 self.dial(now);
             }
+            Input::OwnAddress { addr } => {
+                if self.book.mark_own(addr) {
+                    self.stats.own_addresses += 1;
+                }
+                self.dial(now);
+            }
             Input::PeersDiscovered { addrs } => {
                 for addr in addrs {
                     self.book.add(addr, now);
@@ -420,6 +426,7 @@ impl Torrent {
         let mut addrs = Vec::new();
         self.book.next_dials(now, room, &mut addrs);
         for addr in addrs {
+            self.stats.dials += 1;
             self.actions.push_back(Action::Connect { addr });
         }
     }

@@ -409,3 +409,41 @@ fn bytes_have_counts_the_short_last_piece() {
     let part = Torrent::new(lengths, some, Config::default(), Instant::now(), 1);
     assert_eq!(part.stats().bytes_have, 32_768 + (100_000 - 3 * 32_768));
 }
+
+/// Issue 9: a tracker that lists our own address made a seed dial itself every few seconds.
+#[test]
+fn r9_our_own_address_is_dialled_at_most_once_whoever_lists_it() {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use crate::bitfield::Bitfield;
+    use crate::lengths::Lengths;
+    use crate::torrent::{Action, Input, Torrent};
+
+    let lengths = Lengths::new(100_000, 32_768).unwrap();
+    let t0 = Instant::now();
+    let mut t = Torrent::new(lengths, Bitfield::new(4), Config::default(), t0, 1);
+    let me: SocketAddr = "10.0.0.1:6881".parse().unwrap();
+    let dials = |t: &mut Torrent| {
+        let mut out = Vec::new();
+        while let Some(a) = t.poll_action() {
+            if let Action::Connect { addr } = a {
+                out.push(addr);
+            }
+        }
+        out
+    };
+    t.handle_input(t0, Input::PeersDiscovered { addrs: vec![me] });
+    assert_eq!(dials(&mut t), vec![me]);
+    // The handshake carried our peer id: the edge says the address is ours.
+    t.handle_input(t0, Input::OwnAddress { addr: me });
+    let mut now = t0;
+    for _ in 0..40 {
+        now += Duration::from_secs(3);
+        t.handle_input(now, Input::PeersDiscovered { addrs: vec![me] });
+        t.handle_timeout(now);
+        assert_eq!(dials(&mut t), Vec::<SocketAddr>::new());
+    }
+    let s = t.stats();
+    assert_eq!((s.dials, s.own_addresses), (1, 1));
+}

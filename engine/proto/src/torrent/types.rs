@@ -55,6 +55,13 @@ pub enum Input {
         /// The address dialled.
         addr: SocketAddr,
     },
+    /// This address is ours (the edge recognised one of its listen or announce addresses
+    /// before dialling, or a dial's handshake carried our own peer id): it is dropped from
+    /// the address book and never dialled again.
+    OwnAddress {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// Candidate peers from a tracker or `--peer`.
     PeersDiscovered {
         /// Their addresses.
@@ -288,4 +295,8 @@ pub struct Stats {
     pub peers_seen: usize,
     /// Peers banned.
     pub peers_banned: usize,
+    /// Dials started ([`Action::Connect`] emitted).
+    pub dials: u64,
+    /// Distinct addresses found to be our own ([`Input::OwnAddress`]).
+    pub own_addresses: u32,
 }
