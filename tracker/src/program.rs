@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::{Config, Tracker, bind, config::DEFAULT_CONFIG_TOML};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use crate::{Config, Tracker, bind, config::DEFAULT_CONFIG_TOML};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// BitTorrent tracker (BEP 15 UDP, BEP 3 HTTP) with fabric-aware peer lists.
@@ -174,7 +174,11 @@ pub fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::SUCCESS;
             }
             let text = e.render().to_string();
-            let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("");
             eprintln!("error: {}", line.strip_prefix("error: ").unwrap_or(line));
             return std::process::ExitCode::from(2);
         }

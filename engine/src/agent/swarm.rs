@@ -99,6 +99,8 @@ pub struct SwarmConfig {
     pub fabric_share: Option<proto::picker::FabricShare>,
     /// Announce client settings.
     pub tracker: ClientConfig,
+    /// MSE/PE policy (`--encryption`).
+    pub encryption: proto::mse::Policy,
 }
 
 /// A finished download's counters.
@@ -121,6 +123,7 @@ async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
     config.torrent.fabric = cfg.fabric.clone();
     config.torrent.fabric_share = cfg.fabric_share;
     config.tracker = cfg.tracker.clone();
+    config.socket.encryption = cfg.encryption;
     Ok(Session::start(config, Some(listener))?)
 }
 

@@ -1,8 +1,10 @@
 //! Transports: TCP dialling and socket options ([`tcp`]), the listener that routes incoming
-//! connections to torrents by info-hash ([`listen`]). QUIC (feature `quic`) will sit beside
+//! connections to torrents by info-hash ([`listen`]), MSE/PE encryption over either
+//! ([`mse`]). QUIC (feature `quic`) will sit beside
 //! them.
 
 pub mod listen;
+pub mod mse;
 pub mod tcp;
 
 pub use listen::{Route, Router};

@@ -5,22 +5,20 @@
 //! exactly one summary line on stdout at the end; errors as one `error: ...` line.
 //! A restarted `get` into the same directory checks what is there and fetches only the rest.
 
-
-
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use crate::meta::TorrentMeta;
 use crate::session::{
     AddOptions, Session, SessionConfig, TorrentHandle, TorrentState, TorrentStatus,
 };
 use crate::storage::{self, OpenOptions};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
@@ -92,6 +90,10 @@ struct GetArgs {
     /// Do not announce to the torrent's trackers (use `--peer` only).
     #[arg(long)]
     no_tracker: bool,
+    /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
+    /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
+    #[arg(long, default_value = "plaintext", value_name = "plaintext|prefer|require")]
+    encryption: proto::mse::Policy,
 }
 
 /// The program: parses `std::env::args`, runs, and returns the exit status.
@@ -126,10 +128,7 @@ fn deploy(args: crate::agent::DeployArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the runtime")?;
-    let out = rt.block_on(crate::agent::deploy(
-        cfg,
-        super::shutdown_signal(),
-    ));
+    let out = rt.block_on(crate::agent::deploy(cfg, super::shutdown_signal()));
     if json {
         println!("{}", serde_json::to_string(&out)?);
     } else {
@@ -268,6 +267,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
     let mut config = SessionConfig::default();
     config.torrent.fabric = args.fabric.clone();
     config.torrent.fabric_share = args.fabric_share;
+    config.socket.encryption = args.encryption;
     config.disk_threads = args.disk_threads;
     if let Some(m) = args.max_peers {
         config.torrent.max_peers = m;

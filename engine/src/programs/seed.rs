@@ -8,19 +8,17 @@
 //! So `create X -o t.torrent` then `serve t.torrent --data X` always works, and a directory
 //! of payloads can be served with many torrents and one `--data`.
 
-
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
 use crate::create::{CreateOptions, create_torrent};
 use crate::meta::TorrentMeta;
 use crate::session::{AddOptions, Session, SessionConfig};
 use crate::storage::{self, FileLayout, Mode, OpenOptions};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -89,6 +87,10 @@ enum Cmd {
         /// allows it (otherwise pread/pwrite).
         #[arg(long)]
         io_uring: bool,
+        /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
+        /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
+        #[arg(long, default_value = "plaintext", value_name = "plaintext|prefer|require")]
+        encryption: proto::mse::Policy,
         /// Also seed every version dropped into DIR while running: DIR/<key>/ holds the
         /// payload, DIR/<key>.torrent appears last (by rename); the origin answers with
         /// DIR/<key>.seeding (or DIR/<key>.error) and announces it to the torrent's
@@ -203,6 +205,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         max_peers,
         no_tracker,
         io_uring,
+        encryption,
         watch,
     } = cmd
     else {
@@ -214,6 +217,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     let mut config = SessionConfig::default();
     config.torrent.fabric = fabric;
     config.torrent.super_seed = super_seed;
+    config.socket.encryption = encryption;
     if let Some(m) = max_peers {
         config.torrent.max_peers = m;
     }
