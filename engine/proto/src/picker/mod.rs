@@ -4,7 +4,9 @@
 //! Invariant: every piece is in exactly one of: have (verified) / verifying / partial (some
 //! blocks requested or received) / unstarted. A block is requested from at most one peer,
 //! except in end-game (no unstarted piece left), where it may be requested from
-//! [`partial::MAX_REQUESTERS`] peers.
+//! [`partial::MAX_REQUESTERS`] peers. A partial piece with an owner is asked only of its
+//! owner (a peer on probation, or the one peer re-fetching a piece that failed), except for
+//! end-game duplicates of a probation peer's piece.
 //!
 //! The picker never hashes and never reads the clock: verification results come back through
 //! [`Picker::piece_verified`], time through [`Picker::set_now`], and randomness is an
