@@ -260,7 +260,11 @@ pub struct DeployArgs {
     pub json: bool,
     /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
     /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
-    #[arg(long, default_value = "plaintext", value_name = "plaintext|prefer|require")]
+    #[arg(
+        long,
+        default_value = "plaintext",
+        value_name = "plaintext|prefer|require"
+    )]
     pub encryption: proto::mse::Policy,
 }
 

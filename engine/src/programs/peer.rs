@@ -127,7 +127,11 @@ struct GetArgs {
     no_tracker: bool,
     /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
     /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
-    #[arg(long, default_value = "plaintext", value_name = "plaintext|prefer|require")]
+    #[arg(
+        long,
+        default_value = "plaintext",
+        value_name = "plaintext|prefer|require"
+    )]
     encryption: proto::mse::Policy,
 }
 

@@ -94,7 +94,11 @@ enum Cmd {
         io_uring: bool,
         /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
         /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
-        #[arg(long, default_value = "plaintext", value_name = "plaintext|prefer|require")]
+        #[arg(
+            long,
+            default_value = "plaintext",
+            value_name = "plaintext|prefer|require"
+        )]
         encryption: proto::mse::Policy,
         /// Also seed every version dropped into DIR while running: DIR/<key>/ holds the
         /// payload, DIR/<key>.torrent appears last (by rename); the origin answers with
