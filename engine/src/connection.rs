@@ -14,6 +14,11 @@
 //! messages are encoded into one buffer; a `piece` message's 13-byte header goes there too
 //! and its data is written from its own `Bytes` with a vectored write, never copied.
 //!
+//! MSE/PE with an RC4 payload: each half owns an `Option<Rc4>`. The reader decrypts each
+//! read's new bytes in place before framing; the writer gathers a batch into one buffer
+//! and encrypts it there (piece data is shared, so that copy is unavoidable). Without RC4
+//! both are one `None` check per read or batch: the plaintext path is unchanged.
+//!
 //! Either task ending (EOF, error, protocol violation, or [`PeerWriter::close`]) cancels the
 //! other; the reader then reports [`NetEvent::Closed`] exactly once.
 
@@ -24,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
+use proto::mse::{Ciphers, Rc4};
 use proto::torrent::{PeerInfo, PeerKey};
 use proto::wire::{MAX_MSG_LEN, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,6 +69,15 @@ pub enum NetEvent {
         peer: PeerKey,
         /// The messages.
         msgs: Vec<Message>,
+    },
+    /// Payload bytes of `piece` messages the writer has handed to the socket (one event per
+    /// write batch that carried any): the torrent machine's upload bound counts them until
+    /// then (`Input::UploadWritten`).
+    Written {
+        /// The peer.
+        peer: PeerKey,
+        /// Piece payload bytes written.
+        bytes: u64,
     },
     /// The connection is gone (sent once, after the last `Messages`).
     Closed {
@@ -141,10 +156,12 @@ impl Drop for PeerWriter {
 
 /// Starts the reader and writer tasks of an established connection and announces it to the
 /// torrent task with [`NetEvent::Connected`]. `leftover` holds bytes read past the
-/// handshake. Returns when the connection is over.
+/// handshake (already decrypted); `ciphers` the RC4 states of an MSE RC4 stream. Returns
+/// when the connection is over.
 pub async fn run(
     stream: tokio::net::TcpStream,
     leftover: BytesMut,
+    ciphers: Option<Ciphers>,
     peer: PeerKey,
     info: PeerInfo,
     events: mpsc::Sender<NetEvent>,
@@ -152,6 +169,10 @@ pub async fn run(
 ) {
     let cancel = parent.child_token();
     let (rd, wr) = stream.into_split();
+    let (decrypt, encrypt) = match ciphers {
+        Some(c) => (Some(c.decrypt), Some(c.encrypt)),
+        None => (None, None),
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let writer = PeerWriter {
@@ -168,16 +189,17 @@ pub async fn run(
         return; // torrent gone
     }
     let wcancel = cancel.clone();
+    let wevents = events.clone();
     tokio::spawn(
         async move {
-            if let Err(e) = write_loop(wr, rx, queued, &wcancel).await {
+            if let Err(e) = write_loop(wr, encrypt, rx, queued, &wcancel, (peer, wevents)).await {
                 debug!(error = %e, "write failed");
             }
             wcancel.cancel();
         }
         .instrument(span.clone()),
     );
-    let error = read_loop(rd, leftover, peer, &events, &cancel)
+    let error = read_loop(rd, decrypt, leftover, peer, &events, &cancel)
         .instrument(span)
         .await
         .err();
@@ -187,6 +209,7 @@ pub async fn run(
 
 async fn read_loop(
     mut rd: OwnedReadHalf,
+    mut decrypt: Option<Rc4>,
     mut buf: BytesMut,
     peer: PeerKey,
     events: &mpsc::Sender<NetEvent>,
@@ -226,12 +249,16 @@ async fn read_loop(
         if buf.capacity() - buf.len() < MIN_READ_SPARE {
             buf.reserve(READ_CHUNK);
         }
+        let start = buf.len();
         let n = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             r = rd.read_buf(&mut buf) => r.map_err(|e| e.to_string())?,
         };
         if n == 0 {
             return Ok(()); // EOF
+        }
+        if let Some(c) = &mut decrypt {
+            c.apply(&mut buf[start..]);
         }
     }
 }
@@ -267,11 +294,13 @@ impl Outbox {
 }
 
 /// Encodes `msgs` into `out`: small messages and piece headers into `small`, piece data as
-/// their own chunks.
-fn encode_batch(msgs: Vec<Message>, small: &mut BytesMut, out: &mut Outbox) {
+/// their own chunks. Returns the piece payload bytes.
+fn encode_batch(msgs: Vec<Message>, small: &mut BytesMut, out: &mut Outbox) -> u64 {
+    let mut payload = 0;
     for msg in msgs {
         match msg {
             Message::Piece { index, begin, data } => {
+                payload += data.len() as u64;
                 Message::encode_piece_header(index, begin, data.len() as u32, small);
                 out.push(small.split().freeze());
                 out.push(data);
@@ -279,13 +308,27 @@ fn encode_batch(msgs: Vec<Message>, small: &mut BytesMut, out: &mut Outbox) {
             other => other.encode(small),
         }
     }
+    payload
+}
+
+/// Replaces the outbox's chunks by one buffer holding them encrypted, in order.
+fn encrypt_outbox(out: &mut Outbox, cipher: &mut Rc4) {
+    let mut joined = BytesMut::with_capacity(out.len);
+    for c in out.chunks.drain(..) {
+        joined.extend_from_slice(&c);
+    }
+    cipher.apply(&mut joined);
+    out.len = 0;
+    out.push(joined.freeze());
 }
 
 async fn write_loop(
     mut wr: OwnedWriteHalf,
+    mut encrypt: Option<Rc4>,
     mut rx: mpsc::UnboundedReceiver<Vec<Message>>,
     queued: Arc<AtomicUsize>,
     cancel: &CancellationToken,
+    (peer, events): (PeerKey, mpsc::Sender<NetEvent>),
 ) -> std::io::Result<()> {
     let mut small = BytesMut::with_capacity(4096);
     let mut out = Outbox::default();
@@ -294,15 +337,18 @@ async fn write_loop(
             _ = cancel.cancelled() => break,
             b = rx.recv() => match b { Some(b) => b, None => break },
         };
-        encode_batch(first, &mut small, &mut out);
+        let mut payload = encode_batch(first, &mut small, &mut out);
         // Coalesce whatever else is already queued.
         while out.len + small.len() < MAX_WRITE_BATCH {
             match rx.try_recv() {
-                Ok(b) => encode_batch(b, &mut small, &mut out),
+                Ok(b) => payload += encode_batch(b, &mut small, &mut out),
                 Err(_) => break,
             }
         }
         out.push(small.split().freeze());
+        if let Some(c) = &mut encrypt {
+            encrypt_outbox(&mut out, c);
+        }
         let batch_len = out.len;
         while out.len > 0 {
             let slices: Vec<IoSlice<'_>> = out
@@ -322,6 +368,17 @@ async fn write_loop(
             out.advance(n);
         }
         queued.fetch_sub(batch_len, Ordering::Relaxed);
+        if payload > 0 {
+            // Bounded channel: waits only while the torrent task is behind on peer events.
+            let written = NetEvent::Written {
+                peer,
+                bytes: payload,
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                r = events.send(written) => if r.is_err() { return Ok(()) },
+            }
+        }
         if small.capacity() < 1024 {
             small.reserve(4096);
         }
@@ -408,6 +465,34 @@ mod tests {
             m.encode(&mut b);
             assert_eq!(wire_len(&m), b.len(), "{m:?}");
         }
+    }
+
+    #[test]
+    fn an_encrypted_batch_is_the_keystream_over_the_plain_encoding() {
+        let msgs = || {
+            vec![
+                Message::Have(3),
+                Message::Piece {
+                    index: 1,
+                    begin: 0,
+                    data: Bytes::from(vec![9u8; 1000]),
+                },
+            ]
+        };
+        let mut plain = BytesMut::new();
+        for m in msgs() {
+            m.encode(&mut plain);
+        }
+        let mut small = BytesMut::new();
+        let mut out = Outbox::default();
+        encode_batch(msgs(), &mut small, &mut out);
+        out.push(small.split().freeze());
+        encrypt_outbox(&mut out, &mut Rc4::new(b"key"));
+        assert_eq!(out.chunks.len(), 1);
+        assert_eq!(out.len, plain.len());
+        let mut back = out.chunks[0].to_vec();
+        Rc4::new(b"key").apply(&mut back);
+        assert_eq!(back, &plain[..]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ Run it with Debian's /usr/bin/python3: python3-libtorrent is built for that inte
     lt_peer.py run --torrent T --data DIR [--seed] [--listen HOST:PORT] [--peer HOST:PORT]...
                    [--no-tracker] [--seed-for SECS] [--timeout SECS] [--wait-go]
                    [--upload-limit BYTES_PER_SEC] [--progress-interval SECS]
+                   [--encryption plaintext|disabled|forced-rc4|forced-both]
     lt_peer.py info T        # one JSON line: info_hash, piece_length, num_pieces, total_size, files
 
 `run` prints JSON lines on stdout, one per event, each with `event` and `t` (unix time, float):
@@ -108,11 +109,7 @@ def session_settings(args, host, port):
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
         "allow_multiple_connections_per_ip": True,
-        # Plain-text handshakes: by default libtorrent first tries an MSE/RC4 handshake, which
-        # costs a reconnect against peers without MSE and CPU against those with it.
-        "out_enc_policy": int(lt.enc_policy.disabled),
-        "in_enc_policy": int(lt.enc_policy.enabled),
-        "allowed_enc_level": int(lt.enc_level.plaintext),
+        **ENCRYPTION[args.encryption],
         "connections_limit": 400,
         "listen_interfaces": f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
         # Dial out from the address under test too (matters inside network namespaces).
@@ -128,6 +125,38 @@ def session_settings(args, host, port):
         "announce_to_all_tiers": True,
     })
     return settings
+
+
+# --encryption: how libtorrent dials and what MSE payload it allows.
+ENCRYPTION = {
+    # Plain-text handshakes (the default here): by default libtorrent first tries an MSE/RC4
+    # handshake, which costs a reconnect against peers without MSE and CPU against those with it.
+    "plaintext": {
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.enabled),
+        "allowed_enc_level": int(lt.enc_level.plaintext),
+    },
+    # No MSE at all: an incoming MSE handshake is dropped (for the plaintext-retry test).
+    "disabled": {
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.disabled),
+        "allowed_enc_level": int(lt.enc_level.plaintext),
+    },
+    # MSE only, RC4 payload only (pe_forced, allowed_enc_level rc4).
+    "forced-rc4": {
+        "out_enc_policy": int(lt.enc_policy.forced),
+        "in_enc_policy": int(lt.enc_policy.forced),
+        "allowed_enc_level": int(lt.enc_level.rc4),
+        "prefer_rc4": True,
+    },
+    # MSE only, either payload offered (the responder picks).
+    "forced-both": {
+        "out_enc_policy": int(lt.enc_policy.forced),
+        "in_enc_policy": int(lt.enc_policy.forced),
+        "allowed_enc_level": int(lt.enc_level.both),
+        "prefer_rc4": False,
+    },
+}
 
 
 class Run:
@@ -308,6 +337,8 @@ def main(argv):
                    help="after 'ready', wait for a line on stdin before starting the torrent")
     r.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_SEC")
     r.add_argument("--progress-interval", type=float, default=1.0, help="0 = no progress lines")
+    r.add_argument("--encryption", choices=sorted(ENCRYPTION), default="plaintext",
+                   help="MSE/PE policy (default plaintext; forced-*: MSE only)")
     i = sub.add_parser("info", help="print a torrent's info-hash and geometry as JSON")
     i.add_argument("torrent")
     args = p.parse_args(argv)

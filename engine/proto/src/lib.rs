@@ -18,6 +18,7 @@ pub mod fabric;
 pub mod lengths;
 pub mod manifest;
 pub mod metainfo;
+pub mod mse;
 pub mod picker;
 pub mod sim;
 pub mod torrent;

@@ -166,6 +166,12 @@ pub struct Outcome {
     pub current: Option<String>,
     /// Why, for a failure.
     pub reason: Option<String>,
+    /// What this run did about an activation a killed earlier run left unfinished
+    /// ("completed an activation interrupted after `switched`", ...); also the reason of
+    /// the success event, so `instream status` shows it.
+    pub recovered: Option<String>,
+    /// Staging directories of killed or failed earlier runs removed at start.
+    pub staging_cleaned: usize,
     /// Status events queued.
     pub events: u64,
     /// Status events that could not be delivered.
@@ -252,6 +258,14 @@ pub struct DeployArgs {
     /// Print the outcome as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
+    /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
+    /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
+    #[arg(
+        long,
+        default_value = "plaintext",
+        value_name = "plaintext|prefer|require"
+    )]
+    pub encryption: proto::mse::Policy,
 }
 
 impl DeployArgs {
@@ -303,6 +317,7 @@ impl DeployArgs {
                 fabric_share: self.fabric_share,
                 tracker: swarm::fleet_tracker_config(),
                 announce_ip: self.announce_ip,
+                encryption: self.encryption,
             },
         })
     }
@@ -333,6 +348,7 @@ struct Done {
     downloaded: u64,
     uploaded: u64,
     previous: Option<String>,
+    recovered: Option<String>,
     seeder: Option<Seeder>,
 }
 
@@ -342,13 +358,16 @@ struct Done {
 pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()>) -> Outcome {
     let started = Instant::now();
     let client = ControlClient::new(&cfg.server, &cfg.token, Duration::from_secs(60));
-    let reporter = Reporter::start(
+    let seq_floor = cfg.root.join("event-seq");
+    let _ = std::fs::create_dir_all(&cfg.root);
+    let reporter = Reporter::start_after(
         report_transport(&cfg),
         ReportIdentity {
             deployment: cfg.deployment.clone(),
             host: cfg.host.clone(),
             fabric: cfg.fabric.clone(),
         },
+        report::run_seq_base(Some(&seq_floor)),
     );
     let installer = Installer::new(
         &cfg.root,
@@ -360,6 +379,14 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         },
     );
     tokio::pin!(stop);
+    // Leftovers of killed or failed runs: never a half-built version on disk for long.
+    let staging_cleaned = match installer.clean_staging(&cfg.product) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %error_line(&e), "cannot clean staging");
+            0
+        }
+    };
     let result = steps(&cfg, &client, &reporter, &installer, &mut stop).await;
     let mut out = Outcome {
         deployment: cfg.deployment.clone(),
@@ -374,13 +401,19 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         previous: None,
         current: None,
         reason: None,
+        recovered: None,
+        staging_cleaned,
         events: 0,
         events_unsent: 0,
         secs: 0.0,
     };
     match result {
         Ok(done) => {
-            reporter.report(HostState::Success, done.downloaded, None);
+            if let Some(r) = &done.recovered {
+                tracing::warn!(recovery = %r, "finished what an earlier run left");
+            }
+            reporter.report(HostState::Success, done.downloaded, done.recovered.clone());
+            out.recovered = done.recovered.clone();
             out.from_disk = done.from_disk;
             out.copied_from = done.copied_from.clone();
             out.bytes_downloaded = done.downloaded;
@@ -611,6 +644,7 @@ async fn steps(
                     downloaded: 0,
                     uploaded: 0,
                     previous: act.previous,
+                    recovered: act.recovered.map(|r| r.to_string()),
                     seeder: None,
                 });
             }
@@ -720,12 +754,19 @@ async fn steps(
             }
             None => std::fs::rename(work2.join(&name), staged.join(&name)),
         };
-        moved.map_err(|source| InstallError::Io {
-            op: "move the download into staging",
-            path: staged.clone(),
-            source,
-        })?;
-        inst.commit(&staged, &record)?;
+        let committed = moved
+            .map_err(|source| InstallError::Io {
+                op: "move the download into staging",
+                path: staged.clone(),
+                source,
+            })
+            .and_then(|()| inst.commit(&staged, &record));
+        if let Err(e) = committed {
+            // Nothing half-built stays behind: neither the staged copy nor the download.
+            let _ = std::fs::remove_dir_all(&staged);
+            let _ = std::fs::remove_dir_all(&work2);
+            return Err(e.into());
+        }
         let _ = std::fs::remove_dir_all(&work2);
         Ok(())
     })
@@ -749,6 +790,7 @@ async fn steps(
             downloaded: received,
             uploaded: transfer.uploaded,
             previous: act.previous,
+            recovered: act.recovered.map(|r| r.to_string()),
             seeder,
         }),
         Err(e) => {

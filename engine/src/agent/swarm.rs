@@ -102,6 +102,8 @@ pub struct SwarmConfig {
     /// The address trackers should list us under (`--announce-ip`); see
     /// `SessionConfig::announce_ip`.
     pub announce_ip: Option<std::net::IpAddr>,
+    /// MSE/PE policy (`--encryption`).
+    pub encryption: proto::mse::Policy,
 }
 
 /// A finished download's counters.
@@ -125,6 +127,7 @@ async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
     config.torrent.fabric_share = cfg.fabric_share;
     config.tracker = cfg.tracker.clone();
     config.announce_ip = cfg.announce_ip;
+    config.socket.encryption = cfg.encryption;
     Ok(Session::start(config, Some(listener))?)
 }
 

@@ -3,21 +3,29 @@
 //! [`Router`], we answer with our handshake, and the connection is handed to that torrent.
 //! Unknown info-hashes, foreign protocols and slow handshakes are dropped without a reply.
 //!
+//! The first 20 bytes tell the two openings apart: `\x13BitTorrent protocol` is a plain
+//! handshake (refused under `--encryption require`); anything else is taken for MSE/PE
+//! ([`super::mse`]), whose `SKEY` the router resolves through `HASH('req2', info-hash)`.
+//! The BT handshake then follows inside it, so the same time bound covers both.
+//!
 //! The accept loop takes an already-bound listener and a shutdown token (tests bind port 0).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
+use bytes::BytesMut;
+use proto::mse::{Ciphers, Method, Policy};
 use proto::torrent::PeerKey;
-use proto::wire::Handshake;
+use proto::wire::{HANDSHAKE_LEN, Handshake};
 use proto::{InfoHash, PeerId};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::mse;
 use super::tcp::{self, HANDSHAKE_TIMEOUT, HandshakeFailed, SocketOptions};
 use crate::connection::{self, NetEvent};
 
@@ -49,23 +57,34 @@ impl Route {
 /// Info-hash -> torrent, shared by the listener and the session.
 #[derive(Debug, Default)]
 pub struct Router {
-    map: RwLock<HashMap<InfoHash, Route>>,
+    map: RwLock<Routes>,
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    by_hash: HashMap<InfoHash, Route>,
+    /// `HASH('req2', info-hash)` -> info-hash: how an MSE handshake names its torrent.
+    by_req2: HashMap<[u8; 20], InfoHash>,
 }
 
 impl Router {
     /// Routes connections for `route.info_hash` to it; false if one was already there.
     pub fn insert(&self, route: Route) -> bool {
         let mut m = self.map.write().expect("router lock");
-        if m.contains_key(&route.info_hash) {
+        if m.by_hash.contains_key(&route.info_hash) {
             return false;
         }
-        m.insert(route.info_hash, route);
+        m.by_req2
+            .insert(proto::mse::req2_hash(&route.info_hash), route.info_hash);
+        m.by_hash.insert(route.info_hash, route);
         true
     }
 
     /// Stops routing `info_hash`.
     pub fn remove(&self, info_hash: &InfoHash) -> Option<Route> {
-        self.map.write().expect("router lock").remove(info_hash)
+        let mut m = self.map.write().expect("router lock");
+        m.by_req2.remove(&proto::mse::req2_hash(info_hash));
+        m.by_hash.remove(info_hash)
     }
 
     /// The route for `info_hash`.
@@ -73,13 +92,24 @@ impl Router {
         self.map
             .read()
             .expect("router lock")
+            .by_hash
             .get(info_hash)
             .cloned()
     }
 
+    /// The torrent whose `HASH('req2', info-hash)` is `req2` (MSE's `SKEY` lookup).
+    pub fn by_req2(&self, req2: &[u8; 20]) -> Option<InfoHash> {
+        self.map
+            .read()
+            .expect("router lock")
+            .by_req2
+            .get(req2)
+            .copied()
+    }
+
     /// Number of torrents routed.
     pub fn len(&self) -> usize {
-        self.map.read().expect("router lock").len()
+        self.map.read().expect("router lock").by_hash.len()
     }
 
     /// True if no torrent is routed.
@@ -118,37 +148,34 @@ pub async fn run(
             if let Err(e) = tcp::configure(&stream, &opts) {
                 debug!(%addr, error = %e, "socket options");
             }
-            let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp::read_handshake(&mut stream))
-                .await
-                .unwrap_or(Err(HandshakeFailed::Timeout));
-            let (theirs, rest) = match r {
+            let r = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                handshake(&mut stream, &router, opts.encryption),
+            )
+            .await
+            .unwrap_or(Err(HandshakeFailed::Timeout));
+            let Incoming {
+                theirs,
+                route,
+                rest,
+                ciphers,
+                mse,
+            } = match r {
                 Ok(x) => x,
                 Err(e) => {
                     debug!(%addr, error = %e, "incoming handshake failed");
                     return;
                 }
             };
-            let Some(route) = router.get(&theirs.info_hash) else {
-                debug!(%addr, info_hash = %theirs.info_hash, "unknown torrent");
-                return;
-            };
-            let ours = Handshake::new(route.info_hash, route.our_id).encode();
-            if let Err(e) = stream.write_all(&ours).await {
-                debug!(%addr, error = %e, "handshake reply failed");
-                return;
-            }
-            if theirs.peer_id == route.our_id {
-                // Our own dial: the reply above lets the dialling side see our peer id and
-                // never dial that address again (issue 9); closing without it looked like a
-                // flaky peer, retried forever.
-                debug!(%addr, "connection from ourselves");
-                return;
+            if let Some(method) = mse {
+                debug!(%addr, ?method, "incoming MSE handshake");
             }
             drop(permit);
             let peer = route.next_key();
             connection::run(
                 stream,
                 rest,
+                ciphers,
                 peer,
                 tcp::peer_info(addr, &theirs, false),
                 route.events.clone(),
@@ -157,4 +184,68 @@ pub async fn run(
             .await;
         });
     }
+}
+
+/// An incoming connection whose handshakes are done.
+struct Incoming {
+    theirs: Handshake,
+    route: Route,
+    rest: BytesMut,
+    ciphers: Option<Ciphers>,
+    /// The MSE payload method, if the peer opened with MSE.
+    mse: Option<Method>,
+}
+
+/// Tells a plain handshake from MSE, runs it, finds the torrent and answers.
+async fn handshake(
+    stream: &mut TcpStream,
+    router: &Router,
+    policy: Policy,
+) -> Result<Incoming, HandshakeFailed> {
+    let mut buf = BytesMut::with_capacity(HANDSHAKE_LEN + 4096);
+    let plain = loop {
+        match Handshake::check_prefix(&buf) {
+            Ok(true) => break true,
+            Ok(false) => {}
+            Err(_) => break false,
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(HandshakeFailed::Eof);
+        }
+    };
+    let (theirs, rest, mut ciphers, mse) = if plain {
+        if !policy.accepts_plain() {
+            return Err(HandshakeFailed::PlainRefused);
+        }
+        let (theirs, rest) = tcp::read_handshake(stream, buf, None).await?;
+        (theirs, rest, None, None)
+    } else {
+        let e = mse::respond(stream, &buf, policy.methods(), |h| router.by_req2(h)).await?;
+        let start = mse::payload_start(&e);
+        let mut ciphers = e.ciphers;
+        let decrypt = ciphers.as_mut().map(|c| &mut c.decrypt);
+        let (theirs, rest) = tcp::read_handshake(stream, start, decrypt).await?;
+        if theirs.info_hash != e.info_hash {
+            return Err(HandshakeFailed::WrongInfoHash(theirs.info_hash));
+        }
+        (theirs, rest, ciphers, Some(e.method))
+    };
+    let Some(route) = router.get(&theirs.info_hash) else {
+        return Err(HandshakeFailed::UnknownTorrent(theirs.info_hash));
+    };
+    let ours = Handshake::new(route.info_hash, route.our_id);
+    tcp::write_handshake(stream, &ours, ciphers.as_mut().map(|c| &mut c.encrypt)).await?;
+    if theirs.peer_id == route.our_id {
+        // Our own dial: the reply above lets the dialling side see our peer id and never
+        // dial that address again (issue 9); closing without it looked like a flaky peer,
+        // retried forever.
+        return Err(HandshakeFailed::SelfConnection);
+    }
+    Ok(Incoming {
+        theirs,
+        route,
+        rest,
+        ciphers,
+        mse,
+    })
 }

@@ -1,4 +1,6 @@
-//! TCP for peer connections: socket options, dialling, and the 68-byte handshake exchange.
+//! TCP for peer connections: socket options, dialling, and the 68-byte handshake exchange
+//! (inside MSE when the policy asks for it: [`super::mse`]). `--encryption prefer` dials
+//! with MSE and, if the peer drops that attempt, dials once more in plaintext.
 //!
 //! Every socket gets `TCP_NODELAY`: requests and `have`s are small and latency-bound, and
 //! the writer already coalesces bulk data, so Nagle would only add delay. Buffer sizes are
@@ -12,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use proto::mse::{Ciphers, CryptoSet, MseError, Policy, Rc4};
 use proto::torrent::{PeerInfo, PeerKey};
 use proto::wire::handshake::HandshakeError;
 use proto::wire::{HANDSHAKE_LEN, Handshake};
@@ -22,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::Route;
+use super::{Route, mse};
 use crate::connection::{self, NetEvent};
 
 /// How long a dial or a handshake may take.
@@ -35,11 +38,13 @@ pub struct SocketOptions {
     pub send_buffer: usize,
     /// `SO_RCVBUF` in bytes (0 = leave to autotuning).
     pub recv_buffer: usize,
-    /// Dial timeout.
+    /// Dial timeout (each attempt, when `prefer` retries in plaintext).
     pub connect_timeout: Duration,
     /// Local IP dials bind to (the `--listen` IP when it is a specific one), so peers see
     /// the address they can dial back; `None`: the kernel's choice. See `own::source_for`.
     pub local_ip: Option<std::net::IpAddr>,
+    /// MSE/PE policy for both directions (`--encryption`, default plaintext).
+    pub encryption: Policy,
 }
 
 impl Default for SocketOptions {
@@ -49,6 +54,7 @@ impl Default for SocketOptions {
             recv_buffer: 0,
             connect_timeout: HANDSHAKE_TIMEOUT,
             local_ip: None,
+            encryption: Policy::Plaintext,
         }
     }
 }
@@ -81,28 +87,69 @@ pub enum HandshakeFailed {
     /// The peer answered for another torrent.
     #[error("peer answered for info-hash {0}")]
     WrongInfoHash(InfoHash),
+    /// No torrent of ours has this info-hash.
+    #[error("unknown torrent {0}")]
+    UnknownTorrent(InfoHash),
     /// We dialled ourselves.
     #[error("connected to ourselves")]
     SelfConnection,
     /// Too slow.
     #[error("handshake timed out")]
     Timeout,
+    /// The MSE handshake failed.
+    #[error(transparent)]
+    Mse(#[from] MseError),
+    /// A plain handshake came in while the policy requires MSE.
+    #[error("plaintext handshake refused (--encryption require)")]
+    PlainRefused,
 }
 
-/// Reads the peer's handshake; returns it and any bytes that followed it.
+impl HandshakeFailed {
+    /// True if a plaintext dial may still work after an MSE dial failed this way (the
+    /// peer dropped or garbled the encrypted attempt, or never answered it).
+    fn worth_plain_retry(&self) -> bool {
+        matches!(
+            self,
+            Self::Io(_) | Self::Eof | Self::Timeout | Self::Mse(_) | Self::Protocol(_)
+        )
+    }
+}
+
+/// Reads the peer's handshake after the bytes already in `buf`; returns it and any bytes
+/// that followed it. With `decrypt`, bytes read from the socket are decrypted first (`buf`
+/// is already plain).
 pub async fn read_handshake(
     stream: &mut TcpStream,
+    mut buf: BytesMut,
+    mut decrypt: Option<&mut Rc4>,
 ) -> Result<(Handshake, BytesMut), HandshakeFailed> {
-    let mut buf = BytesMut::with_capacity(HANDSHAKE_LEN + 4096);
+    buf.reserve(HANDSHAKE_LEN + 4096);
     loop {
         if let Some(h) = Handshake::decode(&buf)? {
             let _ = buf.split_to(HANDSHAKE_LEN);
             return Ok((h, buf));
         }
+        let start = buf.len();
         if stream.read_buf(&mut buf).await? == 0 {
             return Err(HandshakeFailed::Eof);
         }
+        if let Some(c) = decrypt.as_deref_mut() {
+            c.apply(&mut buf[start..]);
+        }
     }
+}
+
+/// Writes our handshake, through the payload cipher if there is one.
+pub async fn write_handshake(
+    stream: &mut TcpStream,
+    ours: &Handshake,
+    encrypt: Option<&mut Rc4>,
+) -> io::Result<()> {
+    let mut bytes = ours.encode();
+    if let Some(c) = encrypt {
+        c.apply(&mut bytes);
+    }
+    stream.write_all(&bytes).await
 }
 
 /// Facts about the peer for the torrent machine.
@@ -116,12 +163,23 @@ pub fn peer_info(addr: SocketAddr, h: &Handshake, outgoing: bool) -> PeerInfo {
     }
 }
 
+/// A connection whose handshakes are done.
+struct Dialled {
+    stream: TcpStream,
+    theirs: Handshake,
+    rest: BytesMut,
+    ciphers: Option<Ciphers>,
+}
+
+/// One dial: plain when `mse` is `None`, else MSE offering those methods with our BT
+/// handshake as its initial payload.
 async fn dial_and_handshake(
     addr: SocketAddr,
     info_hash: InfoHash,
     our_id: PeerId,
     opts: &SocketOptions,
-) -> Result<(TcpStream, Handshake, BytesMut), HandshakeFailed> {
+    mse: Option<CryptoSet>,
+) -> Result<Dialled, HandshakeFailed> {
     let mut stream = match super::own::source_for(opts.local_ip, addr) {
         Some(local) => {
             let socket = if addr.is_ipv4() {
@@ -135,36 +193,71 @@ async fn dial_and_handshake(
         None => TcpStream::connect(addr).await?,
     };
     configure(&stream, opts)?;
-    stream
-        .write_all(&Handshake::new(info_hash, our_id).encode())
-        .await?;
-    let (h, rest) = read_handshake(&mut stream).await?;
-    if h.info_hash != info_hash {
-        return Err(HandshakeFailed::WrongInfoHash(h.info_hash));
+    let ours = Handshake::new(info_hash, our_id);
+    let (rest, mut ciphers) = match mse {
+        None => {
+            write_handshake(&mut stream, &ours, None).await?;
+            (BytesMut::new(), None)
+        }
+        Some(offered) => {
+            let e = mse::initiate(&mut stream, info_hash, offered, ours.encode().to_vec()).await?;
+            debug!(%addr, method = ?e.method, "outgoing MSE handshake");
+            (mse::payload_start(&e), e.ciphers)
+        }
+    };
+    let decrypt = ciphers.as_mut().map(|c| &mut c.decrypt);
+    let (theirs, rest) = read_handshake(&mut stream, rest, decrypt).await?;
+    if theirs.info_hash != info_hash {
+        return Err(HandshakeFailed::WrongInfoHash(theirs.info_hash));
     }
-    if h.peer_id == our_id {
+    if theirs.peer_id == our_id {
         return Err(HandshakeFailed::SelfConnection);
     }
-    Ok((stream, h, rest))
+    Ok(Dialled {
+        stream,
+        theirs,
+        rest,
+        ciphers,
+    })
+}
+
+/// Dials as `opts.encryption` says, retrying once in plaintext under `prefer`.
+async fn dial(
+    addr: SocketAddr,
+    route: &Route,
+    opts: &SocketOptions,
+) -> Result<Dialled, HandshakeFailed> {
+    let policy = opts.encryption;
+    let attempt = |mse| async move {
+        tokio::time::timeout(
+            opts.connect_timeout,
+            dial_and_handshake(addr, route.info_hash, route.our_id, opts, mse),
+        )
+        .await
+        .unwrap_or(Err(HandshakeFailed::Timeout))
+    };
+    let first = attempt(policy.dials_encrypted().then(|| policy.methods())).await;
+    match first {
+        Err(e) if policy == Policy::Prefer && e.worth_plain_retry() => {
+            debug!(%addr, error = %e, "MSE dial failed; retrying in plaintext");
+            attempt(None).await
+        }
+        r => r,
+    }
 }
 
 /// Dials `addr` for the torrent behind `route` and runs the connection; a failure before
 /// the handshake completes is reported as [`NetEvent::ConnectFailed`].
 pub async fn connect_peer(addr: SocketAddr, route: Route, opts: SocketOptions) {
-    let r = tokio::time::timeout(
-        opts.connect_timeout,
-        dial_and_handshake(addr, route.info_hash, route.our_id, &opts),
-    )
-    .await
-    .unwrap_or(Err(HandshakeFailed::Timeout));
-    match r {
-        Ok((stream, h, rest)) => {
+    match dial(addr, &route, &opts).await {
+        Ok(d) => {
             let peer = route.next_key();
             connection::run(
-                stream,
-                rest,
+                d.stream,
+                d.rest,
+                d.ciphers,
                 peer,
-                peer_info(addr, &h, true),
+                peer_info(addr, &d.theirs, true),
                 route.events.clone(),
                 &route.cancel,
             )

@@ -125,6 +125,14 @@ struct GetArgs {
     /// Do not announce to the torrent's trackers (use `--peer` only).
     #[arg(long)]
     no_tracker: bool,
+    /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
+    /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
+    #[arg(
+        long,
+        default_value = "plaintext",
+        value_name = "plaintext|prefer|require"
+    )]
+    encryption: proto::mse::Policy,
 }
 
 /// The program: parses `std::env::args`, runs, and returns the exit status.
@@ -410,6 +418,7 @@ async fn fetch(
     let mut config = SessionConfig::default();
     config.torrent.fabric = args.fabric.clone();
     config.torrent.fabric_share = args.fabric_share;
+    config.socket.encryption = args.encryption;
     config.disk_threads = args.disk_threads;
     config.announce_ip = args.announce_ip;
     if let Some(m) = args.max_peers {

@@ -92,6 +92,14 @@ enum Cmd {
         /// allows it (otherwise pread/pwrite).
         #[arg(long)]
         io_uring: bool,
+        /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
+        /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
+        #[arg(
+            long,
+            default_value = "plaintext",
+            value_name = "plaintext|prefer|require"
+        )]
+        encryption: proto::mse::Policy,
         /// Also seed every version dropped into DIR while running: DIR/<key>/ holds the
         /// payload, DIR/<key>.torrent appears last (by rename); the origin answers with
         /// DIR/<key>.seeding (or DIR/<key>.error) and announces it to the torrent's
@@ -207,6 +215,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         max_peers,
         no_tracker,
         io_uring,
+        encryption,
         watch,
     } = cmd
     else {
@@ -219,6 +228,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     config.torrent.fabric = fabric;
     config.torrent.super_seed = super_seed;
     config.announce_ip = announce_ip;
+    config.socket.encryption = encryption;
     if let Some(m) = max_peers {
         config.torrent.max_peers = m;
     }

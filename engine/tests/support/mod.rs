@@ -164,6 +164,10 @@ impl Proc {
         self.stdout.lock().unwrap().clone()
     }
 
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
     /// Every stdout line that parses as a JSON object.
     pub fn json_lines(&self) -> Vec<Value> {
         self.stdout_lines()
