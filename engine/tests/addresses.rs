@@ -23,6 +23,7 @@ use instream_engine::storage::{Mode, OpenOptions, PortableStorage};
 use instream_engine::tracker_client::{
     ClientConfig, Identity, TrackerConn, TrackerUrl, TransferStats,
 };
+use proto::mse::Policy;
 use proto::tracker::AnnounceEvent;
 use proto::{InfoHash, PeerId};
 use support::*;
@@ -256,46 +257,48 @@ fn r9_a_seed_that_reaches_itself_through_a_forward_never_dials_it_again() {
     let dir = temp_dir();
     let (meta, _) = make_torrent(dir.path(), "payload", &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        // The seed's address is known only once it listens: a first seed finds it.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let seed_addr = listener.local_addr().unwrap();
-        let (forward, accepted) = relay(seed_addr);
-        let session = Session::start(SessionConfig::default(), Some(listener)).unwrap();
-        let storage = PortableStorage::open(
-            dir.path(),
-            meta.layout().unwrap(),
-            OpenOptions {
-                mode: Mode::ReadOnly,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let seed = session
-            .add_torrent(
-                meta.clone(),
-                Arc::new(storage),
-                AddOptions {
-                    peers: vec![forward],
+    // Plain and MSE handshakes alike carry the peer id back.
+    for policy in [Policy::Plaintext, Policy::Prefer, Policy::Require] {
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let (forward, accepted) = relay(listener.local_addr().unwrap());
+            let mut config = SessionConfig::default();
+            config.socket.encryption = policy;
+            let session = Session::start(config, Some(listener)).unwrap();
+            let storage = PortableStorage::open(
+                dir.path(),
+                meta.layout().unwrap(),
+                OpenOptions {
+                    mode: Mode::ReadOnly,
                     ..Default::default()
                 },
             )
-            .await
             .unwrap();
-        // The same address again, as a tracker would list it every interval.
-        for _ in 0..3 {
-            seed.add_peers(vec![forward]);
-        }
-        let dials = own_addresses_then_dials(&seed, 1).await;
-        seed.add_peers(vec![forward]);
-        assert_eq!(dials, 1);
-        assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "connections through the forward"
-        );
-        session.shutdown().await;
-    });
+            let seed = session
+                .add_torrent(
+                    meta.clone(),
+                    Arc::new(storage),
+                    AddOptions {
+                        peers: vec![forward],
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            // The same address again, as a tracker would list it every interval.
+            for _ in 0..3 {
+                seed.add_peers(vec![forward]);
+            }
+            let dials = own_addresses_then_dials(&seed, 1).await;
+            assert_eq!(dials, 1, "{policy:?}");
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                1,
+                "{policy:?}: connections through the forward"
+            );
+            session.shutdown().await;
+        });
+    }
 }
 
 /// A network namespace with addresses 10.77.0.1-5 on its lo; deleted on drop.
