@@ -23,6 +23,7 @@ use instream_engine::storage::{Mode, OpenOptions, PortableStorage};
 use instream_engine::tracker_client::{
     ClientConfig, Identity, TrackerConn, TrackerUrl, TransferStats,
 };
+use proto::mse::Policy;
 use proto::tracker::AnnounceEvent;
 use proto::{InfoHash, PeerId};
 use support::*;
@@ -132,9 +133,9 @@ fn make_torrent(dir: &Path, name: &str, trackers: &[String]) -> (TorrentMeta, Pa
     (TorrentMeta::from_torrent_bytes(&bytes).unwrap(), file)
 }
 
-/// A library seed of `meta` from `dir`, listening on 127.0.0.1, announcing every second.
-async fn library_seed(meta: &TorrentMeta, dir: &Path) -> (Session, TorrentHandle) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// A library seed of `meta` from `dir`, listening on `listen`, announcing every second.
+async fn library_seed(meta: &TorrentMeta, dir: &Path, listen: &str) -> (Session, TorrentHandle) {
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
     let mut config = SessionConfig::default();
     config.tracker.min_interval = Duration::from_millis(500);
     let session = Session::start(config, Some(listener)).unwrap();
@@ -200,27 +201,31 @@ fn r9_a_seed_never_dials_its_own_listen_address_listed_by_the_tracker() {
         http,
     );
     let url = format!("http://{http}/announce");
-    let (meta, _) = make_torrent(dir.path(), "payload", std::slice::from_ref(&url));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let (session, seed) = library_seed(&meta, dir.path()).await;
-        let port = session.listen_addr().unwrap().port();
-        // The stale entry: same address, another peer id, announced from 127.0.0.1.
-        let stale = format!(
-            "http://{http}/announce?info_hash={}&peer_id=stale-seed-000000000&port={port}&left=0&compact=1",
-            meta.info_hash
-                .0
-                .iter()
-                .map(|b| format!("%{b:02X}"))
-                .collect::<String>()
-        );
-        let body = reqwest::get(&stale).await.unwrap().bytes().await.unwrap();
-        assert!(!body.starts_with(b"d14:failure"), "{body:?}");
-        let dials = own_addresses_then_dials(&seed, 1).await;
-        // The one dial the machine asked for, which the edge turned into "ours" instead.
-        assert_eq!(dials, 1, "the seed dialled its own address again");
-        session.shutdown().await;
-    });
+    // A specific listener, and a wildcard one, which owns its port on every local address.
+    for (n, listen) in ["127.0.0.1:0", "0.0.0.0:0"].into_iter().enumerate() {
+        let name = format!("payload-{n}");
+        let (meta, _) = make_torrent(dir.path(), &name, std::slice::from_ref(&url));
+        rt.block_on(async {
+            let (session, seed) = library_seed(&meta, dir.path(), listen).await;
+            let port = session.listen_addr().unwrap().port();
+            // The stale entry: same address, another peer id, announced from 127.0.0.1.
+            let stale = format!(
+                "http://{http}/announce?info_hash={}&peer_id=stale-seed-000000000&port={port}&left=0&compact=1",
+                meta.info_hash
+                    .0
+                    .iter()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect::<String>()
+            );
+            let body = reqwest::get(&stale).await.unwrap().bytes().await.unwrap();
+            assert!(!body.starts_with(b"d14:failure"), "{body:?}");
+            let dials = own_addresses_then_dials(&seed, 1).await;
+            // The one dial the machine asked for, which the edge answered "ours" instead.
+            assert_eq!(dials, 1, "listening on {listen}: the seed dialled itself again");
+            session.shutdown().await;
+        });
+    }
 }
 
 /// Accepts connections on 127.0.0.1 and pipes each to `to`; counts them.
@@ -252,46 +257,48 @@ fn r9_a_seed_that_reaches_itself_through_a_forward_never_dials_it_again() {
     let dir = temp_dir();
     let (meta, _) = make_torrent(dir.path(), "payload", &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        // The seed's address is known only once it listens: a first seed finds it.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let seed_addr = listener.local_addr().unwrap();
-        let (forward, accepted) = relay(seed_addr);
-        let session = Session::start(SessionConfig::default(), Some(listener)).unwrap();
-        let storage = PortableStorage::open(
-            dir.path(),
-            meta.layout().unwrap(),
-            OpenOptions {
-                mode: Mode::ReadOnly,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let seed = session
-            .add_torrent(
-                meta.clone(),
-                Arc::new(storage),
-                AddOptions {
-                    peers: vec![forward],
+    // Plain and MSE handshakes alike carry the peer id back.
+    for policy in [Policy::Plaintext, Policy::Prefer, Policy::Require] {
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let (forward, accepted) = relay(listener.local_addr().unwrap());
+            let mut config = SessionConfig::default();
+            config.socket.encryption = policy;
+            let session = Session::start(config, Some(listener)).unwrap();
+            let storage = PortableStorage::open(
+                dir.path(),
+                meta.layout().unwrap(),
+                OpenOptions {
+                    mode: Mode::ReadOnly,
                     ..Default::default()
                 },
             )
-            .await
             .unwrap();
-        // The same address again, as a tracker would list it every interval.
-        for _ in 0..3 {
-            seed.add_peers(vec![forward]);
-        }
-        let dials = own_addresses_then_dials(&seed, 1).await;
-        seed.add_peers(vec![forward]);
-        assert_eq!(dials, 1);
-        assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "connections through the forward"
-        );
-        session.shutdown().await;
-    });
+            let seed = session
+                .add_torrent(
+                    meta.clone(),
+                    Arc::new(storage),
+                    AddOptions {
+                        peers: vec![forward],
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            // The same address again, as a tracker would list it every interval.
+            for _ in 0..3 {
+                seed.add_peers(vec![forward]);
+            }
+            let dials = own_addresses_then_dials(&seed, 1).await;
+            assert_eq!(dials, 1, "{policy:?}");
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                1,
+                "{policy:?}: connections through the forward"
+            );
+            session.shutdown().await;
+        });
+    }
 }
 
 /// A network namespace with addresses 10.77.0.1-5 on its lo; deleted on drop.

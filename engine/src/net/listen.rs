@@ -170,13 +170,6 @@ pub async fn run(
             if let Some(method) = mse {
                 debug!(%addr, ?method, "incoming MSE handshake");
             }
-            if theirs.peer_id == route.our_id {
-                // Our own dial: the reply above lets the dialling side see our peer id and
-                // never dial that address again (issue 9); closing without it looked like a
-                // flaky peer, retried forever.
-                debug!(%addr, "connection from ourselves");
-                return;
-            }
             drop(permit);
             let peer = route.next_key();
             connection::run(
@@ -240,11 +233,14 @@ async fn handshake(
     let Some(route) = router.get(&theirs.info_hash) else {
         return Err(HandshakeFailed::UnknownTorrent(theirs.info_hash));
     };
-    if theirs.peer_id == route.our_id {
-        return Err(HandshakeFailed::SelfConnection);
-    }
     let ours = Handshake::new(route.info_hash, route.our_id);
     tcp::write_handshake(stream, &ours, ciphers.as_mut().map(|c| &mut c.encrypt)).await?;
+    if theirs.peer_id == route.our_id {
+        // Our own dial: the reply above lets the dialling side see our peer id and never
+        // dial that address again (issue 9); closing without it looked like a flaky peer,
+        // retried forever.
+        return Err(HandshakeFailed::SelfConnection);
+    }
     Ok(Incoming {
         theirs,
         route,
