@@ -74,6 +74,9 @@ pub enum HandshakeFailed {
     /// Socket error.
     #[error("handshake i/o: {0}")]
     Io(#[from] io::Error),
+    /// The dial itself failed (refused, unreachable): no handshake was tried.
+    #[error("connect: {0}")]
+    Connect(io::Error),
     /// Not a BitTorrent stream.
     #[error(transparent)]
     Protocol(#[from] HandshakeError),
@@ -102,7 +105,8 @@ pub enum HandshakeFailed {
 
 impl HandshakeFailed {
     /// True if a plaintext dial may still work after an MSE dial failed this way (the
-    /// peer dropped or garbled the encrypted attempt, or never answered it).
+    /// peer dropped or garbled the encrypted attempt, or never answered it; not when the
+    /// dial itself failed).
     fn worth_plain_retry(&self) -> bool {
         matches!(
             self,
@@ -176,7 +180,9 @@ async fn dial_and_handshake(
     opts: &SocketOptions,
     mse: Option<CryptoSet>,
 ) -> Result<Dialled, HandshakeFailed> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(HandshakeFailed::Connect)?;
     configure(&stream, opts)?;
     let ours = Handshake::new(info_hash, our_id);
     let (rest, mut ciphers) = match mse {
