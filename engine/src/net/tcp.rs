@@ -74,9 +74,6 @@ pub enum HandshakeFailed {
     /// Socket error.
     #[error("handshake i/o: {0}")]
     Io(#[from] io::Error),
-    /// The dial itself failed (refused, unreachable): no handshake was tried.
-    #[error("connect: {0}")]
-    Connect(io::Error),
     /// Not a BitTorrent stream.
     #[error(transparent)]
     Protocol(#[from] HandshakeError),
@@ -108,10 +105,15 @@ impl HandshakeFailed {
     /// peer dropped or garbled the encrypted attempt, or never answered it; not when the
     /// dial itself failed).
     fn worth_plain_retry(&self) -> bool {
-        matches!(
-            self,
-            Self::Io(_) | Self::Eof | Self::Timeout | Self::Mse(_) | Self::Protocol(_)
-        )
+        use io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable};
+        match self {
+            Self::Io(e) => !matches!(
+                e.kind(),
+                ConnectionRefused | HostUnreachable | NetworkUnreachable
+            ),
+            Self::Eof | Self::Timeout | Self::Mse(_) | Self::Protocol(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -180,9 +182,7 @@ async fn dial_and_handshake(
     opts: &SocketOptions,
     mse: Option<CryptoSet>,
 ) -> Result<Dialled, HandshakeFailed> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(HandshakeFailed::Connect)?;
+    let mut stream = TcpStream::connect(addr).await?;
     configure(&stream, opts)?;
     let ours = Handshake::new(info_hash, our_id);
     let (rest, mut ciphers) = match mse {
