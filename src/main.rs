@@ -13,7 +13,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
-    match std::path::Path::new(&argv0).file_name().and_then(|n| n.to_str()) {
+    match std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+    {
         Some("instream-tracker") => return tracker::program::main(),
         Some("instream-seed") => return engine::programs::seed::main(),
         Some("instream-peer") => return engine::programs::peer::main(),

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub publish: crate::tracker_admin::PublishInfo,
     /// The tracker's admin API: registered versions' info-hashes are allowed there.
     pub tracker_admin: Option<crate::tracker_admin::TrackerAdmin>,
+    /// Limits of the HTTP server against slow and greedy clients.
+    pub http: crate::api::HttpLimits,
     /// A transport that delivers events by itself (a Kafka consumer), besides the HTTP
     /// route (which stays open: agents may fall back to it).
     pub report_source: Option<Box<dyn ReportSource>>,
@@ -103,7 +105,9 @@ pub async fn run(
         }
     };
     let driver_task = tokio::spawn(driver.run(stopped()));
-    let http_task = tokio::spawn(api::run(listener, state, stopped()));
+    let fds = api::raise_fd_limit();
+    tracing::debug!(open_files = fds, "file descriptor limit");
+    let http_task = tokio::spawn(api::run_with(listener, state, cfg.http, stopped()));
     let source_task = tokio::spawn({
         let stop = stopped();
         async move {

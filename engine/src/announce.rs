@@ -35,7 +35,11 @@ pub fn start(handle: TorrentHandle, id: Identity, config: ClientConfig) -> Optio
     }
     let total = handle.meta().lengths.total_len();
     let mut watch = handle.watch();
-    let first = transfer_stats(total, &watch.borrow());
+    // One snapshot for the first announce and for whether it already said "complete": the
+    // driver may publish Seeding at any moment, and a seed whose first announce carried the
+    // pre-check `left` must still say `completed`, or the tracker counts it as a leecher.
+    let initial = watch.borrow().clone();
+    let first = transfer_stats(total, &initial);
     let (client, mut peers) = match TrackerClient::start(&urls, id, first, config) {
         Ok(x) => x,
         Err(e) => {
@@ -46,7 +50,7 @@ pub fn start(handle: TorrentHandle, id: Identity, config: ClientConfig) -> Optio
     let span = tracing::info_span!("announce", info_hash = %handle.info_hash());
     Some(tokio::spawn(
         async move {
-            let mut completed = matches!(watch.borrow().state, TorrentState::Seeding);
+            let mut completed = matches!(initial.state, TorrentState::Seeding);
             let mut tick = tokio::time::interval(STATS_EVERY);
             loop {
                 tokio::select! {

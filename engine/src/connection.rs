@@ -70,6 +70,15 @@ pub enum NetEvent {
         /// The messages.
         msgs: Vec<Message>,
     },
+    /// Payload bytes of `piece` messages the writer has handed to the socket (one event per
+    /// write batch that carried any): the torrent machine's upload bound counts them until
+    /// then (`Input::UploadWritten`).
+    Written {
+        /// The peer.
+        peer: PeerKey,
+        /// Piece payload bytes written.
+        bytes: u64,
+    },
     /// The connection is gone (sent once, after the last `Messages`).
     Closed {
         /// The peer.
@@ -79,6 +88,11 @@ pub enum NetEvent {
     },
     /// An outgoing connection failed before the handshake completed.
     ConnectFailed {
+        /// The address dialled.
+        addr: SocketAddr,
+    },
+    /// An outgoing connection reached ourselves (the handshake carried our peer id).
+    ReachedOurselves {
         /// The address dialled.
         addr: SocketAddr,
     },
@@ -175,9 +189,10 @@ pub async fn run(
         return; // torrent gone
     }
     let wcancel = cancel.clone();
+    let wevents = events.clone();
     tokio::spawn(
         async move {
-            if let Err(e) = write_loop(wr, encrypt, rx, queued, &wcancel).await {
+            if let Err(e) = write_loop(wr, encrypt, rx, queued, &wcancel, (peer, wevents)).await {
                 debug!(error = %e, "write failed");
             }
             wcancel.cancel();
@@ -279,11 +294,13 @@ impl Outbox {
 }
 
 /// Encodes `msgs` into `out`: small messages and piece headers into `small`, piece data as
-/// their own chunks.
-fn encode_batch(msgs: Vec<Message>, small: &mut BytesMut, out: &mut Outbox) {
+/// their own chunks. Returns the piece payload bytes.
+fn encode_batch(msgs: Vec<Message>, small: &mut BytesMut, out: &mut Outbox) -> u64 {
+    let mut payload = 0;
     for msg in msgs {
         match msg {
             Message::Piece { index, begin, data } => {
+                payload += data.len() as u64;
                 Message::encode_piece_header(index, begin, data.len() as u32, small);
                 out.push(small.split().freeze());
                 out.push(data);
@@ -291,6 +308,7 @@ fn encode_batch(msgs: Vec<Message>, small: &mut BytesMut, out: &mut Outbox) {
             other => other.encode(small),
         }
     }
+    payload
 }
 
 /// Replaces the outbox's chunks by one buffer holding them encrypted, in order.
@@ -310,6 +328,7 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Vec<Message>>,
     queued: Arc<AtomicUsize>,
     cancel: &CancellationToken,
+    (peer, events): (PeerKey, mpsc::Sender<NetEvent>),
 ) -> std::io::Result<()> {
     let mut small = BytesMut::with_capacity(4096);
     let mut out = Outbox::default();
@@ -318,11 +337,11 @@ async fn write_loop(
             _ = cancel.cancelled() => break,
             b = rx.recv() => match b { Some(b) => b, None => break },
         };
-        encode_batch(first, &mut small, &mut out);
+        let mut payload = encode_batch(first, &mut small, &mut out);
         // Coalesce whatever else is already queued.
         while out.len + small.len() < MAX_WRITE_BATCH {
             match rx.try_recv() {
-                Ok(b) => encode_batch(b, &mut small, &mut out),
+                Ok(b) => payload += encode_batch(b, &mut small, &mut out),
                 Err(_) => break,
             }
         }
@@ -349,6 +368,17 @@ async fn write_loop(
             out.advance(n);
         }
         queued.fetch_sub(batch_len, Ordering::Relaxed);
+        if payload > 0 {
+            // Bounded channel: waits only while the torrent task is behind on peer events.
+            let written = NetEvent::Written {
+                peer,
+                bytes: payload,
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                r = events.send(written) => if r.is_err() { return Ok(()) },
+            }
+        }
         if small.capacity() < 1024 {
             small.reserve(4096);
         }

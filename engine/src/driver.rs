@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::connection::{NetEvent, PeerWriter};
 use crate::disk::DiskPool;
 use crate::meta::TorrentMeta;
-use crate::net::{Route, SocketOptions, tcp};
+use crate::net::{OwnAddresses, Route, SocketOptions, tcp};
 use crate::session::{TorrentState, TorrentStatus};
 use crate::storage::Storage;
 use crate::verify::verify_and_write;
@@ -67,6 +67,8 @@ pub(crate) struct Driver {
     pub disk: Arc<DiskPool>,
     pub route: Route,
     pub socket: SocketOptions,
+    /// Where we would reach ourselves (never dialled).
+    pub own: Arc<OwnAddresses>,
     pub net_rx: mpsc::Receiver<NetEvent>,
     pub ctl_rx: mpsc::UnboundedReceiver<Control>,
     pub ctl_tx: mpsc::UnboundedSender<Control>,
@@ -220,7 +222,13 @@ impl Driver {
                     self.feed(r, Input::PeerDisconnected { peer });
                 }
             }
+            NetEvent::Written { peer, bytes } => {
+                if r.peers.contains_key(&peer) {
+                    self.feed(r, Input::UploadWritten { peer, bytes });
+                }
+            }
             NetEvent::ConnectFailed { addr } => self.feed(r, Input::ConnectFailed { addr }),
+            NetEvent::ReachedOurselves { addr } => self.feed(r, Input::OwnAddress { addr }),
         }
     }
 
@@ -250,7 +258,11 @@ impl Driver {
                     });
                 }
                 Action::Connect { addr } => {
-                    if !r.stopping {
+                    if self.own.contains(addr) {
+                        debug!(%addr, "not dialling our own address");
+                        self.machine
+                            .handle_input(Instant::now(), Input::OwnAddress { addr });
+                    } else if !r.stopping {
                         tokio::spawn(tcp::connect_peer(addr, self.route.clone(), self.socket));
                     }
                 }
@@ -382,8 +394,10 @@ impl Driver {
     }
 }
 
-/// Reads the requested blocks, coalescing blocks that are adjacent in the payload into one
-/// read whose buffer the blocks then share (no copy). Answers in request order.
+/// Reads the requested blocks, coalescing one peer's blocks that are adjacent in the payload
+/// into one read whose buffer the blocks then share (no copy). Answers in request order.
+/// Runs never span peers: a shared run lives until its last slice is sent, so a peer that
+/// never reads would otherwise pin other peers' data, past the machine's per-peer bound.
 pub(crate) fn read_blocks(
     storage: &dyn Storage,
     lengths: &proto::lengths::Lengths,
@@ -391,7 +405,7 @@ pub(crate) fn read_blocks(
 ) -> Vec<Input> {
     let offset_of = |b: &BlockRef| lengths.piece_offset(b.piece) + u64::from(b.offset);
     let mut order: Vec<usize> = (0..reads.len()).collect();
-    order.sort_by_key(|&i| offset_of(&reads[i].1));
+    order.sort_by_key(|&i| (reads[i].0, offset_of(&reads[i].1)));
     let mut data: Vec<Option<Bytes>> = vec![None; reads.len()];
     let mut i = 0;
     while i < order.len() {
@@ -399,7 +413,7 @@ pub(crate) fn read_blocks(
         let start = offset_of(&reads[order[i]].1);
         let mut end = start + u64::from(reads[order[i]].1.len);
         let mut j = i + 1;
-        while j < order.len() {
+        while j < order.len() && reads[order[j]].0 == reads[order[i]].0 {
             let b = &reads[order[j]].1;
             let o = offset_of(b);
             let e = o + u64::from(b.len);

@@ -8,7 +8,7 @@
 //! environment: binaries fill [`SessionConfig`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,7 +27,7 @@ use crate::announce;
 use crate::disk::DiskPool;
 use crate::driver::{Control, Driver};
 use crate::meta::TorrentMeta;
-use crate::net::{Route, Router, SocketOptions, listen};
+use crate::net::{OwnAddresses, Route, Router, SocketOptions, listen};
 use crate::storage::{Storage, check_existing};
 use crate::tracker_client::{ClientConfig, Identity};
 
@@ -56,6 +56,10 @@ pub struct SessionConfig {
     pub net_channel: usize,
     /// Tracker client timing.
     pub tracker: ClientConfig,
+    /// The address trackers should list us under (`--announce-ip`, for a host behind
+    /// NAT): sent as `ip=` (HTTP) or the BEP 15 IP field (UDP, IPv4 only), and counted as
+    /// one of our own addresses. `None`: trackers use the announce's source address.
+    pub announce_ip: Option<IpAddr>,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +74,7 @@ impl Default for SessionConfig {
             max_pending_writes: 64 * 1024 * 1024,
             net_channel: 256,
             tracker: ClientConfig::default(),
+            announce_ip: None,
         }
     }
 }
@@ -208,6 +213,7 @@ struct Inner {
     disk: Arc<DiskPool>,
     shutdown: CancellationToken,
     listen_addr: Option<SocketAddr>,
+    own: Arc<OwnAddresses>,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
     announcers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -228,6 +234,11 @@ impl Session {
         if let Some(a) = listen_addr {
             config.torrent.listen_port = a.port();
         }
+        let own = Arc::new(OwnAddresses::new(listen_addr, config.announce_ip));
+        // Dials leave from the listen IP, so peers see the address they can dial back.
+        if config.socket.local_ip.is_none() {
+            config.socket.local_ip = own.bind_ip();
+        }
         let router = Arc::new(Router::default());
         let shutdown = CancellationToken::new();
         if let Some(l) = listener {
@@ -247,6 +258,7 @@ impl Session {
                 disk,
                 shutdown,
                 listen_addr,
+                own,
                 torrents: Mutex::new(HashMap::new()),
                 announcers: Mutex::new(Vec::new()),
             }),
@@ -365,6 +377,7 @@ impl Session {
             disk: inner.disk.clone(),
             route,
             socket: inner.config.socket,
+            own: inner.own.clone(),
             net_rx,
             ctl_rx,
             ctl_tx,
@@ -394,6 +407,8 @@ impl Session {
                 port: inner.config.torrent.listen_port,
                 fabric: inner.config.torrent.fabric.clone(),
                 key: rand::random(),
+                local_ip: inner.own.bind_ip(),
+                announce_ip: inner.config.announce_ip,
             };
             if let Some(task) = announce::start(handle.clone(), id, inner.config.tracker.clone()) {
                 inner.announcers.lock().expect("announcers lock").push(task);

@@ -13,7 +13,7 @@
 //! `min_backoff` and `max_backoff`; an event (`started`, `completed`) that failed is sent
 //! again with the retry rather than lost. Codecs come from `proto::tracker`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use proto::tracker::AnnounceEvent;
@@ -23,7 +23,7 @@ use proto::tracker::udp::{
 };
 use proto::{InfoHash, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -81,6 +81,11 @@ pub struct Identity {
     pub fabric: Option<String>,
     /// The BEP 15 `key`, constant for the session.
     pub key: u32,
+    /// Local IP the announce sockets bind to (the `--listen` IP when specific), so the
+    /// tracker sees the address peers must dial (issue 9). `None`: the kernel's choice.
+    pub local_ip: Option<IpAddr>,
+    /// The address to be listed under (`--announce-ip`): HTTP `ip=`, BEP 15 IP field.
+    pub announce_ip: Option<IpAddr>,
 }
 
 /// Transfer counters sent with each announce.
@@ -338,11 +343,12 @@ impl TrackerConn {
     ) -> Result<AnnounceOutcome, ClientError> {
         if self.udp.is_none() {
             let addr = resolve(host, port).await?;
-            let local: SocketAddr = if addr.is_ipv6() {
-                "[::]:0".parse().expect("literal")
-            } else {
-                "0.0.0.0:0".parse().expect("literal")
-            };
+            let local =
+                crate::net::own::source_for(id.local_ip, addr).unwrap_or(if addr.is_ipv6() {
+                    SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+                } else {
+                    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+                });
             let sock = UdpSocket::bind(local).await.map_err(ClientError::Io)?;
             sock.connect(addr).await.map_err(ClientError::Io)?;
             self.udp = Some((sock, addr));
@@ -380,7 +386,11 @@ impl TrackerConn {
             left: stats.left,
             uploaded: stats.uploaded,
             event,
-            ip_address: std::net::Ipv4Addr::UNSPECIFIED,
+            // BEP 15: 0 means "the source address"; the field has no room for IPv6.
+            ip_address: match id.announce_ip {
+                Some(IpAddr::V4(v4)) => v4,
+                _ => Ipv4Addr::UNSPECIFIED,
+            },
             key: PeerKey(id.key),
             num_want: NumWant(i32::try_from(cfg.numwant).unwrap_or(i32::MAX)),
             port: id.port,
@@ -466,7 +476,7 @@ async fn http_announce(
         event,
         compact: true,
         numwant: Some(cfg.numwant),
-        ip: None,
+        ip: id.announce_ip,
         fabric: id.fabric.clone(),
     }
     .to_query();
@@ -482,7 +492,19 @@ async fn http_announce(
         env!("CARGO_PKG_VERSION")
     );
     let addr = resolve(host, port).await?;
-    let mut stream = TcpStream::connect(addr).await.map_err(ClientError::Io)?;
+    let mut stream = match crate::net::own::source_for(id.local_ip, addr) {
+        Some(local) => {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .map_err(ClientError::Io)?;
+            socket.bind(local).map_err(ClientError::Io)?;
+            socket.connect(addr).await.map_err(ClientError::Io)?
+        }
+        None => TcpStream::connect(addr).await.map_err(ClientError::Io)?,
+    };
     stream
         .write_all(request.as_bytes())
         .await

@@ -153,6 +153,15 @@ fn lying_peer_is_banned_and_download_completes_from_honest_seed() {
         "the liar served {served} bad blocks but no peer was banned: {}",
         summary.0
     );
+    // Issue 10: on probation the liar is asked for one piece at a time, each judged before
+    // the next, and two bad pieces ban it (before: 179 blocks, 11 pieces' worth).
+    let blocks_per_piece = 256 / 16;
+    assert!(
+        served <= 2 * blocks_per_piece && summary.u64("hash_failures") <= 2,
+        "the liar served {served} blocks ({} bad pieces) before its ban: {}",
+        summary.u64("hash_failures"),
+        summary.0
+    );
 
     assert!(
         liar.terminate(Duration::from_secs(10)).success(),

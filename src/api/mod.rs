@@ -66,13 +66,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
-    /// A server-side failure: logged with its chain, answered without internals.
+    /// A server-side failure: logged with its chain under an incident number, answered
+    /// with that number only (no paths, queries or library messages leave the server).
     pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
         let chain = crate::error_chain(err);
-        tracing::error!(error = %chain, "request failed");
+        let incident: u32 = rand::random();
+        tracing::error!(error = %chain, incident = format_args!("{incident:08x}"), "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error: {chain}"),
+            format!("internal error (incident {incident:08x}, see the server log)"),
         )
     }
 }
@@ -123,14 +125,127 @@ where
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Limits of the API's HTTP server against slow and greedy clients. Every remote party can
+/// make us hold a connection; these bound how many and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Longest a client may take to send a request's headers, including the wait for the
+    /// next request on a kept-alive connection (so it is also the idle timeout). Default
+    /// 10 s.
+    pub header_timeout: std::time::Duration,
+    /// Longest one request may take from its headers to the end of the answer (reading the
+    /// body included). Default 60 s; a longer one gets 408.
+    pub request_timeout: std::time::Duration,
+    /// Most connections open at once; more are accepted and closed at once, so the accept
+    /// backlog never fills with them. Default 4096. The server also raises its soft
+    /// open-file limit to the hard one at start.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (systemd's default soft limit of 1,024
+/// is what a few hundred slow sockets exhaust); returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 0;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                return want.rlim_cur;
+            }
+        }
+        r.rlim_cur
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, with [`HttpLimits::default`].
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = routes::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    run_with(listener, state, HttpLimits::default(), shutdown).await
+}
+
+/// Serves the API on `listener` until `shutdown` resolves: one task per connection, each
+/// bounded by `limits`; on shutdown, connections finish their request in flight.
+pub async fn run_with(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    limits: HttpLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let timeout = limits.request_timeout;
+    let app = routes::router(state).layer(axum::middleware::from_fn(
+        move |req: Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("request not finished within {}s", timeout.as_secs()),
+                )
+                .into_response(),
+            }
+        },
+    ));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "connection cap reached: closing");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    // Let requests in flight finish, but not forever.
+    let _ = tokio::time::timeout(limits.request_timeout, graceful.shutdown()).await;
+    Ok(())
 }

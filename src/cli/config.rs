@@ -58,13 +58,30 @@ pub fn write_private(path: &Path, contents: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("write {}", path.display()))?;
+    // `mode` applies only to a new file: an existing one may have been looser.
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("make {} private", path.display()))?;
     f.write_all(contents.as_bytes())
         .with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }
 
-/// Reads a token file: its first non-empty line, trimmed.
+/// Reads a token file: its first non-empty line, trimmed. A file that its group or others
+/// may read is refused: the token is a credential (`chmod 600 FILE`).
 pub fn read_token(path: &Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("read token file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "token file {} is readable by group or others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("read token file {}", path.display()))?;
     let tok = text

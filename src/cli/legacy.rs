@@ -107,8 +107,18 @@ mod tests {
     #[test]
     fn old_spelling_becomes_a_deploy_with_the_old_answer() {
         let got = rewrite(args(&[
-            "-p", "obhc-agent", "-v", "0.1.34", "-f", "fabric_name", "-ho", "*", "-m", "torrent",
-            "--variant", "rhel6",
+            "-p",
+            "obhc-agent",
+            "-v",
+            "0.1.34",
+            "-f",
+            "fabric_name",
+            "-ho",
+            "*",
+            "-m",
+            "torrent",
+            "--variant",
+            "rhel6",
         ]));
         assert_eq!(
             got,
@@ -131,10 +141,14 @@ mod tests {
 
     #[test]
     fn ho_inside_deploy_means_hosts() {
-        let got = rewrite(args(&["deploy", "-p", "a", "-v", "1", "-f", "f1", "-ho", "*"]));
+        let got = rewrite(args(&[
+            "deploy", "-p", "a", "-v", "1", "-f", "f1", "-ho", "*",
+        ]));
         assert_eq!(
             got,
-            Rewrite::Args(args(&["deploy", "-p", "a", "-v", "1", "-f", "f1", "-H", "*"]))
+            Rewrite::Args(args(&[
+                "deploy", "-p", "a", "-v", "1", "-f", "f1", "-H", "*"
+            ]))
         );
     }
 
@@ -154,7 +168,12 @@ mod tests {
 
     #[test]
     fn help_alone_is_help() {
-        for ok in [&["-h"][..], &["--help"], &["deploy", "--help"], &["status", "-h"]] {
+        for ok in [
+            &["-h"][..],
+            &["--help"],
+            &["deploy", "--help"],
+            &["status", "-h"],
+        ] {
             assert_eq!(rewrite(args(ok)), Rewrite::Args(args(ok)), "{ok:?}");
         }
     }
@@ -162,7 +181,9 @@ mod tests {
     #[test]
     fn other_methods_than_torrent_are_refused() {
         assert!(matches!(
-            rewrite(args(&["-p", "a", "-v", "1", "-f", "f", "-ho", "*", "-m", "rsync"])),
+            rewrite(args(&[
+                "-p", "a", "-v", "1", "-f", "f", "-ho", "*", "-m", "rsync"
+            ])),
             Rewrite::Refuse(_)
         ));
     }

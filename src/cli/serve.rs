@@ -78,6 +78,16 @@ pub struct ServeArgs {
     /// Seconds a dispatched host may stay silent before it fails (deployments may override).
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub report_deadline: u64,
+    /// Seconds a client may take to send a request's headers (also the keep-alive idle
+    /// timeout): slow clients are cut off after it.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub http_header_timeout: u64,
+    /// Seconds one request may take, body included (408 after it).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub http_request_timeout: u64,
+    /// Most HTTP connections open at once (more are closed at once).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub http_max_connections: usize,
     /// URL agents use to reach this server [default: http://<listen address>].
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
@@ -315,6 +325,11 @@ pub fn run(a: ServeArgs) -> Result<()> {
             trusted_keys,
             publish,
             tracker_admin,
+            http: crate::api::HttpLimits {
+                header_timeout: std::time::Duration::from_secs(a.http_header_timeout.max(1)),
+                request_timeout: std::time::Duration::from_secs(a.http_request_timeout.max(1)),
+                max_connections: a.http_max_connections.max(1),
+            },
             report_source: kafka.map(|k| {
                 Box::new(crate::report::kafka::KafkaSource::new(k))
                     as Box<dyn crate::report::ReportSource>

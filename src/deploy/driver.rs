@@ -3,6 +3,10 @@
 //! carries out its actions in order — persist the phase (write-ahead), submit dispatcher
 //! jobs, record server-made failures, start canary rollbacks.
 //!
+//! Write-ahead is strict: when a phase cannot be stored, none of the actions after it (a
+//! dispatch above all) is carried out; the deployment is dropped from memory and reloaded
+//! from its last stored phase a little later ([`RETRY_AFTER_MS`]), which decides again.
+//!
 //! On start it reloads every active deployment from the store, so a server killed with
 //! SIGKILL resumes exactly where its last commit left it. Events reach the driver only
 //! after they are committed, so losing the driver's queue in a crash loses nothing: the
@@ -19,6 +23,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, error, info, info_span, warn};
+
+/// How long after a failed phase write the deployment is reloaded from the store.
+const RETRY_AFTER_MS: u64 = 2_000;
+
+/// Whether the actions after one may still be carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carry {
+    On,
+    /// The phase was not stored: stop, drop the rest, reload later.
+    Halt,
+}
 
 enum Msg {
     Load(String),
@@ -79,6 +94,9 @@ pub struct Driver {
     dispatcher: Arc<dyn Dispatcher>,
     metrics: Arc<Metrics>,
     machines: HashMap<String, Machine>,
+    /// Deployments to reload from the store at the given time (ms): their phase could not
+    /// be saved.
+    retry: BTreeMap<String, u64>,
     rx: mpsc::Receiver<Msg>,
     active: Arc<AtomicU64>,
 }
@@ -112,6 +130,7 @@ impl Driver {
                 dispatcher,
                 metrics,
                 machines: HashMap::new(),
+                retry: BTreeMap::new(),
                 rx,
                 active: active.clone(),
             },
@@ -135,6 +154,7 @@ impl Driver {
                 .machines
                 .values()
                 .filter_map(|m| m.poll_timeout())
+                .chain(self.retry.values().copied())
                 .min();
             let sleep = match next {
                 Some(t) => {
@@ -204,6 +224,17 @@ impl Driver {
 
     async fn on_timer(&mut self) {
         let now = now_millis();
+        let reload: Vec<String> = self
+            .retry
+            .iter()
+            .filter(|(_, due)| **due <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in reload {
+            self.retry.remove(&id);
+            info!(%id, "reloading a deployment whose phase could not be saved");
+            self.load(id).await;
+        }
         let due: Vec<String> = self
             .machines
             .iter()
@@ -242,9 +273,16 @@ impl Driver {
     async fn settle(&mut self, mut m: Machine) {
         let span = info_span!("deployment", id = %m.id());
         let mut to_load = Vec::new();
+        let mut halted = false;
         async {
             while let Some(action) = m.poll_action() {
-                self.carry_out(&mut m, action, &mut to_load).await;
+                if self.carry_out(&mut m, action, &mut to_load).await == Carry::Halt {
+                    // Write-ahead: nothing after an unsaved phase happens.
+                    while m.poll_action().is_some() {}
+                    halted = true;
+                    warn!("phase not saved: actions dropped; reloading from the store later");
+                    return;
+                }
             }
             if m.is_finished() {
                 // Settle the stored flag (a restored halted canary with nothing to roll back).
@@ -261,7 +299,10 @@ impl Driver {
         }
         .instrument(span)
         .await;
-        if !m.is_finished() {
+        if halted {
+            self.retry
+                .insert(m.id().to_string(), now_millis() + RETRY_AFTER_MS);
+        } else if !m.is_finished() {
             self.machines.insert(m.id().to_string(), m);
         }
         for id in to_load {
@@ -269,7 +310,12 @@ impl Driver {
         }
     }
 
-    async fn carry_out(&mut self, m: &mut Machine, action: Action, to_load: &mut Vec<String>) {
+    async fn carry_out(
+        &mut self,
+        m: &mut Machine,
+        action: Action,
+        to_load: &mut Vec<String>,
+    ) -> Carry {
         let now = now_millis();
         match action {
             Action::SavePhase(p) => {
@@ -281,6 +327,7 @@ impl Driver {
                     .await
                 {
                     error!(error = %e, "save deployment phase");
+                    return Carry::Halt;
                 }
             }
             Action::RecordEvent(ev) => {
@@ -368,5 +415,6 @@ impl Driver {
                 }
             }
         }
+        Carry::On
     }
 }

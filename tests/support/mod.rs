@@ -47,6 +47,36 @@ pub fn ci_cache() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/instream-ci"))
 }
 
+/// Writes a credential file as the programs require them: mode 0600.
+pub fn write_private(path: &Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Records one row of the README's reliability table, written by a fault test once it has
+/// passed: what was done to the system, how the deployment ended, what was lost. `cargo run
+/// -p instream-bench --bin reliability_table` puts the rows into README.md.
+pub fn reliability_row(fault: &str, outcome: &str, lost: &str) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    std::fs::create_dir_all(&dir).expect("create the reliability row directory");
+    let slug: String = fault
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    std::fs::write(
+        dir.join(format!("{slug}.md")),
+        format!("| {fault} | {outcome} | {lost} |\n"),
+    )
+    .expect("write a reliability row");
+}
+
 /// The directory holding `instream` (target/debug or target/release).
 pub fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_instream"))
@@ -154,7 +184,7 @@ impl Drop for Env {
 impl Env {
     fn base(hosts: usize, fabrics: usize) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        write_private(&dir.path().join("token"), &format!("{TOKEN}\n"));
         let inv = instream::dispatch::inventory::Inventory::generated(hosts, fabrics);
         std::fs::write(dir.path().join("inventory.toml"), inv.to_toml()).unwrap();
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
@@ -175,7 +205,7 @@ impl Env {
     pub fn fleet(hosts: usize, fabrics: usize) -> Self {
         let dir = Self::base(hosts, fabrics);
         let p = dir.path();
-        std::fs::write(p.join("tracker.token"), format!("{TRACKER_TOKEN}\n")).unwrap();
+        write_private(&p.join("tracker.token"), &format!("{TRACKER_TOKEN}\n"));
         instream::cli::publish::load_or_create_key(&p.join("config/publisher.key")).unwrap();
 
         let mut child = Command::new(engine_bin("instream-tracker"))
@@ -403,7 +433,7 @@ impl Env {
     }
 
     /// Publishes a small generated version of `product` whose hooks: `start` appends the
-    /// version to `products/<product>/history` (and, if `$GATE` is set, first waits up to
+    /// version to `products/<product>/history` (and, if `$INSTREAM_HOOK_GATE` is set, first waits up to
     /// 60 s for that file), `health` runs `health` (a shell snippet; default: healthy).
     pub fn publish_with(&self, server: &Server, product: &str, version: &str, health: &str) {
         let src = self.path().join(format!("src-{product}-{version}"));
@@ -417,7 +447,7 @@ impl Env {
         .unwrap();
         std::fs::write(src.join("README"), "hello").unwrap();
         let start = "#!/bin/sh\n\
-             if [ -n \"$GATE\" ]; then i=0; while [ ! -f \"$GATE\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi\n\
+             if [ -n \"$INSTREAM_HOOK_GATE\" ]; then i=0; while [ ! -f \"$INSTREAM_HOOK_GATE\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi\n\
              echo \"$INSTREAM_VERSION\" >> ../../history\n";
         for (name, body) in [
             ("start", start.to_string()),

@@ -42,6 +42,11 @@ pub struct UdpConfig {
     /// Length of a connection-id window, in seconds; an id is valid for one to two windows.
     /// Default 120; 0 is read as 1.
     pub connection_id_window_secs: u64,
+    /// Whether to list a peer under the IPv4 address in its announce's IP field (BEP 15;
+    /// `--announce-ip` behind NAT) instead of the packet's source. Default false (it lets
+    /// a client list an address it does not hold); the entry stays owned by the source
+    /// address either way, so another source cannot take the listing over.
+    pub trust_ip_field: bool,
 }
 
 /// BEP 3 HTTP tracker settings.
@@ -119,6 +124,7 @@ impl Default for UdpConfig {
             recv_buffer_bytes: 0,
             max_scrape_torrents: proto::tracker::udp::MAX_SCRAPE_INFO_HASHES,
             connection_id_window_secs: 120,
+            trust_ip_field: false,
         }
     }
 }
@@ -202,6 +208,9 @@ recv_buffer_bytes = 0
 max_scrape_torrents = 74
 # Connection-id window in seconds; an id stays valid for one to two windows. 0 reads as 1.
 connection_id_window_secs = 120
+# List peers under the IP field of their announces (NAT) rather than the packet's source.
+# The entry stays owned by the source address, which alone can refresh or remove it.
+trust_ip_field = false
 
 [http]
 # Addresses of the HTTP tracker and admin API; [] disables both.
@@ -215,7 +224,8 @@ max_admin_body_bytes = 1048576
 request_timeout_ms = 10000
 # Most concurrent connections. 0: unlimited.
 max_connections = 1024
-# List peers under their announced ip= rather than the connection's address.
+# List peers under their announced ip= rather than the connection's address. The entry
+# stays owned by the connection's address, which alone can refresh or remove it.
 trust_ip_param = false
 
 [swarm]

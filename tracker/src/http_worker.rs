@@ -216,9 +216,12 @@ fn announce(shared: &Shared, rng: &mut SmallRng, query: &[u8], peer: SocketAddr)
         Ok(r) => r,
         Err(e) => return failure(shared, &e.to_string()),
     };
+    // `ip=` only when configured (it lets a client list an address it does not hold);
+    // either way the entry belongs to the connection's source (crate::swarm).
+    let source = canonical(peer).ip();
     let ip = match req.ip {
         Some(ip) if shared.config.http.trust_ip_param => ip,
-        _ => canonical(peer).ip(),
+        _ => source,
     };
     let fabric = shared.fabric_of(req.fabric.as_deref(), ip);
     let mut resp = AnnounceResponse {
@@ -230,6 +233,7 @@ fn announce(shared: &Shared, rng: &mut SmallRng, query: &[u8], peer: SocketAddr)
             let a = Announce {
                 peer_id: req.peer_id,
                 addr: SocketAddrV4::new(v4, req.port),
+                source,
                 left: req.left,
                 event: req.event,
                 fabric,
@@ -241,6 +245,7 @@ fn announce(shared: &Shared, rng: &mut SmallRng, query: &[u8], peer: SocketAddr)
             let a = Announce {
                 peer_id: req.peer_id,
                 addr: SocketAddrV6::new(v6, req.port, 0, 0),
+                source,
                 left: req.left,
                 event: req.event,
                 fabric,

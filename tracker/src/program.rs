@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::{Config, Tracker, bind, config::DEFAULT_CONFIG_TOML};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use crate::{Config, Tracker, bind, config::DEFAULT_CONFIG_TOML};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// BitTorrent tracker (BEP 15 UDP, BEP 3 HTTP) with fabric-aware peer lists.
@@ -44,6 +44,11 @@ struct Args {
     /// Announce interval told to clients, in seconds.
     #[arg(long, value_name = "SECS")]
     interval: Option<u32>,
+    /// List peers under the address they announce (`ip=`, the BEP 15 IP field) rather
+    /// than their source address, for peers behind NAT (`--announce-ip`). The listing
+    /// stays owned by the source address: no other source can change or remove it.
+    #[arg(long)]
+    trust_announced_ip: bool,
     /// TOML configuration file (see --print-config); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -105,6 +110,10 @@ fn settings(args: &Args) -> Result<Config> {
     }
     if let Some(n) = args.interval {
         config.swarm.announce_interval_secs = n;
+    }
+    if args.trust_announced_ip {
+        config.udp.trust_ip_field = true;
+        config.http.trust_ip_param = true;
     }
     if config.udp.listen.is_empty() && config.http.listen.is_empty() {
         bail!("nothing to serve: both --udp and --http are none");
@@ -174,7 +183,11 @@ pub fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::SUCCESS;
             }
             let text = e.render().to_string();
-            let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("");
             eprintln!("error: {}", line.strip_prefix("error: ").unwrap_or(line));
             return std::process::ExitCode::from(2);
         }

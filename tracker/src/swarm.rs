@@ -9,12 +9,17 @@
 //!   at most [`SwarmConfig::bridges`] are from another fabric when the announcer's fabric
 //!   is known.
 //!
+//! - an entry can only be refreshed, moved or removed by announces from the source address
+//!   that created it (`Announce::source`): a peer may be listed under an address it
+//!   announced (`ip=`, the BEP 15 IP field, when the tracker trusts them), but nobody at
+//!   another source can take that listing over by sending the same peer id.
+//!
 //! A peer of unknown fabric (a plain BitTorrent client, no map entry) gets a uniform sample
 //! of the whole swarm; to a peer of known fabric, peers of unknown fabric count as
 //! cross-fabric (bridges), since nothing says they are near.
 
 use std::collections::HashMap;
-use std::net::{SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 
 use proto::tracker::AnnounceEvent;
 use proto::{InfoHash, PeerId};
@@ -75,6 +80,9 @@ pub struct Announce<A> {
     pub peer_id: PeerId,
     /// Where other peers reach it.
     pub addr: A,
+    /// The address the announce came from (the packet's or connection's source), which
+    /// owns the entry; usually `addr`'s IP.
+    pub source: IpAddr,
     /// Bytes it still misses (0: seeder).
     pub left: u64,
     /// Life-cycle event.
@@ -100,6 +108,7 @@ pub struct TorrentCounts {
 struct Peer<A> {
     id: PeerId,
     addr: A,
+    source: IpAddr,
     seeder: bool,
     expires: Secs,
 }
@@ -181,8 +190,15 @@ impl<A: PeerAddr> PeerMap<A> {
         }
     }
 
+    /// True if an entry for `id` exists and belongs to another source than `source`.
+    fn foreign(&self, id: &PeerId, source: IpAddr) -> bool {
+        self.index
+            .get(id)
+            .is_some_and(|&(g, pos)| self.groups[g as usize].peers[pos as usize].source != source)
+    }
+
     /// Inserts or refreshes a peer. Returns whether it was a known leecher before (for
-    /// counting completions once).
+    /// counting completions once). The caller checked [`PeerMap::foreign`].
     fn upsert(&mut self, a: &Announce<A>, expires: Secs) -> Option<bool> {
         let seeder = a.left == 0;
         let previous = match self.index.get(&a.peer_id).copied() {
@@ -207,6 +223,7 @@ impl<A: PeerAddr> PeerMap<A> {
         peers.push(Peer {
             id: a.peer_id,
             addr: a.addr,
+            source: a.source,
             seeder,
             expires,
         });
@@ -409,7 +426,9 @@ impl Torrents {
             let Some(t) = self.map.get_mut(&info_hash) else {
                 return TorrentCounts::default();
             };
-            A::map(t).remove(&a.peer_id);
+            if !A::map(t).foreign(&a.peer_id, a.source) {
+                A::map(t).remove(&a.peer_id);
+            }
             let counts = t.counts();
             if t.is_empty() {
                 self.map.remove(&info_hash);
@@ -418,10 +437,13 @@ impl Torrents {
         }
         let t = self.map.entry(info_hash).or_default();
         let expires = now.saturating_add(cfg.interval).saturating_add(cfg.grace);
-        let was_seeder = A::map(t).upsert(a, expires);
-        // Count a completion once per peer: a peer that never was a seeder here.
-        if a.event == AnnounceEvent::Completed && was_seeder != Some(true) {
-            t.completed = t.completed.saturating_add(1);
+        // Another source's peer id: answer with peers, but leave its listing alone.
+        if !A::map(t).foreign(&a.peer_id, a.source) {
+            let was_seeder = A::map(t).upsert(a, expires);
+            // Count a completion once per peer: a peer that never was a seeder here.
+            if a.event == AnnounceEvent::Completed && was_seeder != Some(true) {
+                t.completed = t.completed.saturating_add(1);
+            }
         }
         let numwant = a
             .numwant
@@ -510,6 +532,7 @@ mod tests {
         Announce {
             peer_id: pid(n),
             addr: addr(n),
+            source: IpAddr::V4(*addr(n).ip()),
             left,
             event,
             fabric: if fabric.is_empty() {
@@ -522,6 +545,63 @@ mod tests {
     }
 
     const H: InfoHash = InfoHash([7; 20]);
+
+    #[test]
+    fn r9_another_source_cannot_take_over_or_remove_a_listing() {
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut out = Vec::new();
+        // Peer 1 announces from 10.0.0.1 and asks to be listed under 192.0.2.7 (NAT).
+        let listed = Announce {
+            addr: SocketAddrV4::new([192, 0, 2, 7].into(), 7000),
+            ..ann(1, "", 0, AnnounceEvent::Started)
+        };
+        t.announce(&CFG, H, &listed, 0, &mut rng, &mut out);
+        // Someone at 10.0.0.66 sends peer 1's id with its own address, then a stop.
+        let thief = Announce {
+            addr: SocketAddrV4::new([10, 0, 0, 66].into(), 6666),
+            source: IpAddr::V4([10, 0, 0, 66].into()),
+            ..ann(1, "", 0, AnnounceEvent::None)
+        };
+        t.announce(&CFG, H, &thief, 1, &mut rng, &mut out);
+        let stop = Announce {
+            event: AnnounceEvent::Stopped,
+            ..thief
+        };
+        t.announce(&CFG, H, &stop, 2, &mut rng, &mut out);
+        out.clear();
+        t.announce(
+            &CFG,
+            H,
+            &ann(2, "", 1, AnnounceEvent::Started),
+            3,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(out, vec![listed.addr]);
+        // The owner itself can still stop.
+        t.announce(
+            &CFG,
+            H,
+            &Announce {
+                event: AnnounceEvent::Stopped,
+                ..listed
+            },
+            4,
+            &mut rng,
+            &mut out,
+        );
+        out.clear();
+        t.announce(
+            &CFG,
+            H,
+            &ann(2, "", 1, AnnounceEvent::None),
+            5,
+            &mut rng,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
 
     #[test]
     fn announce_counts_seeders_leechers_and_completions_once() {

@@ -101,16 +101,26 @@ impl Processor {
                     bump(&st.udp_bad_connection_id);
                     return None;
                 }
-                let fabric = shared.fabric_of(r.fabric(), src.ip());
-                // The BEP 15 IP field is ignored: honouring it would let anyone list
-                // someone else's address. Peers are listed under the packet's source.
+                // The BEP 15 IP field is honoured only when configured (it lets a client
+                // list an address it does not hold); either way the entry belongs to the
+                // packet's source, so nobody else can take it over (crate::swarm).
+                let listed = match src {
+                    SocketAddr::V4(_)
+                        if shared.config.udp.trust_ip_field && !r.ip_address.is_unspecified() =>
+                    {
+                        SocketAddr::from((r.ip_address, src.port()))
+                    }
+                    _ => src,
+                };
+                let fabric = shared.fabric_of(r.fabric(), listed.ip());
                 let interval = AnnounceInterval(shared.swarm.interval);
-                let (counts, peers) = match src {
+                let (counts, peers) = match listed {
                     SocketAddr::V4(v4) => {
                         self.peers4.clear();
                         let a = Announce {
                             peer_id: r.peer_id,
                             addr: SocketAddrV4::new(*v4.ip(), r.port),
+                            source: src.ip(),
                             left: r.left,
                             event: r.event,
                             fabric,
@@ -125,6 +135,7 @@ impl Processor {
                         let a = Announce {
                             peer_id: r.peer_id,
                             addr: SocketAddrV6::new(*v6.ip(), r.port, 0, 0),
+                            source: src.ip(),
                             left: r.left,
                             event: r.event,
                             fabric,

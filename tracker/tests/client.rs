@@ -38,6 +38,8 @@ fn ident(n: u32, port: u16, fabric: Option<&str>) -> Identity {
         port,
         fabric: fabric.map(str::to_owned),
         key: n,
+        local_ip: None,
+        announce_ip: None,
     }
 }
 
@@ -399,4 +401,72 @@ fn client_announces_over_ipv6_udp_and_http() {
             );
         }
     });
+}
+
+/// Waits until some reply on `rx` lists exactly `addr`.
+async fn wait_for_addr(
+    rx: &mut mpsc::Receiver<DiscoveredPeers>,
+    client: &TrackerClient,
+    addr: SocketAddr,
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = Vec::new();
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no tracker reply listed {addr} within {within:?}; last list {last:?}"
+        );
+        match tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+            Err(_) => client.announce_now(),
+            Ok(None) => panic!("client stopped"),
+            Ok(Some(got)) if got.peers.contains(&addr) => return,
+            Ok(Some(got)) => {
+                last = got.peers;
+                client.announce_now();
+            }
+        }
+    }
+}
+
+/// Issue 9: `--announce-ip` rides in the BEP 15 IP field and in `ip=`; a tracker that
+/// trusts them lists the peer there, one that does not lists the source address.
+#[test]
+fn r9_announce_ip_is_listed_by_a_trusting_tracker_and_ignored_by_default() {
+    for trusting in [true, false] {
+        let mut c = loopback_config();
+        c.access.open = true;
+        c.swarm.announce_interval_secs = 1;
+        c.udp.trust_ip_field = trusting;
+        c.http.trust_ip_param = trusting;
+        let t = TestTracker::start(c, None);
+        let udp = vec![format!("udp://{}/announce", t.udp)];
+        let http = vec![format!("http://{}/announce", t.http)];
+        let both: Vec<String> = udp.iter().chain(&http).cloned().collect();
+        rt().block_on(async {
+            let nat = |n: u32, port: u16, ip: [u8; 4]| Identity {
+                announce_ip: Some(ip.into()),
+                ..ident(n, port, None)
+            };
+            let (a, _a_rx) =
+                TrackerClient::start(&udp, nat(1, 4011, [192, 0, 2, 7]), leecher(), fast())
+                    .unwrap();
+            let (b, _b_rx) =
+                TrackerClient::start(&http, nat(2, 4012, [192, 0, 2, 8]), leecher(), fast())
+                    .unwrap();
+            let (c, mut c_rx) =
+                TrackerClient::start(&both, ident(3, 4013, None), leecher(), fast()).unwrap();
+            let (ip_a, ip_b) = if trusting {
+                ([192, 0, 2, 7], [192, 0, 2, 8])
+            } else {
+                ([127, 0, 0, 1], [127, 0, 0, 1])
+            };
+            let within = Duration::from_secs(10);
+            wait_for_addr(&mut c_rx, &c, (ip_a, 4011).into(), within).await;
+            wait_for_addr(&mut c_rx, &c, (ip_b, 4012).into(), within).await;
+            for x in [a, b, c] {
+                x.stop(Duration::from_secs(5)).await;
+            }
+        });
+    }
 }

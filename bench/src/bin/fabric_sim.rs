@@ -104,6 +104,7 @@ impl PeerSource for TrackerModel {
         let a = Announce {
             peer_id: PeerId(id),
             addr: addr_of(node),
+            source: std::net::IpAddr::V4(*addr_of(node).ip()),
             left: u64::from(node != 0),
             event: AnnounceEvent::Started,
             fabric,

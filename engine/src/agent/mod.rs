@@ -166,6 +166,12 @@ pub struct Outcome {
     pub current: Option<String>,
     /// Why, for a failure.
     pub reason: Option<String>,
+    /// What this run did about an activation a killed earlier run left unfinished
+    /// ("completed an activation interrupted after `switched`", ...); also the reason of
+    /// the success event, so `instream status` shows it.
+    pub recovered: Option<String>,
+    /// Staging directories of killed or failed earlier runs removed at start.
+    pub staging_cleaned: usize,
     /// Status events queued.
     pub events: u64,
     /// Status events that could not be delivered.
@@ -218,9 +224,14 @@ pub struct DeployArgs {
     /// Seconds to keep seeding after a successful download, for the hosts after us.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub seed_for: u64,
-    /// Peer listener address.
+    /// Peer listener address. A specific IP is also the source of tracker announces and
+    /// peer dials, so the tracker lists the address peers must dial.
     #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// Address trackers should list this host under (behind NAT): sent as `ip=` (HTTP) and
+    /// in the BEP 15 IP field (UDP), and never dialled by this host.
+    #[arg(long, value_name = "ADDR")]
+    pub announce_ip: Option<std::net::IpAddr>,
     /// Give up a download after this many seconds.
     #[arg(long, default_value_t = 1800, value_name = "SECS")]
     pub download_timeout: u64,
@@ -256,24 +267,7 @@ pub struct DeployArgs {
 impl DeployArgs {
     /// Reads the token and key files and checks names.
     pub fn into_config(self) -> Result<AgentConfig, AgentError> {
-        let token = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| {
-                AgentError::Config(format!(
-                    "read token file {}: {e}",
-                    self.token_file.display()
-                ))
-            })?
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .to_string();
-        if token.is_empty() {
-            return Err(AgentError::Config(format!(
-                "token file {} is empty",
-                self.token_file.display()
-            )));
-        }
+        let token = read_token_file(&self.token_file)?;
         let mut trusted_keys = Vec::new();
         for f in &self.trusted_keys {
             let text = std::fs::read_to_string(f).map_err(|e| {
@@ -319,9 +313,28 @@ impl DeployArgs {
                 fabric_share: self.fabric_share,
                 tracker: swarm::fleet_tracker_config(),
                 encryption: self.encryption,
+                announce_ip: self.announce_ip,
             },
         })
     }
+}
+
+/// The control API token: the first non-empty line of `path`.
+pub fn read_token_file(path: &Path) -> Result<String, AgentError> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| AgentError::Config(format!("read token file {}: {e}", path.display())))?
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string();
+    if token.is_empty() {
+        return Err(AgentError::Config(format!(
+            "token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token)
 }
 
 /// What the steps hand back on success.
@@ -331,6 +344,7 @@ struct Done {
     downloaded: u64,
     uploaded: u64,
     previous: Option<String>,
+    recovered: Option<String>,
     seeder: Option<Seeder>,
 }
 
@@ -340,13 +354,16 @@ struct Done {
 pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()>) -> Outcome {
     let started = Instant::now();
     let client = ControlClient::new(&cfg.server, &cfg.token, Duration::from_secs(60));
-    let reporter = Reporter::start(
+    let seq_floor = cfg.root.join("event-seq");
+    let _ = std::fs::create_dir_all(&cfg.root);
+    let reporter = Reporter::start_after(
         report_transport(&cfg),
         ReportIdentity {
             deployment: cfg.deployment.clone(),
             host: cfg.host.clone(),
             fabric: cfg.fabric.clone(),
         },
+        report::run_seq_base(Some(&seq_floor)),
     );
     let installer = Installer::new(
         &cfg.root,
@@ -358,6 +375,14 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         },
     );
     tokio::pin!(stop);
+    // Leftovers of killed or failed runs: never a half-built version on disk for long.
+    let staging_cleaned = match installer.clean_staging(&cfg.product) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %error_line(&e), "cannot clean staging");
+            0
+        }
+    };
     let result = steps(&cfg, &client, &reporter, &installer, &mut stop).await;
     let mut out = Outcome {
         deployment: cfg.deployment.clone(),
@@ -372,13 +397,19 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         previous: None,
         current: None,
         reason: None,
+        recovered: None,
+        staging_cleaned,
         events: 0,
         events_unsent: 0,
         secs: 0.0,
     };
     match result {
         Ok(done) => {
-            reporter.report(HostState::Success, done.downloaded, None);
+            if let Some(r) = &done.recovered {
+                tracing::warn!(recovery = %r, "finished what an earlier run left");
+            }
+            reporter.report(HostState::Success, done.downloaded, done.recovered.clone());
+            out.recovered = done.recovered.clone();
             out.from_disk = done.from_disk;
             out.copied_from = done.copied_from.clone();
             out.bytes_downloaded = done.downloaded;
@@ -609,6 +640,7 @@ async fn steps(
                     downloaded: 0,
                     uploaded: 0,
                     previous: act.previous,
+                    recovered: act.recovered.map(|r| r.to_string()),
                     seeder: None,
                 });
             }
@@ -718,12 +750,19 @@ async fn steps(
             }
             None => std::fs::rename(work2.join(&name), staged.join(&name)),
         };
-        moved.map_err(|source| InstallError::Io {
-            op: "move the download into staging",
-            path: staged.clone(),
-            source,
-        })?;
-        inst.commit(&staged, &record)?;
+        let committed = moved
+            .map_err(|source| InstallError::Io {
+                op: "move the download into staging",
+                path: staged.clone(),
+                source,
+            })
+            .and_then(|()| inst.commit(&staged, &record));
+        if let Err(e) = committed {
+            // Nothing half-built stays behind: neither the staged copy nor the download.
+            let _ = std::fs::remove_dir_all(&staged);
+            let _ = std::fs::remove_dir_all(&work2);
+            return Err(e.into());
+        }
         let _ = std::fs::remove_dir_all(&work2);
         Ok(())
     })
@@ -747,6 +786,7 @@ async fn steps(
             downloaded: received,
             uploaded: transfer.uploaded,
             previous: act.previous,
+            recovered: act.recovered.map(|r| r.to_string()),
             seeder,
         }),
         Err(e) => {

@@ -101,6 +101,9 @@ pub struct SwarmConfig {
     pub tracker: ClientConfig,
     /// MSE/PE policy (`--encryption`).
     pub encryption: proto::mse::Policy,
+    /// The address trackers should list us under (`--announce-ip`); see
+    /// `SessionConfig::announce_ip`.
+    pub announce_ip: Option<std::net::IpAddr>,
 }
 
 /// A finished download's counters.
@@ -124,6 +127,7 @@ async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
     config.torrent.fabric_share = cfg.fabric_share;
     config.tracker = cfg.tracker.clone();
     config.socket.encryption = cfg.encryption;
+    config.announce_ip = cfg.announce_ip;
     Ok(Session::start(config, Some(listener))?)
 }
 

@@ -170,6 +170,13 @@ pub async fn run(
             if let Some(method) = mse {
                 debug!(%addr, ?method, "incoming MSE handshake");
             }
+            if theirs.peer_id == route.our_id {
+                // Our own dial: the reply above lets the dialling side see our peer id and
+                // never dial that address again (issue 9); closing without it looked like a
+                // flaky peer, retried forever.
+                debug!(%addr, "connection from ourselves");
+                return;
+            }
             drop(permit);
             let peer = route.next_key();
             connection::run(

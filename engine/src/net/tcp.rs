@@ -42,6 +42,9 @@ pub struct SocketOptions {
     pub connect_timeout: Duration,
     /// MSE/PE policy for both directions (`--encryption`, default plaintext).
     pub encryption: Policy,
+    /// Local IP dials bind to (the `--listen` IP when it is a specific one), so peers see
+    /// the address they can dial back; `None`: the kernel's choice. See `own::source_for`.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for SocketOptions {
@@ -51,6 +54,7 @@ impl Default for SocketOptions {
             recv_buffer: 0,
             connect_timeout: HANDSHAKE_TIMEOUT,
             encryption: Policy::Plaintext,
+            local_ip: None,
         }
     }
 }
@@ -182,7 +186,18 @@ async fn dial_and_handshake(
     opts: &SocketOptions,
     mse: Option<CryptoSet>,
 ) -> Result<Dialled, HandshakeFailed> {
-    let mut stream = TcpStream::connect(addr).await?;
+    let mut stream = match super::own::source_for(opts.local_ip, addr) {
+        Some(local) => {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(local)?;
+            socket.connect(addr).await?
+        }
+        None => TcpStream::connect(addr).await?,
+    };
     configure(&stream, opts)?;
     let ours = Handshake::new(info_hash, our_id);
     let (rest, mut ciphers) = match mse {
@@ -253,6 +268,10 @@ pub async fn connect_peer(addr: SocketAddr, route: Route, opts: SocketOptions) {
                 &route.cancel,
             )
             .await;
+        }
+        Err(HandshakeFailed::SelfConnection) => {
+            debug!(%addr, "dialled ourselves; never again");
+            let _ = route.events.send(NetEvent::ReachedOurselves { addr }).await;
         }
         Err(e) => {
             debug!(%addr, error = %e, "connect failed");

@@ -32,11 +32,13 @@ pub fn exit_usage(e: clap::Error) -> ! {
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // Help asked for (or a bare command): the full text, as clap prints it.
             let _ = e.print();
-            std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                2
-            } else {
-                0
-            })
+            std::process::exit(
+                if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    2
+                } else {
+                    0
+                },
+            )
         }
         _ => {
             eprintln!("error: {}", usage_error_line(&e));

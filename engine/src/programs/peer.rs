@@ -4,23 +4,31 @@
 //! Output contract: a progress bar on stderr only when stderr is a terminal; with `--json`
 //! exactly one summary line on stdout at the end; errors as one `error: ...` line.
 //! A restarted `get` into the same directory checks what is there and fetches only the rest.
-
-
+//!
+//! With `--report URL` a bare `get` tells the control server where this host stands, as
+//! `deploy` does and through the same reporter (crate::agent::report): `downloading` at the
+//! start and then with the verified bytes every `--progress-every`, `verifying` once every
+//! piece is in, then `success`, or `failure` with the reason. The events are for
+//! `--deployment ID` and `--host NAME` (default: this machine's hostname), authenticated by
+//! the token in `--token-file`; the server stores them only if the host is a target of that
+//! deployment.
 
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::agent::control::ControlClient;
+use crate::agent::report::{HostState, ReportIdentity, Reporter, Transport};
 use crate::meta::TorrentMeta;
 use crate::session::{
     AddOptions, Session, SessionConfig, TorrentHandle, TorrentState, TorrentStatus,
 };
 use crate::storage::{self, OpenOptions};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
@@ -51,7 +59,9 @@ struct GetArgs {
     /// Directory to download into (the payload lands in DIR/<name>).
     #[arg(long)]
     out: PathBuf,
-    /// Address to accept peers on (port 0: any free port).
+    /// Address to accept peers on (port 0: any free port). A specific IP is also the
+    /// source of tracker announces and peer dials, so the tracker lists the address peers
+    /// must dial.
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
     /// This host's fabric (data center), told to peers.
@@ -64,9 +74,32 @@ struct GetArgs {
     /// Keep seeding this many seconds after completion.
     #[arg(long, default_value_t = 0)]
     seed_for: u64,
-    /// Control-plane URL to report status to.
-    #[arg(long)]
+    /// Control server URL to post this host's status events to (`POST /api/v1/events`,
+    /// as `deploy` does): downloading (with bytes), verifying, success or failure with
+    /// the reason. Needs --deployment and --token-file.
+    // Checked in `start_reporter`, not by clap, whose one-line error would not name them.
+    #[arg(long, value_name = "URL")]
     report: Option<String>,
+    /// Deployment id the reported events belong to (with --report).
+    #[arg(long, value_name = "ID")]
+    deployment: Option<String>,
+    /// Host name in the reported events (with --report) [default: this machine's
+    /// hostname].
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// File holding the control API token (with --report).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Seconds between `downloading` events (with --report).
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    progress_every: f64,
+    /// Seconds undelivered status events are retried before exiting (with --report).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    report_for: u64,
+    /// Address trackers should list this host under (behind NAT): sent as `ip=` (HTTP)
+    /// and in the BEP 15 IP field (UDP), and never dialled by this host.
+    #[arg(long, value_name = "ADDR")]
+    announce_ip: Option<IpAddr>,
     /// A peer to connect to; repeatable.
     #[arg(long = "peer")]
     peers: Vec<SocketAddr>,
@@ -130,10 +163,7 @@ fn deploy(args: crate::agent::DeployArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the runtime")?;
-    let out = rt.block_on(crate::agent::deploy(
-        cfg,
-        super::shutdown_signal(),
-    ));
+    let out = rt.block_on(crate::agent::deploy(cfg, super::shutdown_signal()));
     if json {
         println!("{}", serde_json::to_string(&out)?);
     } else {
@@ -180,7 +210,57 @@ fn progress_bar(total: u64) -> Option<ProgressBar> {
     Some(pb)
 }
 
-async fn wait_for_completion(handle: &TorrentHandle, timeout: u64) -> Ended {
+/// This machine's hostname (the default `--host` of reported events).
+fn hostname() -> anyhow::Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `buf.len()` bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("read the hostname");
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    if name.is_empty() {
+        bail!("the hostname is empty: pass --host NAME");
+    }
+    Ok(name)
+}
+
+/// The status reporter of `--report`, if asked for.
+fn start_reporter(args: &GetArgs) -> anyhow::Result<Option<Reporter>> {
+    let Some(url) = &args.report else {
+        if args.deployment.is_some() || args.host.is_some() || args.token_file.is_some() {
+            bail!("--deployment, --host and --token-file go with --report URL");
+        }
+        return Ok(None);
+    };
+    let (Some(deployment), Some(token_file)) = (&args.deployment, &args.token_file) else {
+        bail!("--report needs --deployment ID and --token-file FILE");
+    };
+    let token = crate::agent::read_token_file(token_file)?;
+    let host = match &args.host {
+        Some(h) => h.clone(),
+        None => hostname()?,
+    };
+    debug!(%url, %deployment, %host, "reporting status");
+    // Each post gives up quickly so that newer events join the retried batch.
+    let client = ControlClient::new(url, &token, Duration::from_secs(2));
+    Ok(Some(Reporter::start(
+        Transport::Http(client),
+        ReportIdentity {
+            deployment: deployment.clone(),
+            host,
+            fabric: args.fabric.clone().unwrap_or_else(|| "default".into()),
+        },
+    )))
+}
+
+async fn wait_for_completion(
+    handle: &TorrentHandle,
+    timeout: u64,
+    reporter: Option<&Reporter>,
+    progress_every: Duration,
+) -> Ended {
     let bar = progress_bar(handle.meta().lengths.total_len());
     let mut watch = handle.watch();
     let progress = async {
@@ -195,6 +275,22 @@ async fn wait_for_completion(handle: &TorrentHandle, timeout: u64) -> Ended {
             }
         }
         std::future::pending::<()>().await
+    };
+    let reports = async {
+        let Some(reporter) = reporter else {
+            return std::future::pending::<()>().await;
+        };
+        let mut tick = tokio::time::interval(progress_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last = 0;
+        loop {
+            tick.tick().await;
+            let have = handle.status().stats.bytes_have;
+            if have != last {
+                last = have;
+                reporter.report(HostState::Downloading, have, None);
+            }
+        }
     };
     let deadline = async {
         if timeout == 0 {
@@ -211,6 +307,7 @@ async fn wait_for_completion(handle: &TorrentHandle, timeout: u64) -> Ended {
         _ = super::shutdown_signal() => Ended::Signal,
         _ = deadline => Ended::Timeout,
         _ = progress => unreachable!("progress never ends"),
+        _ = reports => unreachable!("reports never end"),
     };
     if let Some(pb) = bar {
         pb.set_position(handle.status().stats.bytes_have);
@@ -238,6 +335,8 @@ fn summary(
         "total_secs": total.as_secs_f64(),
         "peers_seen": s.peers_seen,
         "peers_banned": s.peers_banned,
+        "dials": s.dials,
+        "own_addresses": s.own_addresses,
         "hash_failures": s.hash_failures,
         "pieces": s.pieces_have,
         "pieces_total": s.pieces_total,
@@ -248,13 +347,56 @@ fn summary(
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let bytes = super::load_torrent(&args.source).await?;
-    let meta = TorrentMeta::from_torrent_bytes(&bytes)
-        .with_context(|| format!("read torrent {}", args.source))?;
-    if let Some(url) = &args.report {
-        // TODO(control plane): post HostEvents (downloading/verifying/...) to `url` once the
-        // reporting client exists (engine/src/status.rs).
-        debug!(%url, "status reporting is not wired in yet");
+    // First, so that a torrent that cannot be fetched or read is reported too.
+    let reporter = start_reporter(&args)?;
+    let result = async {
+        let bytes = super::load_torrent(&args.source).await?;
+        let meta = TorrentMeta::from_torrent_bytes(&bytes)
+            .with_context(|| format!("read torrent {}", args.source))?;
+        fetch(&args, meta, started, reporter.as_ref()).await
+    }
+    .await;
+    if let Some(reporter) = reporter {
+        let bytes = result.as_ref().map_or(0, |o| o.bytes);
+        match result.as_ref().map(|o| o.error.as_deref()) {
+            Ok(None) => reporter.report(HostState::Success, bytes, None),
+            Ok(Some(e)) => reporter.report(HostState::Failure, bytes, Some(e.to_string())),
+            Err(e) => reporter.report(HostState::Failure, 0, Some(format!("{e:#}"))),
+        };
+        let unsent = reporter.finish(Duration::from_secs(args.report_for)).await;
+        if unsent > 0 {
+            tracing::warn!(unsent, "status events not delivered to the control server");
+        }
+    }
+    let outcome = result?;
+    if args.json {
+        // writeln!, not println!: a closed stdout is a BrokenPipe error (exit 0), not a panic.
+        writeln!(std::io::stdout().lock(), "{}", outcome.summary).context("write the summary")?;
+    }
+    if let Some(e) = outcome.error {
+        bail!("{e}");
+    }
+    Ok(())
+}
+
+/// What one `get` ended with.
+struct Fetched {
+    /// The `--json` summary line.
+    summary: serde_json::Value,
+    /// Why it failed, if it did.
+    error: Option<String>,
+    /// Payload bytes verified.
+    bytes: u64,
+}
+
+async fn fetch(
+    args: &GetArgs,
+    meta: TorrentMeta,
+    started: Instant,
+    reporter: Option<&Reporter>,
+) -> anyhow::Result<Fetched> {
+    if let Some(r) = reporter {
+        r.report(HostState::Downloading, 0, None);
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("create directory {}", args.out.display()))?;
@@ -274,6 +416,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
     config.torrent.fabric_share = args.fabric_share;
     config.socket.encryption = args.encryption;
     config.disk_threads = args.disk_threads;
+    config.announce_ip = args.announce_ip;
     if let Some(m) = args.max_peers {
         config.torrent.max_peers = m;
     }
@@ -292,7 +435,12 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         .await
         .context("start the download")?;
 
-    let ended = wait_for_completion(&handle, args.timeout).await;
+    let every = Duration::from_secs_f64(args.progress_every.clamp(0.05, 3600.0));
+    let ended = wait_for_completion(&handle, args.timeout, reporter, every).await;
+    if let (Some(r), Ended::Complete) = (reporter, &ended) {
+        // Every piece passed its SHA-1 as it landed; this marks the end of that check.
+        r.report(HostState::Verifying, handle.status().stats.bytes_have, None);
+    }
     let wall = started.elapsed();
     let mut error = match &ended {
         Ended::Complete => None,
@@ -322,13 +470,9 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
     if error.is_none() && !matches!(status.state, TorrentState::Seeding) {
         error = Some(format!("torrent ended in state {:?}", status.state));
     }
-    if args.json {
-        // writeln!, not println!: a closed stdout is a BrokenPipe error (exit 0), not a panic.
-        let line = summary(&handle, &status, wall, started.elapsed(), error.as_deref());
-        writeln!(std::io::stdout().lock(), "{line}").context("write the summary")?;
-    }
-    if let Some(e) = error {
-        bail!("{e}");
-    }
-    Ok(())
+    Ok(Fetched {
+        summary: summary(&handle, &status, wall, started.elapsed(), error.as_deref()),
+        error,
+        bytes: status.stats.bytes_have,
+    })
 }

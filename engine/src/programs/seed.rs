@@ -8,19 +8,17 @@
 //! So `create X -o t.torrent` then `serve t.torrent --data X` always works, and a directory
 //! of payloads can be served with many torrents and one `--data`.
 
-
-
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
 use crate::create::{CreateOptions, create_torrent};
 use crate::meta::TorrentMeta;
 use crate::session::{AddOptions, Session, SessionConfig};
 use crate::storage::{self, FileLayout, Mode, OpenOptions};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -64,9 +62,14 @@ enum Cmd {
         /// The payload: the file or directory itself, or the directory containing it.
         #[arg(long, required_unless_present = "watch")]
         data: Option<PathBuf>,
-        /// Address to accept peers on.
+        /// Address to accept peers on. A specific IP is also the source of tracker
+        /// announces and peer dials, so the tracker lists the address peers must dial.
         #[arg(long, default_value = "0.0.0.0:6881")]
         listen: SocketAddr,
+        /// Address trackers should list this seed under (behind NAT): sent as `ip=`
+        /// (HTTP) and in the BEP 15 IP field (UDP), and never dialled by this seed.
+        #[arg(long, value_name = "ADDR")]
+        announce_ip: Option<IpAddr>,
         /// This host's fabric (data center), told to peers.
         #[arg(long)]
         fabric: Option<String>,
@@ -200,6 +203,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         torrents,
         data,
         listen,
+        announce_ip,
         fabric,
         peers,
         super_seed,
@@ -220,6 +224,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     config.torrent.fabric = fabric;
     config.torrent.super_seed = super_seed;
     config.socket.encryption = encryption;
+    config.announce_ip = announce_ip;
     if let Some(m) = max_peers {
         config.torrent.max_peers = m;
     }

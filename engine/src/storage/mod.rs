@@ -7,7 +7,8 @@
 //! [`layout::FileLayout`] maps them to files.
 //!
 //! Backends: [`portable::PortableStorage`] (std `FileExt`, works everywhere),
-//! `uring::UringStorage` (feature `io-uring`, probed at run time) and the test-only
+//! `uring::UringStorage` (feature `io-uring`, on by default, probed at run time: see
+//! [`IoBackend`] and [`resolve_backend`]) and the test-only
 //! [`fault::FaultStorage`] middleware that injects full disks, slow disks and torn writes.
 
 pub mod check;
@@ -140,26 +141,103 @@ impl Default for OpenOptions {
     }
 }
 
-/// Opens the files of `layout` under `root` with the best backend available: io_uring when
-/// `prefer_uring` is set, the feature is compiled in and the kernel allows it; otherwise the
-/// portable one.
+/// Which disk back end to use (`--io-backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoBackend {
+    /// io_uring where the kernel allows it (probed once), else portable.
+    #[default]
+    Auto,
+    /// io_uring, or an error that says why it cannot be had.
+    Uring,
+    /// `pread`/`pwrite`.
+    Portable,
+}
+
+impl std::str::FromStr for IoBackend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(IoBackend::Auto),
+            "uring" | "io-uring" | "io_uring" => Ok(IoBackend::Uring),
+            "portable" => Ok(IoBackend::Portable),
+            other => Err(format!(
+                "unknown I/O backend {other:?} (expected uring, portable or auto)"
+            )),
+        }
+    }
+}
+
+/// Whether io_uring works here, and if not, why (kernel, `kernel.io_uring_disabled`,
+/// seccomp, or a build without the feature). Probed once per process.
+pub fn uring_status() -> std::result::Result<(), String> {
+    #[cfg(feature = "io-uring")]
+    {
+        uring::probe().map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "io-uring"))]
+    {
+        Err("this build has no io_uring support (cargo feature io-uring)".into())
+    }
+}
+
+/// Resolves `backend` to the one that will run: `Auto` becomes `Uring` or (with one log
+/// line saying why) `Portable`; a forced `Uring` that cannot work is an error.
+pub fn resolve_backend(backend: IoBackend) -> std::result::Result<IoBackend, String> {
+    match backend {
+        IoBackend::Portable => Ok(IoBackend::Portable),
+        IoBackend::Uring => uring_status()
+            .map(|()| IoBackend::Uring)
+            .map_err(|why| format!("io_uring is not available: {why}")),
+        IoBackend::Auto => match uring_status() {
+            Ok(()) => Ok(IoBackend::Uring),
+            Err(why) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::info!(reason = %why, "io_uring unavailable; using portable disk I/O")
+                });
+                Ok(IoBackend::Portable)
+            }
+        },
+    }
+}
+
+/// Opens the files of `layout` under `root` with `backend` (see [`resolve_backend`]).
+pub fn open_with(
+    root: &std::path::Path,
+    layout: FileLayout,
+    opts: OpenOptions,
+    backend: IoBackend,
+) -> Result<std::sync::Arc<dyn Storage>> {
+    let chosen = resolve_backend(backend).map_err(|why| Error::Io {
+        op: "set up disk I/O",
+        path: root.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::Unsupported, why),
+    })?;
+    #[cfg(feature = "io-uring")]
+    if chosen == IoBackend::Uring {
+        return Ok(std::sync::Arc::new(uring::UringStorage::open(
+            root, layout, opts,
+        )?));
+    }
+    let _ = chosen;
+    Ok(std::sync::Arc::new(PortableStorage::open(
+        root, layout, opts,
+    )?))
+}
+
+/// [`open_with`] `Auto` when `prefer_uring`, else `Portable`.
 pub fn open(
     root: &std::path::Path,
     layout: FileLayout,
     opts: OpenOptions,
     prefer_uring: bool,
 ) -> Result<std::sync::Arc<dyn Storage>> {
-    #[cfg(feature = "io-uring")]
-    if prefer_uring && uring::supported() {
-        return Ok(std::sync::Arc::new(uring::UringStorage::open(
-            root, layout, opts,
-        )?));
-    }
-    #[cfg(not(feature = "io-uring"))]
-    let _ = prefer_uring;
-    Ok(std::sync::Arc::new(PortableStorage::open(
-        root, layout, opts,
-    )?))
+    let backend = if prefer_uring {
+        IoBackend::Auto
+    } else {
+        IoBackend::Portable
+    };
+    open_with(root, layout, opts, backend)
 }
 
 /// Positional access to one torrent's payload. Implementations are blocking and `Sync`.

@@ -1,4 +1,4 @@
-//! io_uring storage backend (cargo feature `io-uring`, Linux only).
+//! io_uring storage backend (cargo feature `io-uring`, on by default, Linux only).
 //!
 //! Same files and layout as [`PortableStorage`] (which opens, sizes and syncs them); only
 //! reads and writes go through io_uring: the segments of one call (a piece straddling files)
@@ -34,22 +34,54 @@ thread_local! {
 
 /// True if this kernel lets us create a ring and run a no-op through it (probed once).
 pub fn supported() -> bool {
-    static PROBE: OnceLock<bool> = OnceLock::new();
+    probe().is_ok()
+}
+
+/// Why io_uring cannot be used here, if it cannot: `io_uring_setup` refused (ENOSYS: an old
+/// kernel or seccomp; EPERM: `kernel.io_uring_disabled` or seccomp), or a no-op through a
+/// fresh ring failed. Probed once per process.
+pub fn probe() -> std::result::Result<(), &'static str> {
+    static PROBE: OnceLock<std::result::Result<(), &'static str>> = OnceLock::new();
     *PROBE.get_or_init(|| {
-        let Ok(mut ring) = IoUring::new(4) else {
-            return false;
+        if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+            && v.trim() == "2"
+        {
+            return Err("disabled by the kernel.io_uring_disabled sysctl (2)");
+        }
+        let mut ring = match IoUring::new(4) {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(match e.raw_os_error() {
+                    Some(libc::ENOSYS) => {
+                        "io_uring_setup is not implemented (old kernel or seccomp)"
+                    }
+                    Some(libc::EPERM) => {
+                        "io_uring_setup is not permitted (kernel.io_uring_disabled or seccomp)"
+                    }
+                    Some(libc::ENOMEM) => {
+                        "io_uring_setup ran out of locked memory (RLIMIT_MEMLOCK)"
+                    }
+                    _ => "io_uring_setup failed",
+                });
+            }
         };
         let nop = opcode::Nop::new().build().user_data(7);
         // SAFETY: a NOP references no memory.
         if unsafe { ring.submission().push(&nop) }.is_err() {
-            return false;
+            return Err("cannot queue a no-op");
         }
         if ring.submit_and_wait(1).is_err() {
-            return false;
+            return Err("io_uring_enter failed on a no-op");
         }
-        ring.completion()
+        if ring
+            .completion()
             .next()
             .is_some_and(|c| c.user_data() == 7 && c.result() >= 0)
+        {
+            Ok(())
+        } else {
+            Err("a no-op through a fresh ring did not complete")
+        }
     })
 }
 
@@ -85,13 +117,37 @@ impl UringStorage {
     }
 
     /// Runs `ops` to completion (resubmitting short transfers); `write` picks the opcode.
+    ///
+    /// Never returns while the kernel may still touch a buffer: on an error, every operation
+    /// already submitted is reaped before the first error is returned, so the caller's
+    /// buffers can be freed and the ring reused (its completion queue is empty again).
     fn run(&self, mut ops: Vec<Op>, write: bool) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
         RING.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.is_none() {
                 *slot = Some(IoUring::new(RING_ENTRIES).map_err(|e| self.err(0, e))?);
             }
+            let mut broken = false;
             let ring = slot.as_mut().expect("ring just created");
+            let r = self.run_on(ring, &mut ops, write, &mut broken);
+            if broken {
+                *slot = None;
+            }
+            r
+        })
+    }
+
+    fn run_on(
+        &self,
+        ring: &mut IoUring,
+        ops: &mut Vec<Op>,
+        write: bool,
+        broken: &mut bool,
+    ) -> Result<()> {
+        {
             while !ops.is_empty() {
                 let batch = ops.len().min(RING_ENTRIES as usize);
                 for (i, op) in ops[..batch].iter().enumerate() {
@@ -106,30 +162,62 @@ impl UringStorage {
                             .build()
                     };
                     // SAFETY: the buffers outlive the wait below (they belong to the caller,
-                    // who is blocked in this call), and the queue has room for `batch`.
+                    // who is blocked in this call, and every submitted entry is reaped before
+                    // we return), and the queue has room for `batch`.
                     unsafe { ring.submission().push(&sqe.user_data(i as u64)) }
                         .expect("submission queue has room for the batch");
                 }
-                ring.submit_and_wait(batch)
-                    .map_err(|e| self.err(ops[0].file, e))?;
+                let mut first_err: Option<Error> = None;
                 let mut done = vec![0usize; batch];
                 let mut seen = 0;
+                let mut submitted = false;
                 while seen < batch {
-                    let Some(cqe) = ring.completion().next() else {
-                        ring.submit_and_wait(1)
-                            .map_err(|e| self.err(ops[0].file, e))?;
+                    if let Some(cqe) = ring.completion().next() {
+                        seen += 1;
+                        let i = cqe.user_data() as usize;
+                        let r = cqe.result();
+                        if i >= batch {
+                            // Cannot happen (the queue was empty before this batch); keep
+                            // counting so that no entry of ours is left in flight.
+                            continue;
+                        }
+                        if r < 0 {
+                            first_err.get_or_insert_with(|| {
+                                self.err(ops[i].file, io::Error::from_raw_os_error(-r))
+                            });
+                        } else if r == 0 && !write {
+                            first_err.get_or_insert_with(|| {
+                                self.err(ops[i].file, io::ErrorKind::UnexpectedEof.into())
+                            });
+                        } else {
+                            done[i] = r as usize;
+                        }
                         continue;
-                    };
-                    seen += 1;
-                    let i = cqe.user_data() as usize;
-                    let r = cqe.result();
-                    if r < 0 {
-                        return Err(self.err(ops[i].file, io::Error::from_raw_os_error(-r)));
                     }
-                    if r == 0 && !write {
-                        return Err(self.err(ops[i].file, io::ErrorKind::UnexpectedEof.into()));
+                    let want = if submitted { 1 } else { batch };
+                    match ring.submit_and_wait(want) {
+                        Ok(_) => submitted = true,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY)) => {
+                            // Out of kernel resources for a moment: wait and try again.
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        Err(e) if !submitted => {
+                            // Nothing went to the kernel. The entries are still queued: the
+                            // ring must go (closing it never submits them), never be reused.
+                            *broken = true;
+                            return Err(self.err(ops[0].file, e));
+                        }
+                        Err(e) => {
+                            // Entries are in flight and we cannot wait for them: returning
+                            // would let the kernel write into freed memory.
+                            tracing::error!(error = %e, "io_uring: cannot reap in-flight I/O; aborting");
+                            std::process::abort();
+                        }
                     }
-                    done[i] = r as usize;
+                }
+                if let Some(e) = first_err {
+                    return Err(e);
                 }
                 // Keep the unfinished remainders (short transfers) and the unsubmitted rest.
                 let mut next = Vec::new();
@@ -145,10 +233,10 @@ impl UringStorage {
                     }
                     next.push(op);
                 }
-                ops = next;
+                *ops = next;
             }
             Ok(())
-        })
+        }
     }
 
     fn err(&self, file: usize, source: io::Error) -> Error {

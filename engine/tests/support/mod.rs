@@ -117,13 +117,37 @@ fn collect_lines(
     echo: Option<String>,
 ) {
     thread::spawn(move || {
-        for line in BufReader::new(src).lines() {
-            let Ok(line) = line else { break };
-            if let Some(label) = &echo {
-                eprintln!("[{label}] {line}");
+        // A line ends at '\n' or at '\r': a progress line that a program rewrites in place
+        // (transmission-cli) arrives as one line per update instead of one line at exit.
+        let mut reader = BufReader::new(src);
+        let mut line = Vec::new();
+        let flush = |line: &mut Vec<u8>| {
+            if line.is_empty() {
+                return;
             }
-            sink.lock().unwrap().push(line);
+            let text = String::from_utf8_lossy(line).into_owned();
+            line.clear();
+            if let Some(label) = &echo {
+                eprintln!("[{label}] {text}");
+            }
+            sink.lock().unwrap().push(text);
+        };
+        loop {
+            let buf = match reader.fill_buf() {
+                Ok([]) | Err(_) => break,
+                Ok(buf) => buf,
+            };
+            let n = buf.len();
+            for &b in buf {
+                if b == b'\n' || b == b'\r' {
+                    flush(&mut line);
+                } else {
+                    line.push(b);
+                }
+            }
+            reader.consume(n);
         }
+        flush(&mut line);
     });
 }
 

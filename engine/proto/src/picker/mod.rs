@@ -51,6 +51,8 @@ pub enum Verdict {
     Good {
         /// Peers proven to have sent bad data.
         liars: Vec<PeerKey>,
+        /// Peers whose blocks make up the good piece (each once).
+        senders: Vec<PeerKey>,
     },
     /// The piece failed. `sole_sender` is set when one peer sent every block: it is
     /// certainly at fault. Otherwise blame waits until the piece passes.
@@ -274,7 +276,10 @@ impl Picker {
     /// `their_pieces` is what the peer has; `scope` filters cross-fabric picks. A remote
     /// peer is asked only for our [`FabricShare`] of the pieces, unless `remote_fallback`
     /// (no same-fabric peer has anything for us): then one piece at a time new to the fabric
-    /// and seen in other fabrics for the fall-back delay will do.
+    /// and seen in other fabrics for the fall-back delay will do. A peer on `probation` gets
+    /// only pieces it alone sends (it owns the pieces it starts, and no end-game duplicates),
+    /// so a bad piece from it has one sender to blame. A piece that failed before is started
+    /// owned by its one new sender, whoever that is, to find the culprit.
     #[allow(clippy::too_many_arguments)]
     pub fn pick(
         &mut self,
@@ -282,12 +287,17 @@ impl Picker {
         their_pieces: &Bitfield,
         scope: PeerScope,
         remote_fallback: bool,
+        probation: bool,
         max: usize,
         rng: &mut impl Rng,
         out: &mut Vec<BlockRef>,
     ) {
         let start = out.len();
         let want = |out: &Vec<BlockRef>| out.len() - start < max;
+        let may_join = |pp: &PartialPiece| match pp.owner {
+            Some(owner) => owner == peer,
+            None => !probation,
+        };
 
         // 1. Finish what is started: most advanced pieces first, so pieces complete (and
         //    can be shared) sooner.
@@ -296,7 +306,10 @@ impl Picker {
                 .partial
                 .iter()
                 .filter(|(i, pp)| {
-                    pp.missing > 0 && their_pieces.get_raw(**i) && self.allowed(**i as usize, scope)
+                    pp.missing > 0
+                        && may_join(pp)
+                        && their_pieces.get_raw(**i)
+                        && self.allowed(**i as usize, scope)
                 })
                 .map(|(i, pp)| (pp.blocks_total - pp.missing, *i))
                 .collect();
@@ -313,8 +326,10 @@ impl Picker {
             }
         }
 
-        // 2. Start new pieces, rarest first; ties broken by a random starting point.
-        while want(out) && self.unstarted > 0 {
+        // 2. Start new pieces, rarest first; ties broken by a random starting point. A peer
+        //    on probation has one piece at a time: none while it owns a partial one.
+        let busy_on_probation = probation && self.partial.values().any(|pp| pp.owner == Some(peer));
+        while want(out) && self.unstarted > 0 && !busy_on_probation {
             let share = if scope == PeerScope::Remote {
                 self.share
             } else {
@@ -331,17 +346,29 @@ impl Picker {
                 f => (f, false),
             };
             let Some(piece) = found else { break };
+            let one_only = probation;
             let buf = self.buffers.take(self.lengths.piece_len(piece) as usize);
             let mut pp = PartialPiece::new(&self.lengths, piece, buf);
             pp.fallback = fallback;
+            if probation || self.failed.contains_key(&piece.get()) {
+                pp.owner = Some(peer);
+            }
             self.partial.insert(piece.get(), pp);
             self.unstarted -= 1;
             self.request_missing(piece, peer, max - (out.len() - start), out);
+            if one_only {
+                break;
+            }
         }
 
         // 3. End-game: nothing unstarted anywhere; ask a second peer for blocks in flight.
-        if want(out) && self.in_endgame() {
+        if want(out) && self.in_endgame() && !probation {
             for (&i, pp) in self.partial.iter_mut() {
+                // A re-fetch of a failed piece stays with its one sender; a piece owned by a
+                // peer on probation may get end-game duplicates (first arrival wins).
+                if pp.owner.is_some_and(|o| o != peer) && self.failed.contains_key(&i) {
+                    continue;
+                }
                 // Never a second requester in another fabric: an end-game duplicate from
                 // there costs the scarce cross-fabric link (measured: up to 2x payload more
                 // into a fabric at 1000 hosts).
@@ -473,6 +500,10 @@ impl Picker {
                 pp.missing += 1;
             }
         }
+        // The owner dropped out (timeout, reject, choke, gone): others may finish the piece.
+        if pp.owner == Some(peer) {
+            pp.owner = None;
+        }
     }
 
     /// True if `block` is currently requested from `peer`.
@@ -532,12 +563,21 @@ impl Picker {
                     }
                 }
             }
+            let mut good_senders = Vec::new();
+            for s in senders.into_iter().flatten() {
+                if !good_senders.contains(&s) {
+                    good_senders.push(s);
+                }
+            }
             if self.have.is_full() {
                 self.buffers.release();
             } else {
                 self.buffers.give(data);
             }
-            Verdict::Good { liars }
+            Verdict::Good {
+                liars,
+                senders: good_senders,
+            }
         } else {
             self.unstarted += 1;
             let first = senders.first().copied().flatten();

@@ -41,6 +41,10 @@ pub(crate) struct PartialPiece {
     /// Started from another fabric outside our share, because no same-fabric peer had
     /// anything for us (at most one such piece at a time).
     pub(crate) fallback: bool,
+    /// Only this peer may be asked for its blocks: a peer on probation (nothing of it has
+    /// verified yet), or one peer re-fetching a piece that failed with blocks from several,
+    /// so that the next verdict has a single sender to blame or clear.
+    pub(crate) owner: Option<PeerKey>,
 }
 
 impl PartialPiece {
@@ -55,6 +59,7 @@ impl PartialPiece {
             missing: n,
             buffer,
             fallback: false,
+            owner: None,
         }
     }
 

@@ -28,6 +28,14 @@ fn rng() -> SmallRng {
     SmallRng::seed_from_u64(7)
 }
 
+/// The liars of a good verdict (panics on a bad one).
+fn liars(v: Verdict) -> Vec<PeerKey> {
+    match v {
+        Verdict::Good { liars, .. } => liars,
+        bad => panic!("expected a good verdict, got {bad:?}"),
+    }
+}
+
 /// What `p` picks for peer `peer` (with a fresh seeded rng).
 fn picks(
     p: &mut Picker,
@@ -43,6 +51,7 @@ fn picks(
         theirs,
         scope,
         fallback,
+        false,
         max,
         &mut rng(),
         &mut out,
@@ -61,6 +70,7 @@ fn rarest_piece_is_picked_first() {
         PeerKey(1),
         &bf(4, &[0, 1, 2, 3]),
         PeerScope::Local,
+        false,
         false,
         4,
         &mut rng(),
@@ -141,11 +151,100 @@ fn completed_piece_carries_its_bytes_in_order() {
     for (i, chunk) in d.chunks(BLOCK_LEN as usize).enumerate() {
         assert!(chunk.iter().all(|&x| x == i as u8));
     }
-    assert_eq!(
-        p.piece_verified(out[0].piece, true),
-        Verdict::Good { liars: vec![] }
-    );
+    assert_eq!(liars(p.piece_verified(out[0].piece, true)), vec![]);
     assert!(p.have().is_full());
+}
+
+/// Issue 10: a piece that failed with blocks from several peers is fetched again from one
+/// peer only, so its next verdict has a single sender; a peer on probation is never given a
+/// block of a piece another peer sends.
+#[test]
+fn a_failed_piece_is_refetched_from_one_peer_and_probation_never_shares() {
+    let (_, mut p) = setup(1);
+    let all = Bitfield::full(1);
+    let (a, b) = (PeerKey(1), PeerKey(2));
+    let mut first = Vec::new();
+    p.pick(
+        a,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        2,
+        &mut rng(),
+        &mut first,
+    );
+    let mut newcomer = Vec::new();
+    p.pick(
+        b,
+        &all,
+        PeerScope::Local,
+        false,
+        true,
+        4,
+        &mut rng(),
+        &mut newcomer,
+    );
+    assert!(
+        newcomer.is_empty(),
+        "probation joined a shared piece: {newcomer:?}"
+    );
+    let mut second = Vec::new();
+    p.pick(
+        b,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        2,
+        &mut rng(),
+        &mut second,
+    );
+    let mut piece = None;
+    for (peer, blk) in first
+        .iter()
+        .map(|x| (a, x))
+        .chain(second.iter().map(|x| (b, x)))
+    {
+        if let Received::Accepted {
+            complete: Some(_), ..
+        } = p.block_received(peer, *blk, &vec![0; blk.len as usize])
+        {
+            piece = Some(blk.piece);
+        }
+    }
+    let piece = piece.expect("the piece completed");
+    assert_eq!(
+        p.piece_verified(piece, false),
+        Verdict::Bad { sole_sender: None }
+    );
+    let mut again = Vec::new();
+    p.pick(
+        a,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        2,
+        &mut rng(),
+        &mut again,
+    );
+    assert_eq!(again.len(), 2);
+    let mut other = Vec::new();
+    p.pick(
+        b,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        4,
+        &mut rng(),
+        &mut other,
+    );
+    assert!(
+        other.is_empty(),
+        "a second sender joined the re-fetch: {other:?}"
+    );
 }
 
 #[test]
@@ -166,9 +265,27 @@ fn smart_ban_names_the_peer_whose_block_differed() {
     let all = Bitfield::full(1);
     let (honest, liar) = (PeerKey(1), PeerKey(2));
     let mut a = Vec::new();
-    p.pick(honest, &all, PeerScope::Local, false, 2, &mut rng(), &mut a);
+    p.pick(
+        honest,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        2,
+        &mut rng(),
+        &mut a,
+    );
     let mut b = Vec::new();
-    p.pick(liar, &all, PeerScope::Local, false, 2, &mut rng(), &mut b);
+    p.pick(
+        liar,
+        &all,
+        PeerScope::Local,
+        false,
+        false,
+        2,
+        &mut rng(),
+        &mut b,
+    );
     let good = |blk: &BlockRef| vec![blk.index() as u8 + 1; blk.len as usize];
     for blk in &a {
         p.block_received(honest, *blk, &good(blk));
@@ -193,6 +310,7 @@ fn smart_ban_names_the_peer_whose_block_differed() {
         &all,
         PeerScope::Local,
         false,
+        false,
         4,
         &mut rng(),
         &mut again,
@@ -201,10 +319,7 @@ fn smart_ban_names_the_peer_whose_block_differed() {
     for blk in &again {
         p.block_received(honest, *blk, &good(blk));
     }
-    assert_eq!(
-        p.piece_verified(piece, true),
-        Verdict::Good { liars: vec![liar] }
-    );
+    assert_eq!(liars(p.piece_verified(piece, true)), vec![liar]);
 }
 
 #[test]
@@ -251,6 +366,7 @@ fn fallback_fetches_wait_for_the_delay_and_go_one_at_a_time() {
             &theirs,
             PeerScope::Remote,
             true,
+            false,
             16,
             &mut rng(),
             &mut out,
@@ -308,7 +424,7 @@ proptest! {
             let peer = PeerKey(r.gen_range(0..peers));
             let mut out = Vec::new();
             let endgame = p.in_endgame();
-            p.pick(peer, &all, PeerScope::Local, false, max, &mut r, &mut out);
+            p.pick(peer, &all, PeerScope::Local, false, false, max, &mut r, &mut out);
             let unique: HashSet<_> = out.iter().collect();
             prop_assert_eq!(unique.len(), out.len());
             for b in out {
@@ -319,7 +435,7 @@ proptest! {
                 }
                 if let Received::Accepted { complete: Some(d), .. } = p.block_received(peer, b, &vec![1; b.len as usize]) {
                     prop_assert_eq!(d.len() as u32, l.piece_len(b.piece));
-                    prop_assert_eq!(p.piece_verified(b.piece, true), Verdict::Good { liars: vec![] });
+                    prop_assert_eq!(liars(p.piece_verified(b.piece, true)), vec![]);
                 }
             }
         }

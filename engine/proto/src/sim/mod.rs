@@ -455,6 +455,12 @@ impl Swarm {
             let up_start = self.nodes[i].up_free_at.max(self.now);
             let up_done = up_start + Duration::from_secs_f64(len / self.nodes[i].spec.up_rate);
             self.nodes[i].up_free_at = up_done;
+            // The sender learns its socket drained when the bytes are on the wire.
+            let written = Input::UploadWritten {
+                peer,
+                bytes: data.len() as u64,
+            };
+            self.schedule(up_done, i, Event::Input(written));
             let down_start = self.nodes[j].down_free_at.max(up_start + self.latency);
             let mut down_done = down_start + Duration::from_secs_f64(len / rate);
             if cross

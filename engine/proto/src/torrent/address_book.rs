@@ -1,5 +1,11 @@
 //! Peers we know of and may dial: discovered addresses, dial state, back-off after failures,
-//! and bans. Incoming connections are not recorded here (their source port is ephemeral).
+//! bans, and our own addresses. Incoming connections are not recorded here (their source
+//! port is ephemeral).
+//!
+//! Invariant: an address marked as our own ([`AddressBook::mark_own`]: the edge recognised
+//! one of its listen or announce addresses, or a handshake carried our peer id) is never
+//! handed out by [`AddressBook::next_dials`] again, whoever lists it later (issue 9: a
+//! tracker handing a seed its own address made it dial itself every few seconds).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -24,6 +30,7 @@ struct Entry {
 pub(crate) struct AddressBook {
     entries: HashMap<SocketAddr, Entry>,
     banned: HashSet<SocketAddr>,
+    own: HashSet<SocketAddr>,
     half_open: usize,
 }
 
@@ -33,7 +40,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl AddressBook {
     pub(crate) fn add(&mut self, addr: SocketAddr, now: Instant) {
-        if self.banned.contains(&addr) {
+        if self.banned.contains(&addr) || self.own.contains(&addr) {
             return;
         }
         self.entries.entry(addr).or_insert(Entry {
@@ -45,6 +52,17 @@ impl AddressBook {
 
     pub(crate) fn ban(&mut self, addr: SocketAddr) {
         self.banned.insert(addr);
+        self.forget(addr);
+    }
+
+    /// `addr` is ours: forget it and never dial it again. Returns false if it was already
+    /// known to be ours.
+    pub(crate) fn mark_own(&mut self, addr: SocketAddr) -> bool {
+        self.forget(addr);
+        self.own.insert(addr)
+    }
+
+    fn forget(&mut self, addr: SocketAddr) {
         if let Some(e) = self.entries.remove(&addr)
             && e.state == DialState::Connecting
         {
@@ -140,5 +158,25 @@ mod tests {
         assert!(out.is_empty(), "still backing off");
         book.next_dials(t0 + Duration::from_secs(2), 10, &mut out);
         assert_eq!(out, vec![a]);
+    }
+
+    #[test]
+    fn r9_an_address_marked_as_ours_is_never_dialled_again() {
+        let t0 = Instant::now();
+        let me: SocketAddr = "10.0.0.1:6881".parse().unwrap();
+        let mut book = AddressBook::default();
+        book.add(me, t0);
+        let mut out = Vec::new();
+        book.next_dials(t0, 10, &mut out);
+        assert_eq!(out, vec![me]);
+        // The dial reached ourselves: the edge says so instead of reporting a failure.
+        assert!(book.mark_own(me));
+        assert!(!book.mark_own(me), "already known");
+        assert_eq!(book.half_open(), 0);
+        // A tracker lists us again, much later.
+        book.add(me, t0 + Duration::from_secs(600));
+        out.clear();
+        book.next_dials(t0 + Duration::from_secs(3600), 10, &mut out);
+        assert!(out.is_empty(), "dialled ourselves again: {out:?}");
     }
 }

@@ -8,13 +8,20 @@
 //! Hashing and disk I/O are outside: the machine assembles a piece's blocks and emits
 //! [`Action::VerifyAndWrite`]; the edge checks the SHA-1, writes the piece only if it
 //! matches, and answers [`Input::PieceVerified`]. Uploads go the same way: [`Action::Read`],
-//! answered by [`Input::BlockRead`]. See `engine/proto/STATE.md` for the transitions.
+//! answered by [`Input::BlockRead`]; the edge then reports the `piece` payload bytes it wrote
+//! to the socket with [`Input::UploadWritten`] (the per-peer upload bound counts them until
+//! then). What each incoming message may do is decided in `leniency.rs`; upload bounds live
+//! in `uploads.rs`. See `engine/proto/STATE.md` for the transitions.
 
 mod address_book;
+mod leniency;
 mod peer;
 mod super_seed;
 mod types;
+mod uploads;
 
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -33,7 +41,8 @@ use crate::picker::{FabricShare, PeerScope, Picker, Received, Verdict};
 use crate::wire::extension::ExtendedHandshake;
 use crate::wire::{BlockSpec, Message};
 use address_book::AddressBook;
-use peer::Peer;
+use leniency::{Treatment, View};
+use peer::{MAX_ALLOWED_FAST, MAX_SUGGESTED, Peer};
 pub use types::*;
 
 /// Housekeeping period: rates, request timeouts, keep-alives, dials.
@@ -79,6 +88,12 @@ pub struct Torrent {
     completed: bool,
     shutting_down: bool,
     scratch: Vec<BlockRef>,
+    /// Bytes of `Action::Read`s not answered yet (see `uploads.rs`).
+    upload_reading: u64,
+    /// Peers with requests queued and not read yet.
+    upload_waiting: BTreeSet<PeerKey>,
+    /// The peer whose request was read last: the next round starts after it.
+    upload_cursor: PeerKey,
 }
 
 impl Torrent {
@@ -113,6 +128,9 @@ impl Torrent {
             completed: complete,
             shutting_down: false,
             scratch: Vec::new(),
+            upload_reading: 0,
+            upload_waiting: BTreeSet::new(),
+            upload_cursor: PeerKey(0),
         };
         if complete {
             t.actions.push_back(Action::Completed);
@@ -134,38 +152,21 @@ impl Torrent {
                 self.book.failed(addr, now);
                 self.dial(now);
             }
+            Input::OwnAddress { addr } => {
+                if self.book.mark_own(addr) {
+                    self.stats.own_addresses += 1;
+                }
+                self.dial(now);
+            }
             Input::PeersDiscovered { addrs } => {
                 for addr in addrs {
                     self.book.add(addr, now);
                 }
                 self.dial(now);
             }
-            Input::BlockRead { peer, block, data } => {
-                let Some(p) = self.peers.get_mut(&peer) else {
-                    return;
-                };
-                if !p.take_upload(block) {
-                    return; // cancelled or choked meanwhile
-                }
-                p.up.add(block.len as u64);
-                p.last_sent = now;
-                self.stats.bytes_uploaded += block.len as u64;
-                let msg = Message::Piece {
-                    index: block.piece.get(),
-                    begin: block.offset,
-                    data,
-                };
-                self.actions.push_back(Action::Send { peer, msg });
-            }
-            Input::ReadFailed { peer, block } => {
-                let Some(p) = self.peers.get_mut(&peer) else {
-                    return;
-                };
-                if p.take_upload(block) && p.info.supports_fast {
-                    let msg = Message::Reject(spec(block));
-                    self.actions.push_back(Action::Send { peer, msg });
-                }
-            }
+            Input::BlockRead { peer, block, data } => self.on_block_read(now, peer, block, data),
+            Input::ReadFailed { peer, block } => self.on_read_failed(peer, block),
+            Input::UploadWritten { peer, bytes } => self.on_upload_written(peer, bytes),
             Input::PieceVerified { piece, ok } => self.on_piece_verified(now, piece, ok),
             Input::PieceWriteFailed { piece, error } => {
                 let _ = self.picker.piece_verified(piece, false);
@@ -405,6 +406,7 @@ impl Torrent {
             self.update_fabric_share();
         }
         self.dirty.remove(&key);
+        self.upload_waiting.remove(&key);
         if !p.requests.is_empty() {
             self.dirty.extend(self.peers.keys().copied());
         }
@@ -424,6 +426,7 @@ impl Torrent {
         let mut addrs = Vec::new();
         self.book.next_dials(now, room, &mut addrs);
         for addr in addrs {
+            self.stats.dials += 1;
             self.actions.push_back(Action::Connect { addr });
         }
     }
@@ -442,15 +445,56 @@ impl Torrent {
             return;
         };
         p.last_recv = now;
+        let view = View {
+            lengths: &self.lengths,
+            have: self.picker.have(),
+            fast: p.info.supports_fast,
+            am_choking: p.am_choking,
+        };
+        let treatment = leniency::judge(&msg, view);
+        if let Message::Request(_) = &msg
+            && !p.peer_interested
+        {
+            // libtorrent: "be lenient and pretend that the peer said it was interested".
+            p.peer_interested = true;
+            self.quick_unchoke(key);
+        }
+        match treatment {
+            Treatment::Accept => {}
+            Treatment::Ignore => {
+                if let Message::Piece { data, .. } = &msg {
+                    self.stats.bytes_wasted += data.len() as u64;
+                }
+                return;
+            }
+            Treatment::Reject => {
+                if let Message::Request(s) = msg {
+                    self.refuse(key, s);
+                }
+                return;
+            }
+            Treatment::Disconnect(why) => return self.violation(key, why),
+        }
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
         match msg {
-            Message::KeepAlive
-            | Message::Port(_)
-            | Message::Suggest(_)
-            | Message::AllowedFast(_)
-            | Message::Unknown { .. } => {}
+            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
+            Message::Suggest(i) => {
+                p.suggested.retain(|s| *s != i);
+                p.suggested.push_front(i);
+                p.suggested.truncate(MAX_SUGGESTED);
+            }
+            Message::AllowedFast(i) => {
+                if !p.allowed_fast.contains(&i) && p.allowed_fast.len() < MAX_ALLOWED_FAST {
+                    p.allowed_fast.push(i);
+                    self.dirty.insert(key);
+                }
+            }
             Message::Choke => {
                 p.peer_choking = true;
-                // Without BEP 6, a choke silently discards our requests; with it, rejects follow.
+                // Without BEP 6, a choke silently discards our requests; with it, rejects follow
+                // (and requests for allowed-fast pieces stay valid).
                 if !p.info.supports_fast {
                     let dropped: Vec<_> = p.requests.drain(..).map(|(b, _)| b).collect();
                     self.release_all(key, dropped);
@@ -467,10 +511,7 @@ impl Torrent {
             Message::NotInterested => p.peer_interested = false,
             Message::Have(i) => {
                 let Some(piece) = self.lengths.validate_piece(i) else {
-                    return self.violation(
-                        key,
-                        format!("have for piece {i} of {}", self.lengths.num_pieces()),
-                    );
+                    return; // judged in range
                 };
                 if p.pieces.set(piece) {
                     self.picker.add_peer_piece(piece, p.scope);
@@ -481,13 +522,9 @@ impl Torrent {
                 }
             }
             Message::Bitfield(bytes) => {
-                match Bitfield::from_wire(&bytes, self.lengths.num_pieces()) {
-                    Ok(bf) => self.set_peer_pieces(key, bf),
-                    Err(e) => self.violation(key, e.to_string()),
+                if let Some(bf) = leniency::lenient_bitfield(&bytes, self.lengths.num_pieces()) {
+                    self.set_peer_pieces(key, bf);
                 }
-            }
-            Message::HaveAll | Message::HaveNone if !p.info.supports_fast => {
-                self.violation(key, "fast-extension message without the fast bit".into())
             }
             Message::HaveAll => {
                 self.set_peer_pieces(key, Bitfield::full(self.lengths.num_pieces()))
@@ -498,13 +535,17 @@ impl Torrent {
             Message::Request(s) => self.on_request(key, s),
             Message::Cancel(s) => {
                 if let Some(block) = self.lengths.validate_request(s.index, s.begin, s.len) {
-                    p.take_upload(block);
+                    p.cancel_upload(block);
                 }
             }
             Message::Reject(s) => {
                 if let Some(block) = self.lengths.validate_grid_block(s.index, s.begin, s.len)
                     && p.take_request(block)
                 {
+                    if p.peer_choking {
+                        // libtorrent: a reject while choked withdraws the allowed-fast grant.
+                        p.allowed_fast.retain(|i| *i != s.index);
+                    }
                     self.picker.release(key, block);
                     self.dirty.extend(self.peers.keys().copied());
                 }
@@ -515,17 +556,25 @@ impl Torrent {
         }
     }
 
+    /// The peer's whole piece set, from a bitfield, have-all or have-none, first or again:
+    /// the old set's availability is taken out of the picker and the new one's put in.
     fn set_peer_pieces(&mut self, key: PeerKey, bf: Bitfield) {
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        if p.got_bitfield {
-            return self.violation(key, "second bitfield".into());
+        if let Some(ss) = self.super_seed.as_mut() {
+            ss.pieces_replaced(p, &bf);
         }
-        p.got_bitfield = true;
         self.picker.remove_peer_pieces(&p.pieces, p.scope);
         p.pieces = bf;
         self.picker.add_peer_pieces(&p.pieces, p.scope);
+        if p.am_interested && !self.picker.wants_any_of(&p.pieces) {
+            p.am_interested = false;
+            self.actions.push_back(Action::Send {
+                peer: key,
+                msg: Message::NotInterested,
+            });
+        }
         self.after_peer_pieces_changed(key);
     }
 
@@ -613,28 +662,6 @@ impl Torrent {
             .any(|p| p.fabric.as_ref() == Some(ours) && self.picker.wants_any_of(&p.pieces))
     }
 
-    fn on_request(&mut self, key: PeerKey, s: BlockSpec) {
-        let Some(block) = self.lengths.validate_request(s.index, s.begin, s.len) else {
-            return self.violation(key, format!("request {s:?} outside the torrent"));
-        };
-        let Some(p) = self.peers.get_mut(&key) else {
-            return;
-        };
-        let servable = self.picker.have().has(block.piece)
-            && !p.am_choking
-            && p.uploads.len() < self.config.max_peer_requests as usize
-            && !p.uploads.contains(&block);
-        if servable {
-            p.uploads.push(block);
-            self.actions.push_back(Action::Read { peer: key, block });
-        } else if p.info.supports_fast {
-            self.actions.push_back(Action::Send {
-                peer: key,
-                msg: Message::Reject(s),
-            });
-        }
-    }
-
     fn on_block(&mut self, key: PeerKey, index: u32, begin: u32, data: bytes::Bytes) {
         // An over-long block maps to u32::MAX, which no grid block has.
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
@@ -669,6 +696,11 @@ impl Torrent {
                     }
                 }
                 if let Some(data) = complete {
+                    if let Some(p) = self.peers.get_mut(&key)
+                        && !p.trusted
+                    {
+                        p.awaiting_verdict.push(block.piece.get());
+                    }
                     self.actions.push_back(Action::VerifyAndWrite {
                         piece: block.piece,
                         data,
@@ -681,10 +713,21 @@ impl Torrent {
     fn on_piece_verified(&mut self, _now: Instant, piece: ValidPieceIndex, ok: bool) {
         // Room in the write backlog may let stalled pipes go on.
         self.dirty.extend(self.peers.keys().copied());
+        for p in self.peers.values_mut() {
+            p.awaiting_verdict.retain(|i| *i != piece.get());
+        }
         match self.picker.piece_verified(piece, ok) {
-            Verdict::Good { liars } => {
-                for liar in liars {
-                    self.strike(liar);
+            Verdict::Good { liars, senders } => {
+                for liar in &liars {
+                    self.strike(*liar);
+                }
+                // Probation ends for whoever sent blocks of a good piece.
+                for s in senders {
+                    if !liars.contains(&s)
+                        && let Some(p) = self.peers.get_mut(&s)
+                    {
+                        p.trusted = true;
+                    }
                 }
                 let have_msg = Message::Have(piece.get());
                 let complete = self.picker.have().is_full();
@@ -778,6 +821,7 @@ impl Torrent {
             return;
         }
         let mut fallback = None;
+        let probation_depth = self.lengths.default_piece_len().div_ceil(BLOCK_LEN).max(1);
         while let Some(key) = self.dirty.pop_first() {
             let remote = self
                 .peers
@@ -788,19 +832,44 @@ impl Torrent {
             let Some(p) = self.peers.get_mut(&key) else {
                 continue;
             };
-            if !p.am_interested || p.peer_choking {
+            if !p.am_interested || (p.peer_choking && p.allowed_fast.is_empty()) {
                 continue;
             }
-            let room = (p.queue_depth as usize).saturating_sub(p.requests.len());
+            // On probation (nothing of it verified yet): one piece's worth in flight and
+            // nothing more until that piece's verdict, so each bad piece is judged before the
+            // next is asked for and a liar costs one piece per strike (issue 10).
+            let depth = if p.trusted {
+                p.queue_depth
+            } else if !p.awaiting_verdict.is_empty() {
+                0
+            } else {
+                p.queue_depth.min(probation_depth)
+            };
+            let room = (depth as usize).saturating_sub(p.requests.len());
             if room == 0 {
                 continue;
             }
+            // Choked with BEP 6 allowed-fast grants: only those pieces may be asked for.
+            let fast_only;
+            let theirs = if p.peer_choking {
+                let mut bf = Bitfield::new(self.lengths.num_pieces());
+                for &i in &p.allowed_fast {
+                    if p.pieces.get_raw(i) {
+                        bf.set_raw(i);
+                    }
+                }
+                fast_only = bf;
+                &fast_only
+            } else {
+                &p.pieces
+            };
             self.scratch.clear();
             self.picker.pick(
                 key,
-                &p.pieces,
+                theirs,
                 p.scope,
                 remote_fallback,
+                !p.trusted,
                 room,
                 &mut self.rng,
                 &mut self.scratch,
@@ -868,7 +937,7 @@ impl Torrent {
                     msg: Message::Choke,
                 });
                 // BEP 6: a choke must be followed by a reject for each pending request.
-                for block in p.uploads.drain(..) {
+                for block in p.drop_uploads() {
                     if p.info.supports_fast {
                         self.actions.push_back(Action::Send {
                             peer: key,

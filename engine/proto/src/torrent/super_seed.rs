@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use rand::Rng;
 use rand::rngs::SmallRng;
 
+use crate::bitfield::Bitfield;
 use crate::lengths::ValidPieceIndex;
 use crate::picker::Picker;
 use crate::torrent::peer::Peer;
@@ -39,6 +40,22 @@ impl SuperSeed {
     pub(crate) fn peer_has(&mut self, peer: &Peer, piece: ValidPieceIndex) {
         if peer.revealed.as_ref().is_some_and(|r| r.has(piece)) {
             self.outstanding[piece.idx()] = self.outstanding[piece.idx()].saturating_sub(1);
+        }
+    }
+
+    /// The peer announced a whole new piece set (`new`) in place of `peer.pieces`: revealed
+    /// pieces it gained are no longer outstanding, revealed pieces it dropped are again.
+    pub(crate) fn pieces_replaced(&mut self, peer: &Peer, new: &Bitfield) {
+        let Some(revealed) = &peer.revealed else {
+            return;
+        };
+        for i in revealed.iter_set() {
+            let slot = &mut self.outstanding[i as usize];
+            match (peer.pieces.get_raw(i), new.get_raw(i)) {
+                (false, true) => *slot = slot.saturating_sub(1),
+                (true, false) => *slot = slot.saturating_add(1),
+                _ => {}
+            }
         }
     }
 

@@ -111,6 +111,54 @@ fn a_liar_is_banned_and_the_download_completes() {
     assert_eq!(r[2].banned, 1, "liar banned");
 }
 
+/// Issue 10: a fast liar that claims every piece, next to a slow honest seed, served 179
+/// corrupt blocks (11 pieces' worth) before it was dropped. On probation it gets one piece's
+/// worth of requests, for pieces only it sends, so each bad piece names it: banned after at
+/// most two, and the honest seed never.
+#[test]
+fn r10_a_fast_liar_is_banned_within_two_bad_pieces() {
+    let data = payload(4 << 20);
+    let specs = vec![
+        node(Role::Seed, "f1", 1.0),
+        node(Role::Liar, "f1", 20.0),
+        node(Role::Leecher, "f1", 40.0),
+    ];
+    let mut s = Swarm::new(data, 256 * 1024, specs);
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    let r = s.reports();
+    assert_eq!(r[2].banned, 1, "the liar, and only the liar, is banned");
+    assert!(
+        (1..=2).contains(&r[2].hash_failures),
+        "{} bad pieces before the ban",
+        r[2].hash_failures
+    );
+    // Nothing from the liar counted as good: the seed sent every byte of the payload.
+    assert!(r[0].bytes_up >= 4 << 20, "seed sent {}", r[0].bytes_up);
+}
+
+/// A liar among two honest seeds of the same speed: it is banned, neither honest seed is.
+#[test]
+fn a_liar_among_honest_seeds_is_banned_and_no_honest_one() {
+    let data = payload(4 << 20);
+    let trusted = |mut n: NodeSpec| {
+        n.config.max_hash_failures = 2;
+        n
+    };
+    let specs = vec![
+        trusted(node(Role::Seed, "f1", 4.0)),
+        trusted(node(Role::Liar, "f1", 4.0)),
+        trusted(node(Role::Seed, "f1", 4.0)),
+        trusted(node(Role::Leecher, "f1", 40.0)),
+    ];
+    let mut s = Swarm::new(data, 256 * 1024, specs);
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    let r = s.reports();
+    assert_eq!(r[3].banned, 1, "only the liar is banned");
+    assert!(r[3].hash_failures <= 2, "{} bad pieces", r[3].hash_failures);
+}
+
 #[test]
 fn same_inputs_give_the_same_run() {
     let run = || {
@@ -197,7 +245,13 @@ fn a_slow_disk_stops_new_requests() {
     );
     let mut pending_verify = Vec::new();
     let mut requests_while_blocked = 0;
+    // The first verdict comes at once: it ends the peer's probation (one piece at a time).
+    let mut trusted = false;
     for _round in 0..20 {
+        if !trusted && let Some(piece) = pending_verify.pop() {
+            t.handle_input(t0, Input::PieceVerified { piece, ok: true });
+            trusted = true;
+        }
         let blocked = pending_verify.len() >= 5;
         let reqs: Vec<_> = std::iter::from_fn(|| t.poll_action())
             .filter_map(|a| match a {
@@ -354,4 +408,42 @@ fn bytes_have_counts_the_short_last_piece() {
     some.set_raw(3);
     let part = Torrent::new(lengths, some, Config::default(), Instant::now(), 1);
     assert_eq!(part.stats().bytes_have, 32_768 + (100_000 - 3 * 32_768));
+}
+
+/// Issue 9: a tracker that lists our own address made a seed dial itself every few seconds.
+#[test]
+fn r9_our_own_address_is_dialled_at_most_once_whoever_lists_it() {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use crate::bitfield::Bitfield;
+    use crate::lengths::Lengths;
+    use crate::torrent::{Action, Input, Torrent};
+
+    let lengths = Lengths::new(100_000, 32_768).unwrap();
+    let t0 = Instant::now();
+    let mut t = Torrent::new(lengths, Bitfield::new(4), Config::default(), t0, 1);
+    let me: SocketAddr = "10.0.0.1:6881".parse().unwrap();
+    let dials = |t: &mut Torrent| {
+        let mut out = Vec::new();
+        while let Some(a) = t.poll_action() {
+            if let Action::Connect { addr } = a {
+                out.push(addr);
+            }
+        }
+        out
+    };
+    t.handle_input(t0, Input::PeersDiscovered { addrs: vec![me] });
+    assert_eq!(dials(&mut t), vec![me]);
+    // The handshake carried our peer id: the edge says the address is ours.
+    t.handle_input(t0, Input::OwnAddress { addr: me });
+    let mut now = t0;
+    for _ in 0..40 {
+        now += Duration::from_secs(3);
+        t.handle_input(now, Input::PeersDiscovered { addrs: vec![me] });
+        t.handle_timeout(now);
+        assert_eq!(dials(&mut t), Vec::<SocketAddr>::new());
+    }
+    let s = t.stats();
+    assert_eq!((s.dials, s.own_addresses), (1, 1));
 }

@@ -55,6 +55,13 @@ pub enum Input {
         /// The address dialled.
         addr: SocketAddr,
     },
+    /// This address is ours (the edge recognised one of its listen or announce addresses
+    /// before dialling, or a dial's handshake carried our own peer id): it is dropped from
+    /// the address book and never dialled again.
+    OwnAddress {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// Candidate peers from a tracker or `--peer`.
     PeersDiscovered {
         /// Their addresses.
@@ -75,6 +82,16 @@ pub enum Input {
         peer: PeerKey,
         /// The block.
         block: BlockRef,
+    },
+    /// Payload bytes of `piece` messages (sent with [`Action::Send`]) that have left for the
+    /// peer's socket. Until the edge reports them, they count against the peer's
+    /// [`Config::max_peer_upload_bytes`]: an edge that never reports stops uploading to a peer
+    /// after that many bytes.
+    UploadWritten {
+        /// The peer.
+        peer: PeerKey,
+        /// Payload bytes written (the data of `piece` messages only).
+        bytes: u64,
     },
     /// Answer to [`Action::VerifyAndWrite`]: `ok` means the hash matched and the piece is
     /// durably written; `!ok` means the hash did not match and nothing was written.
@@ -190,7 +207,8 @@ pub struct Config {
     pub max_unchoked: usize,
     /// Origin mode (BEP 16-like): hand each peer pieces nobody else has yet.
     pub super_seed: bool,
-    /// Hash failures a peer may cause before it is banned.
+    /// Pieces proven bad from a peer before it is banned (default 2). A piece whose blocks
+    /// came from several peers counts against the liar once a re-fetch from one peer finds it.
     pub max_hash_failures: u32,
     /// Requests we keep in flight per peer at first (grows with the peer's rate).
     pub initial_queue_depth: u32,
@@ -204,8 +222,18 @@ pub struct Config {
     /// Reused buffers spare the allocator and the page faults of a fresh buffer per piece;
     /// a simulation of thousands of hosts in one process sets 0 to save memory.
     pub piece_buffer_pool_bytes: usize,
-    /// Requests a peer may have queued with us before we reject more.
+    /// Requests a peer may have queued with us before we reject more (default 1024; sent as
+    /// our BEP 10 `reqq`). A queued request costs a few bytes; its data is read only within
+    /// `max_peer_upload_bytes`.
     pub max_peer_requests: u32,
+    /// Bytes of a peer's requests being read from disk plus queued to its socket, past which
+    /// its further requests wait (unread) until the socket drains. Bounds what a peer that
+    /// asks and never reads can make us hold: about peers x this. Default 4 MiB (at 400 Mbit/s
+    /// that is 80 ms of sending, plenty to keep the pipe full); 0 means one request at a time.
+    pub max_peer_upload_bytes: u64,
+    /// Bytes being read from disk for uploads, over all peers, past which reads wait for
+    /// earlier ones to finish. Default 16 MiB; 0 means one read at a time.
+    pub max_upload_read_bytes: u64,
     /// How often the choker runs.
     pub choke_interval: Duration,
     /// A request unanswered this long is given to another peer.
@@ -227,12 +255,16 @@ impl Default for Config {
             max_half_open: 16,
             max_unchoked: 0,
             super_seed: false,
-            max_hash_failures: 3,
+            max_hash_failures: 2,
             initial_queue_depth: 16,
             max_queue_depth: 512,
             max_pending_write_bytes: 8 * 1024 * 1024,
             piece_buffer_pool_bytes: 4 * 1024 * 1024,
             max_peer_requests: 1024,
+            // 4 MiB: 256 blocks of 16 KiB.
+            max_peer_upload_bytes: 4 * 1024 * 1024,
+            // 16 MiB: four peers' worth in flight to the disk at once.
+            max_upload_read_bytes: 16 * 1024 * 1024,
             choke_interval: Duration::from_secs(2),
             request_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(180),
@@ -263,4 +295,8 @@ pub struct Stats {
     pub peers_seen: usize,
     /// Peers banned.
     pub peers_banned: usize,
+    /// Dials started ([`Action::Connect`] emitted).
+    pub dials: u64,
+    /// Distinct addresses found to be our own ([`Input::OwnAddress`]).
+    pub own_addresses: u32,
 }

@@ -1,8 +1,12 @@
 //! Status events from a host to the control server, over one of two transports: HTTP
 //! (`POST /api/v1/events`, [`http`]) or a Kafka topic the server consumes ([`kafka`]).
 //!
-//! Every state change becomes one event numbered from 1 (`seq`; 0 is the server's own), so
-//! `(deployment, host, seq)` names it and a re-sent event is a duplicate the server drops.
+//! Every state change becomes one event with a sequence number (`seq`; 0 is the server's
+//! own), so `(deployment, host, seq)` names it and a re-sent event is a duplicate the server
+//! drops. Numbers go on across agent runs: each run starts above everything an earlier run
+//! on this host can have used ([`run_seq_base`]: the wall clock in microseconds, and never
+//! below a floor kept on the host), so a re-run after a crash or reboot is never mistaken
+//! for a re-delivery, and its events outrank the dead run's.
 //! Events queue in memory and one task delivers them in batches: whatever accumulated while
 //! the previous batch was in flight goes in the next one, so reporting never blocks the
 //! download. A batch that fails is retried with back-off (100 ms doubling to 5 s) until it
@@ -21,6 +25,37 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use super::control::ControlClient;
+
+/// Sequence numbers one run reserves in the floor file; a run that uses more still counts
+/// on (the clock has moved past them by the next run, unless it went backwards).
+const SEQ_RESERVATION: u64 = 1 << 20;
+
+/// The first sequence number of this agent run, minus one: the wall clock in microseconds,
+/// but above `floor_file`'s number (a run's reservation, written before its first event), so
+/// a clock that went backwards never reuses a number. Without a floor file (a bare `get`),
+/// the clock alone.
+pub fn run_seq_base(floor_file: Option<&std::path::Path>) -> u64 {
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let Some(path) = floor_file else {
+        return clock;
+    };
+    let floor = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let base = clock.max(floor);
+    let tmp = path.with_extension("tmp");
+    let saved = std::fs::write(&tmp, format!("{}\n", base + SEQ_RESERVATION))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = saved {
+        tracing::warn!(path = %path.display(), error = %e, "cannot save the event sequence floor");
+    }
+    base
+}
 
 /// Most events per batch (the server accepts up to 10,000 per POST).
 const MAX_BATCH: usize = 1000;
@@ -109,6 +144,8 @@ pub struct ReportIdentity {
 pub struct Reporter {
     ident: ReportIdentity,
     seq: AtomicU64,
+    /// The number before this run's first event.
+    base: u64,
     tx: mpsc::UnboundedSender<HostEvent>,
     unsent: watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
@@ -123,15 +160,22 @@ fn now_ms() -> u64 {
 }
 
 impl Reporter {
-    /// Starts the delivery task. Must be called inside a tokio runtime.
+    /// Starts the delivery task, numbering events from the wall clock (see
+    /// [`run_seq_base`]). Must be called inside a tokio runtime.
     pub fn start(transport: Transport, ident: ReportIdentity) -> Self {
+        Self::start_after(transport, ident, run_seq_base(None))
+    }
+
+    /// [`Reporter::start`], numbering this run's events from `base + 1`.
+    pub fn start_after(transport: Transport, ident: ReportIdentity, base: u64) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (unsent_tx, unsent) = watch::channel(0);
         let finishing = Arc::new(tokio::sync::Notify::new());
         let task = tokio::spawn(deliver_loop(transport, rx, unsent_tx, finishing.clone()));
         Self {
             ident,
-            seq: AtomicU64::new(0),
+            seq: AtomicU64::new(base),
+            base,
             tx,
             unsent,
             task,
@@ -164,7 +208,7 @@ impl Reporter {
 
     /// Events queued so far.
     pub fn sent_count(&self) -> u64 {
-        self.seq.load(Ordering::Relaxed)
+        self.seq.load(Ordering::Relaxed) - self.base
     }
 
     /// Waits up to `within` for every queued event to be delivered; returns how many were

@@ -34,18 +34,23 @@
 //!
 //! Everything here is blocking file-system work; async callers use `spawn_blocking`.
 
+mod activation;
+mod digest;
+mod hooks;
+mod journal;
+
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Longest hook stderr line kept as a failure reason.
-const MAX_REASON: usize = 512;
+pub use activation::{Activation, Recovery};
+pub use digest::{payload_digest, payload_path};
+pub use hooks::{HookOutcome, run_hook};
+pub use journal::{Journal, JournalStep};
 
 /// Errors of installing and activating versions.
 #[derive(Debug, Error)]
@@ -233,28 +238,6 @@ pub struct HostIdentity {
     pub fabric: String,
 }
 
-/// What a successful activation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Activation {
-    /// The version active before (None on a first install).
-    pub previous: Option<String>,
-    /// False when the version was already active (only `health` ran).
-    pub switched: bool,
-    /// Versions removed by keep-last-K afterwards.
-    pub pruned: Vec<String>,
-}
-
-/// How one hook run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookOutcome {
-    /// The manifest does not list this hook: nothing ran.
-    NotShipped,
-    /// Exit status 0.
-    Ok,
-    /// Non-zero exit, signal, timeout, or could not start: the reason.
-    Failed(String),
-}
-
 /// The installed versions of every product under one data root.
 #[derive(Debug, Clone)]
 pub struct Installer {
@@ -363,13 +346,16 @@ impl Installer {
     }
 
     /// A fresh, empty staging directory for `product` (on the same file system as
-    /// `versions/`, so that [`Installer::commit`] is a rename).
+    /// `versions/`, so that [`Installer::commit`] is a rename). Its name starts with this
+    /// process's id, so [`Installer::clean_staging`] can tell a dead agent's leftovers from
+    /// another live agent's work.
     pub fn staging_dir(&self, product: &str) -> Result<PathBuf> {
         check_name("product", product)?;
-        let dir = self
-            .product_dir(product)
-            .join("staging")
-            .join(format!("{:016x}", rand::random::<u64>()));
+        let dir = self.product_dir(product).join("staging").join(format!(
+            "{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         Ok(dir)
     }
@@ -417,89 +403,6 @@ impl Installer {
         Ok(())
     }
 
-    /// Activates an installed version (see the module header for the order of hooks).
-    pub fn activate(&self, product: &str, version: &str) -> Result<Activation> {
-        check_name("product", product)?;
-        check_name("version", version)?;
-        let pdir = self.product_dir(product);
-        let _lock = ProductLock::take(&pdir)?;
-        let record = self
-            .record(product, version)?
-            .ok_or_else(|| InstallError::NotInstalled {
-                product: product.to_string(),
-                version: version.to_string(),
-            })?;
-        let old = self.current(product)?;
-        let env = ActivationEnv {
-            product,
-            target: version,
-            previous: old.as_deref(),
-        };
-        if old.as_deref() == Some(version) {
-            self.health(&record, &env)?;
-            return Ok(Activation {
-                previous: old,
-                switched: false,
-                pruned: Vec::new(),
-            });
-        }
-        let old_record = match &old {
-            Some(v) => self.record(product, v)?,
-            None => None,
-        };
-        if let Some(o) = &old_record
-            && let HookOutcome::Failed(detail) = self.hook(o, "stop", &env)?
-        {
-            // The old version may be half stopped: bring it back, leave the link alone.
-            let _ = self.hook(o, "start", &env)?;
-            return Err(InstallError::Activation(HookFailure {
-                hook: "stop".into(),
-                version: o.version.clone(),
-                detail,
-            }));
-        }
-        switch_link(&pdir, version)?;
-        let result = match self.hook(&record, "start", &env)? {
-            HookOutcome::Failed(detail) => Err(HookFailure {
-                hook: "start".into(),
-                version: version.to_string(),
-                detail,
-            }),
-            _ => self.health(&record, &env).map_err(|e| match e {
-                InstallError::Activation(f) => f,
-                other => HookFailure {
-                    hook: "health".into(),
-                    version: version.to_string(),
-                    detail: other.to_string(),
-                },
-            }),
-        };
-        if let Err(failure) = result {
-            tracing::warn!(%product, %version, reason = %failure, "activation failed; switching back");
-            let _ = self.hook(&record, "stop", &env);
-            match &old_record {
-                Some(o) => {
-                    switch_link(&pdir, &o.version)?;
-                    let _ = self.hook(o, "start", &env);
-                }
-                None => remove_link(&pdir)?,
-            }
-            let mut state = self.load_state(product)?;
-            state.touch(version);
-            self.save_state(product, &state)?;
-            return Err(InstallError::Activation(failure));
-        }
-        let mut state = self.load_state(product)?;
-        state.touch(version);
-        let pruned = self.prune_locked(product, &mut state, version)?;
-        self.save_state(product, &state)?;
-        Ok(Activation {
-            previous: old,
-            switched: true,
-            pruned,
-        })
-    }
-
     /// Removes versions beyond the last K (never `current`); returns what was removed.
     fn prune_locked(&self, product: &str, state: &mut State, current: &str) -> Result<Vec<String>> {
         let keep_from = state.order.len().saturating_sub(self.keep);
@@ -518,48 +421,6 @@ impl Installer {
         }
         state.order.retain(|v| !doomed.contains(v));
         Ok(doomed)
-    }
-
-    /// `health`, tried up to `health_attempts` times; the last failure is the error.
-    fn health(&self, record: &VersionRecord, env: &ActivationEnv<'_>) -> Result<()> {
-        let attempts = self.policy.health_attempts.max(1);
-        let mut last = String::new();
-        for i in 0..attempts {
-            match self.hook(record, "health", env)? {
-                HookOutcome::NotShipped | HookOutcome::Ok => return Ok(()),
-                HookOutcome::Failed(d) => last = d,
-            }
-            if i + 1 < attempts {
-                std::thread::sleep(self.policy.health_interval);
-            }
-        }
-        Err(InstallError::Activation(HookFailure {
-            hook: "health".into(),
-            version: record.version.clone(),
-            detail: last,
-        }))
-    }
-
-    /// Runs one hook of an installed version, if its manifest lists it.
-    fn hook(
-        &self,
-        record: &VersionRecord,
-        hook: &str,
-        env: &ActivationEnv<'_>,
-    ) -> Result<HookOutcome> {
-        if !record.hooks.iter().any(|h| h == hook) {
-            return Ok(HookOutcome::NotShipped);
-        }
-        let dir = self.version_dir(&record.product, &record.version);
-        let vars = [
-            ("INSTREAM_PRODUCT", env.product),
-            ("INSTREAM_VERSION", record.version.as_str()),
-            ("INSTREAM_PREVIOUS_VERSION", env.previous.unwrap_or("")),
-            ("INSTREAM_TARGET_VERSION", env.target),
-            ("INSTREAM_HOST", self.identity.host.as_str()),
-            ("INSTREAM_FABRIC", self.identity.fabric.as_str()),
-        ];
-        Ok(run_hook(&dir, hook, &vars, self.policy.timeout))
     }
 
     fn state_path(&self, product: &str) -> PathBuf {
@@ -610,15 +471,31 @@ impl Installer {
         })
     }
 
-    /// Removes staging directories left by interrupted installs of `product`.
-    pub fn clean_staging(&self, product: &str) -> Result<()> {
+    /// Removes the staging directories of `product` that no live process owns: those left by
+    /// agents that were killed or failed (and by older agents, whose names carry no pid).
+    /// Returns how many were removed.
+    pub fn clean_staging(&self, product: &str) -> Result<usize> {
         check_name("product", product)?;
         let dir = self.product_dir(product).join("staging");
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove", &dir)(e)),
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owner = name
+                .split_once('-')
+                .and_then(|(pid, _)| pid.parse::<libc::pid_t>().ok());
+            if owner.is_some_and(process_alive) {
+                continue;
+            }
+            let path = e.path();
+            std::fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
+            removed += 1;
         }
+        Ok(removed)
     }
 
     /// Builds the record of a new version (time of installation: now).
@@ -640,188 +517,28 @@ impl Installer {
     }
 }
 
-struct ActivationEnv<'a> {
-    product: &'a str,
-    target: &'a str,
-    previous: Option<&'a str>,
-}
-
-/// Replaces `<pdir>/current` with a link to `versions/<version>`: a new link is made under
-/// a temporary name and renamed over the old one, so readers see the old or the new
-/// target and never no link.
-fn switch_link(pdir: &Path, version: &str) -> Result<()> {
-    let tmp = pdir.join(format!(".current.{:016x}", rand::random::<u64>()));
-    let target = Path::new("versions").join(version);
-    std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("create link", &tmp))?;
-    let link = pdir.join("current");
-    if let Err(e) = std::fs::rename(&tmp, &link) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err("switch link", &link)(e));
-    }
-    sync_dir(pdir);
-    Ok(())
-}
-
-fn remove_link(pdir: &Path) -> Result<()> {
-    let link = pdir.join("current");
-    match std::fs::remove_file(&link) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("remove link", &link)(e)),
-    }
-}
-
 /// Best effort: a directory fsync makes a rename durable; failure only weakens that.
-fn sync_dir(dir: &Path) {
+/// Whether a process with this id exists (signal 0 probes without signalling).
+fn process_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(f) = File::open(dir) {
         let _ = f.sync_all();
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{:08x}", rand::random::<u32>()));
     let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
     f.write_all(bytes).map_err(io_err("write", &tmp))?;
     f.sync_all().map_err(io_err("sync", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err("rename", path))?;
     Ok(())
-}
-
-/// Runs `<dir>/.instream/hooks/<hook>` with `vars`, killing its process group after
-/// `timeout`. Its stdout goes to our stderr; its stderr is echoed there too and its last
-/// non-empty line becomes the failure reason.
-pub fn run_hook(dir: &Path, hook: &str, vars: &[(&str, &str)], timeout: Duration) -> HookOutcome {
-    let path = dir.join(".instream/hooks").join(hook);
-    if !path.is_file() {
-        return HookOutcome::Failed(format!(
-            "{hook} hook is listed but {} is missing",
-            path.display()
-        ));
-    }
-    let stdout = dup_stderr().unwrap_or_else(|_| Stdio::null());
-    let mut cmd = Command::new(&path);
-    cmd.current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .process_group(0);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return HookOutcome::Failed(format!("cannot run {hook} hook: {e}")),
-    };
-    let pid = child.id();
-    let stderr = child.stderr.take().expect("piped stderr");
-    let name = hook.to_string();
-    let reader = std::thread::spawn(move || last_line(stderr, &name));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(timeout) {
-        Ok(s) => s,
-        Err(_) => {
-            // SAFETY: signalling the process group the hook leads (setpgid above).
-            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
-            let _ = rx.recv();
-            let _ = reader.join();
-            return HookOutcome::Failed(format!(
-                "{hook} hook timed out after {}s",
-                timeout.as_secs_f64()
-            ));
-        }
-    };
-    // The group may hold children that keep stderr open (a daemon started by `start`):
-    // do not wait for them to close it.
-    let last = join_with_timeout(reader, Duration::from_millis(500)).flatten();
-    match status {
-        Ok(s) if s.success() => HookOutcome::Ok,
-        Ok(s) => {
-            HookOutcome::Failed(last.unwrap_or_else(|| format!("{hook} hook exited with {s}")))
-        }
-        Err(e) => HookOutcome::Failed(format!("wait for {hook} hook: {e}")),
-    }
-}
-
-fn dup_stderr() -> io::Result<Stdio> {
-    use std::os::fd::AsFd;
-    Ok(Stdio::from(io::stderr().as_fd().try_clone_to_owned()?))
-}
-
-fn last_line(stderr: impl Read, hook: &str) -> Option<String> {
-    let mut last = None;
-    for line in BufReader::new(stderr).lines() {
-        let Ok(line) = line else { break };
-        eprintln!("[hook {hook}] {line}");
-        let t = line.trim();
-        if !t.is_empty() {
-            let mut cut = t.len().min(MAX_REASON);
-            while !t.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            last = Some(t[..cut].to_string());
-        }
-    }
-    last
-}
-
-fn join_with_timeout<T: Send + 'static>(
-    h: std::thread::JoinHandle<T>,
-    within: Duration,
-) -> Option<T> {
-    let deadline = std::time::Instant::now() + within;
-    while !h.is_finished() {
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    h.join().ok()
-}
-
-/// Resolves a recorded `/`-separated path under `dir`, refusing escapes.
-pub fn payload_path(dir: &Path, rel: &str) -> Result<PathBuf> {
-    let mut p = dir.to_path_buf();
-    let mut any = false;
-    for c in rel.split('/') {
-        if c.is_empty() || c == "." || c == ".." || c.contains('\0') {
-            return Err(InstallError::UnsafePath(rel.to_string()));
-        }
-        p.push(c);
-        any = true;
-    }
-    if !any {
-        return Err(InstallError::UnsafePath(rel.to_string()));
-    }
-    Ok(p)
-}
-
-/// BLAKE3 of `files` under `dir`, concatenated in order, checking each file's size first.
-pub fn payload_digest(dir: &Path, files: &[RecordFile]) -> Result<[u8; 32]> {
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for f in files {
-        let path = payload_path(dir, &f.path)?;
-        let mut file = File::open(&path).map_err(io_err("open", &path))?;
-        let actual = file.metadata().map_err(io_err("stat", &path))?.len();
-        if actual != f.size {
-            return Err(InstallError::Size {
-                path,
-                actual,
-                expected: f.size,
-            });
-        }
-        loop {
-            let n = file.read(&mut buf).map_err(io_err("read", &path))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-    }
-    Ok(*h.finalize().as_bytes())
 }
 
 #[cfg(test)]
@@ -1052,5 +769,149 @@ mod tests {
             payload_path(&vdir, "../x"),
             Err(InstallError::UnsafePath(_))
         ));
+    }
+
+    /// The state an agent killed right after recording `step` of the activation of 2 (from
+    /// 1) leaves behind: the journal, and the link where that step puts it.
+    fn crashed_after(inst: &Installer, root: &Path, step: JournalStep) {
+        install(inst, root, "1", None);
+        inst.activate("app", "1").unwrap();
+        install(inst, root, "2", None);
+        let pdir = inst.product_dir("app");
+        if !matches!(step, JournalStep::Verified | JournalStep::StoppedOld) {
+            activation::switch_link_for_tests(&pdir, "2");
+        }
+        journal::record(
+            &pdir,
+            &Journal {
+                target: "2".into(),
+                previous: Some("1".into()),
+                step,
+                reason: (step == JournalStep::RollingBack).then(|| "health said no".into()),
+                at_unix: 0,
+            },
+        )
+        .unwrap();
+        std::fs::remove_file(root.join("hooks.log")).unwrap();
+    }
+
+    #[test]
+    fn every_step_is_journaled_and_a_finished_activation_says_healthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = installer(dir.path(), 3);
+        install(&inst, dir.path(), "1", None);
+        inst.activate("app", "1").unwrap();
+        let j = journal::load(&inst.product_dir("app")).unwrap().unwrap();
+        assert_eq!((j.target.as_str(), j.step), ("1", JournalStep::Healthy));
+    }
+
+    #[test]
+    fn a_rerun_completes_an_activation_interrupted_at_any_step() {
+        // (step recorded before the kill, hooks the re-run must run)
+        let cases: [(JournalStep, &[&str]); 4] = [
+            (
+                JournalStep::Verified,
+                &[
+                    "stop 1 target=2 prev=1",
+                    "start 2 target=2 prev=1",
+                    "health 2 target=2 prev=1",
+                ],
+            ),
+            (
+                JournalStep::StoppedOld,
+                &["start 2 target=2 prev=1", "health 2 target=2 prev=1"],
+            ),
+            (
+                JournalStep::Switched,
+                &["start 2 target=2 prev=1", "health 2 target=2 prev=1"],
+            ),
+            (JournalStep::Started, &["health 2 target=2 prev=1"]),
+        ];
+        for (step, hooks) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let inst = installer(dir.path(), 3);
+            crashed_after(&inst, dir.path(), step);
+            let a = inst.activate("app", "2").unwrap();
+            assert_eq!(
+                a.recovered,
+                Some(Recovery::Completed { after: step }),
+                "{step:?}"
+            );
+            assert_eq!(a.previous.as_deref(), Some("1"), "{step:?}");
+            assert_eq!(
+                inst.current("app").unwrap().as_deref(),
+                Some("2"),
+                "{step:?}"
+            );
+            assert_eq!(hooks_log(dir.path()), hooks, "{step:?}");
+            let j = journal::load(&inst.product_dir("app")).unwrap().unwrap();
+            assert_eq!(j.step, JournalStep::Healthy, "{step:?}");
+        }
+    }
+
+    #[test]
+    fn another_version_asked_for_undoes_the_interrupted_activation_first() {
+        for step in [
+            JournalStep::StoppedOld,
+            JournalStep::Switched,
+            JournalStep::Started,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let inst = installer(dir.path(), 3);
+            crashed_after(&inst, dir.path(), step);
+            install(&inst, dir.path(), "3", None);
+            let a = inst.activate("app", "3").unwrap();
+            assert_eq!(
+                a.recovered,
+                Some(Recovery::RolledBack {
+                    target: "2".into(),
+                    after: step
+                }),
+                "{step:?}"
+            );
+            let mut expected = vec![];
+            if step != JournalStep::StoppedOld {
+                expected.push("stop 2 target=2 prev=1");
+            }
+            expected.extend([
+                "start 1 target=2 prev=1",
+                "stop 1 target=3 prev=1",
+                "start 3 target=3 prev=1",
+                "health 3 target=3 prev=1",
+            ]);
+            assert_eq!(hooks_log(dir.path()), expected, "{step:?}");
+            assert_eq!(inst.current("app").unwrap().as_deref(), Some("3"));
+        }
+    }
+
+    #[test]
+    fn an_interrupted_rollback_is_finished_and_its_failure_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = installer(dir.path(), 3);
+        crashed_after(&inst, dir.path(), JournalStep::RollingBack);
+        let err = inst.activate("app", "2").unwrap_err();
+        assert!(err.to_string().contains("health said no"), "{err}");
+        assert_eq!(inst.current("app").unwrap().as_deref(), Some("1"));
+        assert_eq!(
+            hooks_log(dir.path()),
+            ["stop 2 target=2 prev=1", "start 1 target=2 prev=1"]
+        );
+        let j = journal::load(&inst.product_dir("app")).unwrap().unwrap();
+        assert_eq!(j.step, JournalStep::RolledBack);
+    }
+
+    #[test]
+    fn staging_left_by_dead_agents_is_cleaned_and_live_work_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = installer(dir.path(), 3);
+        let mine = inst.staging_dir("app").unwrap();
+        let staging = inst.product_dir("app").join("staging");
+        // pid 0 is never a live agent; a name without a pid is an older agent's.
+        for dead in ["0-00000000000000aa", "0123456789abcdef"] {
+            std::fs::create_dir_all(staging.join(dead).join("sub")).unwrap();
+        }
+        assert_eq!(inst.clean_staging("app").unwrap(), 2);
+        assert!(mine.is_dir(), "this live process's staging must stay");
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1);
     }
 }

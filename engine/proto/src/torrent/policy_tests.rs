@@ -1,0 +1,420 @@
+//! One torrent machine and one scripted peer: the peer-wire policy end to end through
+//! `handle_input` / `poll_action` (leniency, issue 9; bounded uploads, issue 15).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::PeerId;
+use crate::bitfield::Bitfield;
+use crate::lengths::{BLOCK_LEN, Lengths, MAX_REQUEST_LEN};
+use crate::torrent::{Action, Config, Input, PeerInfo, PeerKey, Torrent};
+use crate::wire::{BlockSpec, Message};
+
+const PIECE: u32 = 256 * 1024;
+
+struct Rig {
+    t: Torrent,
+    now: Instant,
+}
+
+impl Rig {
+    /// A torrent of `pieces` pieces of 256 KiB, of which we have `have`.
+    fn new(pieces: u32, have: Bitfield, config: Config) -> Self {
+        let lengths = Lengths::new(u64::from(pieces) * u64::from(PIECE), PIECE).unwrap();
+        let now = Instant::now();
+        let mut t = Torrent::new(lengths, have, config, now, 1);
+        while t.poll_action().is_some() {}
+        Self { t, now }
+    }
+
+    fn leecher(pieces: u32) -> Self {
+        Self::new(pieces, Bitfield::new(pieces), Config::default())
+    }
+
+    fn seed(pieces: u32, config: Config) -> Self {
+        Self::new(pieces, Bitfield::full(pieces), config)
+    }
+
+    fn connect(&mut self, key: u64, fast: bool) -> PeerKey {
+        let peer = PeerKey(key);
+        let mut id = [0u8; 20];
+        id[..8].copy_from_slice(&key.to_be_bytes());
+        let info = PeerInfo {
+            addr: format!("10.0.0.{key}:6881").parse().unwrap(),
+            peer_id: PeerId(id),
+            supports_fast: fast,
+            supports_extensions: false,
+            outgoing: false,
+        };
+        self.t
+            .handle_input(self.now, Input::PeerConnected { peer, info });
+        self.drain();
+        peer
+    }
+
+    fn send(&mut self, peer: PeerKey, msg: Message) -> Vec<Action> {
+        self.t
+            .handle_input(self.now, Input::PeerMessage { peer, msg });
+        self.drain()
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Action> {
+        self.t.handle_input(self.now, input);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.t.poll_action()).collect()
+    }
+
+    fn availability(&self, piece: u32) -> u16 {
+        self.t
+            .picker
+            .availability(self.t.lengths.validate_piece(piece).unwrap())
+    }
+}
+
+fn disconnects(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Disconnect { .. }))
+        .count()
+}
+
+fn sent(actions: &[Action], want: impl Fn(&Message) -> bool) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Send { msg, .. } if want(msg)))
+        .count()
+}
+
+fn request(index: u32, begin: u32, len: u32) -> Message {
+    Message::Request(BlockSpec { index, begin, len })
+}
+
+fn bitfield(pieces: u32, set: &[u32]) -> Message {
+    let mut b = Bitfield::new(pieces);
+    for &i in set {
+        b.set_raw(i);
+    }
+    Message::Bitfield(b.to_wire())
+}
+
+/// Issue 9: aria2c 1.36 sends have-none, `have`s, then a full bitfield again. The new set
+/// replaces the old one and availability moves exactly: old set out, new set in.
+#[test]
+fn r9_a_bitfield_after_haves_replaces_the_piece_set() {
+    let mut r = Rig::leecher(8);
+    let p = r.connect(1, true);
+    let mut all = r.send(p, Message::HaveNone);
+    for i in [0, 1, 2] {
+        all.extend(r.send(p, Message::Have(i)));
+    }
+    assert_eq!(r.availability(1), 1);
+    all.extend(r.send(p, bitfield(8, &[2, 3, 4])));
+    all.extend(r.send(p, bitfield(8, &[2, 3, 4])));
+    assert_eq!(disconnects(&all), 0, "{all:?}");
+    let avail: Vec<u16> = (0..8).map(|i| r.availability(i)).collect();
+    assert_eq!(avail, [0, 0, 1, 1, 1, 0, 0, 0]);
+    all.extend(r.send(p, Message::HaveAll));
+    assert!((0..8).all(|i| r.availability(i) == 1));
+    assert_eq!(disconnects(&all), 0);
+}
+
+#[test]
+fn interest_follows_a_replaced_piece_set() {
+    let mut r = Rig::leecher(4);
+    let p = r.connect(1, true);
+    let a = r.send(p, Message::HaveAll);
+    assert_eq!(sent(&a, |m| *m == Message::Interested), 1);
+    let a = r.send(p, Message::HaveNone);
+    assert_eq!(sent(&a, |m| *m == Message::NotInterested), 1);
+    assert_eq!(r.availability(0), 0);
+    let a = r.send(p, bitfield(4, &[3]));
+    assert_eq!(sent(&a, |m| *m == Message::Interested), 1);
+}
+
+/// Everything libtorrent tolerates, in one conversation: nothing closes the connection.
+#[test]
+fn tolerated_messages_never_disconnect() {
+    let mut r = Rig::seed(4, Config::default());
+    let p = r.connect(1, true);
+    let mut all = Vec::new();
+    for m in [
+        Message::KeepAlive,
+        Message::Unknown { id: 42 },
+        Message::Extended {
+            id: 9,
+            payload: Bytes::from_static(b"?"),
+        },
+        Message::Interested,
+        Message::Interested,
+        Message::HaveNone,
+        Message::Have(1),
+        Message::Have(1),
+        Message::Cancel(BlockSpec {
+            index: 0,
+            begin: 0,
+            len: BLOCK_LEN,
+        }),
+        Message::Reject(BlockSpec {
+            index: 0,
+            begin: 0,
+            len: BLOCK_LEN,
+        }),
+        Message::Suggest(2),
+        Message::AllowedFast(2),
+        request(9, 0, BLOCK_LEN),
+        request(0, 0, MAX_REQUEST_LEN + 1),
+        request(0, PIECE - 1, 2),
+        Message::NotInterested,
+    ] {
+        all.extend(r.send(p, m));
+    }
+    assert_eq!(disconnects(&all), 0, "{all:?}");
+}
+
+#[test]
+fn requests_of_up_to_128_kib_are_served_larger_ones_rejected() {
+    let mut r = Rig::seed(4, Config::default());
+    let p = r.connect(1, true);
+    r.send(p, Message::Interested);
+    let a = r.send(p, request(1, 0, MAX_REQUEST_LEN));
+    let block = a
+        .iter()
+        .find_map(|a| match a {
+            Action::Read { block, .. } => Some(*block),
+            _ => None,
+        })
+        .expect("a 128 KiB request is read");
+    assert_eq!(block.len, MAX_REQUEST_LEN);
+    let a = r.input(Input::BlockRead {
+        peer: p,
+        block,
+        data: Bytes::from(vec![7; MAX_REQUEST_LEN as usize]),
+    });
+    assert_eq!(
+        sent(
+            &a,
+            |m| matches!(m, Message::Piece { data, .. } if data.len() == MAX_REQUEST_LEN as usize)
+        ),
+        1
+    );
+    let a = r.send(p, request(1, 0, MAX_REQUEST_LEN + 1));
+    assert_eq!(sent(&a, |m| matches!(m, Message::Reject(_))), 1);
+    assert_eq!(disconnects(&a), 0);
+}
+
+#[test]
+fn requests_while_choked_are_rejected_with_fast_and_ignored_without() {
+    let config = Config {
+        max_unchoked: 1,
+        ..Config::default()
+    };
+    let mut r = Rig::seed(4, config);
+    let first = r.connect(1, true);
+    r.send(first, Message::Interested); // takes the one slot
+    for (key, fast) in [(2, true), (3, false)] {
+        let p = r.connect(key, fast);
+        let a = r.send(p, request(0, 0, BLOCK_LEN));
+        assert_eq!(disconnects(&a), 0);
+        assert!(!a.iter().any(|a| matches!(a, Action::Read { .. })));
+        let rejects = sent(&a, |m| matches!(m, Message::Reject(_)));
+        assert_eq!(rejects, usize::from(fast), "fast={fast}: {a:?}");
+    }
+}
+
+/// Issue 15: a peer that floods requests and never reads its socket gets at most
+/// `max_peer_upload_bytes` read and queued for it; the rest waits, unread, until the edge
+/// reports bytes written.
+#[test]
+fn r15_a_request_flood_holds_at_most_the_per_peer_bound() {
+    let config = Config::default();
+    let bound = config.max_peer_upload_bytes;
+    let mut r = Rig::seed(64, config);
+    let p = r.connect(1, true);
+    r.send(p, Message::Interested);
+    let mut reads = Vec::new();
+    for i in 0..1024u32 {
+        let (piece, block) = (i / 16, i % 16);
+        for a in r.send(p, request(piece, block * BLOCK_LEN, BLOCK_LEN)) {
+            if let Action::Read { block, .. } = a {
+                reads.push(block);
+            }
+        }
+    }
+    let mut piece_bytes = 0u64;
+    // Answer every read at once (a fast disk); the peer never reads, so nothing is written.
+    while let Some(block) = reads.pop() {
+        let data = Bytes::from(vec![0; block.len as usize]);
+        for a in r.input(Input::BlockRead {
+            peer: p,
+            block,
+            data,
+        }) {
+            match a {
+                Action::Read { block, .. } => reads.push(block),
+                Action::Send {
+                    msg: Message::Piece { data, .. },
+                    ..
+                } => piece_bytes += data.len() as u64,
+                _ => {}
+            }
+        }
+        assert!(r.t.upload_bytes_held(p) <= bound);
+    }
+    assert_eq!(piece_bytes, bound, "exactly the bound went out, no more");
+    // The socket drains: the next requests are read.
+    let a = r.input(Input::UploadWritten {
+        peer: p,
+        bytes: 2 * u64::from(BLOCK_LEN),
+    });
+    let more = a
+        .iter()
+        .filter(|a| matches!(a, Action::Read { .. }))
+        .count();
+    assert_eq!(more, 2);
+}
+
+#[test]
+fn reads_in_flight_over_all_peers_stay_under_the_global_cap() {
+    let config = Config {
+        max_upload_read_bytes: 1024 * 1024,
+        ..Config::default()
+    };
+    let cap = config.max_upload_read_bytes;
+    let mut r = Rig::seed(64, config);
+    let mut reads = Vec::new();
+    for k in 1..=8 {
+        let p = r.connect(k, true);
+        r.send(p, Message::Interested);
+        for i in 0..64u32 {
+            for a in r.send(p, request(i / 16, (i % 16) * BLOCK_LEN, BLOCK_LEN)) {
+                if let Action::Read { peer, block } = a {
+                    reads.push((peer, block));
+                }
+            }
+        }
+        assert!(r.t.upload_bytes_reading() <= cap);
+    }
+    let issued: u64 = reads.iter().map(|(_, b)| u64::from(b.len)).sum();
+    assert_eq!(issued, cap, "the disk is kept busy up to the cap");
+    // One read returns: exactly its room is handed to the next waiting peer.
+    let (peer, block) = reads[0];
+    let a = r.input(Input::BlockRead {
+        peer,
+        block,
+        data: Bytes::from(vec![0; block.len as usize]),
+    });
+    assert_eq!(
+        a.iter()
+            .filter(|a| matches!(a, Action::Read { .. }))
+            .count(),
+        1
+    );
+    assert!(r.t.upload_bytes_reading() <= cap);
+}
+
+/// BEP 6: with an allowed-fast grant we ask for that piece while choked, and only for it.
+#[test]
+fn allowed_fast_pieces_are_requested_while_choked() {
+    let mut r = Rig::leecher(8);
+    let p = r.connect(1, true);
+    r.send(p, Message::HaveAll);
+    let a = r.send(p, Message::AllowedFast(5));
+    let asked: Vec<u32> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                msg: Message::Request(s),
+                ..
+            } => Some(s.index),
+            _ => None,
+        })
+        .collect();
+    assert!(!asked.is_empty(), "no request for the allowed-fast piece");
+    assert!(asked.iter().all(|&i| i == 5), "{asked:?}");
+}
+
+/// Suggestions are recorded but do not override rarest-first.
+#[test]
+fn a_suggestion_does_not_beat_a_rarer_piece() {
+    let mut r = Rig::leecher(4);
+    let (a, b) = (r.connect(1, true), r.connect(2, true));
+    r.send(b, bitfield(4, &[0, 1, 2]));
+    r.send(a, Message::HaveAll); // piece 3 is the rarest: only `a` has it
+    r.send(a, Message::Suggest(0));
+    let acts = r.send(a, Message::Unchoke);
+    let first = acts.iter().find_map(|x| match x {
+        Action::Send {
+            msg: Message::Request(s),
+            ..
+        } => Some(s.index),
+        _ => None,
+    });
+    assert_eq!(first, Some(3));
+}
+
+/// Issue 10: a peer on probation is asked for one piece, and for nothing more until that
+/// piece's verdict; two bad verdicts ban it.
+#[test]
+fn r10_probation_asks_one_piece_per_verdict_and_two_bad_pieces_ban() {
+    let mut r = Rig::leecher(16);
+    let p = r.connect(1, false);
+    r.send(p, bitfield(16, &(0..16).collect::<Vec<_>>()));
+    let mut asked = requests_in(&r.send(p, Message::Unchoke));
+    let mut bad_pieces = 0;
+    loop {
+        assert_eq!(
+            asked.len(),
+            (PIECE / BLOCK_LEN) as usize,
+            "one piece's worth"
+        );
+        let mut verify = Vec::new();
+        for s in asked.drain(..) {
+            let data = Bytes::from(vec![0xEE; s.len as usize]);
+            let a = r.send(
+                p,
+                Message::Piece {
+                    index: s.index,
+                    begin: s.begin,
+                    data,
+                },
+            );
+            assert!(
+                requests_in(&a).is_empty(),
+                "asked for more before the verdict"
+            );
+            verify.extend(a.iter().filter_map(|a| match a {
+                Action::VerifyAndWrite { piece, .. } => Some(*piece),
+                _ => None,
+            }));
+        }
+        assert_eq!(verify.len(), 1);
+        bad_pieces += 1;
+        let a = r.input(Input::PieceVerified {
+            piece: verify[0],
+            ok: false,
+        });
+        if disconnects(&a) > 0 {
+            break;
+        }
+        asked = requests_in(&a);
+    }
+    assert_eq!(bad_pieces, 2);
+    assert_eq!(r.t.stats().peers_banned, 1);
+}
+
+fn requests_in(actions: &[Action]) -> Vec<BlockSpec> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                msg: Message::Request(s),
+                ..
+            } => Some(*s),
+            _ => None,
+        })
+        .collect()
+}

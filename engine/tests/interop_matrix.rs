@@ -1,0 +1,167 @@
+//! The interop matrix (issue 9): instream against the BitTorrent clients people run, every
+//! client on its own address in a network namespace, as real hosts are.
+//!
+//! Cells: each client of `matrix::clients::all()` (libtorrent, aria2, transmission) × both
+//! directions (instream-seed seeds to the client; the client seeds to instream-peer) × both
+//! trackers (instream-tracker, opentracker), over UDP where the client announces over UDP and
+//! HTTP otherwise. Cells run one after another; a failing cell does not stop the others. The
+//! table goes to `<target dir>/interop-matrix.md` and to stderr, then the test fails naming
+//! every failing cell.
+//!
+//! Needs root (ip netns); skips with a message otherwise. Environment:
+//! - `INSTREAM_MATRIX_ONLY=aria2,libtorrent/client-seeds` runs only the cells whose id
+//!   (`client/instream-seeds|client-seeds/instream-tracker|opentracker`) contains one of the
+//!   comma-separated words;
+//! - `INSTREAM_MATRIX_CELL_SECS=N` bounds each cell (default 60 s);
+//! - `INSTREAM_TEST_ECHO=1` echoes every process's output as it arrives.
+
+mod matrix;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use matrix::cell::{self, ALL_IPS, Cell, Direction, Rig};
+use matrix::clients;
+use matrix::netns::Netns;
+use matrix::table::{self, Row};
+use matrix::trackers::TrackerKind;
+
+const DEFAULT_CELL_SECS: u64 = 60;
+
+fn cell_timeout() -> Duration {
+    let secs = std::env::var("INSTREAM_MATRIX_CELL_SECS")
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("INSTREAM_MATRIX_CELL_SECS={v:?} is not a number"))
+        })
+        .unwrap_or(DEFAULT_CELL_SECS);
+    Duration::from_secs(secs)
+}
+
+fn selected(id: &str) -> bool {
+    match std::env::var("INSTREAM_MATRIX_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only
+            .split(',')
+            .map(str::trim)
+            .any(|w| !w.is_empty() && id.contains(w)),
+        _ => true,
+    }
+}
+
+#[test]
+fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED interop matrix: it needs root to create a network namespace (ip netns add); \
+             CI runs as root"
+        );
+        return;
+    }
+    // The tracker runs as its own process in the namespace: its binary must exist.
+    let _ = support::bin("instream-tracker");
+
+    let clients = clients::all();
+    let mut cells = Vec::new();
+    for client in &clients {
+        for direction in Direction::ALL {
+            for tracker in TrackerKind::ALL {
+                let proto = cell::protocol_for(client.as_ref())
+                    .expect("a client that speaks no tracker protocol instream speaks");
+                cells.push(Cell {
+                    index: cells.len(),
+                    client: client.as_ref(),
+                    direction,
+                    tracker,
+                    proto,
+                });
+            }
+        }
+    }
+    cells.retain(|c| selected(&c.id()));
+    assert!(
+        !cells.is_empty(),
+        "INSTREAM_MATRIX_ONLY={:?} matches no cell",
+        std::env::var("INSTREAM_MATRIX_ONLY").unwrap_or_default()
+    );
+
+    let ns = Netns::create(&ALL_IPS).expect("create the matrix's network namespace");
+    let work = support::temp_dir();
+    let rig = Rig {
+        ns: &ns,
+        work: work.path(),
+        timeout: cell_timeout(),
+    };
+    eprintln!(
+        "interop matrix: {} cells in namespace {}, at most {:?} each",
+        cells.len(),
+        ns.name(),
+        rig.timeout
+    );
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for c in &cells {
+        let t0 = Instant::now();
+        let result = match c.client.version() {
+            Ok(_) => cell::run(&rig, c),
+            Err(e) => Err(cell::Failure {
+                reason: e,
+                logs: String::new(),
+            }),
+        };
+        match &result {
+            Ok(m) => eprintln!(
+                "interop matrix: {}: pass, {:.1} MB/s ({:.1} s)",
+                c.id(),
+                m.mb_per_s(),
+                m.secs
+            ),
+            Err(f) => eprintln!(
+                "interop matrix: {}: FAIL after {:.1} s: {}\n{}\n",
+                c.id(),
+                t0.elapsed().as_secs_f64(),
+                f.reason,
+                f.logs
+            ),
+        }
+        rows.push(Row {
+            id: c.id(),
+            client: c
+                .client
+                .version()
+                .unwrap_or_else(|_| c.client.name().into()),
+            flow: c.flow(),
+            tracker: c.tracker.name(),
+            proto: c.proto.name(),
+            result,
+        });
+    }
+    drop(ns);
+
+    let text = table::render(&rows);
+    let path = table::path();
+    std::fs::write(&path, &text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    eprintln!(
+        "interop matrix ({} cells in {:.0} s), written to {}:\n\n{text}",
+        rows.len(),
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            r.result
+                .as_ref()
+                .err()
+                .map(|f| format!("{}: {}", r.id, f.reason))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} interop cells failed (each one's logs are above):\n  {}",
+        failed.len(),
+        rows.len(),
+        failed.join("\n  ")
+    );
+}

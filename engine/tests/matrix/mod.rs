@@ -1,0 +1,9 @@
+//! The interop matrix harness (engine/tests/interop_matrix.rs): a network namespace with one
+//! address per host ([`netns`]), the trackers ([`trackers`]), the clients ([`clients`]), one
+//! cell's run ([`cell`]) and the table the suite writes ([`table`]).
+
+pub mod cell;
+pub mod clients;
+pub mod netns;
+pub mod table;
+pub mod trackers;
