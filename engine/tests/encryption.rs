@@ -167,7 +167,21 @@ fn aria2_leeches_with(extra: &[&str], seed_method: &str) {
     .arg(&out)
     .arg(&torrent);
     let mut leecher = Proc::spawn("aria2c", cmd);
-    leecher.wait_success(TRANSFER_TIMEOUT);
+    // Fail fast, and say why, if the seed drops aria2 for its wire habits (see
+    // REFERENCE-CLIENTS.md: it re-sends full bitfields) rather than for the handshake.
+    wait_for(
+        || {
+            let dropped = log_lines(&seed, "ProtocolViolation");
+            assert!(
+                dropped.is_empty(),
+                "the seed dropped aria2c after the handshake: {dropped:?}"
+            );
+            leecher.try_wait().is_some()
+        },
+        TRANSFER_TIMEOUT,
+        "aria2c to finish",
+    );
+    leecher.wait_success(STARTUP_TIMEOUT);
     assert_same_file(&data, &out.join(&info.name));
     assert_seed_saw_mse(&seed, seed_method);
 }

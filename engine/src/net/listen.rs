@@ -249,3 +249,27 @@ async fn handshake(
         mse,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_router_finds_a_torrent_by_its_mse_skey_hash_until_removed() {
+        let (events, _rx) = mpsc::channel(1);
+        let info_hash = InfoHash([7; 20]);
+        let router = Router::default();
+        assert!(router.insert(Route {
+            info_hash,
+            our_id: PeerId([1; 20]),
+            events,
+            keys: Arc::default(),
+            cancel: CancellationToken::new(),
+        }));
+        let req2 = proto::mse::req2_hash(&info_hash);
+        assert_eq!(router.by_req2(&req2), Some(info_hash));
+        assert_eq!(router.by_req2(&[0; 20]), None);
+        assert!(router.remove(&info_hash).is_some());
+        assert_eq!(router.by_req2(&req2), None);
+    }
+}

@@ -106,12 +106,18 @@ pub enum HandshakeFailed {
 
 impl HandshakeFailed {
     /// True if a plaintext dial may still work after an MSE dial failed this way (the
-    /// peer dropped or garbled the encrypted attempt, or never answered it).
+    /// peer dropped or garbled the encrypted attempt, or never answered it; not when the
+    /// dial itself failed).
     fn worth_plain_retry(&self) -> bool {
-        matches!(
-            self,
-            Self::Io(_) | Self::Eof | Self::Timeout | Self::Mse(_) | Self::Protocol(_)
-        )
+        use io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable};
+        match self {
+            Self::Io(e) => !matches!(
+                e.kind(),
+                ConnectionRefused | HostUnreachable | NetworkUnreachable
+            ),
+            Self::Eof | Self::Timeout | Self::Mse(_) | Self::Protocol(_) => true,
+            _ => false,
+        }
     }
 }
 
