@@ -266,6 +266,10 @@ pub struct DeployArgs {
         value_name = "plaintext|prefer|require"
     )]
     pub encryption: proto::mse::Policy,
+    /// Disk I/O back end: `auto` (io_uring where the kernel allows it, else pread/pwrite),
+    /// `uring` (an error if it cannot work) or `portable`.
+    #[arg(long, default_value = "auto", value_name = "auto|uring|portable")]
+    pub io_backend: crate::storage::IoBackend,
 }
 
 impl DeployArgs {
@@ -317,6 +321,7 @@ impl DeployArgs {
                 fabric_share: self.fabric_share,
                 tracker: swarm::fleet_tracker_config(),
                 encryption: self.encryption,
+                io_backend: self.io_backend,
                 announce_ip: self.announce_ip,
             },
         })

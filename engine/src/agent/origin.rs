@@ -27,7 +27,7 @@ use thiserror::Error;
 
 use crate::meta::TorrentMeta;
 use crate::session::{AddOptions, Session, TorrentHandle};
-use crate::storage::{Mode, OpenOptions, PortableStorage, Storage};
+use crate::storage::{Mode, OpenOptions, Storage};
 
 /// Watch settings.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct WatchConfig {
     pub dir: PathBuf,
     /// How often it is listed. Default 250 ms.
     pub poll: Duration,
+    /// Disk I/O back end for the seeded versions. Default auto.
+    pub io_backend: crate::storage::IoBackend,
 }
 
 impl WatchConfig {
@@ -44,6 +46,7 @@ impl WatchConfig {
         Self {
             dir,
             poll: Duration::from_millis(250),
+            io_backend: crate::storage::IoBackend::Auto,
         }
     }
 }
@@ -98,7 +101,7 @@ pub async fn watch(
             if seeding.contains_key(key) || failed.get(key).is_some_and(|m| m == mtime) {
                 continue;
             }
-            match load(&session, &cfg.dir, key).await {
+            match load(&session, &cfg.dir, key, cfg.io_backend).await {
                 Ok(handle) => {
                     let marker = serde_json::json!({
                         "info_hash": handle.info_hash().to_hex(),
@@ -153,19 +156,24 @@ fn list_torrents(dir: &Path) -> std::io::Result<HashMap<String, Option<SystemTim
     Ok(out)
 }
 
-async fn load(session: &Session, dir: &Path, key: &str) -> Result<TorrentHandle, LoadError> {
+async fn load(
+    session: &Session,
+    dir: &Path,
+    key: &str,
+    backend: crate::storage::IoBackend,
+) -> Result<TorrentHandle, LoadError> {
     let path = dir.join(format!("{key}.torrent"));
     let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path, source })?;
     let meta = TorrentMeta::from_torrent_bytes(&bytes)?;
-    let storage = PortableStorage::open(
+    let storage: Arc<dyn Storage> = crate::storage::open_with(
         &dir.join(key),
         meta.layout()?,
         OpenOptions {
             mode: Mode::ReadOnly,
             ..Default::default()
         },
+        backend,
     )?;
-    let storage: Arc<dyn Storage> = Arc::new(storage);
     let total = meta.lengths.num_pieces();
     // The data was hard-linked or copied by the publisher: check it rather than trust it.
     let handle = session

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::meta::TorrentMeta;
 use crate::session::{AddOptions, Session, SessionConfig, TorrentHandle, TorrentState};
-use crate::storage::{Mode, OpenOptions, PortableStorage, Storage};
+use crate::storage::{Mode, OpenOptions, Storage};
 use crate::tracker_client::ClientConfig;
 
 /// Errors of downloading or seeding.
@@ -101,6 +101,8 @@ pub struct SwarmConfig {
     pub tracker: ClientConfig,
     /// MSE/PE policy (`--encryption`).
     pub encryption: proto::mse::Policy,
+    /// Disk I/O back end (`--io-backend`).
+    pub io_backend: crate::storage::IoBackend,
     /// The address trackers should list us under (`--announce-ip`); see
     /// `SessionConfig::announce_ip`.
     pub announce_ip: Option<std::net::IpAddr>,
@@ -158,13 +160,13 @@ pub async fn download(
         return Err(SwarmError::NoTracker);
     }
     let total = meta.lengths.total_len();
-    let storage = PortableStorage::open(
+    let storage: Arc<dyn Storage> = crate::storage::open_with(
         dir,
         meta.layout().map_err(storage_err)?,
         OpenOptions::default(),
+        cfg.io_backend,
     )
     .map_err(storage_err)?;
-    let storage: Arc<dyn Storage> = Arc::new(storage);
     let weak = Arc::downgrade(&storage);
     let session = start_session(cfg).await?;
     let handle = session
@@ -236,13 +238,14 @@ impl Seeder {
             None => meta.layout(),
         }
         .map_err(storage_err)?;
-        let storage = PortableStorage::open(
+        let storage = crate::storage::open_with(
             dir,
             layout,
             OpenOptions {
                 mode: Mode::ReadOnly,
                 ..Default::default()
             },
+            cfg.io_backend,
         )
         .map_err(storage_err)?;
         let session = start_session(cfg).await?;

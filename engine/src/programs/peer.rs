@@ -112,10 +112,10 @@ struct GetArgs {
     /// Most connections.
     #[arg(long)]
     max_peers: Option<usize>,
-    /// Use io_uring for disk I/O when built with the `io-uring` feature and the kernel
-    /// allows it (otherwise pread/pwrite).
-    #[arg(long)]
-    io_uring: bool,
+    /// Disk I/O back end: `auto` (io_uring where the kernel allows it, else pread/pwrite,
+    /// with one log line saying why), `uring` (an error if it cannot work) or `portable`.
+    #[arg(long, default_value = "auto", value_name = "auto|uring|portable")]
+    io_backend: crate::storage::IoBackend,
     /// Threads running the network and the torrent (1: a single-threaded runtime).
     #[arg(long, default_value_t = 2)]
     worker_threads: usize,
@@ -404,11 +404,11 @@ async fn fetch(
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("create directory {}", args.out.display()))?;
-    let storage = storage::open(
+    let storage = storage::open_with(
         &args.out,
         meta.layout()?,
         OpenOptions::default(),
-        args.io_uring,
+        args.io_backend,
     )
     .with_context(|| format!("prepare files under {}", args.out.display()))?;
 

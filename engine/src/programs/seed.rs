@@ -88,10 +88,10 @@ enum Cmd {
         /// Do not announce to the torrents' trackers.
         #[arg(long)]
         no_tracker: bool,
-        /// Use io_uring for disk I/O when built with the `io-uring` feature and the kernel
-        /// allows it (otherwise pread/pwrite).
-        #[arg(long)]
-        io_uring: bool,
+        /// Disk I/O back end: `auto` (io_uring where the kernel allows it, else pread/pwrite,
+        /// with one log line saying why), `uring` (an error if it cannot work) or `portable`.
+        #[arg(long, default_value = "auto", value_name = "auto|uring|portable")]
+        io_backend: crate::storage::IoBackend,
         /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
         /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
         #[arg(
@@ -214,7 +214,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         skip_check,
         max_peers,
         no_tracker,
-        io_uring,
+        io_backend,
         encryption,
         watch,
     } = cmd
@@ -242,14 +242,14 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
             .with_context(|| format!("read torrent {source}"))?;
         let (root, layout) = resolve_data(&meta, &data)
             .with_context(|| format!("find the data of {source} under {}", data.display()))?;
-        let storage = storage::open(
+        let storage = storage::open_with(
             &root,
             layout,
             OpenOptions {
                 mode: Mode::ReadOnly,
                 ..Default::default()
             },
-            io_uring,
+            io_backend,
         )
         .with_context(|| format!("open the data of {} under {}", meta.name, root.display()))?;
         let name = meta.name.clone();
@@ -286,7 +286,8 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
 
     match watch {
         Some(dir) => {
-            let cfg = crate::agent::origin::WatchConfig::new(dir.clone());
+            let mut cfg = crate::agent::origin::WatchConfig::new(dir.clone());
+            cfg.io_backend = io_backend;
             info!(dir = %dir.display(), %addr, "watching for new versions");
             crate::agent::origin::watch(session.clone(), cfg, super::shutdown_signal())
                 .await
