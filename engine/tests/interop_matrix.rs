@@ -18,7 +18,8 @@
 mod matrix;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
 use matrix::cell::{self, ALL_IPS, Cell, Direction, Rig};
 use matrix::clients;
@@ -49,6 +50,43 @@ fn selected(id: &str) -> bool {
     }
 }
 
+/// The newest modification time of any file under `dir`.
+fn newest_in(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let t = if e.file_type().ok()?.is_dir() {
+            newest_in(&e.path())
+        } else {
+            e.metadata().ok()?.modified().ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// The tracker is the tracker crate's binary, not this package's, so cargo builds it for this
+/// test only as part of `cargo test --workspace` (as CI runs it). Say so when the one found
+/// next to this test is older than the code it is built from.
+fn warn_if_tracker_is_stale() {
+    let exe = support::bin("instream-tracker");
+    let built = std::fs::metadata(&exe).and_then(|m| m.modified()).ok();
+    let root = support::repo_root();
+    let sources = ["tracker/src", "engine/proto/src"]
+        .iter()
+        .filter_map(|d| newest_in(&root.join(d)))
+        .max();
+    if let (Some(built), Some(sources)) = (built, sources)
+        && sources > built
+    {
+        eprintln!(
+            "interop matrix: WARNING: {} is older than tracker/src or engine/proto/src; \
+             `cargo build -p instream-tracker` (or run the whole workspace's tests) to \
+             test the current tracker",
+            exe.display()
+        );
+    }
+}
+
 #[test]
 fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
     // SAFETY: geteuid(2) has no preconditions.
@@ -59,8 +97,7 @@ fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
         );
         return;
     }
-    // The tracker runs as its own process in the namespace: its binary must exist.
-    let _ = support::bin("instream-tracker");
+    warn_if_tracker_is_stale();
 
     let clients = clients::all();
     let mut cells = Vec::new();
