@@ -5,7 +5,7 @@
 //! the tracker can hand it a peer (no sleeping, no reliance on re-announce intervals).
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
@@ -134,8 +134,7 @@ impl Tracker {
         }
     }
 
-    /// One BEP 15 transaction (a connect, then `req` with its connection id) from `from`
-    /// inside the namespace.
+    /// One BEP 15 transaction from `from` inside the namespace.
     fn transact(
         &self,
         ns: &Netns,
@@ -143,25 +142,7 @@ impl Tracker {
         req: impl FnOnce(ConnectionId) -> Request,
     ) -> Result<Response, String> {
         let sock = ns.udp_socket(SocketAddr::from((from, 0)), Duration::from_millis(500))?;
-        let to = SocketAddr::V4(self.addr);
-        let ask = |req: Request| -> Result<Response, String> {
-            let mut out = Vec::new();
-            req.encode(&mut out);
-            sock.send_to(&out, to)
-                .map_err(|e| format!("send to tracker {to}: {e}"))?;
-            let mut buf = [0u8; 1500];
-            let (n, _) = sock
-                .recv_from(&mut buf)
-                .map_err(|e| format!("no answer from tracker {to}: {e}"))?;
-            Response::parse(&buf[..n], false).map_err(|e| format!("bad answer from {to}: {e}"))
-        };
-        let connection_id = match ask(Request::Connect(ConnectRequest {
-            transaction_id: TransactionId(1),
-        }))? {
-            Response::Connect(c) => c.connection_id,
-            other => return Err(format!("connect answered with {other:?}")),
-        };
-        ask(req(connection_id))
+        transact(&sock, SocketAddr::V4(self.addr), req)
     }
 
     /// What the tracker counts for `info_hash`, by a BEP 15 scrape sent from `from` inside
@@ -172,17 +153,8 @@ impl Tracker {
         from: Ipv4Addr,
         info_hash: &InfoHash,
     ) -> Result<TorrentScrapeStats, String> {
-        let req = |connection_id| {
-            Request::Scrape(ScrapeRequest {
-                connection_id,
-                transaction_id: TransactionId(2),
-                info_hashes: vec![*info_hash],
-            })
-        };
-        match self.transact(ns, from, req)? {
-            Response::Scrape(s) => Ok(s.stats.first().copied().unwrap_or_default()),
-            other => Err(format!("scrape answered with {other:?}")),
-        }
+        let sock = ns.udp_socket(SocketAddr::from((from, 0)), Duration::from_millis(500))?;
+        scrape(&sock, SocketAddr::V4(self.addr), info_hash)
     }
 
     /// The peers the tracker hands out for `info_hash`, asked by an announce from `from` (a
@@ -220,6 +192,52 @@ impl Tracker {
                 .collect()),
             other => Err(format!("announce answered with {other:?}")),
         }
+    }
+}
+
+/// One BEP 15 transaction over `sock` (which has a read timeout): a connect, then `req` with
+/// the connection id it returned.
+pub fn transact(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    req: impl FnOnce(ConnectionId) -> Request,
+) -> Result<Response, String> {
+    let ask = |req: Request| -> Result<Response, String> {
+        let mut out = Vec::new();
+        req.encode(&mut out);
+        sock.send_to(&out, to)
+            .map_err(|e| format!("send to tracker {to}: {e}"))?;
+        let mut buf = [0u8; 1500];
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .map_err(|e| format!("no answer from tracker {to}: {e}"))?;
+        Response::parse(&buf[..n], false).map_err(|e| format!("bad answer from {to}: {e}"))
+    };
+    let connection_id = match ask(Request::Connect(ConnectRequest {
+        transaction_id: TransactionId(1),
+    }))? {
+        Response::Connect(c) => c.connection_id,
+        other => return Err(format!("connect answered with {other:?}")),
+    };
+    ask(req(connection_id))
+}
+
+/// A BEP 15 scrape of one torrent over `sock`.
+pub fn scrape(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    info_hash: &InfoHash,
+) -> Result<TorrentScrapeStats, String> {
+    let req = |connection_id| {
+        Request::Scrape(ScrapeRequest {
+            connection_id,
+            transaction_id: TransactionId(2),
+            info_hashes: vec![*info_hash],
+        })
+    };
+    match transact(sock, to, req)? {
+        Response::Scrape(s) => Ok(s.stats.first().copied().unwrap_or_default()),
+        other => Err(format!("scrape answered with {other:?}")),
     }
 }
 
