@@ -240,7 +240,7 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
     let downloaded = out.join(NAME);
     let done_at = wait_done(&mut seed, &mut leech, deadline, |_| {
         format!(
-            "{} of {} pieces verified on disk",
+            "{}/{} pieces on disk",
             pieces_matching(&expected, &downloaded, PIECE_LEN),
             PAYLOAD_LEN.div_ceil(PIECE_LEN)
         )
@@ -250,7 +250,17 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
         seed: &seed,
         leech: Some(&leech),
     };
-    let done_at = done_at.map_err(|r| procs.fail(r))?;
+    let done_at = done_at.map_err(|r| {
+        let seed_addr = match cell.direction {
+            Direction::InstreamSeeds => instream.addr,
+            Direction::ClientSeeds => client.addr,
+        };
+        let listed = match tracker.peers(rig.ns, HARNESS_IP, &info_hash) {
+            Ok(p) => format!("{p:?}"),
+            Err(e) => format!("unknown ({e})"),
+        };
+        procs.fail(format!("{r}; seed at {seed_addr}, tracker lists {listed}"))
+    })?;
     compare(&expected, &downloaded).map_err(|r| procs.fail(r))?;
     Ok(Measured {
         secs: done_at.duration_since(started).as_secs_f64().max(1e-3),
@@ -326,7 +336,7 @@ fn wait_done(
             (Done::Marker(m), _) if m.exists() => return Ok(Instant::now()),
             (_, Some(s)) => {
                 return Err(format!(
-                    "{} exited ({}) before it had the payload: {}",
+                    "{} exited ({}) with {}",
                     leech.proc.label(),
                     describe(s),
                     progress(leech)
@@ -345,7 +355,7 @@ fn wait_done(
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "timed out: {} did not finish before the cell's deadline: {}",
+                "timed out: {} has {}",
                 leech.proc.label(),
                 progress(leech)
             ));

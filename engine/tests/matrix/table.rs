@@ -53,11 +53,11 @@ pub fn render(rows: &[Row]) -> String {
     s
 }
 
-/// A reason fit for a table cell: one line, no pipes, at most 160 characters.
+/// A reason fit for a table cell: one line, no pipes, at most 200 characters.
 fn one_line(reason: &str) -> String {
     let line = reason.lines().next().unwrap_or("").replace('|', "/");
-    if line.chars().count() > 160 {
-        line.chars().take(157).collect::<String>() + "..."
+    if line.chars().count() > 200 {
+        line.chars().take(197).collect::<String>() + "..."
     } else {
         line
     }

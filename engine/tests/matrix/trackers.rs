@@ -5,14 +5,16 @@
 //! the tracker can hand it a peer (no sleeping, no reliance on re-announce intervals).
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-use proto::InfoHash;
+use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    ConnectRequest, Request, Response, ScrapeRequest, TorrentScrapeStats, TransactionId,
+    AnnounceRequest, ConnectRequest, ConnectionId, NumWant, PeerKey, Request, Response,
+    ScrapeRequest, TorrentScrapeStats, TransactionId,
 };
+use proto::{InfoHash, PeerId};
 
 use super::netns::{Netns, listening_in};
 use crate::support::{Proc, STARTUP_TIMEOUT, bin, describe};
@@ -132,6 +134,17 @@ impl Tracker {
         }
     }
 
+    /// One BEP 15 transaction from `from` inside the namespace.
+    fn transact(
+        &self,
+        ns: &Netns,
+        from: Ipv4Addr,
+        req: impl FnOnce(ConnectionId) -> Request,
+    ) -> Result<Response, String> {
+        let sock = ns.udp_socket(SocketAddr::from((from, 0)), Duration::from_millis(500))?;
+        transact(&sock, SocketAddr::V4(self.addr), req)
+    }
+
     /// What the tracker counts for `info_hash`, by a BEP 15 scrape sent from `from` inside
     /// the namespace; `Err` says why no answer came.
     pub fn scrape(
@@ -141,32 +154,90 @@ impl Tracker {
         info_hash: &InfoHash,
     ) -> Result<TorrentScrapeStats, String> {
         let sock = ns.udp_socket(SocketAddr::from((from, 0)), Duration::from_millis(500))?;
-        let to = SocketAddr::V4(self.addr);
-        let ask = |req: Request| -> Result<Response, String> {
-            let mut out = Vec::new();
-            req.encode(&mut out);
-            sock.send_to(&out, to)
-                .map_err(|e| format!("send scrape to {to}: {e}"))?;
-            let mut buf = [0u8; 1500];
-            let (n, _) = sock
-                .recv_from(&mut buf)
-                .map_err(|e| format!("no scrape answer from {to}: {e}"))?;
-            Response::parse(&buf[..n], false).map_err(|e| format!("bad answer from {to}: {e}"))
+        scrape(&sock, SocketAddr::V4(self.addr), info_hash)
+    }
+
+    /// The peers the tracker hands out for `info_hash`, asked by an announce from `from` (a
+    /// leecher on port 9 that nobody dials back). Only for a failed cell's diagnosis: it adds
+    /// the harness to the swarm.
+    pub fn peers(
+        &self,
+        ns: &Netns,
+        from: Ipv4Addr,
+        info_hash: &InfoHash,
+    ) -> Result<Vec<SocketAddr>, String> {
+        let req = |connection_id| {
+            Request::Announce(AnnounceRequest {
+                connection_id,
+                transaction_id: TransactionId(3),
+                info_hash: *info_hash,
+                peer_id: PeerId(*b"-IM0001-matrix-diag-"),
+                downloaded: 0,
+                left: 1,
+                uploaded: 0,
+                event: AnnounceEvent::Started,
+                ip_address: Ipv4Addr::UNSPECIFIED,
+                key: PeerKey(1),
+                num_want: NumWant(50),
+                port: 9,
+                url_data: Vec::new(),
+            })
         };
-        let connection_id = match ask(Request::Connect(ConnectRequest {
-            transaction_id: TransactionId(1),
-        }))? {
-            Response::Connect(c) => c.connection_id,
-            other => return Err(format!("connect answered with {other:?}")),
-        };
-        match ask(Request::Scrape(ScrapeRequest {
+        match self.transact(ns, from, req)? {
+            Response::Announce(a) => Ok(a
+                .peers
+                .to_socket_addrs()
+                .into_iter()
+                .filter(|p| p.ip() != from)
+                .collect()),
+            other => Err(format!("announce answered with {other:?}")),
+        }
+    }
+}
+
+/// One BEP 15 transaction over `sock` (which has a read timeout): a connect, then `req` with
+/// the connection id it returned.
+pub fn transact(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    req: impl FnOnce(ConnectionId) -> Request,
+) -> Result<Response, String> {
+    let ask = |req: Request| -> Result<Response, String> {
+        let mut out = Vec::new();
+        req.encode(&mut out);
+        sock.send_to(&out, to)
+            .map_err(|e| format!("send to tracker {to}: {e}"))?;
+        let mut buf = [0u8; 1500];
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .map_err(|e| format!("no answer from tracker {to}: {e}"))?;
+        Response::parse(&buf[..n], false).map_err(|e| format!("bad answer from {to}: {e}"))
+    };
+    let connection_id = match ask(Request::Connect(ConnectRequest {
+        transaction_id: TransactionId(1),
+    }))? {
+        Response::Connect(c) => c.connection_id,
+        other => return Err(format!("connect answered with {other:?}")),
+    };
+    ask(req(connection_id))
+}
+
+/// A BEP 15 scrape of one torrent over `sock`.
+pub fn scrape(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    info_hash: &InfoHash,
+) -> Result<TorrentScrapeStats, String> {
+    let req = |connection_id| {
+        Request::Scrape(ScrapeRequest {
             connection_id,
             transaction_id: TransactionId(2),
             info_hashes: vec![*info_hash],
-        }))? {
-            Response::Scrape(s) => Ok(s.stats.first().copied().unwrap_or_default()),
-            other => Err(format!("scrape answered with {other:?}")),
-        }
+        })
+    };
+    match transact(sock, to, req)? {
+        Response::Scrape(s) => Ok(s.stats.first().copied().unwrap_or_default()),
+        other => Err(format!("scrape answered with {other:?}")),
     }
 }
 
