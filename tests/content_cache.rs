@@ -1,4 +1,4 @@
-//! The hosts' content cache (DESIGN.md: the BLAKE3 digest keys each host's local content):
+//! The hosts' content cache (docs/ARCHITECTURE.md: the BLAKE3 digest keys each host's local content):
 //! a version whose payload is already on a host under another version is copied from
 //! there, verified like a download, and installed with zero bytes downloaded.
 

@@ -1,4 +1,4 @@
-//! The binaries against each other through the DESIGN.md command-line contract:
+//! The binaries against each other through the command-line contract (docs/ARCHITECTURE.md):
 //! `instream-seed create/serve` -> `instream-peer get` (file and http:// URL sources, a
 //! multi-file torrent), the `--json` summary, SIGTERM, and one-line errors.
 //!

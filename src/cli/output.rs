@@ -1,4 +1,4 @@
-//! How status reads on a terminal and in scripts: the contract lines of DESIGN.md
+//! How status reads on a terminal and in scripts: the contract lines of docs/ARCHITECTURE.md
 //! (`Success Percentage: S Failure Percentage: F Pending Percentage: P`; per-host lines
 //! `state timestamp host`), JSON as the API gives it, and a progress bar only on a TTY.
 

@@ -1,4 +1,4 @@
-//! The `instream-tracker` binary: the DESIGN.md flags, `--print-config`, one-line errors,
+//! The `instream-tracker` binary: the contract flags (docs/ARCHITECTURE.md), `--print-config`, one-line errors,
 //! SIGHUP reloading the whitelist, SIGTERM ending it cleanly.
 
 mod support;

@@ -1,6 +1,6 @@
 //! The clients under comparison and how to start each one's seed and peer.
 //!
-//! - instream: `instream-seed serve` and `instream-peer get --json` (DESIGN.md contract).
+//! - instream: `instream-seed serve` and `instream-peer get --json` (docs/ARCHITECTURE.md contract).
 //! - libtorrent: tests/reference/lt_peer.py under /usr/bin/python3, with REFERENCE-CLIENTS.md
 //!   closed-network settings. Its peers wait for "go" on stdin after setting up, so python's
 //!   start-up is not counted against libtorrent; instream peers are timed from their spawn,

@@ -84,7 +84,7 @@ impl TopologySpec {
     }
 
     /// The terms of `max(F/u_origin, F/d_host, F/w_fabric_ingress, N·F/(u_origin + Σ u_host))`
-    /// (DESIGN.md) for a payload of `bytes`, largest first; the bound is the first.
+    /// (docs/ARCHITECTURE.md) for a payload of `bytes`, largest first; the bound is the first.
     pub fn lower_bound(&self, bytes: u64) -> Vec<BoundTerm> {
         let bits = bytes as f64 * 8.0;
         let mbps = |m: f64| m * 1e6;

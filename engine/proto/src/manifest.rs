@@ -35,7 +35,7 @@ pub const MAX_MANIFEST_LEN: usize = 16 * 1024 * 1024;
 /// Longest product, version or variant name.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// The hooks a product may ship under `.instream/hooks/` (DESIGN.md, install layout).
+/// The hooks a product may ship under `.instream/hooks/` (docs/ARCHITECTURE.md, install layout).
 pub const KNOWN_HOOKS: [&str; 5] = ["stop", "start", "restart", "status", "health"];
 
 /// Why a manifest was refused.

@@ -180,7 +180,7 @@ pub struct Outcome {
     pub secs: f64,
 }
 
-/// The `deploy` command line (DESIGN.md contract: `src/dispatch/local.rs` `AGENT_USAGE`).
+/// The `deploy` command line (docs/ARCHITECTURE.md contract: `src/dispatch/local.rs` `AGENT_USAGE`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeployArgs {
     /// Control server URL (manifest, torrent, status events).

@@ -17,7 +17,7 @@
 //! link is switched only by renaming a complete new link over the old one; a failed
 //! activation leaves `current` where it was.
 //!
-//! Activation (DESIGN.md, install layout): `stop` of the old version, the link switch,
+//! Activation (docs/ARCHITECTURE.md, install layout): `stop` of the old version, the link switch,
 //! `start` of the new one, then `health`, retried. A failing `start` or `health` stops the
 //! new version, switches the link back and starts the old one again; the error carries the
 //! hook's last line of standard error. A hook runs only if the version's signed manifest
@@ -121,7 +121,7 @@ pub struct HookFailure {
 
 impl std::fmt::Display for HookFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // DESIGN.md: a failed health check's reason is the hook's last stderr line, as is.
+        // docs/ARCHITECTURE.md: a failed health check's reason is the hook's last stderr line, as is.
         if self.hook == "health" {
             f.write_str(&self.detail)
         } else {

@@ -698,7 +698,7 @@ pub fn liar_peer(torrent: &Path) -> (Proc, SocketAddr) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Our binaries, driven through the command-line contract of DESIGN.md
+// Our binaries, driven through the command-line contract of docs/ARCHITECTURE.md
 
 /// `instream-seed create PATH --piece-size SIZE [--tracker URL]... -o OUT`.
 pub fn instream_create(path: &Path, piece_size: &str, trackers: &[String], out: &Path) {

@@ -91,7 +91,7 @@ impl Transport {
     }
 }
 
-/// A host's state in a deployment (DESIGN.md, status model).
+/// A host's state in a deployment (docs/ARCHITECTURE.md, status model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HostState {
