@@ -258,6 +258,11 @@ async fn ensure_topic(
     };
     let mut admin_cfg = ClientConfig::new();
     admin_cfg.set("bootstrap.servers", &cfg.brokers);
+    // The operator's options (security.protocol, sasl.*) apply to every client we make:
+    // against a SASL-only broker an admin client without them never connects.
+    for (k, v) in &cfg.options {
+        admin_cfg.set(k, v);
+    }
     let admin: AdminClient<DefaultClientContext> = admin_cfg.create().map_err(source)?;
     let topic = NewTopic::new(
         &cfg.topic,
