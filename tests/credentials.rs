@@ -257,3 +257,42 @@ fn revoked_host_is_refused_while_other_hosts_are_unaffected() {
     let (code, text) = post_events(&srv, &fresh, &[event(&id2, "host-1", 1, "success")]);
     assert_eq!(code, 200, "fresh credential: {text}");
 }
+
+#[test]
+fn serve_refuses_a_tracker_token_that_is_the_operator_token() {
+    let env = Env::new(1, 1);
+    let token = env.path().join("token");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_instream"))
+        .arg("serve")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tracker",
+            "http://127.0.0.1:9/announce",
+        ])
+        .arg("--db")
+        .arg(env.path().join("refused.db"))
+        .arg("--inventory")
+        .arg(env.path().join("inventory.toml"))
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--tracker-token-file")
+        .arg(&token)
+        .env("INSTREAM_CONFIG_DIR", env.path().join("config"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run instream serve");
+    let status = wait_for(T, "instream serve to refuse to start", || {
+        child.try_wait().unwrap()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(!status.success(), "serve must refuse to start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the tracker's admin token") && err.contains("is the operator's API token"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "never listened");
+}
