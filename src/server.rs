@@ -3,6 +3,7 @@
 //! stopped too and the error is returned (a half-alive control server would accept events it
 //! never acts on).
 
+use crate::api::credential::{AgentKey, KeyFileError, Revocations};
 use crate::api::{self, AppState, auth::Token};
 use crate::deploy::driver::Driver;
 use crate::dispatch::Dispatcher;
@@ -17,7 +18,7 @@ pub struct ServerConfig {
     pub db_path: PathBuf,
     /// `synchronous=FULL` (survive power loss) instead of NORMAL (survive process death).
     pub durable: bool,
-    /// The bearer token clients and agents must present.
+    /// The operator's bearer token (agents get their own credentials at dispatch).
     pub token: String,
     pub dispatcher: Arc<dyn Dispatcher>,
     /// Report deadline for deployments that do not set one, ms (default 120 s).
@@ -44,12 +45,22 @@ pub enum ServerError {
         #[source]
         source: StoreError,
     },
+    #[error("agent credentials")]
+    AgentKey(#[source] KeyFileError),
     #[error("deployment driver")]
     Driver(#[source] StoreError),
     #[error("http server")]
     Http(#[source] std::io::Error),
     #[error("status events")]
     Report(#[source] ReportError),
+}
+
+/// Where the secret of agent credentials lives: next to the database, `<db>.agent-key`
+/// (0600, made on first start; a copy of it lets anyone mint any host's credential).
+pub fn agent_key_path(db_path: &std::path::Path) -> PathBuf {
+    let mut name = db_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".agent-key");
+    db_path.with_file_name(name)
 }
 
 pub async fn run(
@@ -61,8 +72,20 @@ pub async fn run(
         path: cfg.db_path.display().to_string(),
         source,
     })?;
+    let key_path = agent_key_path(&cfg.db_path);
+    let agent_key = AgentKey::load_or_create(&key_path).map_err(ServerError::AgentKey)?;
+    let revocations = db
+        .read(|s| s.revocations())
+        .await
+        .map_err(ServerError::Driver)?;
+    let revocations = Arc::new(Revocations::from_rows(revocations));
     let metrics = Arc::new(Metrics::default());
-    let (driver, handle) = Driver::new(db.clone(), cfg.dispatcher.clone(), metrics.clone());
+    let (driver, handle) = Driver::new(
+        db.clone(),
+        cfg.dispatcher.clone(),
+        agent_key.clone(),
+        metrics.clone(),
+    );
     let ingest = Ingest::new(db.clone(), handle.clone(), metrics.clone());
     let source = cfg.report_source;
     let source_ingest = ingest.clone();
@@ -72,6 +95,8 @@ pub async fn run(
         dispatcher: cfg.dispatcher,
         ingest,
         token: Token::new(&cfg.token),
+        agent_key,
+        revocations,
         metrics,
         default_report_deadline_ms: cfg.default_report_deadline_ms,
         trusted_keys: cfg.trusted_keys,

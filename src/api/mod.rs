@@ -5,6 +5,7 @@
 //! [`run`] takes an already-bound listener and a shutdown future (tests bind port 0).
 
 pub mod auth;
+pub mod credential;
 pub mod page;
 pub mod routes;
 pub mod views;
@@ -32,6 +33,10 @@ pub struct AppState {
     pub dispatcher: Arc<dyn Dispatcher>,
     pub ingest: Ingest,
     pub token: auth::Token,
+    /// Signs and checks per-host agent credentials.
+    pub agent_key: credential::AgentKey,
+    /// Revoked agent credentials (cache of the store's table).
+    pub revocations: Arc<credential::Revocations>,
     pub metrics: Arc<Metrics>,
     /// Report deadline for deployments that do not name one, in ms.
     pub default_report_deadline_ms: u64,

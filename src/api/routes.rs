@@ -1,27 +1,34 @@
 //! The API's routes and handlers. Paths (all JSON unless said):
 //!
+//! auth: `op` = the operator's token only (an agent credential gets 403); `any` = the
+//! operator's token or an agent credential (whose events must all be its host's, for its
+//! deployment).
+//!
 //! | method + path | auth | does |
 //! | --- | --- | --- |
 //! | GET `/` | no | status page (static HTML; reads the API with the token from `#token=`) |
 //! | GET `/healthz` | no | `ok` |
-//! | GET `/metrics` | yes | Prometheus text |
-//! | GET `/api/v1/products` | yes | products with their versions |
-//! | GET `/api/v1/products/{p}/versions` | yes | versions of one product |
-//! | POST `/api/v1/products/{p}/versions` | yes | register a version (torrent + signed manifest) |
-//! | GET `/api/v1/products/{p}/versions/{v}/torrent?variant=` | yes | .torrent bytes |
-//! | GET `/api/v1/products/{p}/versions/{v}/manifest?variant=` | yes | signed manifest bytes |
-//! | GET `/api/v1/publish-info` | yes | tracker URLs and origin directory for `instream publish` |
-//! | GET `/api/v1/fabrics` | yes | fabrics the dispatcher knows |
-//! | GET `/api/v1/deployments?limit=` | yes | recent deployments with progress |
-//! | POST `/api/v1/deployments` | yes | create; answers `{"status":"submitted","id":..}` |
-//! | GET `/api/v1/deployments/{id}?fabric=` | yes | state and progress (overall, per fabric) |
-//! | GET `/api/v1/deployments/{id}/hosts?state=&fabric=` | yes | per-host list |
-//! | POST `/api/v1/deployments/{id}/promote` | yes | continue past the canary |
-//! | POST `/api/v1/rollbacks` | yes | roll a fabric back; answers like a deploy |
-//! | POST `/api/v1/events` | yes | host events, batched and idempotent |
+//! | GET `/metrics` | op | Prometheus text |
+//! | GET `/api/v1/products` | op | products with their versions |
+//! | GET `/api/v1/products/{p}/versions` | op | versions of one product |
+//! | POST `/api/v1/products/{p}/versions` | op | register a version (torrent + signed manifest) |
+//! | GET `/api/v1/products/{p}/versions/{v}/torrent?variant=` | any | .torrent bytes |
+//! | GET `/api/v1/products/{p}/versions/{v}/manifest?variant=` | any | signed manifest bytes |
+//! | GET `/api/v1/publish-info` | op | tracker URLs and origin directory for `instream publish` |
+//! | GET `/api/v1/fabrics` | op | fabrics the dispatcher knows |
+//! | GET `/api/v1/deployments?limit=` | op | recent deployments with progress |
+//! | POST `/api/v1/deployments` | op | create; answers `{"status":"submitted","id":..}` |
+//! | GET `/api/v1/deployments/{id}?fabric=` | op | state and progress (overall, per fabric) |
+//! | GET `/api/v1/deployments/{id}/hosts?state=&fabric=` | op | per-host list |
+//! | POST `/api/v1/deployments/{id}/promote` | op | continue past the canary |
+//! | POST `/api/v1/rollbacks` | op | roll a fabric back; answers like a deploy |
+//! | POST `/api/v1/events` | any | host events, batched and idempotent |
+//! | POST `/api/v1/revocations` | op | `{"host":H,"deployment":ID?}`: refuse H's agent credentials issued until now |
 
+use super::auth::Principal;
 use super::views::{
-    DeploymentView, HostView, HostsView, ProductView, RegisterReply, RegisterRequest, Submitted,
+    DeploymentView, HostView, HostsView, ProductView, RegisterReply, RegisterRequest, RevokeReply,
+    Submitted,
 };
 use super::{ApiError, ApiJson, ApiQuery, AppState, MAX_BODY, auth, page};
 use crate::deploy::driver::PromoteError;
@@ -33,7 +40,7 @@ use crate::report::http::{EventBatch, IngestReply};
 use crate::store::{Blob, HostFilter, NewVersion, StoreError};
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,13 +50,8 @@ use std::sync::Arc;
 type St = State<Arc<AppState>>;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/v1/products", get(list_products))
-        .route(
-            "/api/v1/products/{product}/versions",
-            get(list_versions).post(register_version),
-        )
+    // What an agent credential may use; the operator's token may too.
+    let agent = Router::new()
         .route(
             "/api/v1/products/{product}/versions/{version}/torrent",
             get(get_torrent),
@@ -57,6 +59,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/products/{product}/versions/{version}/manifest",
             get(get_manifest),
+        )
+        .route("/api/v1/events", post(post_events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_principal,
+        ));
+    // The operator's token only.
+    let operator = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/products", get(list_products))
+        .route(
+            "/api/v1/products/{product}/versions",
+            get(list_versions).post(register_version),
         )
         .route("/api/v1/fabrics", get(list_fabrics))
         .route("/api/v1/publish-info", get(publish_info))
@@ -68,15 +83,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/deployments/{id}/hosts", get(get_hosts))
         .route("/api/v1/deployments/{id}/promote", post(promote))
         .route("/api/v1/rollbacks", post(create_rollback))
-        .route("/api/v1/events", post(post_events))
+        .route("/api/v1/revocations", post(revoke))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::require_operator,
         ));
     Router::new()
         .route("/", get(page::index))
         .route("/healthz", get(|| async { "ok" }))
-        .merge(api)
+        .merge(agent)
+        .merge(operator)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -501,8 +517,25 @@ async fn promote(State(st): St, Path(id): Path<String>) -> Result<Json<Submitted
 
 async fn post_events(
     State(st): St,
+    Extension(who): Extension<Principal>,
     ApiJson(batch): ApiJson<EventBatch>,
 ) -> Result<Json<IngestReply>, ApiError> {
+    // An agent posts its own host's events for the deployment it was dispatched for; one
+    // event outside that refuses the whole batch, so nothing of it is stored.
+    if let Principal::Agent { host, deployment } = &who
+        && let Some(e) = batch
+            .events
+            .iter()
+            .find(|e| &e.host != host || &e.deployment != deployment)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the agent credential of host {host} for deployment {deployment} may not post events of host {} for deployment {}",
+                e.host, e.deployment
+            ),
+        ));
+    }
     match st.ingest.ingest(batch.events).await {
         Ok(out) => Ok(Json(out.into())),
         Err(e @ IngestError::TooLarge { .. }) => {
@@ -510,4 +543,37 @@ async fn post_events(
         }
         Err(IngestError::Store(e)) => Err(store_err(e)),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    host: String,
+    deployment: Option<String>,
+}
+
+async fn revoke(
+    State(st): St,
+    ApiJson(req): ApiJson<RevokeRequest>,
+) -> Result<Json<RevokeReply>, ApiError> {
+    check_name("host", &req.host)?;
+    if let Some(d) = &req.deployment {
+        check_name("deployment id", d)?;
+    }
+    // Everything issued up to and including this millisecond is refused.
+    let before = now_millis() + 1;
+    let (host, dep) = (req.host.clone(), req.deployment.clone().unwrap_or_default());
+    st.db
+        .write(move |s| s.revoke(&host, &dep, before))
+        .await
+        .map_err(store_err)?;
+    st.revocations
+        .add(&req.host, req.deployment.as_deref().unwrap_or(""), before);
+    tracing::info!(host = %req.host, deployment = req.deployment.as_deref().unwrap_or("*"), "agent credentials revoked");
+    Ok(Json(RevokeReply {
+        status: "revoked".into(),
+        host: req.host,
+        deployment: req.deployment,
+        revoked_before_ms: before,
+    }))
 }

@@ -197,3 +197,14 @@ pub struct Submitted {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// Answer of `POST /api/v1/revocations`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeReply {
+    pub status: String,
+    pub host: String,
+    /// The one deployment revoked, or none for every deployment of the host.
+    pub deployment: Option<String>,
+    /// Credentials issued before this instant (ms since the epoch) are refused.
+    pub revoked_before_ms: u64,
+}

@@ -8,6 +8,7 @@ pub mod legacy;
 pub mod output;
 pub mod promote;
 pub mod publish;
+pub mod revoke;
 pub mod rollback;
 pub mod serve;
 pub mod size;
@@ -51,6 +52,9 @@ pub enum Command {
     Promote(promote::PromoteArgs),
     /// Switch a fabric's hosts back to their previous (or a named) version.
     Rollback(rollback::RollbackArgs),
+    /// Revoke a host's agent credentials (all, or for one deployment): the control server
+    /// refuses them with 403 from now on.
+    Revoke(revoke::RevokeArgs),
     /// Everything on one machine: tracker, control server, origin and N local hosts in K
     /// fabrics; publish a generated product, deploy it with a canary, show progress, print
     /// the final status and the fanout time against its lower bound.
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(a) => block_on(status::run(a)),
         Command::Promote(a) => block_on(promote::run(a)),
         Command::Rollback(a) => block_on(rollback::run(a)),
+        Command::Revoke(a) => block_on(revoke::run(a)),
         Command::Up(a) => crate::up::run(a),
     }
 }

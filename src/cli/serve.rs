@@ -117,8 +117,9 @@ pub struct ServeArgs {
     pub salt: SaltArgs,
 }
 
-/// salt-api access for `--dispatcher salt`. The token file and trusted key paths given to
-/// `serve` must also exist at the same paths on the minions.
+/// salt-api access for `--dispatcher salt`. The trusted key path given to `serve` must also
+/// exist at the same path on the minions; each agent gets its own credential in its
+/// command's environment.
 #[derive(Args, Debug)]
 pub struct SaltArgs {
     /// salt-api (rest_cherrypy) base URL.
@@ -257,8 +258,19 @@ pub fn run(a: ServeArgs) -> Result<()> {
                         "--tracker-token-file needs --tracker-admin URL or an http:// --tracker",
                     )?,
             };
-            let token = config::read_token(f)?;
-            Some(crate::tracker_admin::TrackerAdmin::new(&base, &token))
+            let tracker_token = config::read_token(f)?;
+            // Two credentials for two services: one must never open the other's door.
+            if tracker_token == token {
+                anyhow::bail!(
+                    "the tracker's admin token ({}) is the operator's API token ({}): give the tracker its own",
+                    f.display(),
+                    token_file.display()
+                );
+            }
+            Some(crate::tracker_admin::TrackerAdmin::new(
+                &base,
+                &tracker_token,
+            ))
         }
     };
     let publish = crate::tracker_admin::PublishInfo {
@@ -293,7 +305,6 @@ pub fn run(a: ServeArgs) -> Result<()> {
             program: a.agent.clone().unwrap_or_else(default_agent),
             prefix_args: a.agent_args.clone(),
             server: url.clone(),
-            token_file: abs(token_file),
             hosts_root: abs(hosts_root),
             trusted_key: a.trusted_key.clone().map(abs),
             seed_for: a.agent_seed_for,

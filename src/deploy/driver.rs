@@ -15,6 +15,7 @@
 use super::machine::{Action, Command, CommandError, Machine};
 use super::model::{HostEvent, HostState, PhaseRecord, SERVER_SEQ, StepKind, now_millis};
 use super::submit;
+use crate::api::credential::AgentKey;
 use crate::dispatch::{Dispatcher, Job, JobHost};
 use crate::metrics::Metrics;
 use crate::store::{Db, StoreError};
@@ -92,6 +93,8 @@ impl DriverHandle {
 pub struct Driver {
     db: Db,
     dispatcher: Arc<dyn Dispatcher>,
+    /// Issues each dispatched host its agent credential.
+    agent_key: AgentKey,
     metrics: Arc<Metrics>,
     machines: HashMap<String, Machine>,
     /// Deployments to reload from the store at the given time (ms): their phase could not
@@ -119,6 +122,7 @@ impl Driver {
     pub fn new(
         db: Db,
         dispatcher: Arc<dyn Dispatcher>,
+        agent_key: AgentKey,
         metrics: Arc<Metrics>,
     ) -> (Self, DriverHandle) {
         // Bounded: a flood of events slows the ingest answers down instead of growing memory.
@@ -128,6 +132,7 @@ impl Driver {
             Self {
                 db,
                 dispatcher,
+                agent_key,
                 metrics,
                 machines: HashMap::new(),
                 retry: BTreeMap::new(),
@@ -341,9 +346,11 @@ impl Driver {
                 let spec = m.spec().clone();
                 let mut by_version: BTreeMap<String, Vec<JobHost>> = BTreeMap::new();
                 for t in hosts {
+                    let credential = self.agent_key.issue(&t.host, m.id(), now_millis());
                     by_version.entry(t.version).or_default().push(JobHost {
                         name: t.host,
                         fabric: t.fabric,
+                        credential,
                     });
                 }
                 for (version, hosts) in by_version {

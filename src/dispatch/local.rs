@@ -8,7 +8,7 @@
 //! go to `<root>/agent.log`.
 
 use super::inventory::Inventory;
-use super::{DispatchError, Dispatcher, HostInfo, Job, TargetQuery};
+use super::{DispatchError, Dispatcher, HostInfo, Job, JobHost, TargetQuery};
 use futures::future::BoxFuture;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -24,8 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// them by name, so that together they bring each piece into the fabric about once;
 /// `--report-kafka` and `--report-topic` when the server consumes status events from Kafka
 /// (`serve --reporter kafka`): agents then produce them there instead of posting them.
-pub const AGENT_USAGE: &str = "instream-peer deploy --server URL --token-file FILE \
---deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
+/// The token is the host's own agent credential for the deployment, never the operator's:
+/// the local dispatcher writes it to a 0600 file in the host's data root
+/// (`--token-file`), the Salt dispatcher passes it in the command's environment
+/// (`--token-env`); it is never a command-line word, which every local user could read in
+/// `/proc`.
+pub const AGENT_USAGE: &str = "instream-peer deploy --server URL \
+(--token-file FILE | --token-env VAR) --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
 [--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF] \
 [--report-kafka BROKERS --report-topic TOPIC]";
 
@@ -47,8 +52,6 @@ pub struct AgentCommand {
     pub prefix_args: Vec<OsString>,
     /// Control server base URL the agent reports to and fetches manifests from.
     pub server: String,
-    /// File holding the bearer token.
-    pub token_file: PathBuf,
     /// Parent of the per-host data roots.
     pub hosts_root: PathBuf,
     /// Publisher public key file handed to agents, if configured.
@@ -59,6 +62,21 @@ pub struct AgentCommand {
     pub report_kafka: Option<KafkaReport>,
 }
 
+/// Where an agent finds its credential.
+#[derive(Clone, Copy, Debug)]
+pub enum TokenArg<'a> {
+    /// A file (`--token-file`).
+    File(&'a Path),
+    /// An environment variable of the agent's process (`--token-env`).
+    Env(&'a str),
+}
+
+/// The file the local dispatcher writes a host's credential for `deployment` to, under
+/// its data root.
+pub fn credential_file(root: &Path, deployment: &str) -> PathBuf {
+    root.join("credentials").join(deployment)
+}
+
 impl AgentCommand {
     /// The data root of one host.
     pub fn root_of(&self, host: &str) -> PathBuf {
@@ -66,14 +84,17 @@ impl AgentCommand {
     }
 
     /// The argument vector (after the program) for one host of a job, per [`AGENT_USAGE`].
-    pub fn args(&self, job: &Job, host: &str, fabric: &str) -> Vec<OsString> {
+    pub fn args(&self, job: &Job, host: &str, fabric: &str, token: TokenArg<'_>) -> Vec<OsString> {
         let mut a: Vec<OsString> = self.prefix_args.clone();
         let mut push = |k: &str, v: &dyn AsRef<std::ffi::OsStr>| {
             a.push(k.into());
             a.push(v.as_ref().to_owned());
         };
         push("--server", &self.server);
-        push("--token-file", &self.token_file);
+        match token {
+            TokenArg::File(f) => push("--token-file", &f),
+            TokenArg::Env(v) => push("--token-env", &v),
+        }
         push("--deployment", &job.deployment);
         push("--host", &host);
         push("--fabric", &fabric);
@@ -135,13 +156,16 @@ impl LocalDispatcher {
         Inventory::parse(&text, &path.display().to_string())
     }
 
-    fn spawn_one(&self, job: &Job, host: &str, fabric: &str) -> Result<(), DispatchError> {
+    fn spawn_one(&self, job: &Job, h: &JobHost) -> Result<(), DispatchError> {
+        let (host, fabric) = (h.name.as_str(), h.fabric.as_str());
         let spawn_err = |source| DispatchError::Spawn {
             host: host.to_string(),
             source,
         };
         let root = self.agent.root_of(host);
         std::fs::create_dir_all(&root).map_err(spawn_err)?;
+        let token_file = credential_file(&root, &job.deployment);
+        write_private(&token_file, &h.credential).map_err(spawn_err)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -149,10 +173,13 @@ impl LocalDispatcher {
             .map_err(spawn_err)?;
         let log2 = log.try_clone().map_err(spawn_err)?;
         let mut cmd = tokio::process::Command::new(&self.agent.program);
-        cmd.args(self.agent.args(job, host, fabric))
-            .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        cmd.args(
+            self.agent
+                .args(job, host, fabric, TokenArg::File(&token_file)),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
         let mut child = cmd.spawn().map_err(spawn_err)?;
         let (host, deployment) = (host.to_string(), job.deployment.clone());
         tokio::spawn(async move {
@@ -164,6 +191,32 @@ impl LocalDispatcher {
         });
         Ok(())
     }
+}
+
+/// Writes `contents` to `path`, readable by its owner only, in a directory only its owner
+/// may enter (both made if missing; an existing file is replaced, not reopened, so a
+/// looser mode or a link planted there is not followed).
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")
 }
 
 impl Dispatcher for LocalDispatcher {
@@ -188,7 +241,7 @@ impl Dispatcher for LocalDispatcher {
             // A host whose agent cannot start fails the whole call: the driver turns that
             // into per-host failures. Hosts started before it keep running and reporting.
             for h in &job.hosts {
-                self.spawn_one(job, &h.name, &h.fabric)?;
+                self.spawn_one(job, h)?;
             }
             tracing::info!(deployment = %job.deployment, hosts = job.hosts.len(), version = %job.version, "local job started");
             Ok(format!("local-{}-{n}", job.deployment))
@@ -207,7 +260,6 @@ mod tests {
             program: "instream-peer".into(),
             prefix_args: vec![],
             server: "http://127.0.0.1:7070".into(),
-            token_file: "/t".into(),
             hosts_root: "/hosts".into(),
             trusted_key: None,
             seed_for: Some(5),
@@ -221,10 +273,11 @@ mod tests {
             hosts: vec![JobHost {
                 name: "h1".into(),
                 fabric: "f1".into(),
+                credential: "agent:h1:dep-1:1:00".into(),
             }],
         };
         let args: Vec<String> = agent
-            .args(&job, "h1", "f1")
+            .args(&job, "h1", "f1", TokenArg::File(Path::new("/t")))
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect();
@@ -239,11 +292,12 @@ mod tests {
             .map(|n| JobHost {
                 name: (*n).into(),
                 fabric: if *n == "x9" { "f2" } else { "f1" }.into(),
+                credential: String::new(),
             })
             .collect();
         let share = |host: &str, fabric: &str| {
             let a: Vec<String> = agent
-                .args(&three, host, fabric)
+                .args(&three, host, fabric, TokenArg::File(Path::new("/t")))
                 .into_iter()
                 .map(|s| s.into_string().unwrap())
                 .collect();
@@ -262,7 +316,7 @@ mod tests {
             ..agent.clone()
         };
         let with_kafka: Vec<String> = kafka
-            .args(&job, "h1", "f1")
+            .args(&job, "h1", "f1", TokenArg::File(Path::new("/t")))
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect();

@@ -44,6 +44,9 @@ pub struct TargetQuery {
 pub struct JobHost {
     pub name: String,
     pub fabric: String,
+    /// This host's agent credential for the job's deployment (`api::credential`): the
+    /// dispatcher hands it to this host's agent only, never on a command line.
+    pub credential: String,
 }
 
 /// Start the agent for `deployment` on `hosts`, each to run `product` `version`.

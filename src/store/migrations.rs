@@ -6,14 +6,16 @@
 //!   state columns hold the winning event under the maximum rule (rank, seq);
 //! - `events` keeps every distinct event, keyed (deployment, host, seq) — the idempotency key;
 //! - `installed` holds, per (product, host), the version a success last activated and the one
-//!   before it (what "rollback to previous" means).
+//!   before it (what "rollback to previous" means);
+//! - `revocations` has one row per (host, deployment or ''), its instant only moving forward.
 
 use rusqlite::{Connection, params};
 
 /// (version, SQL). Versions are consecutive from 1.
-pub const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE products (
     name        TEXT PRIMARY KEY,
     created_at  INTEGER NOT NULL
@@ -92,7 +94,21 @@ CREATE TABLE jobs (
     PRIMARY KEY (deployment, job)
 ) WITHOUT ROWID;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Revoked agent credentials: those of `host` for `deployment` ('' = every deployment)
+-- issued before `revoked_before` (ms) are refused.
+CREATE TABLE revocations (
+    host            TEXT NOT NULL,
+    deployment      TEXT NOT NULL DEFAULT '',
+    revoked_before  INTEGER NOT NULL,
+    PRIMARY KEY (host, deployment)
+) WITHOUT ROWID;
+"#,
+    ),
+];
 
 /// Applies every migration newer than the database; returns the schema version.
 pub fn migrate(conn: &mut Connection, now: u64) -> rusqlite::Result<u32> {

@@ -74,6 +74,31 @@ impl Store {
         Ok(Self { conn })
     }
 
+    // ---- agent credentials ----
+
+    /// Refuses `host`'s agent credentials (for `deployment`, or every one if `""`) issued
+    /// before `before_ms`. An earlier instant than one already recorded changes nothing.
+    pub fn revoke(&mut self, host: &str, deployment: &str, before_ms: Millis) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO revocations(host, deployment, revoked_before) VALUES (?1, ?2, ?3)
+             ON CONFLICT(host, deployment)
+             DO UPDATE SET revoked_before = MAX(revoked_before, excluded.revoked_before)",
+            params![host, deployment, before_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Every revocation: (host, deployment or `""`, revoked_before ms).
+    pub fn revocations(&self) -> Result<Vec<(String, String, Millis)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT host, deployment, revoked_before FROM revocations")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as Millis))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     // ---- product registry ----
 
     /// Registers a version. Registering the same (product, version, variant) again with the

@@ -251,3 +251,25 @@ fn duplicate_deployment_id_is_refused() {
         .unwrap_err();
     assert!(matches!(err, StoreError::DuplicateDeployment { .. }));
 }
+
+#[test]
+fn revocations_survive_reopen_and_never_move_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let mut s = Store::open(&path, false).unwrap();
+        s.revoke("h1", "", 100).unwrap();
+        s.revoke("h1", "", 50).unwrap();
+        s.revoke("h2", "d-1", 7).unwrap();
+    }
+    let s = Store::open(&path, false).unwrap();
+    let mut rows = s.revocations().unwrap();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            ("h1".to_string(), String::new(), 100),
+            ("h2".to_string(), "d-1".to_string(), 7)
+        ]
+    );
+}

@@ -186,9 +186,19 @@ pub struct DeployArgs {
     /// Control server URL (manifest, torrent, status events).
     #[arg(long, value_name = "URL")]
     pub server: String,
-    /// File holding the control API token.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: PathBuf,
+    /// File holding this host's agent credential (mode 0600; refused if its group or
+    /// others may read it).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "token_env",
+        conflicts_with = "token_env"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding this host's agent credential (how the Salt dispatcher
+    /// hands it over: never on the command line).
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
     /// Deployment id the events are for.
     #[arg(long, value_name = "ID")]
     pub deployment: String,
@@ -275,7 +285,15 @@ pub struct DeployArgs {
 impl DeployArgs {
     /// Reads the token and key files and checks names.
     pub fn into_config(self) -> Result<AgentConfig, AgentError> {
-        let token = read_token_file(&self.token_file)?;
+        let token = match (&self.token_file, &self.token_env) {
+            (Some(f), _) => read_token_file(f)?,
+            (None, Some(var)) => read_token_env(var)?,
+            (None, None) => {
+                return Err(AgentError::Config(
+                    "pass --token-file FILE or --token-env VAR".into(),
+                ));
+            }
+        };
         let mut trusted_keys = Vec::new();
         for f in &self.trusted_keys {
             let text = std::fs::read_to_string(f).map_err(|e| {
@@ -328,15 +346,25 @@ impl DeployArgs {
     }
 }
 
-/// The control API token: the first non-empty line of `path`.
+/// The control API token: the first non-empty line of `path`. A file its group or others
+/// may read is refused: the token is a credential (`chmod 600 FILE`).
 pub fn read_token_file(path: &Path) -> Result<String, AgentError> {
-    let token = std::fs::read_to_string(path)
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
         .map_err(|e| AgentError::Config(format!("read token file {}: {e}", path.display())))?
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_string();
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(AgentError::Config(format!(
+            "token file {} is readable by group or others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        )));
+    }
+    let token = first_line(
+        &std::fs::read_to_string(path)
+            .map_err(|e| AgentError::Config(format!("read token file {}: {e}", path.display())))?,
+    );
     if token.is_empty() {
         return Err(AgentError::Config(format!(
             "token file {} is empty",
@@ -344,6 +372,27 @@ pub fn read_token_file(path: &Path) -> Result<String, AgentError> {
         )));
     }
     Ok(token)
+}
+
+/// The control API token from the environment variable `var` (its first non-empty line).
+pub fn read_token_env(var: &str) -> Result<String, AgentError> {
+    let token = std::env::var(var)
+        .map(|v| first_line(&v))
+        .unwrap_or_default();
+    if token.is_empty() {
+        return Err(AgentError::Config(format!(
+            "environment variable {var} (--token-env) is not set or empty"
+        )));
+    }
+    Ok(token)
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// What the steps hand back on success.
@@ -804,5 +853,25 @@ async fn steps(
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn token_file_readable_by_others_is_refused_and_a_private_one_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "\n  agent:h:d:1:ab \nrest\n").unwrap();
+        for loose in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(loose)).unwrap();
+            let e = read_token_file(&f).unwrap_err().to_string();
+            assert!(e.contains("readable by group or others"), "{loose:o}: {e}");
+        }
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token_file(&f).unwrap(), "agent:h:d:1:ab");
     }
 }

@@ -19,6 +19,11 @@ const TABLE: &str = "instream";
 pub const HOST_EXPR: &str = "{{ grains.id }}";
 /// The host's fabric, looked up in the job's table by minion id.
 pub const FABRIC_EXPR: &str = "{{ instream[grains.id][0] }}";
+/// Prefix of the environment variable holding a host's agent credential; the host's
+/// `--token-env` names `TOKEN_ENV_PREFIX` + its minion id ([`TOKEN_ENV_EXPR`]).
+pub const TOKEN_ENV_PREFIX: &str = "INSTREAM_AGENT_TOKEN_";
+/// The `--token-env` word, rendered on the minion.
+pub const TOKEN_ENV_EXPR: &str = "INSTREAM_AGENT_TOKEN_{{ grains.id }}";
 /// `--fabric-share RANK/OF` or nothing, looked up the same way.
 const SHARE_EXPR: &str = "{{ instream[grains.id][1] }}";
 
@@ -177,15 +182,32 @@ pub fn command_template(program: &str, argv: &[OsString], job: &Job) -> String {
     format!("{{% set {TABLE} = {table} %}}{}", words.join(" "))
 }
 
-/// The `local_async` lowstate that starts a job's agents.
-pub fn start_request(target: &str, command: &str) -> Value {
+/// The `cmd.run` environment of a job: each host's credential under
+/// `TOKEN_ENV_PREFIX<host>` (the template renders only the command, so the agent picks its
+/// own by name with `--token-env`). Salt publishes a job to every minion under a key they
+/// all share, so this keeps credentials off command lines (and `/proc/PID/cmdline`), not
+/// away from a minion's root; see the README's security notes.
+pub fn credential_env(job: &Job) -> BTreeMap<String, String> {
+    job.hosts
+        .iter()
+        .map(|h| {
+            (
+                format!("{TOKEN_ENV_PREFIX}{}", h.name),
+                h.credential.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The `local_async` lowstate that starts a job's agents, with `env` for the command.
+pub fn start_request(target: &str, command: &str, env: &BTreeMap<String, String>) -> Value {
     json!([{
         "client": "local_async",
         "tgt": target,
         "tgt_type": "compound",
         "fun": "cmd.run",
         "arg": [command],
-        "kwarg": {"template": "jinja", "python_shell": false},
+        "kwarg": {"template": "jinja", "python_shell": false, "env": env},
     }])
 }
 
@@ -252,6 +274,7 @@ mod tests {
                 .map(|(n, f)| JobHost {
                     name: (*n).into(),
                     fabric: (*f).into(),
+                    credential: format!("agent:{n}:d-1:1:00"),
                 })
                 .collect(),
         }
@@ -264,8 +287,8 @@ mod tests {
             "deploy",
             "--server",
             "http://10.0.0.1:7070",
-            "--token-file",
-            "/etc/instream/token",
+            "--token-env",
+            TOKEN_ENV_EXPR,
             "--deployment",
             "d-1",
             "--host",
@@ -306,7 +329,7 @@ mod tests {
             "{% set instream = {\"h1\":[\"f1\",\"--fabric-share 0/2\"],\
 \"h3\":[\"f1\",\"--fabric-share 1/2\"],\"x9\":[\"f2\",\"\"]} %}\
 /opt/instream/bin/instream-peer deploy --server http://10.0.0.1:7070 \
---token-file /etc/instream/token --deployment d-1 --host '{{ grains.id }}' \
+--token-env 'INSTREAM_AGENT_TOKEN_{{ grains.id }}' --deployment d-1 --host '{{ grains.id }}' \
 --fabric '{{ instream[grains.id][0] }}' --root '/var/lib/instream/{{ grains.id }}' \
 --product app --version 2 --variant 12 --trusted-key /etc/instream/publisher.pub \
 {{ instream[grains.id][1] }}"
@@ -397,12 +420,18 @@ mod tests {
 
     #[test]
     fn start_request_and_answer() {
-        let req = start_request("L@h1", "cmd");
+        let j = job(&[("h1", "f1"), ("h2", "f1")], None);
+        let env = credential_env(&j);
+        let req = start_request("L@h1", "cmd", &env);
         assert_eq!(req[0]["client"], "local_async");
         assert_eq!(req[0]["tgt_type"], "compound");
         assert_eq!(req[0]["fun"], "cmd.run");
         assert_eq!(req[0]["arg"], json!(["cmd"]));
         assert_eq!(req[0]["kwarg"]["template"], "jinja");
+        assert_eq!(
+            req[0]["kwarg"]["env"],
+            json!({"INSTREAM_AGENT_TOKEN_h1": "agent:h1:d-1:1:00", "INSTREAM_AGENT_TOKEN_h2": "agent:h2:d-1:1:00"})
+        );
         let ok =
             r#"{"return": [{"jid": "20261125073101123456", "minions": ["host-1", "host-2"]}]}"#;
         assert_eq!(

@@ -18,8 +18,10 @@
 //!   agent's output and exit code land in Salt's job cache under the jid
 //!   (`salt-run jobs.lookup_jid JID`), and status comes back through the agent's reports.
 //!
-//! Paths in the command (`--agent`, `--hosts-root`, `--token-file`, `--trusted-key`) are
-//! paths on the minions.
+//! Paths in the command (`--agent`, `--hosts-root`, `--trusted-key`) are paths on the
+//! minions. Each host's agent credential travels in the command's environment
+//! (`cmd.run`'s `env`, one variable per host, picked by `--token-env`), never in the
+//! command line.
 
 pub mod api;
 pub mod lowstate;
@@ -27,7 +29,7 @@ pub mod lowstate;
 pub use api::{Credentials, SaltApi, SaltError};
 
 use super::inventory::Inventory;
-use super::local::AgentCommand;
+use super::local::{AgentCommand, TokenArg};
 use super::{DispatchError, Dispatcher, HostInfo, Job, TargetQuery};
 use futures::future::BoxFuture;
 use std::time::Duration;
@@ -62,10 +64,6 @@ impl SaltDispatcher {
         let statics = [
             ("agent path", agent.program.to_string_lossy().into_owned()),
             ("server URL", agent.server.clone()),
-            (
-                "token file",
-                agent.token_file.to_string_lossy().into_owned(),
-            ),
             (
                 "hosts root",
                 agent.hosts_root.to_string_lossy().into_owned(),
@@ -150,12 +148,16 @@ impl Dispatcher for SaltDispatcher {
                 .as_deref()
                 .map(|v| (self.settings.variant_grain.as_str(), v));
             let target = lowstate::compound_target(&job.hosts, variant);
-            let argv = self
-                .agent
-                .args(job, lowstate::HOST_EXPR, lowstate::FABRIC_EXPR);
+            let argv = self.agent.args(
+                job,
+                lowstate::HOST_EXPR,
+                lowstate::FABRIC_EXPR,
+                TokenArg::Env(lowstate::TOKEN_ENV_EXPR),
+            );
             let program = self.agent.program.to_string_lossy();
             let command = lowstate::command_template(&program, &argv, job);
-            let req = lowstate::start_request(&target, &command);
+            let env = lowstate::credential_env(job);
+            let req = lowstate::start_request(&target, &command, &env);
             let body = self.api.run(&req, SUBMIT_TIMEOUT).await?;
             let Some((jid, minions)) = lowstate::parse_start(&body).map_err(|d| self.api.bad(d))?
             else {
