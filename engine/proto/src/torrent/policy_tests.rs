@@ -418,3 +418,53 @@ fn requests_in(actions: &[Action]) -> Vec<BlockSpec> {
         })
         .collect()
 }
+
+/// The canary stall: the last piece was asked of a peer that then left (its agent's seeding
+/// time ran out), so the piece is started but nobody is asked for it; the only peer left is
+/// a complete one still on probation. It must be asked for that piece.
+#[test]
+fn r_stall_a_piece_whose_sender_left_is_asked_of_a_peer_on_probation() {
+    let mut r = Rig::leecher(1);
+    let gone = r.connect(1, true);
+    r.send(gone, Message::HaveAll);
+    let asked = requests_in(&r.send(gone, Message::Unchoke));
+    assert_eq!(asked.len(), (PIECE / BLOCK_LEN) as usize);
+    r.input(Input::PeerDisconnected { peer: gone });
+    let left = r.connect(2, true);
+    r.send(left, Message::HaveAll);
+    let asked = requests_in(&r.send(left, Message::Unchoke));
+    assert_eq!(
+        asked.len(),
+        (PIECE / BLOCK_LEN) as usize,
+        "the whole piece from the peer on probation"
+    );
+}
+
+/// Same with a piece of which the departed peer had sent some blocks: the peer on probation
+/// fetches it again, whole (it owns it from then on, so a bad piece has one sender to blame).
+#[test]
+fn r_stall_a_half_received_piece_whose_sender_left_is_fetched_whole_from_a_peer_on_probation() {
+    let mut r = Rig::leecher(1);
+    let gone = r.connect(1, true);
+    r.send(gone, Message::HaveAll);
+    let asked = requests_in(&r.send(gone, Message::Unchoke));
+    for s in &asked[..4] {
+        r.send(
+            gone,
+            Message::Piece {
+                index: s.index,
+                begin: s.begin,
+                data: Bytes::from(vec![0; s.len as usize]),
+            },
+        );
+    }
+    r.input(Input::PeerDisconnected { peer: gone });
+    let left = r.connect(2, true);
+    r.send(left, Message::HaveAll);
+    let asked = requests_in(&r.send(left, Message::Unchoke));
+    assert_eq!(
+        asked.len(),
+        (PIECE / BLOCK_LEN) as usize,
+        "the whole piece again, from it alone"
+    );
+}

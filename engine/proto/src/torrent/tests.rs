@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::picker::FabricShare;
 use crate::sim::{NodeSpec, Role, Swarm};
 use crate::torrent::Config;
 
@@ -446,4 +447,55 @@ fn r9_our_own_address_is_dialled_at_most_once_whoever_lists_it() {
     }
     let s = t.stats();
     assert_eq!((s.dials, s.own_addresses), (1, 1));
+}
+
+/// The canary deploy that stalled (one host stuck at 987,216 of 1,249,360 bytes for 90 s):
+/// one super-seeding origin and six peers, 1.2 MiB in 16 KiB pieces, under many schedules
+/// (RNG seeds, latencies, rates, start times). Every peer must complete in bounded virtual
+/// time: with the origin and five complete peers online, nobody may stall.
+#[test]
+fn r_stall_six_peers_and_a_super_seeding_origin_always_complete() {
+    use rand::{Rng, SeedableRng};
+    let data = payload(1_249_360);
+    let runs: u64 = std::env::var("R_STALL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for seed in 0..runs {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        // As `instream up` and the test fleet run it: the origin names no fabric; hosts
+        // alternate between f1 and f2, each told its share of its fabric by the control plane.
+        let mut origin = node(Role::Seed, "origin", rng.gen_range(5.0..100.0));
+        origin.config.super_seed = true;
+        origin.config.fabric = None;
+        let mut specs = vec![origin];
+        for h in 0..6u32 {
+            let fabric = if h % 2 == 0 { "f1" } else { "f2" };
+            // Some hosts far slower than the rest (a loaded machine), so that the others
+            // complete and leave while they still have requests out.
+            let rate = if rng.gen_bool(0.3) {
+                rng.gen_range(0.05..1.0)
+            } else {
+                rng.gen_range(5.0..100.0)
+            };
+            let mut n = node(Role::Leecher, fabric, rate);
+            n.config.fabric_share = Some(FabricShare { rank: h / 2, of: 3 });
+            n.start_at = Duration::from_millis(rng.gen_range(0..3000));
+            specs.push(n);
+        }
+        let mut s = Swarm::new(data.clone(), 16 * 1024, specs);
+        s.reseed(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        s.connect_jitter = Duration::from_micros(rng.gen_range(0..20_000));
+        s.latency = Duration::from_micros(rng.gen_range(50..5_000));
+        s.verify_delay = Duration::from_micros(rng.gen_range(0..20_000));
+        s.read_delay = Duration::from_micros(rng.gen_range(0..5_000));
+        // The test fleet's agents seed for 2 s after completing, then exit.
+        s.seed_for = Some(Duration::from_millis(rng.gen_range(100..2000)));
+        let end = s.run(Duration::from_secs(120));
+        assert!(
+            s.is_done(),
+            "seed {seed}: stalled at {end:?}, pieces per node {:?}",
+            s.progress()
+        );
+    }
 }
