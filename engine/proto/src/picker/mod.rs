@@ -630,6 +630,19 @@ impl Picker {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn debug_state(&self) -> String {
+        format!(
+            "unstarted={} verifying={:?} partial={:?}",
+            self.unstarted,
+            self.verifying.keys().collect::<Vec<_>>(),
+            self.partial
+                .iter()
+                .map(|(i, pp)| (*i, pp.owner, pp.missing, pp.received, pp.blocks.clone()))
+                .collect::<Vec<_>>()
+        )
+    }
+
     /// Bytes of complete pieces waiting for their verification result.
     pub fn bytes_verifying(&self) -> u64 {
         self.verifying_bytes

@@ -468,3 +468,55 @@ fn r_stall_a_half_received_piece_whose_sender_left_is_fetched_whole_from_a_peer_
         "the whole piece again, from it alone"
     );
 }
+
+/// The canary stall, second cause: we dial a peer while it dials us; its connection wins
+/// and ours is refused as a duplicate. When its connection ends, its address must be dialled
+/// again (it stayed "connected" for good, so a host that both sides had refused this way
+/// was never dialled by anyone again and, once the others left, sat alone).
+#[test]
+fn r_stall_a_dial_refused_as_a_duplicate_is_dialled_again_after_the_peer_leaves() {
+    use std::time::Duration;
+    let mut r = Rig::leecher(4);
+    let addr: std::net::SocketAddr = "10.0.0.9:6881".parse().unwrap();
+    let dials = |a: &[Action]| {
+        a.iter()
+            .filter(|a| matches!(a, Action::Connect { addr: x } if *x == addr))
+            .count()
+    };
+    let a = r.input(Input::PeersDiscovered { addrs: vec![addr] });
+    assert_eq!(dials(&a), 1);
+    let id = PeerId([9; 20]);
+    let info = |outgoing: bool, addr: std::net::SocketAddr| PeerInfo {
+        addr,
+        peer_id: id,
+        supports_fast: true,
+        supports_extensions: false,
+        outgoing,
+    };
+    let theirs = PeerKey(1);
+    r.input(Input::PeerConnected {
+        peer: theirs,
+        info: info(false, "10.0.0.9:40000".parse().unwrap()),
+    });
+    let ours = PeerKey(2);
+    let a = r.input(Input::PeerConnected {
+        peer: ours,
+        info: info(true, addr),
+    });
+    assert_eq!(disconnects(&a), 1, "ours is the duplicate: {a:?}");
+    r.input(Input::PeerDisconnected { peer: ours });
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        r.now += Duration::from_secs(1);
+        r.t.handle_timeout(r.now);
+        all.extend(r.drain());
+    }
+    assert_eq!(dials(&all), 0, "connected to it already: {all:?}");
+    all.extend(r.input(Input::PeerDisconnected { peer: theirs }));
+    for _ in 0..8 {
+        r.now += Duration::from_secs(1);
+        r.t.handle_timeout(r.now);
+        all.extend(r.drain());
+    }
+    assert_eq!(dials(&all), 1, "dialled again once it left: {all:?}");
+}

@@ -461,7 +461,13 @@ fn r_stall_six_peers_and_a_super_seeding_origin_always_complete() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
+    let only: Option<u64> = std::env::var("R_STALL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for seed in 0..runs {
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         // As `instream up` and the test fleet run it: the origin names no fabric; hosts
         // alternate between f1 and f2, each told its share of its fabric by the control plane.
@@ -485,13 +491,36 @@ fn r_stall_six_peers_and_a_super_seeding_origin_always_complete() {
         }
         let mut s = Swarm::new(data.clone(), 16 * 1024, specs);
         s.reseed(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        s.connect_jitter = Duration::from_micros(rng.gen_range(0..20_000));
+        s.connect_jitter = Duration::from_micros(rng.gen_range(0..100_000));
         s.latency = Duration::from_micros(rng.gen_range(50..5_000));
         s.verify_delay = Duration::from_micros(rng.gen_range(0..20_000));
         s.read_delay = Duration::from_micros(rng.gen_range(0..5_000));
         // The test fleet's agents seed for 2 s after completing, then exit.
         s.seed_for = Some(Duration::from_millis(rng.gen_range(100..2000)));
         let end = s.run(Duration::from_secs(120));
+        if !s.is_done() {
+            for i in 0..7 {
+                if let Some(t) = s.torrent(i)
+                    && !t.is_complete()
+                {
+                    eprintln!("node {i}: {} peers", t.peers.len());
+                    for (k, p) in &t.peers {
+                        eprintln!(
+                            "  {k:?} id={} trusted={} int={} choking_us={} reqs={} pieces={} await={:?} af={:?}",
+                            p.info.peer_id.0[7],
+                            p.trusted,
+                            p.am_interested,
+                            p.peer_choking,
+                            p.requests.len(),
+                            p.pieces.count(),
+                            p.awaiting_verdict,
+                            p.allowed_fast
+                        );
+                    }
+                    eprintln!("  picker: {}", t.picker.debug_state());
+                }
+            }
+        }
         assert!(
             s.is_done(),
             "seed {seed}: stalled at {end:?}, pieces per node {:?}",
