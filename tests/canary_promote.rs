@@ -6,7 +6,7 @@
 mod support;
 
 use std::time::Duration;
-use support::Env;
+use support::{Env, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -122,10 +122,16 @@ fn canary_failing_its_health_check_halts_and_returns_canaries_to_the_previous_ve
         .collect();
     assert_eq!(pending, ["host-5", "host-6"]);
 
-    let rb = v["rollback_id"]
-        .as_str()
-        .expect("a rollback was started")
-        .to_string();
+    // The halt is saved first and the rollback it starts is recorded just after: wait for it.
+    let rb = wait_for(
+        T,
+        "the halted deployment to record the rollback it started",
+        || {
+            env.status_json(&srv, &v2)["rollback_id"]
+                .as_str()
+                .map(str::to_string)
+        },
+    );
     let r = env.wait_state(&srv, &rb, "done", T);
     assert_eq!(r["kind"], "rollback");
     assert_eq!(r["parent"], v2.as_str());

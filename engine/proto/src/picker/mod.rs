@@ -6,7 +6,9 @@
 //! except in end-game (no unstarted piece left), where it may be requested from
 //! [`partial::MAX_REQUESTERS`] peers. A partial piece with an owner is asked only of its
 //! owner (a peer on probation, or the one peer re-fetching a piece that failed), except for
-//! end-game duplicates of a probation peer's piece.
+//! end-game duplicates of a probation peer's piece. A partial piece has at least one block
+//! requested or received (a release that leaves none puts it back to unstarted), and one
+//! that nobody owns or is asked for can be adopted, restarted, by a peer on probation.
 //!
 //! The picker never hashes and never reads the clock: verification results come back through
 //! [`Picker::piece_verified`], time through [`Picker::set_now`], and randomness is an
@@ -331,6 +333,7 @@ impl Picker {
         // 2. Start new pieces, rarest first; ties broken by a random starting point. A peer
         //    on probation has one piece at a time: none while it owns a partial one.
         let busy_on_probation = probation && self.partial.values().any(|pp| pp.owner == Some(peer));
+        let mut started = false;
         while want(out) && self.unstarted > 0 && !busy_on_probation {
             let share = if scope == PeerScope::Remote {
                 self.share
@@ -357,9 +360,40 @@ impl Picker {
             }
             self.partial.insert(piece.get(), pp);
             self.unstarted -= 1;
+            started = true;
             self.request_missing(piece, peer, max - (out.len() - start), out);
             if one_only {
                 break;
+            }
+        }
+
+        // 2b. A peer on probation with no piece of its own and none to start adopts a started
+        //     piece that nobody owns and nobody is asked for (its sender timed out, was
+        //     choked or left after sending some blocks): the blocks received are dropped, so
+        //     the whole piece comes from this one peer, and it owns the piece. Without this,
+        //     once every trusted peer is gone such a piece is asked of nobody, ever (the
+        //     canary stall).
+        if probation && !busy_on_probation && !started && want(out) {
+            let adopt = self
+                .partial
+                .iter()
+                .find(|(i, pp)| {
+                    pp.owner.is_none()
+                        && !pp.in_flight()
+                        && their_pieces.get_raw(**i)
+                        && self.allowed(**i as usize, scope)
+                })
+                .map(|(i, _)| *i);
+            if let Some(i) = adopt {
+                let piece = self
+                    .lengths
+                    .validate_piece(i)
+                    .expect("partial pieces are valid");
+                if let Some(pp) = self.partial.get_mut(&i) {
+                    pp.restart();
+                    pp.owner = Some(peer);
+                }
+                self.request_missing(piece, peer, max - (out.len() - start), out);
             }
         }
 
@@ -506,6 +540,13 @@ impl Picker {
         if pp.owner == Some(peer) {
             pp.owner = None;
         }
+        // Nothing of it asked for or held any more: back to unstarted (see STATE.md), so that
+        // it is picked rarest-first again by anyone who may start a piece, a peer on
+        // probation included, and end-game does not begin while it waits.
+        if pp.received == 0 && pp.missing == pp.blocks_total {
+            self.partial.remove(&block.piece.get());
+            self.unstarted += 1;
+        }
     }
 
     /// True if `block` is currently requested from `peer`.
@@ -587,6 +628,19 @@ impl Picker {
             self.failed.insert(i, FailedAttempt { data, senders });
             Verdict::Bad { sole_sender }
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn debug_state(&self) -> String {
+        format!(
+            "unstarted={} verifying={:?} partial={:?}",
+            self.unstarted,
+            self.verifying.keys().collect::<Vec<_>>(),
+            self.partial
+                .iter()
+                .map(|(i, pp)| (*i, pp.owner, pp.missing, pp.received, pp.blocks.clone()))
+                .collect::<Vec<_>>()
+        )
     }
 
     /// Bytes of complete pieces waiting for their verification result.

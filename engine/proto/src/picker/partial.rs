@@ -88,6 +88,19 @@ impl PartialPiece {
         self.received += 1;
     }
 
+    /// True while some block is requested from someone.
+    pub(crate) fn in_flight(&self) -> bool {
+        self.received + self.missing < self.blocks_total
+    }
+
+    /// Forgets every block received: all blocks `Missing` again, the buffer empty.
+    pub(crate) fn restart(&mut self) {
+        self.blocks.fill(BlockState::Missing);
+        self.received = 0;
+        self.missing = self.blocks_total;
+        self.buffer.clear();
+    }
+
     /// Takes the assembled bytes out, leaving the piece empty.
     pub(crate) fn take_data(&mut self) -> Bytes {
         std::mem::take(&mut self.buffer).freeze()

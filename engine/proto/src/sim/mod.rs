@@ -12,6 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use crate::PeerId;
 use crate::bitfield::Bitfield;
@@ -109,6 +111,8 @@ struct Node {
     report: NodeReport,
     /// Virtual time up to which `torrent` has been given its timeout.
     timer_at: Option<Duration>,
+    /// Shut down and left the swarm (see [`Swarm::seed_for`]).
+    gone: bool,
 }
 
 #[derive(Debug)]
@@ -117,6 +121,8 @@ enum Event {
     Input(Input),
     Timer,
     Announce,
+    /// The node's seeding time after completion is over: it shuts down and leaves.
+    Leave,
 }
 
 /// The simulated network.
@@ -147,6 +153,20 @@ pub struct Swarm {
     peer_source: Box<dyn PeerSource>,
     /// How often nodes re-announce (zero: only at start).
     pub reannounce: Duration,
+    /// Added to every node's RNG seed (see [`Swarm::reseed`]).
+    rng_salt: u64,
+    /// How long hashing and writing a piece takes (zero: the verdict comes at once).
+    pub verify_delay: Duration,
+    /// How long a disk read for an upload takes.
+    pub read_delay: Duration,
+    /// Each end of a new connection learns of it up to this much later than the earliest
+    /// moment (zero: both ends at once).
+    pub connect_jitter: Duration,
+    /// Draws for `connect_jitter`.
+    rng: SmallRng,
+    /// A leecher that completes seeds this long, then shuts down and leaves, as an agent
+    /// with `--seed-for` does (`None`: it stays).
+    pub seed_for: Option<Duration>,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -173,6 +193,7 @@ impl Swarm {
                 links: HashMap::new(),
                 report: NodeReport::default(),
                 timer_at: None,
+                gone: false,
             })
             .collect();
         let mut s = Self {
@@ -192,6 +213,12 @@ impl Swarm {
             fabric_ingress: HashMap::new(),
             peer_source: Box::new(FullMesh::new(0)),
             reannounce: Duration::from_secs(5),
+            rng_salt: 0,
+            verify_delay: Duration::ZERO,
+            read_delay: Duration::ZERO,
+            seed_for: None,
+            connect_jitter: Duration::ZERO,
+            rng: SmallRng::seed_from_u64(0),
         };
         s.peer_source = Box::new(FullMesh::new(s.nodes.len()));
         s.leechers_left = s
@@ -204,6 +231,13 @@ impl Swarm {
             s.schedule(at, i, Event::Start);
         }
         s
+    }
+
+    /// Runs one set of specs under another schedule: `salt` changes every node's RNG seed and
+    /// the simulator's own draws. Call before [`Swarm::run`].
+    pub fn reseed(&mut self, salt: u64) {
+        self.rng_salt = salt;
+        self.rng = SmallRng::seed_from_u64(salt);
     }
 
     /// Replaces the tracker model.
@@ -281,6 +315,9 @@ impl Swarm {
 
     fn deliver(&mut self, i: usize, ev: Event) {
         let now = self.base + self.now;
+        if self.nodes[i].gone {
+            return;
+        }
         match ev {
             Event::Start => {
                 let n = self.lengths.num_pieces();
@@ -291,7 +328,13 @@ impl Swarm {
                 };
                 let mut config = self.nodes[i].spec.config.clone();
                 config.peer_id = Self::peer_id(i);
-                let t = Torrent::new(self.lengths, have, config, now, i as u64 + 1);
+                let t = Torrent::new(
+                    self.lengths,
+                    have,
+                    config,
+                    now,
+                    (i as u64 + 1).wrapping_add(self.rng_salt),
+                );
                 self.nodes[i].torrent = Some(t);
                 self.announce(i, now);
             }
@@ -305,6 +348,12 @@ impl Swarm {
             Event::Timer => {
                 self.nodes[i].timer_at = None;
                 self.with_torrent(i, |t| t.handle_timeout(now));
+            }
+            Event::Leave => {
+                self.with_torrent(i, Torrent::shutdown);
+                self.drain(i);
+                self.nodes[i].gone = true;
+                return;
             }
         }
         self.drain(i);
@@ -366,13 +415,13 @@ impl Swarm {
                     self.payload.slice(start..start + block.len as usize)
                 };
                 let input = Input::BlockRead { peer, block, data };
-                self.schedule(self.now, i, Event::Input(input));
+                self.schedule(self.now + self.read_delay, i, Event::Input(input));
             }
             Action::VerifyAndWrite { piece, data } => {
                 let start = self.payload_index(self.lengths.piece_offset(piece));
                 let ok = data[..] == self.payload[start..start + data.len()];
                 self.schedule(
-                    self.now,
+                    self.now + self.verify_delay,
                     i,
                     Event::Input(Input::PieceVerified { piece, ok }),
                 );
@@ -381,7 +430,7 @@ impl Swarm {
                 let Some(j) = self.nodes.iter().position(|n| n.addr == addr) else {
                     return;
                 };
-                if self.nodes[j].torrent.is_none() {
+                if self.nodes[j].torrent.is_none() || self.nodes[j].gone {
                     self.schedule(
                         self.now + self.latency,
                         i,
@@ -393,7 +442,21 @@ impl Swarm {
                 self.next_key += 2;
                 self.nodes[i].links.insert(ki, (j, kj));
                 self.nodes[j].links.insert(kj, (i, ki));
+                // Each end learns of the connection when its handshake exchange is over, not
+                // necessarily at the same moment (so two crossing dials can each keep a
+                // different one); nothing on it arrives before that.
                 let at = self.now + self.latency * 2;
+                let (at_i, at_j) = if self.connect_jitter.is_zero() {
+                    (at, at)
+                } else {
+                    let max = u64::try_from(self.connect_jitter.as_nanos()).unwrap_or(u64::MAX);
+                    (
+                        at + Duration::from_nanos(self.rng.gen_range(0..max)),
+                        at + Duration::from_nanos(self.rng.gen_range(0..max)),
+                    )
+                };
+                self.last_arrival.insert((i, ki), at_i);
+                self.last_arrival.insert((j, kj), at_j);
                 let info = |from: usize, outgoing: bool| PeerInfo {
                     addr: self.nodes[from].addr,
                     peer_id: Self::peer_id(from),
@@ -403,12 +466,12 @@ impl Swarm {
                 };
                 let (ii, ij) = (info(j, true), info(i, false));
                 self.schedule(
-                    at,
+                    at_i,
                     i,
                     Event::Input(Input::PeerConnected { peer: ki, info: ii }),
                 );
                 self.schedule(
-                    at,
+                    at_j,
                     j,
                     Event::Input(Input::PeerConnected { peer: kj, info: ij }),
                 );
@@ -433,6 +496,9 @@ impl Swarm {
                         Some(self.now.saturating_sub(self.nodes[i].spec.start_at));
                     if self.nodes[i].spec.role == Role::Leecher {
                         self.leechers_left -= 1;
+                        if let Some(after) = self.seed_for {
+                            self.schedule(self.now + after, i, Event::Leave);
+                        }
                     }
                 }
             }

@@ -94,6 +94,9 @@ pub struct Torrent {
     upload_waiting: BTreeSet<PeerKey>,
     /// The peer whose request was read last: the next round starts after it.
     upload_cursor: PeerKey,
+    /// Addresses we dialled that reached a peer already connected another way (crossing
+    /// dials), by its peer id: they count as connected until that peer leaves.
+    duplicate_dials: HashMap<PeerId, Vec<SocketAddr>>,
 }
 
 impl Torrent {
@@ -131,6 +134,7 @@ impl Torrent {
             upload_reading: 0,
             upload_waiting: BTreeSet::new(),
             upload_cursor: PeerKey(0),
+            duplicate_dials: HashMap::new(),
         };
         if complete {
             t.actions.push_back(Action::Completed);
@@ -327,6 +331,20 @@ impl Torrent {
             None
         };
         if let Some(reason) = reason {
+            // A refused dial must leave the address dialable again (the stall: crossing dials
+            // refused as duplicates at both ends left each address "connected" for good, so
+            // neither side ever dialled the other again).
+            if info.outgoing {
+                match reason {
+                    DisconnectReason::Duplicate => self
+                        .duplicate_dials
+                        .entry(info.peer_id)
+                        .or_default()
+                        .push(info.addr),
+                    DisconnectReason::Banned => self.book.ban(info.addr),
+                    _ => self.book.disconnected(info.addr, now, RECONNECT_PAUSE),
+                }
+            }
             self.actions
                 .push_back(Action::Disconnect { peer: key, reason });
             return;
@@ -401,6 +419,13 @@ impl Torrent {
         }
         if p.info.outgoing {
             self.book.disconnected(p.info.addr, now, RECONNECT_PAUSE);
+        }
+        for addr in self
+            .duplicate_dials
+            .remove(&p.info.peer_id)
+            .unwrap_or_default()
+        {
+            self.book.disconnected(addr, now, RECONNECT_PAUSE);
         }
         if p.fabric.is_some() {
             self.update_fabric_share();

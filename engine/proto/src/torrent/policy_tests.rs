@@ -418,3 +418,105 @@ fn requests_in(actions: &[Action]) -> Vec<BlockSpec> {
         })
         .collect()
 }
+
+/// The canary stall: the last piece was asked of a peer that then left (its agent's seeding
+/// time ran out), so the piece is started but nobody is asked for it; the only peer left is
+/// a complete one still on probation. It must be asked for that piece.
+#[test]
+fn r_stall_a_piece_whose_sender_left_is_asked_of_a_peer_on_probation() {
+    let mut r = Rig::leecher(1);
+    let gone = r.connect(1, true);
+    r.send(gone, Message::HaveAll);
+    let asked = requests_in(&r.send(gone, Message::Unchoke));
+    assert_eq!(asked.len(), (PIECE / BLOCK_LEN) as usize);
+    r.input(Input::PeerDisconnected { peer: gone });
+    let left = r.connect(2, true);
+    r.send(left, Message::HaveAll);
+    let asked = requests_in(&r.send(left, Message::Unchoke));
+    assert_eq!(
+        asked.len(),
+        (PIECE / BLOCK_LEN) as usize,
+        "the whole piece from the peer on probation"
+    );
+}
+
+/// Same with a piece of which the departed peer had sent some blocks: the peer on probation
+/// fetches it again, whole (it owns it from then on, so a bad piece has one sender to blame).
+#[test]
+fn r_stall_a_half_received_piece_whose_sender_left_is_fetched_whole_from_a_peer_on_probation() {
+    let mut r = Rig::leecher(1);
+    let gone = r.connect(1, true);
+    r.send(gone, Message::HaveAll);
+    let asked = requests_in(&r.send(gone, Message::Unchoke));
+    for s in &asked[..4] {
+        r.send(
+            gone,
+            Message::Piece {
+                index: s.index,
+                begin: s.begin,
+                data: Bytes::from(vec![0; s.len as usize]),
+            },
+        );
+    }
+    r.input(Input::PeerDisconnected { peer: gone });
+    let left = r.connect(2, true);
+    r.send(left, Message::HaveAll);
+    let asked = requests_in(&r.send(left, Message::Unchoke));
+    assert_eq!(
+        asked.len(),
+        (PIECE / BLOCK_LEN) as usize,
+        "the whole piece again, from it alone"
+    );
+}
+
+/// The canary stall, second cause: we dial a peer while it dials us; its connection wins
+/// and ours is refused as a duplicate. When its connection ends, its address must be dialled
+/// again (it stayed "connected" for good, so a host that both sides had refused this way
+/// was never dialled by anyone again and, once the others left, sat alone).
+#[test]
+fn r_stall_a_dial_refused_as_a_duplicate_is_dialled_again_after_the_peer_leaves() {
+    use std::time::Duration;
+    let mut r = Rig::leecher(4);
+    let addr: std::net::SocketAddr = "10.0.0.9:6881".parse().unwrap();
+    let dials = |a: &[Action]| {
+        a.iter()
+            .filter(|a| matches!(a, Action::Connect { addr: x } if *x == addr))
+            .count()
+    };
+    let a = r.input(Input::PeersDiscovered { addrs: vec![addr] });
+    assert_eq!(dials(&a), 1);
+    let id = PeerId([9; 20]);
+    let info = |outgoing: bool, addr: std::net::SocketAddr| PeerInfo {
+        addr,
+        peer_id: id,
+        supports_fast: true,
+        supports_extensions: false,
+        outgoing,
+    };
+    let theirs = PeerKey(1);
+    r.input(Input::PeerConnected {
+        peer: theirs,
+        info: info(false, "10.0.0.9:40000".parse().unwrap()),
+    });
+    let ours = PeerKey(2);
+    let a = r.input(Input::PeerConnected {
+        peer: ours,
+        info: info(true, addr),
+    });
+    assert_eq!(disconnects(&a), 1, "ours is the duplicate: {a:?}");
+    r.input(Input::PeerDisconnected { peer: ours });
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        r.now += Duration::from_secs(1);
+        r.t.handle_timeout(r.now);
+        all.extend(r.drain());
+    }
+    assert_eq!(dials(&all), 0, "connected to it already: {all:?}");
+    all.extend(r.input(Input::PeerDisconnected { peer: theirs }));
+    for _ in 0..8 {
+        r.now += Duration::from_secs(1);
+        r.t.handle_timeout(r.now);
+        all.extend(r.drain());
+    }
+    assert_eq!(dials(&all), 1, "dialled again once it left: {all:?}");
+}

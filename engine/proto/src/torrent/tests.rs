@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::picker::FabricShare;
 use crate::sim::{NodeSpec, Role, Swarm};
 use crate::torrent::Config;
 
@@ -446,4 +447,119 @@ fn r9_our_own_address_is_dialled_at_most_once_whoever_lists_it() {
     }
     let s = t.stats();
     assert_eq!((s.dials, s.own_addresses), (1, 1));
+}
+
+/// How hard a stall schedule pushes: the share of slow hosts and how long a complete host
+/// seeds before it leaves, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct StallProfile {
+    slow_share: f64,
+    seed_for_ms: (u64, u64),
+}
+
+/// Seeds 337 (profile 0) and 1375 (profile 1) stalled before the fixes: the first on crossing
+/// dials refused at both ends (the lagging host ends with no peer at all), the second on
+/// started pieces nobody may ask of the origin, reconnected and so on probation.
+const STALL_PROFILES: [StallProfile; 2] = [
+    StallProfile {
+        slow_share: 0.3,
+        seed_for_ms: (100, 2000),
+    },
+    StallProfile {
+        slow_share: 0.5,
+        seed_for_ms: (20, 600),
+    },
+];
+const KNOWN_STALLS: [(usize, u64); 2] = [(0, 337), (1, 1375)];
+
+/// The canary deploy that stalled (one host stuck at 987,216 of 1,249,360 bytes for 90 s):
+/// one super-seeding origin and six peers, 1.2 MiB in 16 KiB pieces, under many schedules
+/// (RNG seeds, latencies, rates, start times, handshake timing, agents leaving 2 s after
+/// completing). Every peer must complete in bounded virtual time. `R_STALL_RUNS=N` widens
+/// the search (seeds `0..N` of each profile), `R_STALL_SEED=S` runs one seed.
+#[test]
+fn r_stall_six_peers_and_a_super_seeding_origin_always_complete() {
+    let runs: u64 = std::env::var("R_STALL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let only: Option<u64> = std::env::var("R_STALL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut cases: Vec<(usize, u64)> = KNOWN_STALLS.to_vec();
+    for profile in 0..STALL_PROFILES.len() {
+        cases.extend((0..runs).map(|seed| (profile, seed)));
+    }
+    for (profile, seed) in cases {
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
+        stall_run(STALL_PROFILES[profile], seed);
+    }
+}
+
+fn stall_run(profile: StallProfile, seed: u64) {
+    use rand::{Rng, SeedableRng};
+    let data = payload(1_249_360);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    // As `instream up` and the test fleet run it: the origin names no fabric; hosts
+    // alternate between f1 and f2, each told its share of its fabric by the control plane.
+    let mut origin = node(Role::Seed, "origin", rng.gen_range(5.0..100.0));
+    origin.config.super_seed = true;
+    origin.config.fabric = None;
+    let mut specs = vec![origin];
+    for h in 0..6u32 {
+        let fabric = if h % 2 == 0 { "f1" } else { "f2" };
+        // Some hosts far slower than the rest (a loaded machine), so that the others
+        // complete and leave while they still have requests out.
+        let rate = if rng.gen_bool(profile.slow_share) {
+            rng.gen_range(0.05..1.0)
+        } else {
+            rng.gen_range(5.0..100.0)
+        };
+        let mut n = node(Role::Leecher, fabric, rate);
+        n.config.fabric_share = Some(FabricShare { rank: h / 2, of: 3 });
+        n.start_at = Duration::from_millis(rng.gen_range(0..3000));
+        specs.push(n);
+    }
+    let mut s = Swarm::new(data, 16 * 1024, specs);
+    s.reseed(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    s.connect_jitter = Duration::from_micros(rng.gen_range(0..100_000));
+    s.latency = Duration::from_micros(rng.gen_range(50..5_000));
+    s.verify_delay = Duration::from_micros(rng.gen_range(0..20_000));
+    s.read_delay = Duration::from_micros(rng.gen_range(0..5_000));
+    // The test fleet's agents seed for 2 s after completing, then exit.
+    let (lo, hi) = profile.seed_for_ms;
+    s.seed_for = Some(Duration::from_millis(rng.gen_range(lo..hi)));
+    let end = s.run(Duration::from_secs(120));
+    if !s.is_done() {
+        dump_stalled(&s);
+    }
+    assert!(
+        s.is_done(),
+        "{profile:?} seed {seed}: stalled at {end:?}, pieces per node {:?}",
+        s.progress()
+    );
+}
+
+/// What each incomplete node sees, for the failure message.
+fn dump_stalled(s: &Swarm) {
+    for i in 0..s.progress().len() {
+        let Some(t) = s.torrent(i).filter(|t| !t.is_complete()) else {
+            continue;
+        };
+        eprintln!("node {i}: {} peers", t.peers.len());
+        for (k, p) in &t.peers {
+            eprintln!(
+                "  {k:?} trusted={} interested={} choked={} requests={} pieces={} awaiting={:?}",
+                p.trusted,
+                p.am_interested,
+                p.peer_choking,
+                p.requests.len(),
+                p.pieces.count(),
+                p.awaiting_verdict,
+            );
+        }
+        eprintln!("  picker: {}", t.picker.debug_state());
+    }
 }
