@@ -41,10 +41,12 @@ fn a_version_with_bytes_already_on_the_host_is_not_downloaded() {
         deploy("1.0").iter().all(|&b| b > 0),
         "1.0 comes over the swarm"
     );
+    let retag = deploy("1.0-retag");
     assert_eq!(
-        deploy("1.0-retag"),
+        retag,
         [0, 0],
-        "the re-tag is copied from disk"
+        "the re-tag is copied from disk; agents:\n{}",
+        env.agent_logs()
     );
     assert!(
         deploy("2.0").iter().all(|&b| b > 0),

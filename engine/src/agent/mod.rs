@@ -767,8 +767,8 @@ async fn steps(
         &cfg.swarm,
         cfg.download_timeout,
         cfg.progress_every,
-        |have| {
-            reporter.report(HostState::Downloading, have, None);
+        |received| {
+            reporter.report(HostState::Downloading, received, None);
         },
         stop.as_mut(),
     )

@@ -134,7 +134,9 @@ async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
 }
 
 /// Downloads `meta` under `dir` (as `get --out dir` would lay it out), calling `progress`
-/// with the verified byte count every `every`, until complete, `timeout`, or `stop`. On
+/// with the payload bytes received from peers so far every `every` (not the bytes present:
+/// data already on disk, such as a content-cache copy, was not downloaded, and a status
+/// event's byte count is what the host received), until complete, `timeout`, or `stop`. On
 /// return the session is shut down and every descriptor on the files is closed.
 pub async fn download(
     meta: TorrentMeta,
@@ -181,10 +183,10 @@ pub async fn download(
         tokio::select! {
             r = handle.wait_complete() => break r.map_err(SwarmError::Failed),
             _ = tick.tick() => {
-                let have = handle.status().stats.bytes_have;
-                if have != last {
-                    last = have;
-                    progress(have);
+                let received = handle.status().stats.bytes_downloaded;
+                if received != last {
+                    last = received;
+                    progress(received);
                 }
             }
             _ = &mut deadline => {
