@@ -19,34 +19,10 @@ const LEN: usize = 3 * 1024 * 1024 + 4321;
 const NET_LOG: &str =
     "info,instream_engine::net=debug,instream_engine::announce=debug,instream_engine::driver=debug";
 
-/// `instream-seed serve` with `extra` arguments, waited on until it listens.
+/// `instream-seed serve` with `extra` arguments and the network log, waited on until it
+/// listens.
 fn serve(torrent: &Path, data: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
-    let addr = free_addr();
-    let mut cmd = Command::new(bin("instream-seed"));
-    cmd.arg("serve")
-        .arg(torrent)
-        .arg("--data")
-        .arg(data)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .args(extra)
-        .env("RUST_LOG", NET_LOG);
-    let mut proc = Proc::spawn("instream-seed", cmd);
-    wait_for(
-        || {
-            if let Some(s) = proc.try_wait() {
-                panic!(
-                    "instream-seed exited ({}) before listening\n{}",
-                    describe(s),
-                    proc.output_tail()
-                );
-            }
-            is_listening(addr.port())
-        },
-        STARTUP_TIMEOUT,
-        "instream-seed to listen",
-    );
-    (proc, addr)
+    support::instream_serve_with(torrent, data, extra, NET_LOG)
 }
 
 /// Stderr lines of `p` containing `needle`.

@@ -720,6 +720,17 @@ pub fn instream_create(path: &Path, piece_size: &str, trackers: &[String], out: 
 
 /// `instream-seed serve TORRENT --data PATH --listen ADDR`, waited on until it listens.
 pub fn instream_serve(torrent: &Path, data: &Path) -> (Proc, SocketAddr) {
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    instream_serve_with(torrent, data, &[], &log)
+}
+
+/// [`instream_serve`] with `extra` arguments and the seed's `RUST_LOG` filter.
+pub fn instream_serve_with(
+    torrent: &Path,
+    data: &Path,
+    extra: &[&str],
+    rust_log: &str,
+) -> (Proc, SocketAddr) {
     let addr = free_addr();
     let mut cmd = Command::new(bin("instream-seed"));
     cmd.arg("serve")
@@ -727,11 +738,9 @@ pub fn instream_serve(torrent: &Path, data: &Path) -> (Proc, SocketAddr) {
         .arg("--data")
         .arg(data)
         .arg("--listen")
-        .arg(addr.to_string());
-    cmd.env(
-        "RUST_LOG",
-        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-    );
+        .arg(addr.to_string())
+        .args(extra)
+        .env("RUST_LOG", rust_log);
     let mut proc = Proc::spawn("instream-seed", cmd);
     wait_for(
         || {
