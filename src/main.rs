@@ -29,43 +29,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
-            }
-            // clap's message is several lines (usage, tips); the contract is one line.
-            // Keep the message (which may continue on indented lines), drop usage and tips.
-            let text = e.render().to_string();
-            let msg: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
-                .collect();
-            let line = msg.join(" ");
-            eprintln!(
-                "{}",
-                if line.is_empty() {
-                    "error: bad arguments"
-                } else {
-                    &line
-                }
-            );
-            return ExitCode::from(2);
-        }
-    };
+    // Help and usage errors exit the way every instream program does (one `error:` line).
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| engine::programs::exit_usage(e));
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",

@@ -49,13 +49,18 @@ pub fn exit_usage(e: clap::Error) -> ! {
 
 /// clap's message without its `error: ` prefix, usage block and tips: one line.
 pub fn usage_error_line(e: &clap::Error) -> String {
+    // The message may continue on indented lines; usage and tips follow a blank line.
     let text = e.render().to_string();
-    let first = text
+    let line = text
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("invalid arguments");
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
+        .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match line.strip_prefix("error: ").unwrap_or(&line) {
+        "" => "invalid arguments".to_string(),
+        l => l.to_string(),
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings only, so pipes stay quiet).
