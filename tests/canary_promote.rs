@@ -152,4 +152,57 @@ fn canary_failing_its_health_check_halts_and_returns_canaries_to_the_previous_ve
             "{h} never fetched version 2"
         );
     }
+
+    // What runs where agrees with the hosts' disks, and says how each got there.
+    let out = env.ok(&srv, &["versions", "-p", "app", "--json"]);
+    let lines: Vec<serde_json::Value> = serde_json::from_str(out.trim()).unwrap();
+    let by_host = |h: &str| {
+        lines
+            .iter()
+            .find(|l| l["host"] == h)
+            .unwrap_or_else(|| panic!("{h} in versions: {out}"))
+            .clone()
+    };
+    assert_eq!(lines.len(), 6, "{out}");
+    for h in ["host-1", "host-3", "host-4"] {
+        let l = by_host(h);
+        assert_eq!(
+            (l["version"].as_str(), l["previous"].as_str()),
+            (Some("1"), Some("2")),
+            "{l}"
+        );
+        assert_eq!(
+            (l["kind"].as_str(), l["deployment"].as_str()),
+            (Some("rollback"), Some(rb.as_str())),
+            "{l}"
+        );
+    }
+    assert_eq!(
+        by_host("host-2")["version"],
+        "1",
+        "its 2 never verified healthy"
+    );
+    for h in ["host-5", "host-6"] {
+        let l = by_host(h);
+        assert_eq!(
+            (
+                l["version"].as_str(),
+                l["kind"].as_str(),
+                l["deployment"].as_str()
+            ),
+            (Some("1"), Some("deploy"), Some(v1.as_str())),
+            "{l}"
+        );
+    }
+    let text = env.ok(&srv, &["versions", "-p", "app", "-f", "f1"]);
+    let first = text.lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with("host-1 f1 1 ") && first.ends_with(&format!(" {rb} rollback")),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "f1 holds host-1, host-3, host-5: {text}"
+    );
 }

@@ -1,9 +1,11 @@
 //! The read-only live status page at `/`: static HTML with a few lines of JS that poll the
-//! same JSON API `status --json` uses. The page itself carries no data, so it needs no auth;
-//! the data needs the token, which the page takes from the URL fragment (`/#token=...`,
-//! never sent to the server), keeps in `sessionStorage`, and sends as a bearer header.
-//! Everything is inserted with `textContent`, never as HTML, so host-supplied strings
-//! (failure reasons) cannot inject markup.
+//! same JSON API `status --json` and `versions --json` use (deployments; the selected one's
+//! per-fabric progress and failed hosts with their reasons; what runs where for its product).
+//! The page itself carries no data, so it needs no auth; the data needs the token, which the
+//! page takes from the URL fragment (`/#token=...`, never sent to the server), keeps in
+//! `sessionStorage`, and sends as a bearer header. Everything is inserted with
+//! `textContent`, never as HTML, so host-supplied strings (failure reasons) cannot inject
+//! markup.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -36,6 +38,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{padding:.2em .7em;borde
 <h2>Deployments</h2><table id="deps"><thead><tr><th>id</th><th>product</th><th>version</th><th>state</th><th>progress</th><th>success</th><th>failure</th><th>pending</th></tr></thead><tbody></tbody></table>
 <h2 id="dtitle"></h2><table id="fabrics"><tbody></tbody></table>
 <h3>Failed hosts</h3><table id="failed"><thead><tr><th>time</th><th>host</th><th>fabric</th><th>reason</th></tr></thead><tbody></tbody></table>
+<h2 id="wtitle">What runs where</h2><table id="running"><thead><tr><th>host</th><th>fabric</th><th>version</th><th>since</th><th>through</th></tr></thead><tbody></tbody></table>
 <script>
 const m = location.hash.match(/token=([^&]+)/);
 if (m) { sessionStorage.setItem('instream-token', decodeURIComponent(m[1])); history.replaceState(null, '', location.pathname); }
@@ -78,6 +81,10 @@ async function tick() {
       const h = await api('/api/v1/deployments/' + encodeURIComponent(selected) + '/hosts?state=failure');
       const hb = $('failed').tBodies[0]; hb.replaceChildren();
       for (const x of h.hosts) row(hb, [x.timestamp, x.host, x.fabric, x.reason || '']);
+      const w = await api('/api/v1/products/' + encodeURIComponent(d.product) + '/running');
+      $('wtitle').textContent = 'What runs where — ' + d.product;
+      const wb = $('running').tBodies[0]; wb.replaceChildren();
+      for (const x of w) row(wb, [x.host, x.fabric, x.version || 'unknown', x.since ? new Date(x.since).toISOString() : '', x.deployment ? (x.kind || 'deploy') + ' ' + x.deployment : '']);
     }
     $('msg').textContent = '';
   } catch (e) { $('msg').textContent = String(e.message || e); }

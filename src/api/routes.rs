@@ -14,6 +14,8 @@
 //! | POST `/api/v1/products/{p}/versions` | op | register a version (torrent + signed manifest) |
 //! | GET `/api/v1/products/{p}/versions/{v}/torrent?variant=` | any | .torrent bytes |
 //! | GET `/api/v1/products/{p}/versions/{v}/manifest?variant=` | any | signed manifest bytes |
+//! | GET `/api/v1/products/{p}/running?fabric=` | op | what runs where: each host's active version, since, through which deployment; unknown hosts |
+//! | GET `/api/v1/products/{p}/hosts/{h}/history` | op | every change of one host's active version |
 //! | GET `/api/v1/publish-info` | op | tracker URLs and origin directory for `instream publish` |
 //! | GET `/api/v1/fabrics` | op | fabrics the dispatcher knows |
 //! | GET `/api/v1/deployments?limit=` | op | recent deployments with progress |
@@ -37,7 +39,7 @@ use crate::deploy::submit::{self, DeployRequest, RollbackRequest, SubmitError};
 use crate::metrics::Metrics;
 use crate::report::IngestError;
 use crate::report::http::{EventBatch, IngestReply};
-use crate::store::{Blob, HostFilter, NewVersion, StoreError};
+use crate::store::{Blob, HostFilter, NewVersion, RunningLine, StoreError, VersionChange};
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Extension, Path, State};
@@ -72,6 +74,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/products/{product}/versions",
             get(list_versions).post(register_version),
+        )
+        .route("/api/v1/products/{product}/running", get(running))
+        .route(
+            "/api/v1/products/{product}/hosts/{host}/history",
+            get(version_history),
         )
         .route("/api/v1/fabrics", get(list_fabrics))
         .route("/api/v1/publish-info", get(publish_info))
@@ -171,6 +178,49 @@ async fn list_versions(
         name: product,
         versions,
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunningQuery {
+    fabric: Option<String>,
+}
+
+async fn running(
+    State(st): St,
+    Path(product): Path<String>,
+    ApiQuery(q): ApiQuery<RunningQuery>,
+) -> Result<Json<Vec<RunningLine>>, ApiError> {
+    check_name("product", &product)?;
+    if let Some(f) = &q.fabric {
+        check_name("fabric", f)?;
+    }
+    let p = product.clone();
+    let (known, lines) = st
+        .db
+        .read(move |s| -> Result<_, StoreError> {
+            Ok((s.product_exists(&p)?, s.running(&p, q.fabric.as_deref())?))
+        })
+        .await
+        .map_err(store_err)?;
+    if !known {
+        return Err(ApiError::not_found(format!("unknown product {product:?}")));
+    }
+    Ok(Json(lines))
+}
+
+async fn version_history(
+    State(st): St,
+    Path((product, host)): Path<(String, String)>,
+) -> Result<Json<Vec<VersionChange>>, ApiError> {
+    check_name("product", &product)?;
+    check_name("host", &host)?;
+    let out = st
+        .db
+        .read(move |s| s.version_history(&product, &host))
+        .await
+        .map_err(store_err)?;
+    Ok(Json(out))
 }
 
 async fn register_version(

@@ -13,6 +13,7 @@ pub mod rollback;
 pub mod serve;
 pub mod size;
 pub mod status;
+pub mod versions;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Show a deployment's progress or its hosts.
     Status(status::StatusArgs),
+    /// What runs where: each host's active version of a product, since when and through
+    /// which deployment or rollback; hosts that never reported are listed as unknown.
+    Versions(versions::VersionsArgs),
     /// Continue a deployment past its canary step.
     Promote(promote::PromoteArgs),
     /// Switch a fabric's hosts back to their previous (or a named) version.
@@ -96,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(a) => block_on(publish::run(a)),
         Command::Deploy(a) => block_on(deploy::run(a)),
         Command::Status(a) => block_on(status::run(a)),
+        Command::Versions(a) => block_on(versions::run(a)),
         Command::Promote(a) => block_on(promote::run(a)),
         Command::Rollback(a) => block_on(rollback::run(a)),
         Command::Revoke(a) => block_on(revoke::run(a)),

@@ -7,7 +7,9 @@
 //! - `events` keeps every distinct event, keyed (deployment, host, seq) — the idempotency key;
 //! - `installed` holds, per (product, host), the version a success last activated and the one
 //!   before it (what "rollback to previous" means);
-//! - `revocations` has one row per (host, deployment or ''), its instant only moving forward.
+//! - `revocations` has one row per (host, deployment or ''), its instant only moving forward;
+//! - `installed.since`/`installed.deployment` say when and through which deployment (or
+//!   rollback) `current` became current; `install_history` has one row per such change.
 
 use rusqlite::{Connection, params};
 
@@ -106,6 +108,26 @@ CREATE TABLE revocations (
     revoked_before  INTEGER NOT NULL,
     PRIMARY KEY (host, deployment)
 ) WITHOUT ROWID;
+"#,
+    ),
+    (
+        3,
+        r#"
+-- "What runs where": since when a host runs its current version, which deployment put it
+-- there, and every change before (rows written before this migration count from their last
+-- update and name no deployment).
+ALTER TABLE installed ADD COLUMN since INTEGER;
+ALTER TABLE installed ADD COLUMN deployment TEXT;
+UPDATE installed SET since = updated_at;
+CREATE TABLE install_history (
+    product     TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    fabric      TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    deployment  TEXT NOT NULL,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX install_history_host ON install_history(product, host, at);
 "#,
     ),
 ];

@@ -187,6 +187,37 @@ pub struct HostLine {
     pub canary: bool,
 }
 
+/// One host of "what runs where" (`instream versions`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningLine {
+    pub host: String,
+    pub fabric: String,
+    /// The active version; `None`: the host never reported a success (unknown).
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// Milliseconds since the epoch: when `version` became active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Millis>,
+    /// The deployment (or rollback) that activated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// `deploy` or `rollback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// One change of a host's active version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionChange {
+    pub version: String,
+    pub at: Millis,
+    pub deployment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub fabric: String,
+}
+
 /// What an ingest did with each event of a batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestOutcome {

@@ -25,6 +25,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::Path;
 
+mod running;
+
 pub struct Store {
     conn: Connection,
 }
@@ -452,12 +454,24 @@ impl Store {
                 "UPDATE hosts SET bytes=max(bytes, ?3) WHERE deployment=?1 AND host=?2",
             )?;
             let mut product_q = tx.prepare_cached("SELECT product FROM deployments WHERE id=?1")?;
+            // History first: it is written only when `current` changes (or is new).
+            let mut history = tx.prepare_cached(
+                "INSERT INTO install_history(product, host, fabric, version, deployment, at)
+                 SELECT ?1, ?2, ?3, ?4, ?6, ?5
+                 WHERE NOT EXISTS (SELECT 1 FROM installed
+                                   WHERE product=?1 AND host=?2 AND current=?4)",
+            )?;
             let mut installed = tx.prepare_cached(
-                "INSERT INTO installed(product, host, fabric, current, previous, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)
+                "INSERT INTO installed(product, host, fabric, current, previous, updated_at,
+                                       since, deployment)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?5, ?6)
                  ON CONFLICT(product, host) DO UPDATE SET
                    previous = CASE WHEN installed.current = excluded.current
                                    THEN installed.previous ELSE installed.current END,
+                   since = CASE WHEN installed.current = excluded.current
+                                THEN installed.since ELSE excluded.since END,
+                   deployment = CASE WHEN installed.current = excluded.current
+                                     THEN installed.deployment ELSE excluded.deployment END,
                    current = excluded.current,
                    fabric = excluded.fabric,
                    updated_at = excluded.updated_at",
@@ -522,13 +536,16 @@ impl Store {
                             }
                         };
                         if let Some(product) = product {
-                            installed.execute(params![
+                            let row = params![
                                 product,
                                 ev.host,
                                 fabric,
                                 version,
-                                received_at as i64
-                            ])?;
+                                received_at as i64,
+                                ev.deployment
+                            ];
+                            history.execute(row)?;
+                            installed.execute(row)?;
                         }
                     }
                 } else if ev.bytes > 0 {

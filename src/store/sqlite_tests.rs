@@ -273,3 +273,58 @@ fn revocations_survive_reopen_and_never_move_back() {
         ]
     );
 }
+
+#[test]
+fn running_lists_active_versions_their_origin_and_unknown_hosts() {
+    let mut s = Store::open_in_memory().unwrap();
+    setup(&mut s);
+    s.ingest(&[ev("h1", 1, HostState::Success)], 10).unwrap();
+    let got = s.running("app", None).unwrap();
+    let hosts: Vec<_> = got
+        .iter()
+        .map(|l| (l.host.as_str(), l.version.as_deref()))
+        .collect();
+    assert_eq!(hosts, vec![("h1", Some("2")), ("h2", None), ("h3", None)]);
+    assert_eq!(got[0].since, Some(10));
+    assert_eq!(got[0].deployment.as_deref(), Some("d1"));
+    assert_eq!(got[0].kind.as_deref(), Some("deploy"));
+    assert_eq!(s.running("app", Some("f2")).unwrap().len(), 1);
+    // The same version again (a re-delivered or re-run success) keeps `since`.
+    s.ingest(&[ev("h1", 2, HostState::Success)], 20).unwrap();
+    assert_eq!(s.running("app", Some("f1")).unwrap()[0].since, Some(10));
+    // A rollback to 1 moves since, deployment and kind, and adds to the history.
+    let mut sp = spec();
+    sp.kind = DeploymentKind::Rollback { parent: None };
+    sp.version = "1".into();
+    let t = Target {
+        host: "h1".into(),
+        fabric: "f1".into(),
+        version: "1".into(),
+        previous: Some("2".into()),
+    };
+    s.create_deployment("r1", &sp, &[StepKind::All], &[(t, 0)], 25)
+        .unwrap();
+    let mut e = ev("h1", 3, HostState::Success);
+    e.deployment = "r1".into();
+    s.ingest(&[e], 30).unwrap();
+    let h1 = s.running("app", Some("f1")).unwrap().remove(0);
+    assert_eq!(
+        (
+            h1.version.as_deref(),
+            h1.previous.as_deref(),
+            h1.since,
+            h1.kind.as_deref()
+        ),
+        (Some("1"), Some("2"), Some(30), Some("rollback"))
+    );
+    let hist: Vec<_> = s
+        .version_history("app", "h1")
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.version, c.at, c.deployment))
+        .collect();
+    assert_eq!(
+        hist,
+        vec![("2".into(), 10, "d1".into()), ("1".into(), 30, "r1".into())]
+    );
+}
