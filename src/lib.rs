@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod metrics;
 pub mod report;
 pub mod server;
+pub mod source;
 pub mod store;
 pub mod timefmt;
 pub mod tracker_admin;

@@ -171,7 +171,8 @@ fn a_manifest_that_does_not_describe_the_registration_is_refused() {
     let src = env.path().join("payload");
     std::fs::write(&src, b"payload bytes").unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let built = instream::cli::publish::build(&src, "app", "1", None, None, &[], &key).unwrap();
+    let built =
+        instream::cli::publish::build(&src, "app", "1", None, None, &[], &key, None).unwrap();
     let body = |version: &str, torrent: &[u8]| {
         serde_json::json!({"version": version, "torrent_hex": hex::encode(torrent), "manifest_hex": hex::encode(&built.manifest)}).to_string()
     };

@@ -12,8 +12,9 @@
 //!
 //! The key is made on first use at `publisher.key` in the config dir (hex secret, mode 0600;
 //! the public half beside it in `publisher.pub`, which is what hosts and `serve
-//! --trusted-key` take). Only local paths are a data source today; the [`Source`] type
-//! is where HTTP and Git go.
+//! --trusted-key` take). Data sources (local, HTTP archives, Git) are `crate::source`; a
+//! remote one is fetched into scratch space under the origin directory first, and the
+//! manifest records where it came from.
 
 use super::ClientArgs;
 use super::client::{Client, enc};
@@ -61,21 +62,33 @@ pub struct PublishArgs {
     /// Seconds to wait for the origin to check and announce the version.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub origin_timeout: u64,
-    /// The product version: a directory or a file (a URL source is not supported yet).
+    /// The product version: a local directory or file, `http(s)://HOST/FILE[#sha256=HEX]` (a
+    /// file, or a .tar, .tar.gz, .tar.zst archive unpacked), or `git+file://PATH[#REF]` /
+    /// `git+https://URL[#REF]` (the tree at REF, default HEAD).
     pub source: String,
 }
 
-/// Where a product version's bytes come from.
-pub enum Source {
-    Local(PathBuf),
+/// Scratch space for a source that writes its files (under the origin directory when there
+/// is one, so handing over is a hard link): removed on drop unless kept.
+struct Scratch {
+    root: PathBuf,
+    keep: bool,
 }
 
-impl Source {
-    pub fn parse(s: &str) -> Result<Self> {
-        if let Some((scheme, _)) = s.split_once("://") {
-            bail!("{scheme}:// sources are not supported yet: publish a local path");
+impl Scratch {
+    fn new(parent: &Path, product: &str, version: &str) -> Result<(Scratch, PathBuf)> {
+        let root = parent.join(format!(".fetch-{:016x}", rand::random::<u64>()));
+        let into = root.join(format!("{product}-{version}"));
+        std::fs::create_dir_all(&into).with_context(|| format!("create {}", into.display()))?;
+        Ok((Scratch { root, keep: false }, into))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.root);
         }
-        Ok(Source::Local(PathBuf::from(s)))
     }
 }
 
@@ -141,6 +154,7 @@ fn payload_blake3(path: &Path, nt: &NewTorrent) -> Result<[u8; 32]> {
 
 /// Builds torrent (engine::create: SHA-1 pieces hashed on two threads) and signed manifest
 /// for a local file or directory.
+#[allow(clippy::too_many_arguments)] // each is one manifest field
 pub fn build(
     path: &Path,
     product: &str,
@@ -149,6 +163,7 @@ pub fn build(
     piece_size: Option<u64>,
     trackers: &[String],
     key: &SigningKey,
+    provenance: Option<crate::source::Provenance>,
 ) -> Result<Built> {
     let nt = engine::create::scan(path).with_context(|| format!("read {}", path.display()))?;
     if nt.files().is_empty() {
@@ -210,6 +225,7 @@ pub fn build(
         hooks,
         files: Some(files),
         created_unix: now_secs,
+        source: provenance,
     };
     let manifest = proto::manifest::sign(&manifest, key).context("sign manifest")?;
     Ok(Built {
@@ -308,7 +324,7 @@ pub async fn run(a: PublishArgs) -> Result<()> {
 
 /// Builds, registers and hands to the origin; what `instream publish` and `instream up` do.
 pub async fn publish(client: &Client, a: &PublishArgs) -> Result<RegisterReply> {
-    let Source::Local(path) = Source::parse(&a.source)?;
+    let source = crate::source::parse(&a.source)?;
     let key_path = a
         .key
         .clone()
@@ -325,6 +341,24 @@ pub async fn publish(client: &Client, a: &PublishArgs) -> Result<RegisterReply> 
             "warning: the torrent names no tracker (the server has no --tracker and none was given): hosts will find no peers"
         );
     }
+    let origin = a
+        .origin_dir
+        .clone()
+        .or_else(|| info.origin_dir.as_ref().map(PathBuf::from));
+    // A remote source is fetched first; any failure (unreachable, wrong pin) removes what
+    // it wrote and registers nothing.
+    let (mut scratch, into) = if source.needs_scratch() {
+        let parent = origin.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
+        let (s, into) = Scratch::new(&parent, &a.product, &a.version)?;
+        (Some(s), into)
+    } else {
+        (None, PathBuf::new())
+    };
+    let fetched = tokio::task::spawn_blocking(move || source.fetch(&into))
+        .await
+        .context("fetch the source")??;
+    let path = fetched.path;
     let (p, v, variant, piece) = (
         a.product.clone(),
         a.version.clone(),
@@ -333,7 +367,16 @@ pub async fn publish(client: &Client, a: &PublishArgs) -> Result<RegisterReply> 
     );
     let path2 = path.clone();
     let built = tokio::task::spawn_blocking(move || {
-        build(&path2, &p, &v, variant.as_deref(), piece, &trackers, &key)
+        build(
+            &path2,
+            &p,
+            &v,
+            variant.as_deref(),
+            piece,
+            &trackers,
+            &key,
+            fetched.provenance,
+        )
     })
     .await
     .context("build the torrent")??;
@@ -352,10 +395,6 @@ pub async fn publish(client: &Client, a: &PublishArgs) -> Result<RegisterReply> 
             &req,
         )
         .await?;
-    let origin = a
-        .origin_dir
-        .clone()
-        .or_else(|| info.origin_dir.as_ref().map(PathBuf::from));
     match origin {
         Some(dir) => {
             let timeout = std::time::Duration::from_secs(a.origin_timeout);
@@ -363,10 +402,16 @@ pub async fn publish(client: &Client, a: &PublishArgs) -> Result<RegisterReply> 
                 .await
                 .context("hand the version to the origin")??;
         }
-        None => eprintln!(
-            "note: no origin directory (serve --origin-dir or --origin-dir): seed it yourself, e.g. `instream-seed serve FILE.torrent --data {}` with -o FILE.torrent",
-            path.display()
-        ),
+        None => {
+            // Nobody seeds it yet: keep fetched files where the note says.
+            if let Some(s) = scratch.as_mut() {
+                s.keep = true;
+            }
+            eprintln!(
+                "note: no origin directory (serve --origin-dir or --origin-dir): seed it yourself, e.g. `instream-seed serve FILE.torrent --data {}` with -o FILE.torrent",
+                path.display()
+            )
+        }
     }
     Ok(reply)
 }

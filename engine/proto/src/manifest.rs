@@ -130,6 +130,22 @@ pub struct Manifest {
     pub files: Option<Vec<ManifestFile>>,
     /// When it was made, Unix seconds (the publisher's clock, passed in).
     pub created_unix: u64,
+    /// Where the publisher read the payload from, for a remote source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ManifestSource>,
+}
+
+/// A remote data source of a published payload: the URL, and what pins its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSource {
+    /// As the publisher was given it (without a `#sha256=` pin).
+    pub url: String,
+    /// SHA-256 of the bytes served (an HTTP source), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The commit whose tree was published (a Git source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 /// One file of a manifest's payload.
@@ -388,6 +404,7 @@ mod tests {
                 },
             ]),
             created_unix: 1_700_000_000,
+            source: None,
         }
     }
 
@@ -699,6 +716,11 @@ mod tests {
                         hooks: hooks.into_iter().map(str::to_owned).collect(),
                         files,
                         created_unix,
+                        source: (created_unix % 2 == 0).then(|| ManifestSource {
+                            url: "git+file:///srv/repo#v1".into(),
+                            sha256: None,
+                            commit: Some(format!("{created_unix:040x}")),
+                        }),
                     }
                 },
             )

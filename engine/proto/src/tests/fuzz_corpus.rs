@@ -111,6 +111,7 @@ fn write_generated_corpus_seeds() {
             size: 3,
         }]),
         created_unix: 1_700_000_000,
+        source: None,
     };
     let key = SigningKey::from_bytes(&FUZZ_MANIFEST_KEY_SEED);
     write(
