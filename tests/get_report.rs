@@ -8,26 +8,16 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Env, engine_bin};
+use support::{Env, Proc, engine_bin};
 
 const T: Duration = Duration::from_secs(90);
 
-/// A child killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `instream-seed serve TORRENT --data DATA` on 127.0.0.1:0 without trackers; its address.
-fn seed(torrent: &Path, data: &Path) -> (Killed, String) {
+fn seed(torrent: &Path, data: &Path) -> (Proc, String) {
     let mut child = Command::new(engine_bin("instream-seed"))
         .arg("serve")
         .arg(torrent)
@@ -51,7 +41,7 @@ fn seed(torrent: &Path, data: &Path) -> (Killed, String) {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("instream-seed printed no `listening` line within 30s");
-    (Killed(child), addr)
+    (Proc::new(child), addr)
 }
 
 /// Runs `instream-peer get ... --report` for `host` with `extra`; its exit status and

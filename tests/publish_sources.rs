@@ -7,21 +7,11 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::Env;
+use support::{Env, Proc};
 
 const T: Duration = Duration::from_secs(90);
-
-/// A child killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn sh(what: &str, cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -50,7 +40,7 @@ fn make_tree(dir: &Path, tag: &str) {
 }
 
 /// `python3 -m http.server` on an ephemeral port serving `dir`; returns it and its base URL.
-fn http_server(dir: &Path) -> (Killed, String) {
+fn http_server(dir: &Path) -> (Proc, String) {
     let mut child = Command::new("python3")
         .args([
             "-u",
@@ -84,7 +74,12 @@ fn http_server(dir: &Path) -> (Killed, String) {
     let port = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("http.server printed its port within 30 s");
-    (Killed(child), format!("http://127.0.0.1:{port}"))
+    (Proc::new(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// `instream publish -p app -v 1 SOURCE`, which must fail: its one error line.
+fn publish_fails(env: &Env, srv: &support::Server, source: &str) -> String {
+    env.fails(srv, &["publish", "-p", "app", "-v", "1", source])
 }
 
 fn origin_leftovers(env: &Env) -> Vec<String> {
@@ -145,39 +140,19 @@ fn http_archive_pinned_by_sha256_publishes_and_deploys_and_a_bad_pin_publishes_n
 
     // A wrong pin: one line naming both digests; nothing registered, nothing left behind.
     let bad = format!("{url}#sha256={}", "0".repeat(64));
-    let err = env.fails(&srv, &["publish", "-p", "app", "-v", "1", &bad]);
+    let err = publish_fails(&env, &srv, &bad);
     assert!(
         err.contains("does not match its pin") && err.contains(&sum),
         "{err}"
     );
     // Unreachable: one line, nothing registered.
-    let err = env.fails(
-        &srv,
-        &[
-            "publish",
-            "-p",
-            "app",
-            "-v",
-            "1",
-            "http://127.0.0.1:1/app-1.tar.gz",
-        ],
-    );
+    let err = publish_fails(&env, &srv, "http://127.0.0.1:1/app-1.tar.gz");
     assert!(
         err.starts_with("error: fetch http://127.0.0.1:1/app-1.tar.gz"),
         "{err}"
     );
     // A server's 404.
-    let err = env.fails(
-        &srv,
-        &[
-            "publish",
-            "-p",
-            "app",
-            "-v",
-            "1",
-            &format!("{base}/nope.tar"),
-        ],
-    );
+    let err = publish_fails(&env, &srv, &format!("{base}/nope.tar"));
     assert!(err.contains("HTTP 404"), "{err}");
     let err = env.fails(
         &srv,
@@ -259,17 +234,7 @@ fn git_source_publishes_the_tree_at_a_ref_without_dot_git_and_records_the_commit
     git(&["commit", "-q", "-am", "later"]);
 
     let src = format!("git+file://{}#v1", repo.display());
-    let err = env.fails(
-        &srv,
-        &[
-            "publish",
-            "-p",
-            "app",
-            "-v",
-            "1",
-            &format!("git+file://{}#nope", repo.display()),
-        ],
-    );
+    let err = publish_fails(&env, &srv, &format!("git+file://{}#nope", repo.display()));
     assert!(err.contains("no commit \"nope\""), "{err}");
     env.ok(&srv, &["publish", "-p", "app", "-v", "1", &src]);
     let id = env.deploy(&srv, &["-p", "app", "-v", "1", "-f", "*", "-H", "*"]);

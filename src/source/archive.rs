@@ -90,7 +90,7 @@ mod tests {
         h.set_cksum();
         let mut evil = h.as_bytes().to_vec();
         evil.extend_from_slice(b"x");
-        evil.resize(512 * 2, 0);
+        // The one data block, then the two zero blocks that end an archive.
         evil.resize(512 * 4, 0);
         let inner = dir.path().join("inner");
         std::fs::create_dir(&inner).unwrap();

@@ -110,6 +110,14 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// A child of the test's own (not a group leader), killed on drop.
+    pub fn new(child: Child) -> Proc {
+        Proc {
+            child,
+            group: false,
+        }
+    }
+
     fn kill_group(&self) {
         if self.group {
             // SAFETY: kill(2) on the process group this child leads.
