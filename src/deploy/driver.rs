@@ -361,6 +361,12 @@ impl Driver {
                         variant: spec.variant.clone(),
                         hosts,
                         splay_secs: spec.splay_secs,
+                        service: match &spec.kind {
+                            super::model::DeploymentKind::Service { action } => {
+                                Some(action.clone())
+                            }
+                            _ => None,
+                        },
                     };
                     info!(step, hosts = job.hosts.len(), version = %job.version, "dispatching");
                     match self.dispatcher.start(&job).await {
