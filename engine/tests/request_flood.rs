@@ -93,7 +93,10 @@ fn r15_peers_that_never_read_hold_at_most_their_bound_and_an_honest_peer_complet
     let torrent = work.path().join("t.torrent");
     instream_create(&data, "256KiB", &[], &torrent);
     let ih = info_hash(&torrent);
-    let (mut seed, seed_addr) = instream_serve(&torrent, &data);
+    // Every flooder comes from 127.0.0.1: lift the per-IP connection cap (32) above them.
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let (mut seed, seed_addr) =
+        instream_serve_with(&torrent, &data, &["--max-connections-per-ip", "64"], &log);
     let baseline = vm_rss(seed.pid());
 
     let first = wait_for_some(
