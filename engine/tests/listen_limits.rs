@@ -2,6 +2,8 @@
 //! real `instream-seed serve`: per source IP (`--max-connections-per-ip`), in total
 //! (`--max-connections`), and in handshake time (`--handshake-timeout`). A connection over a
 //! cap is closed unanswered; one that never sends its handshake is closed after the timeout.
+//! And a torrent at `--max-peers` makes room for a newcomer by evicting its longest-idle
+//! peer once it has been connected `--idle-evict-after`.
 //! Loopback has the whole 127/8, so clients bind 127.0.0.x to come from different IPs.
 
 mod support;
@@ -154,6 +156,70 @@ fn r15_incoming_connections_are_capped_per_ip_in_total_and_in_handshake_time() {
     assert!(
         closed(&mut silent),
         "a silent connection outlived the timeout"
+    );
+    assert!(seed.try_wait().is_none(), "the seed still runs");
+}
+
+/// After a handshake: true if the torrent took the peer (it sends its first messages),
+/// false if it closed the connection at once (refused).
+fn admitted(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(n) => n > 0,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("the seed neither spoke nor closed within the read timeout")
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn r15_a_full_torrent_evicts_its_longest_idle_peer_for_a_newcomer() {
+    let work = temp_dir();
+    let data = work.path().join("src/payload.bin");
+    write_payload(&data, 1024 * 1024, 16);
+    let torrent = work.path().join("t.torrent");
+    instream_create(&data, "256KiB", &[], &torrent);
+    let ih = info_hash(&torrent);
+    let (mut seed, addr) = instream_serve_with(
+        &torrent,
+        &data,
+        &["--max-peers", "2", "--idle-evict-after", "3"],
+        "info",
+    );
+    let mut first = wait_for_some(
+        || {
+            let mut s = connect_from([127, 0, 0, 1], addr);
+            (handshake(&mut s, ih, 1) && admitted(&mut s)).then_some(s)
+        },
+        STARTUP_TIMEOUT,
+        "the seed to take a first peer",
+    );
+    let mut second = connect_from([127, 0, 0, 2], addr);
+    assert!(handshake(&mut second, ih, 2) && admitted(&mut second));
+    // Both are young: a third is refused. (They stay idle: a seed wants nothing of them,
+    // and they never say they are interested.)
+    let mut third = connect_from([127, 0, 0, 3], addr);
+    assert!(
+        !(handshake(&mut third, ih, 3) && admitted(&mut third)),
+        "a third peer was taken while both slots were held by young peers"
+    );
+    // Once they are old enough, a newcomer gets in and the longest-idle (the first) goes.
+    let _fourth = wait_for_some(
+        || {
+            let mut s = connect_from([127, 0, 0, 4], addr);
+            (handshake(&mut s, ih, 4) && admitted(&mut s)).then_some(s)
+        },
+        Duration::from_secs(20),
+        "a newcomer to take an idle peer's slot",
+    );
+    assert!(closed(&mut first), "the longest-idle peer was not evicted");
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        !closed(&mut second),
+        "the younger idle peer was evicted too"
     );
     assert!(seed.try_wait().is_none(), "the seed still runs");
 }

@@ -94,6 +94,10 @@ enum Cmd {
         /// Seconds an incoming connection has for its handshake (default 10).
         #[arg(long, value_name = "SECS")]
         handshake_timeout: Option<u64>,
+        /// When a torrent is at --max-peers, a newcomer takes the slot of a peer idle (no
+        /// interest either way, nothing in flight) and connected this long (default 30).
+        #[arg(long, value_name = "SECS")]
+        idle_evict_after: Option<u64>,
         /// Do not announce to the torrents' trackers.
         #[arg(long)]
         no_tracker: bool,
@@ -225,6 +229,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         max_connections,
         max_connections_per_ip,
         handshake_timeout,
+        idle_evict_after,
         no_tracker,
         io_backend,
         encryption,
@@ -252,6 +257,9 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     }
     if let Some(s) = handshake_timeout {
         config.listen.handshake_timeout = std::time::Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = idle_evict_after {
+        config.torrent.idle_evict_after = std::time::Duration::from_secs(s);
     }
     let session = Session::start(config, Some(listener)).context("start the session")?;
     let addr = session.listen_addr().expect("listening");
