@@ -70,12 +70,15 @@ fn swarm_over_lossy_delayed_links_completes_and_every_byte_verifies() {
         payload_len: 2 * MIB,
         piece_len: 64 * KIB,
         origin_mbit: 100.0,
-        link_mbit: 100.0,
+        up_mbit: 100.0,
+        down_mbit: 100.0,
         impair: Some(imp),
         udp_tracker: false,
+        super_seed: false,
     });
     // Trust the links only once measured: peer to peer, a round trip crosses two delay
-    // lines (~100 ms) and one way loses ~5 % (2,000 probes: 100 ± 29 lost at 3 sigma).
+    // lines (~100 ms) and one way loses ~5 % (2,000 probes: 100 ± 29 lost at 3 sigma, so
+    // 3.0-7.5 % is a wide margin that still says "about 5 %").
     let path = path_probe::probe(&s.topo, 2, 3, 2000).expect("probe a peer-to-peer path");
     eprintln!(
         "measured peer-to-peer path: rtt median {:?}, one-way loss {:.1} % ({} of {} probes arrived)",
@@ -90,7 +93,7 @@ fn swarm_over_lossy_delayed_links_completes_and_every_byte_verifies() {
         path.rtt_median
     );
     assert!(
-        (0.035..0.065).contains(&path.one_way_loss()),
+        (0.03..0.075).contains(&path.one_way_loss()),
         "one-way loss {:.3}, expected about 0.05: {path:?}",
         path.one_way_loss()
     );
@@ -139,17 +142,19 @@ fn line_frames(s: &Swarm, host: usize) -> u64 {
     })
 }
 
-/// A swarm whose origin is slow (8 Mbit/s) next to faster peers (16 Mbit/s): 4 MiB take the
-/// origin over 4 s to send once, so there is a "before everyone has everything".
-fn slow_origin_swarm(udp_tracker: bool) -> Swarm {
+/// A swarm whose origin is slow (8 Mbit/s): 4 MiB take it over 4 s to send once, so there is
+/// a "before everyone has everything"; peers upload at `up_mbit` and download at 16 Mbit/s.
+fn slow_origin_swarm(udp_tracker: bool, up_mbit: f64, super_seed: bool) -> Swarm {
     Swarm::build(SwarmSpec {
         peers: 4,
         payload_len: 4 * MIB,
         piece_len: 256 * KIB,
         origin_mbit: 8.0,
-        link_mbit: 16.0,
+        up_mbit,
+        down_mbit: 16.0,
         impair: None,
         udp_tracker,
+        super_seed,
     })
 }
 
@@ -158,7 +163,11 @@ fn origin_killed_once_every_piece_is_in_the_swarm_peers_finish_from_each_other()
     if skip_unless_root("origin killed") {
         return;
     }
-    let mut s = slow_origin_swarm(false);
+    // A super-seeding origin sends each piece once before any twice, and peers upload at
+    // 2 Mbit/s, a quarter of the origin: when every piece first exists somewhere (after the
+    // origin's 4 s for one copy), each peer still lacks a good part, so the kill lands well
+    // before the end even on a loaded machine, and the rest comes from the peers alone.
+    let mut s = slow_origin_swarm(false, 2.0, true);
     s.start_tracker();
     s.start_origin();
     for k in 0..4 {
@@ -207,7 +216,7 @@ fn tracker_killed_and_restarted_mid_download_peers_recover_and_finish() {
     if skip_unless_root("tracker restarted") {
         return;
     }
-    let mut s = slow_origin_swarm(true);
+    let mut s = slow_origin_swarm(true, 16.0, false);
     s.start_tracker();
     s.start_origin();
     s.start_peer(0);

@@ -41,6 +41,10 @@ pub fn probe(topo: &Topology, a: usize, b: usize, count: u64) -> Result<PathRepo
     );
     let echo = topo.host_ns(b).enter(move || UdpSocket::bind(to))??;
     let sock = topo.host_ns(a).enter(move || UdpSocket::bind(from))??;
+    // Room for seconds of probes, so a test machine's scheduling stalls are not "loss".
+    for s in [&echo, &sock] {
+        set_rcvbuf(s, 4 << 20).context("size a probe socket's receive buffer")?;
+    }
     echo.set_read_timeout(Some(Duration::from_millis(50)))?;
     sock.set_read_timeout(Some(Duration::from_micros(500)))?;
 
@@ -97,4 +101,23 @@ pub fn probe(topo: &Topology, a: usize, b: usize, count: u64) -> Result<PathRepo
         echoed: rtts.len() as u64,
         rtt_median: rtts[rtts.len() / 2],
     })
+}
+
+fn set_rcvbuf(sock: &UdpSocket, bytes: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt(2) with an int value of its own size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

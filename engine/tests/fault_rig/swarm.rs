@@ -34,11 +34,16 @@ pub struct SwarmSpec {
     pub piece_len: usize,
     /// The origin's upload, Mbit/s (slow, so there is a "mid-download" to act in).
     pub origin_mbit: f64,
-    /// Every other link, each way, Mbit/s.
-    pub link_mbit: f64,
+    /// Every other host's upload, Mbit/s.
+    pub up_mbit: f64,
+    /// Every host's download, Mbit/s.
+    pub down_mbit: f64,
     pub impair: Option<Impairment>,
     /// Announce over BEP 15 UDP (else HTTP).
     pub udp_tracker: bool,
+    /// The origin in super-seed mode (as `instream serve` runs origins), handing out each
+    /// piece once before any twice.
+    pub super_seed: bool,
 }
 
 pub struct Swarm {
@@ -65,8 +70,8 @@ impl Swarm {
     /// starts nothing.
     pub fn build(spec: SwarmSpec) -> Swarm {
         let link = Link {
-            up_mbit: spec.link_mbit,
-            down_mbit: spec.link_mbit,
+            up_mbit: spec.up_mbit,
+            down_mbit: spec.down_mbit,
         };
         let mut topo_spec = TopologySpec::star(spec.peers + 1, 1, link, None);
         topo_spec.hosts[ORIGIN].link.up_mbit = spec.origin_mbit;
@@ -165,6 +170,9 @@ impl Swarm {
             .arg(self.work.path().join("src/payload.bin"))
             .arg("--listen")
             .arg(Self::addr(ORIGIN).to_string());
+        if self.spec.super_seed {
+            cmd.arg("--super-seed");
+        }
         let mut proc = Proc::spawn("origin", cmd);
         wait_for(
             || {
