@@ -360,6 +360,7 @@ impl Driver {
                         version,
                         variant: spec.variant.clone(),
                         hosts,
+                        splay_secs: spec.splay_secs,
                     };
                     info!(step, hosts = job.hosts.len(), version = %job.version, "dispatching");
                     match self.dispatcher.start(&job).await {

@@ -280,6 +280,14 @@ pub struct DeploymentSpec {
     /// "no report within ...". Default 120 s; 0 means wait forever.
     #[serde(default = "default_report_deadline")]
     pub report_deadline_ms: u64,
+    /// Spread each step's agent starts over this many seconds (`deploy --splay`); the
+    /// report deadline counts from the end of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splay_secs: Option<u64>,
+    /// At most this many hosts of a step at once (`deploy --batch`): the step runs as
+    /// consecutive batches, each dispatched once the one before it is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
 
 fn default_report_deadline() -> u64 {

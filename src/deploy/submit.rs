@@ -35,7 +35,16 @@ pub struct DeployRequest {
     pub gate: Option<Gate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_deadline_ms: Option<u64>,
+    /// Seconds over which each step's agents start (`--splay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splay_secs: Option<u64>,
+    /// Most hosts of a step started at once (`--batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
+
+/// Longest `--splay` window: beyond a day it is a schedule, not a splay.
+pub const MAX_SPLAY_SECS: u64 = 86_400;
 
 /// Body of `POST /api/v1/rollbacks`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +130,15 @@ pub async fn submit_deploy(
         .map(Canary::parse)
         .transpose()
         .map_err(SubmitError::Invalid)?;
+    if req.splay_secs.is_some_and(|s| s > MAX_SPLAY_SECS) {
+        return Err(SubmitError::Invalid(format!(
+            "splay {} s is longer than {MAX_SPLAY_SECS} s",
+            req.splay_secs.unwrap_or_default()
+        )));
+    }
+    if req.batch == Some(0) {
+        return Err(SubmitError::Invalid("batch must be at least 1 host".into()));
+    }
     let gate = req.gate.clone().unwrap_or_default();
     if !(0.0..=1.0).contains(&gate.min_success_ratio) {
         return Err(SubmitError::Invalid(format!(
@@ -202,6 +220,8 @@ pub async fn submit_deploy(
         parallel_fabrics: req.parallel_fabrics,
         gate,
         report_deadline_ms: req.report_deadline_ms.unwrap_or(default_report_deadline_ms),
+        splay_secs: req.splay_secs.filter(|&s| s > 0),
+        batch: req.batch,
     };
     store_new(db, "d", spec, targets, now).await
 }
@@ -335,6 +355,9 @@ fn rollback_spec(
         parallel_fabrics: true,
         gate: Gate::default(),
         report_deadline_ms,
+        // A rollback is urgent: no splay, no batches.
+        splay_secs: None,
+        batch: None,
     }
 }
 
@@ -345,7 +368,13 @@ async fn store_new(
     targets: Vec<Target>,
     now: Millis,
 ) -> Result<String, SubmitError> {
-    let plan = canary::plan(&targets, &spec.fabrics, spec.canary, spec.parallel_fabrics);
+    let plan = canary::plan(
+        &targets,
+        &spec.fabrics,
+        spec.canary,
+        spec.parallel_fabrics,
+        spec.batch.map(|b| b as usize),
+    );
     let hosts: Vec<(Target, usize)> = targets.into_iter().zip(plan.step_of).collect();
     let id = new_id(prefix);
     let id2 = id.clone();

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const AGENT_USAGE: &str = "instream-peer deploy --server URL \
 (--token-file FILE | --token-env VAR) --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
 [--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF] \
-[--report-kafka BROKERS --report-topic TOPIC]";
+[--report-kafka BROKERS --report-topic TOPIC] [--splay SECS]";
 
 /// Where agents produce their status events when the server reads them from Kafka.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +125,9 @@ impl AgentCommand {
         if let Some(k) = &self.report_kafka {
             push("--report-kafka", &k.brokers);
             push("--report-topic", &k.topic);
+        }
+        if let Some(s) = job.splay_secs.filter(|&s| s > 0) {
+            push("--splay", &s.to_string());
         }
         a.insert(self.prefix_args.len(), "deploy".into());
         a
@@ -275,6 +278,7 @@ mod tests {
                 fabric: "f1".into(),
                 credential: "agent:h1:dep-1:1:00".into(),
             }],
+            splay_secs: None,
         };
         let args: Vec<String> = agent
             .args(&job, "h1", "f1", TokenArg::File(Path::new("/t")))

@@ -58,6 +58,8 @@ pub struct Job {
     pub version: String,
     pub variant: Option<String>,
     pub hosts: Vec<JobHost>,
+    /// Spread the agents' starts over this many seconds (`deploy --splay`).
+    pub splay_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,7 @@
 pub mod control;
 pub mod origin;
 pub mod report;
+pub mod splay;
 pub mod swarm;
 
 use std::net::SocketAddr;
@@ -132,6 +133,8 @@ pub struct AgentConfig {
     pub report_for: Duration,
     /// Status events go to Kafka instead of `POST /api/v1/events` on `server`.
     pub report_kafka: Option<KafkaReportConfig>,
+    /// Window the start is spread over (`--splay`); zero: start at once.
+    pub splay: Duration,
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
@@ -265,6 +268,10 @@ pub struct DeployArgs {
     /// Kafka topic for status events [default: instream-status].
     #[arg(long, value_name = "TOPIC", requires = "report_kafka")]
     pub report_topic: Option<String>,
+    /// Wait up to SECS before starting, by a delay fixed per host and deployment, so that
+    /// a fabric's hosts start spread over the window (the dispatcher's `deploy --splay`).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub splay: u64,
     /// Print the outcome as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -328,6 +335,7 @@ impl DeployArgs {
                         .unwrap_or(report::kafka::DEFAULT_TOPIC),
                 )
             }),
+            splay: Duration::from_secs(self.splay),
             hooks: HookPolicy {
                 timeout: Duration::from_secs(self.hook_timeout),
                 health_attempts: self.health_attempts.max(1),
@@ -433,6 +441,40 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         },
     );
     tokio::pin!(stop);
+    let wait = splay::delay(&cfg.deployment, &cfg.host, cfg.splay);
+    if !wait.is_zero() {
+        tracing::info!(
+            splay_ms = wait.as_millis() as u64,
+            window_secs = cfg.splay.as_secs(),
+            "splay: waiting before the start"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut stop => {
+                // Nothing was started or reported: the next run begins from scratch.
+                tracing::warn!("stopped during the splay wait; nothing started");
+                return Outcome {
+                    deployment: cfg.deployment.clone(),
+                    host: cfg.host.clone(),
+                    product: cfg.product.clone(),
+                    version: cfg.version.clone(),
+                    state: "failure",
+                    from_disk: false,
+                    copied_from: None,
+                    bytes_downloaded: 0,
+                    bytes_uploaded: 0,
+                    previous: None,
+                    current: None,
+                    reason: Some("stopped during the splay wait, before starting".into()),
+                    recovered: None,
+                    staging_cleaned: 0,
+                    events: 0,
+                    events_unsent: 0,
+                    secs: started.elapsed().as_secs_f64(),
+                };
+            }
+        }
+    }
     // Leftovers of killed or failed runs: never a half-built version on disk for long.
     let staging_cleaned = match installer.clean_staging(&cfg.product) {
         Ok(n) => n,

@@ -148,8 +148,13 @@ impl Dispatcher for SaltDispatcher {
                 .as_deref()
                 .map(|v| (self.settings.variant_grain.as_str(), v));
             let target = lowstate::compound_target(&job.hosts, variant);
+            // Salt's splay executor delays the whole command; the agent must not again.
+            let unsplayed = Job {
+                splay_secs: None,
+                ..job.clone()
+            };
             let argv = self.agent.args(
-                job,
+                &unsplayed,
                 lowstate::HOST_EXPR,
                 lowstate::FABRIC_EXPR,
                 TokenArg::Env(lowstate::TOKEN_ENV_EXPR),
@@ -157,7 +162,7 @@ impl Dispatcher for SaltDispatcher {
             let program = self.agent.program.to_string_lossy();
             let command = lowstate::command_template(&program, &argv, job);
             let env = lowstate::credential_env(job);
-            let req = lowstate::start_request(&target, &command, &env);
+            let req = lowstate::start_request(&target, &command, &env, job.splay_secs);
             let body = self.api.run(&req, SUBMIT_TIMEOUT).await?;
             let Some((jid, minions)) = lowstate::parse_start(&body).map_err(|d| self.api.bad(d))?
             else {
