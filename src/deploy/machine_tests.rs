@@ -275,7 +275,10 @@ fn splay_moves_the_deadlines_and_batches_run_one_after_another() {
     let mut m = Machine::new("d1".into(), sp, targets(), T0);
     m.handle_timeout(T0);
     // f1 has 3 hosts: batches a1 a2 | a3, then f2's b1 b2.
-    assert_eq!(dispatched(&drain(&mut m)), vec![(0, vec!["a1".into(), "a2".into()])]);
+    assert_eq!(
+        dispatched(&drain(&mut m)),
+        vec![(0, vec!["a1".into(), "a2".into()])]
+    );
     // Silent hosts get the splay window on top of the report deadline.
     assert_eq!(m.poll_timeout(), Some(T0 + 30_000 + 10_000));
     m.handle_timeout(T0 + 39_999);
