@@ -1,7 +1,7 @@
 //! The interop matrix (issue 9): instream against the BitTorrent clients people run, every
 //! client on its own address in a network namespace, as real hosts are.
 //!
-//! Cells: each client of `matrix::clients::all()` (libtorrent, aria2, transmission) × both
+//! Cells: each client of `matrix::clients::all()` (libtorrent, aria2, transmission, rtorrent) × both
 //! directions (instream-seed seeds to the client; the client seeds to instream-peer) × both
 //! trackers (instream-tracker, opentracker), over UDP where the client announces over UDP and
 //! HTTP otherwise. Cells run one after another; a failing cell does not stop the others. The

@@ -14,10 +14,14 @@
 //! `--dispatcher salt` starts agents on Salt minions through salt-api instead of locally
 //! (see `dispatch::salt`); it logs in before the server announces itself, so a wrong
 //! secret or an unreachable salt-api ends `serve` with one line naming the URL.
+//! `--dispatcher ansible` starts them through ansible-core (see `dispatch::ansible`); it
+//! reads the inventory first, so a missing ansible-core or a broken inventory ends `serve`
+//! the same way.
 
 use super::config;
 use crate::api::auth::generate_token;
 use crate::dispatch::Dispatcher;
+use crate::dispatch::ansible::{self, AnsibleDispatcher, AnsibleSettings};
 use crate::dispatch::inventory::DEFAULT_VARIANT_GRAIN;
 use crate::dispatch::local::{AgentCommand, LocalDispatcher};
 use crate::dispatch::salt::{self, SaltDispatcher, SaltSettings};
@@ -31,6 +35,7 @@ use std::sync::Arc;
 pub enum DispatcherKind {
     Local,
     Salt,
+    Ansible,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -103,7 +108,7 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     pub insecure_http: bool,
     /// CA file (PEM) agents check this server's certificate with, passed to them as `--ca`
-    /// (with salt: its path on the minions) [required with --tls-cert].
+    /// (with salt or ansible: its path on the hosts) [required with --tls-cert].
     #[arg(long, value_name = "PATH")]
     pub agent_ca: Option<PathBuf>,
     /// URL agents use to reach this server [default: https://<listen address>, or http://
@@ -134,6 +139,59 @@ pub struct ServeArgs {
     pub agent_seed_for: Option<u64>,
     #[command(flatten)]
     pub salt: SaltArgs,
+    #[command(flatten)]
+    pub ansible: AnsibleArgs,
+}
+
+/// ansible-core access for `--dispatcher ansible`: the inventory's groups are the fabrics,
+/// host variables the grains; paths given to `serve` (agent, hosts root, trusted key) are
+/// paths on the hosts.
+#[derive(Args, Debug)]
+pub struct AnsibleArgs {
+    /// Ansible inventory (`-i`: file, directory or script), one group per fabric.
+    #[arg(long, value_name = "INV", env = "INSTREAM_ANSIBLE_INVENTORY")]
+    pub ansible_inventory: Option<PathBuf>,
+    /// Directory holding ansible-playbook and ansible-inventory [default: from PATH].
+    #[arg(long, value_name = "DIR")]
+    pub ansible_bin_dir: Option<PathBuf>,
+    /// Host variable naming a host's fabric when its groups do not.
+    #[arg(long, default_value = ansible::DEFAULT_FABRIC_VAR, value_name = "VAR")]
+    pub ansible_fabric_var: String,
+    /// Hosts Ansible starts agents on at once.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub ansible_forks: u32,
+    /// Seconds one ansible-playbook or ansible-inventory run may take.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub ansible_timeout: u64,
+}
+
+impl AnsibleArgs {
+    fn settings(&self, variant_grain: &str) -> Result<AnsibleSettings> {
+        let inventory = self
+            .ansible_inventory
+            .clone()
+            .context("--dispatcher ansible needs --ansible-inventory INV")?;
+        if !inventory.exists() {
+            bail!("ansible inventory {} does not exist", inventory.display());
+        }
+        Ok(AnsibleSettings {
+            inventory,
+            bin_dir: self.ansible_bin_dir.clone(),
+            fabric_var: self.ansible_fabric_var.clone(),
+            variant_grain: variant_grain.to_string(),
+            forks: self.ansible_forks.max(1),
+            timeout: std::time::Duration::from_secs(self.ansible_timeout.max(1)),
+            // An agent that runs a day is stuck; Ansible's async wrapper ends it.
+            async_secs: 86_400,
+        })
+    }
+}
+
+/// Which fleet the server dispatches to, checked before anything starts.
+enum FleetConfig {
+    Local(crate::dispatch::inventory::Inventory),
+    Salt(SaltSettings),
+    Ansible(AnsibleSettings),
 }
 
 /// salt-api access for `--dispatcher salt`. The trusted key path given to `serve` must also
@@ -224,7 +282,7 @@ fn tls_of(a: &ServeArgs) -> Result<Option<tokio_rustls::TlsAcceptor>> {
     })?;
     let Some(ca) = &a.agent_ca else {
         bail!(
-            "--tls-cert needs --agent-ca PATH: the CA file agents check the server with (with salt, its path on the minions)"
+            "--tls-cert needs --agent-ca PATH: the CA file agents check the server with (with salt or ansible, its path on the hosts)"
         );
     };
     // A local agent reads the same file: refuse to start with one it could not use.
@@ -259,8 +317,9 @@ pub fn run(a: ServeArgs) -> Result<()> {
     if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    // The local dispatcher's fleet is an inventory file; Salt's is the master's minions.
-    let inventory = match a.dispatcher {
+    // The local dispatcher's fleet is an inventory file; Salt's is the master's minions;
+    // Ansible's is its inventory.
+    let fleet = match a.dispatcher {
         DispatcherKind::Local => {
             let inventory_path = a
                 .inventory
@@ -272,13 +331,10 @@ pub fn run(a: ServeArgs) -> Result<()> {
                     inventory_path.display()
                 );
             }
-            Some(LocalDispatcher::load_inventory(&inventory_path)?)
+            FleetConfig::Local(LocalDispatcher::load_inventory(&inventory_path)?)
         }
-        DispatcherKind::Salt => None,
-    };
-    let salt_settings = match a.dispatcher {
-        DispatcherKind::Salt => Some(a.salt.settings(&a.variant_grain)?),
-        DispatcherKind::Local => None,
+        DispatcherKind::Salt => FleetConfig::Salt(a.salt.settings(&a.variant_grain)?),
+        DispatcherKind::Ansible => FleetConfig::Ansible(a.ansible.settings(&a.variant_grain)?),
     };
     let trusted_keys = match &a.trusted_key {
         None => Vec::new(),
@@ -355,8 +411,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
             hosts_root: abs(hosts_root),
             trusted_key: a.trusted_key.clone().map(abs),
             ca: tls.as_ref().and(a.agent_ca.clone()).map(|p| match a.dispatcher {
-                // On the minions: as given.
-                DispatcherKind::Salt => p,
+                // On the remote hosts: as given.
+                DispatcherKind::Salt | DispatcherKind::Ansible => p,
                 DispatcherKind::Local => abs(p),
             }),
             seed_for: a.agent_seed_for,
@@ -366,19 +422,26 @@ pub fn run(a: ServeArgs) -> Result<()> {
                 options: k.options.clone(),
             }),
         };
-        let dispatcher: Arc<dyn Dispatcher> = match (inventory, salt_settings) {
-            (Some(inventory), _) => Arc::new(LocalDispatcher::new(
+        let dispatcher: Arc<dyn Dispatcher> = match fleet {
+            FleetConfig::Local(inventory) => Arc::new(LocalDispatcher::new(
                 inventory,
                 a.variant_grain.clone(),
                 agent,
             )),
-            (None, Some(settings)) => {
+            FleetConfig::Salt(settings) => {
                 let salt = SaltDispatcher::new(settings, agent)?;
                 salt.login().await?;
                 tracing::info!(url = %a.salt.salt_api.as_deref().unwrap_or(""), "logged in to salt-api");
                 Arc::new(salt)
             }
-            (None, None) => unreachable!("a dispatcher is configured above"),
+            FleetConfig::Ansible(settings) => {
+                let ansible = AnsibleDispatcher::new(settings, agent);
+                // Read the inventory now, so a missing ansible-core or a broken inventory
+                // ends `serve` with one line instead of failing the first deployment.
+                let fabrics = ansible.fabrics().await?;
+                tracing::info!(fabrics = %fabrics.join(","), "ansible inventory read");
+                Arc::new(ansible)
+            }
         };
         let cfg = ServerConfig {
             db_path,

@@ -151,14 +151,20 @@ impl AgentCommand {
     /// Environment of every agent process besides its credential: the Kafka options, if
     /// any (see [`AGENT_USAGE`]).
     pub fn env(&self) -> Vec<(String, String)> {
-        match &self.report_kafka {
-            Some(k) if !k.options.is_empty() => {
-                let lines: Vec<String> =
-                    k.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                vec![(KAFKA_OPTIONS_ENV.to_string(), lines.join("\n"))]
-            }
-            _ => Vec::new(),
-        }
+        self.kafka_options()
+            .map(|o| vec![(KAFKA_OPTIONS_ENV.to_string(), o)])
+            .unwrap_or_default()
+    }
+
+    /// The value of [`KAFKA_OPTIONS_ENV`]: the server's Kafka options, one `KEY=VALUE` a
+    /// line, if agents report to Kafka with any.
+    pub fn kafka_options(&self) -> Option<String> {
+        let k = self
+            .report_kafka
+            .as_ref()
+            .filter(|k| !k.options.is_empty())?;
+        let lines: Vec<String> = k.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Some(lines.join("\n"))
     }
 }
 

@@ -10,6 +10,7 @@
 //! because only it knows the fleet: the local one reads an inventory file, Salt asks its
 //! master for grains.
 
+pub mod ansible;
 pub mod inventory;
 pub mod local;
 pub mod salt;

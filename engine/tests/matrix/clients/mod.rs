@@ -9,6 +9,7 @@
 
 mod aria2;
 mod libtorrent;
+mod rtorrent;
 mod transmission;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -82,6 +83,7 @@ pub fn all() -> Vec<Box<dyn Client>> {
         Box::new(libtorrent::Libtorrent),
         Box::new(aria2::Aria2),
         Box::new(transmission::Transmission),
+        Box::new(rtorrent::Rtorrent),
     ]
 }
 
