@@ -1,5 +1,5 @@
 //! The HTTP tracker: a small hand-written HTTP/1.1 server on tokio serving
-//! `GET /announce`, `GET /scrape`, `GET /stats` and the admin API
+//! `GET /announce`, `GET /scrape`, `GET /stats`, `GET /metrics` (Prometheus) and the admin API
 //! (`POST /register`, `POST /unregister`, bearer token).
 //!
 //! Robustness rules: a request (head and body) is at most `max_request_bytes` (an admin
@@ -195,8 +195,12 @@ pub(crate) fn respond(
             "application/json",
             serde_json::to_vec(&shared.stats()).unwrap_or_default(),
         ),
+        ("GET", "/metrics") => HttpResponse::ok(
+            proto::prometheus::CONTENT_TYPE,
+            shared.stats().prometheus().into_bytes(),
+        ),
         ("POST", "/register") | ("POST", "/unregister") => admin(shared, req, path),
-        (_, "/announce" | "/scrape" | "/stats" | "/register" | "/unregister") => {
+        (_, "/announce" | "/scrape" | "/stats" | "/metrics" | "/register" | "/unregister") => {
             bump(&shared.counters(0).http_bad_request);
             HttpResponse::text(405, "method not allowed")
         }

@@ -100,3 +100,93 @@ impl Stats {
         snap.http_open += r(&self.http_open);
     }
 }
+
+impl StatsSnapshot {
+    /// The counters as a Prometheus text exposition (`GET /metrics`).
+    pub fn prometheus(&self) -> String {
+        let udp = [("protocol", "udp")];
+        let http = [("protocol", "http")];
+        proto::prometheus::Exposition::new()
+            .family(
+                "instream_tracker_announces_total",
+                "Announces answered with peers.",
+                "counter",
+                &[(&udp, self.udp_announce), (&http, self.http_announce)],
+            )
+            .family(
+                "instream_tracker_scrapes_total",
+                "Scrapes answered.",
+                "counter",
+                &[(&udp, self.udp_scrape), (&http, self.http_scrape)],
+            )
+            .counter(
+                "instream_tracker_udp_connects_total",
+                "BEP 15 connect responses sent.",
+                self.udp_connect,
+            )
+            .family(
+                "instream_tracker_errors_total",
+                "Requests answered with an error or dropped, by kind.",
+                "counter",
+                &[
+                    (&[("kind", "udp_error_sent")], self.udp_error_sent),
+                    (
+                        &[("kind", "udp_bad_connection_id")],
+                        self.udp_bad_connection_id,
+                    ),
+                    (&[("kind", "udp_dropped")], self.udp_dropped),
+                    (&[("kind", "udp_send_failed")], self.udp_send_failed),
+                    (&[("kind", "http_failure")], self.http_failure),
+                    (&[("kind", "http_bad_request")], self.http_bad_request),
+                    (&[("kind", "http_timed_out")], self.http_timed_out),
+                    (&[("kind", "http_evicted")], self.http_evicted),
+                    (&[("kind", "http_refused")], self.http_refused),
+                ],
+            )
+            .gauge(
+                "instream_tracker_http_connections",
+                "HTTP connections open now.",
+                self.http_open,
+            )
+            .gauge(
+                "instream_tracker_torrents",
+                "Torrents with at least one peer.",
+                self.torrents,
+            )
+            .gauge(
+                "instream_tracker_peers",
+                "Peers listed over all torrents.",
+                self.peers,
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod prometheus_tests {
+    use super::*;
+
+    #[test]
+    fn metrics_name_every_counter_once() {
+        let snap = StatsSnapshot {
+            udp_announce: 3,
+            http_announce: 4,
+            peers: 7,
+            http_timed_out: 2,
+            ..StatsSnapshot::default()
+        };
+        let text = snap.prometheus();
+        assert!(
+            text.contains("instream_tracker_announces_total{protocol=\"udp\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("instream_tracker_announces_total{protocol=\"http\"} 4\n"));
+        assert!(text.contains("instream_tracker_errors_total{kind=\"http_timed_out\"} 2\n"));
+        assert!(text.contains("instream_tracker_peers 7\n"));
+        assert_eq!(
+            text.matches("# TYPE instream_tracker_announces_total counter")
+                .count(),
+            1
+        );
+    }
+}

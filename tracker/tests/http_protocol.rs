@@ -58,6 +58,21 @@ fn announce_and_scrape() {
     let s = ScrapeResponse::parse(&body).unwrap();
     assert_eq!(s.files.len(), 1);
     assert_eq!((s.files[0].1.complete, s.files[0].1.incomplete), (1, 1));
+
+    // The same work as Prometheus metrics.
+    let (status, body) = get(t.http, "/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        "instream_tracker_announces_total{protocol=\"http\"} 2",
+        "instream_tracker_announces_total{protocol=\"udp\"} 0",
+        "instream_tracker_scrapes_total{protocol=\"http\"} 1",
+        "instream_tracker_torrents 1",
+        "instream_tracker_peers 2",
+        "# TYPE instream_tracker_errors_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
 }
 
 #[test]

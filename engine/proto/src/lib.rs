@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod metainfo;
 pub mod mse;
 pub mod picker;
+pub mod prometheus;
 pub mod sim;
 pub mod torrent;
 pub mod tracker;
