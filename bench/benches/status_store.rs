@@ -30,6 +30,8 @@ fn spec() -> DeploymentSpec {
         parallel_fabrics: true,
         gate: Gate::default(),
         report_deadline_ms: 120_000,
+        splay_secs: None,
+        batch: None,
     }
 }
 

@@ -356,12 +356,44 @@ impl TrackerConn {
         let fresh = |c: &Option<(ConnectionId, Instant)>| {
             c.is_some_and(|(_, at)| at.elapsed() < cfg.udp_connection_ttl)
         };
+        // A tracker that restarted no longer knows the ids it issued and drops requests that
+        // carry one without a word: after one unanswered attempt with a reused id, connect
+        // again rather than retransmit the announce for minutes (15 s · (1 + 2 + 4 + 8)).
+        loop {
+            let reused = fresh(&self.connection);
+            let retries = if reused { 0 } else { cfg.udp_max_retries };
+            match self
+                .udp_announce_once(cfg, id, event, stats, path, retries)
+                .await
+            {
+                Err(ClientError::Timeout { .. } | ClientError::Refused { .. }) if reused => {
+                    self.connection = None
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One connect (unless the id is fresh) and one announce, each retransmitted `retries`
+    /// times.
+    async fn udp_announce_once(
+        &mut self,
+        cfg: &ClientConfig,
+        id: &Identity,
+        event: AnnounceEvent,
+        stats: TransferStats,
+        path: &str,
+        retries: u32,
+    ) -> Result<AnnounceOutcome, ClientError> {
+        let fresh = |c: &Option<(ConnectionId, Instant)>| {
+            c.is_some_and(|(_, at)| at.elapsed() < cfg.udp_connection_ttl)
+        };
         if !fresh(&self.connection) {
             let tid = self.transaction();
             let req = Request::Connect(ConnectRequest {
                 transaction_id: tid,
             });
-            match self.udp_transact(cfg, &req, tid).await? {
+            match self.udp_transact(cfg, &req, tid, retries).await? {
                 Response::Connect(c) => self.connection = Some((c.connection_id, Instant::now())),
                 Response::Error(e) => return Err(ClientError::Refused { reason: e.message }),
                 _ => return Err(ClientError::UnexpectedReply),
@@ -396,7 +428,7 @@ impl TrackerConn {
             port: id.port,
             url_data: url_data.into_bytes(),
         });
-        match self.udp_transact(cfg, &req, tid).await? {
+        match self.udp_transact(cfg, &req, tid, retries).await? {
             Response::Announce(a) => Ok(AnnounceOutcome {
                 interval: Duration::from_secs(a.interval.0.into()),
                 seeders: a.seeders,
@@ -408,12 +440,14 @@ impl TrackerConn {
         }
     }
 
-    /// Sends `req` until a reply with `tid` arrives, doubling the wait each time.
+    /// Sends `req` until a reply with `tid` arrives (at most `retries` retransmissions),
+    /// doubling the wait each time.
     async fn udp_transact(
         &mut self,
         cfg: &ClientConfig,
         req: &Request,
         tid: TransactionId,
+        retries: u32,
     ) -> Result<Response, ClientError> {
         let (sock, addr) = self.udp.as_ref().expect("socket set up by the caller");
         let ipv6 = addr.is_ipv6();
@@ -421,7 +455,7 @@ impl TrackerConn {
         req.encode(&mut packet);
         let mut buf = vec![0u8; 8192];
         let mut wait = cfg.udp_initial_timeout;
-        for attempt in 0..=cfg.udp_max_retries {
+        for attempt in 0..=retries {
             sock.send(&packet).await.map_err(ClientError::Io)?;
             let deadline = Instant::now() + wait;
             loop {
@@ -445,14 +479,14 @@ impl TrackerConn {
                     Ok(r) if r.transaction_id() == tid => return Ok(r),
                     // A late reply to an earlier transaction, or junk: keep waiting.
                     Ok(_) => continue,
-                    Err(e) if attempt == cfg.udp_max_retries => return Err(e.into()),
+                    Err(e) if attempt == retries => return Err(e.into()),
                     Err(_) => continue,
                 }
             }
             wait = wait.saturating_mul(2);
         }
         Err(ClientError::Timeout {
-            attempts: cfg.udp_max_retries + 1,
+            attempts: retries + 1,
         })
     }
 }

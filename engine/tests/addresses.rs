@@ -28,26 +28,6 @@ use proto::tracker::AnnounceEvent;
 use proto::{InfoHash, PeerId};
 use support::*;
 
-/// `instream-tracker`, built on first use: it belongs to another package, so cargo does not
-/// build it for this one's tests.
-fn tracker_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        run_ok(
-            "cargo build -p instream-tracker",
-            Command::new(cargo).current_dir(repo_root()).args([
-                "build",
-                "-p",
-                "instream-tracker",
-                "--bin",
-                "instream-tracker",
-            ]),
-        );
-    });
-    bin("instream-tracker")
-}
-
 /// Starts `instream-tracker` (under `prefix`, e.g. `ip netns exec NS`) with `args`, and
 /// waits until it listens on `http` (its UDP socket is bound before it).
 fn start_tracker(prefix: &[&str], args: &[String], http: SocketAddr) -> Proc {

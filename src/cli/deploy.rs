@@ -48,6 +48,14 @@ pub struct DeployArgs {
     /// Seconds a host may stay silent before it fails [default: the server's].
     #[arg(long, value_name = "SECS")]
     pub report_deadline: Option<u64>,
+    /// Spread each step's agent starts over SECS seconds (under Salt: Salt's splay
+    /// executor), so a fabric's hosts do not all start in the same second.
+    #[arg(long, value_name = "SECS")]
+    pub splay: Option<u64>,
+    /// Start at most N hosts of a step at once: the step runs in batches of N, each once
+    /// the one before it is complete (a failed batch halts the deployment).
+    #[arg(long, value_name = "N")]
+    pub batch: Option<u32>,
     /// Answer as the system instream descends from did too (`torrentid` beside `id`); set
     /// by its spelling, `instream -p P -v V -f F -ho HOSTS` (see `cli::legacy`).
     #[arg(long = "legacy-answer", hide = true)]
@@ -86,6 +94,8 @@ pub async fn run(a: DeployArgs) -> Result<()> {
             timeout_ms: a.gate_timeout.saturating_mul(1000),
         }),
         report_deadline_ms: a.report_deadline.map(|s| s.saturating_mul(1000)),
+        splay_secs: a.splay,
+        batch: a.batch,
     };
     let s: Submitted = client.post("/api/v1/deployments", &req).await?;
     if a.legacy_answer {

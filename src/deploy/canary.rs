@@ -3,8 +3,10 @@
 //! The canary is the first N hosts (or P percent, rounded up, at least one) of *each* fabric
 //! in host-name order, so the choice is deterministic and an operator can predict it. After
 //! the canary come the remaining hosts fabric by fabric in the order the operator named the
-//! fabrics (or all at once with `parallel_fabrics`). Empty steps are left out, so every step
-//! in a plan has at least one host.
+//! fabrics (or all at once with `parallel_fabrics`). With a batch size N, each of those
+//! steps becomes consecutive steps of at most N hosts (the same kind of step repeated; for
+//! all fabrics at once, each batch takes hosts from every fabric in turn); the canary is
+//! never split. Empty steps are left out, so every step in a plan has at least one host.
 
 use super::model::{Canary, StepKind, Target};
 use std::collections::BTreeMap;
@@ -37,7 +39,9 @@ pub fn plan(
     fabrics: &[String],
     canary: Option<Canary>,
     parallel_fabrics: bool,
+    batch: Option<usize>,
 ) -> Plan {
+    let batch = batch.unwrap_or(usize::MAX).max(1);
     // fabric -> target indices sorted by host name
     let mut by_fabric: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, t) in targets.iter().enumerate() {
@@ -83,27 +87,32 @@ pub fn plan(
     }
 
     if parallel_fabrics {
-        let n = steps.len();
-        let mut any = false;
-        for (_, idx) in &rest {
-            for &i in *idx {
-                step_of[i] = n;
-                any = true;
+        // Round robin over fabrics, so that every batch spreads over all of them.
+        let mut interleaved = Vec::new();
+        let longest = rest.iter().map(|(_, idx)| idx.len()).max().unwrap_or(0);
+        for k in 0..longest {
+            for (_, idx) in &rest {
+                if let Some(&i) = idx.get(k) {
+                    interleaved.push(i);
+                }
             }
         }
-        if any {
+        for chunk in interleaved.chunks(batch) {
+            let n = steps.len();
+            for &i in chunk {
+                step_of[i] = n;
+            }
             steps.push(StepKind::All);
         }
     } else {
         for (f, idx) in rest {
-            if idx.is_empty() {
-                continue;
+            for chunk in idx.chunks(batch) {
+                let n = steps.len();
+                for &i in chunk {
+                    step_of[i] = n;
+                }
+                steps.push(StepKind::Fabric(f.to_string()));
             }
-            let n = steps.len();
-            for &i in idx {
-                step_of[i] = n;
-            }
-            steps.push(StepKind::Fabric(f.to_string()));
         }
     }
     debug_assert!(step_of.iter().all(|&s| s < steps.len()));
@@ -155,7 +164,13 @@ mod tests {
             ("b1", "b"),
             ("a3", "a"),
         ]);
-        let p = plan(&t, &fabrics(&["b", "a"]), Some(Canary::Hosts(1)), false);
+        let p = plan(
+            &t,
+            &fabrics(&["b", "a"]),
+            Some(Canary::Hosts(1)),
+            false,
+            None,
+        );
         assert_eq!(
             p.steps,
             vec![
@@ -171,7 +186,7 @@ mod tests {
     #[test]
     fn no_canary_and_parallel_is_one_step() {
         let t = targets(&[("a1", "a"), ("b1", "b")]);
-        let p = plan(&t, &fabrics(&["a", "b"]), None, true);
+        let p = plan(&t, &fabrics(&["a", "b"]), None, true, None);
         assert_eq!(p.steps, vec![StepKind::All]);
         assert_eq!(p.step_of, vec![0, 0]);
     }
@@ -179,11 +194,55 @@ mod tests {
     #[test]
     fn canary_covering_a_whole_fabric_leaves_no_empty_step() {
         let t = targets(&[("a1", "a"), ("b1", "b"), ("b2", "b")]);
-        let p = plan(&t, &fabrics(&["a", "b"]), Some(Canary::Hosts(1)), false);
+        let p = plan(
+            &t,
+            &fabrics(&["a", "b"]),
+            Some(Canary::Hosts(1)),
+            false,
+            None,
+        );
         assert_eq!(
             p.steps,
             vec![StepKind::Canary, StepKind::Fabric("b".into())]
         );
         assert_eq!(p.step_of, vec![0, 0, 1]);
+    }
+
+    #[test]
+    fn batches_split_each_step_but_never_the_canary() {
+        let t = targets(&[
+            ("a1", "a"),
+            ("a2", "a"),
+            ("a3", "a"),
+            ("a4", "a"),
+            ("a5", "a"),
+            ("b1", "b"),
+            ("b2", "b"),
+        ]);
+        let p = plan(
+            &t,
+            &fabrics(&["a", "b"]),
+            Some(Canary::Hosts(2)),
+            false,
+            Some(2),
+        );
+        let fa = StepKind::Fabric("a".into());
+        // Canary: a1 a2 b1 b2 (4 hosts, more than a batch); then a3 a4 | a5 in a; b is empty.
+        assert_eq!(p.steps, vec![StepKind::Canary, fa.clone(), fa]);
+        assert_eq!(p.step_of, vec![0, 0, 1, 1, 2, 0, 0]);
+
+        // All fabrics at once: batches take hosts from every fabric in turn.
+        let p = plan(&t, &fabrics(&["a", "b"]), None, true, Some(3));
+        assert_eq!(p.steps, vec![StepKind::All; 3]);
+        // a1 b1 a2 | b2 a3 a4 | a5
+        assert_eq!(p.step_of, vec![0, 0, 1, 1, 2, 0, 1]);
+
+        // A batch larger than every step changes nothing.
+        let big = plan(&t, &fabrics(&["a", "b"]), None, false, Some(100));
+        let none = plan(&t, &fabrics(&["a", "b"]), None, false, None);
+        assert_eq!(big, none);
+        // Batch 1: one host per step.
+        let one = plan(&t, &fabrics(&["a", "b"]), None, false, Some(1));
+        assert_eq!(one.steps.len(), 7);
     }
 }

@@ -125,7 +125,13 @@ impl Machine {
     /// A fresh deployment: plans the rollout; nothing is dispatched until the first
     /// `handle_timeout` (`poll_timeout` says "now").
     pub fn new(id: String, spec: DeploymentSpec, targets: Vec<Target>, created_at: Millis) -> Self {
-        let plan = canary::plan(&targets, &spec.fabrics, spec.canary, spec.parallel_fabrics);
+        let plan = canary::plan(
+            &targets,
+            &spec.fabrics,
+            spec.canary,
+            spec.parallel_fabrics,
+            spec.batch.map(|b| b as usize),
+        );
         let hosts = targets
             .into_iter()
             .zip(plan.step_of)
@@ -283,7 +289,8 @@ impl Machine {
             self.start_step(now, 0);
             return;
         };
-        let started = self.phase.step_started_at;
+        // Splayed agents may start up to the window's end: every deadline counts from there.
+        let started = self.phase.step_started_at.saturating_add(self.splay_ms());
         let deadline = self.spec.report_deadline_ms;
         if deadline > 0 && now >= started.saturating_add(deadline) && self.counts[step].silent > 0 {
             let reason = format!("no report within {}", human_ms(deadline));
@@ -313,7 +320,7 @@ impl Machine {
             return Some(0); // not started: start now
         };
         let c = self.counts[step];
-        let started = self.phase.step_started_at;
+        let started = self.phase.step_started_at.saturating_add(self.splay_ms());
         let mut t: Option<Millis> = None;
         if self.spec.report_deadline_ms > 0 && c.silent > 0 {
             t = Some(started.saturating_add(self.spec.report_deadline_ms));
@@ -323,6 +330,10 @@ impl Machine {
             t = Some(t.map_or(g, |t| t.min(g)));
         }
         t
+    }
+
+    fn splay_ms(&self) -> Millis {
+        self.spec.splay_secs.unwrap_or(0).saturating_mul(1000)
     }
 
     fn apply(&mut self, i: usize, ev: &HostEvent) -> bool {

@@ -25,6 +25,8 @@ fn spec(canary: Option<Canary>, auto_promote: bool) -> DeploymentSpec {
             timeout_ms: 60_000,
         },
         report_deadline_ms: 10_000,
+        splay_secs: None,
+        batch: None,
     }
 }
 
@@ -263,6 +265,28 @@ fn silent_hosts_fail_at_report_deadline_but_talking_ones_do_not() {
     let a = drain(&mut m);
     assert!(a.iter().any(|a| matches!(a, Action::RecordEvent(e) if e.host == "a1" && e.reason.as_deref() == Some("not finished within 60s"))));
     assert_eq!(m.state(), DeploymentState::Halted);
+}
+
+#[test]
+fn splay_moves_the_deadlines_and_batches_run_one_after_another() {
+    let mut sp = spec(None, false);
+    sp.splay_secs = Some(30);
+    sp.batch = Some(2);
+    let mut m = Machine::new("d1".into(), sp, targets(), T0);
+    m.handle_timeout(T0);
+    // f1 has 3 hosts: batches a1 a2 | a3, then f2's b1 b2.
+    assert_eq!(
+        dispatched(&drain(&mut m)),
+        vec![(0, vec!["a1".into(), "a2".into()])]
+    );
+    // Silent hosts get the splay window on top of the report deadline.
+    assert_eq!(m.poll_timeout(), Some(T0 + 30_000 + 10_000));
+    m.handle_timeout(T0 + 39_999);
+    assert_eq!(drain(&mut m), vec![]);
+    let a = succeed(&mut m, T0 + 5_000, &["a1", "a2"]);
+    assert_eq!(dispatched(&a), vec![(1, vec!["a3".into()])]);
+    let a = succeed(&mut m, T0 + 6_000, &["a3"]);
+    assert_eq!(dispatched(&a), vec![(2, vec!["b1".into(), "b2".into()])]);
 }
 
 #[test]

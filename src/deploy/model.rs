@@ -250,7 +250,15 @@ pub enum DeploymentKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<String>,
     },
+    /// A service command (`start`, `stop`, `restart`, `status`, `check`) run by each host's
+    /// agent on the version it runs; nothing is installed or switched.
+    Service {
+        action: String,
+    },
 }
+
+/// The service commands `instream service` takes.
+pub const SERVICE_ACTIONS: [&str; 5] = ["start", "stop", "restart", "status", "check"];
 
 /// Everything the operator asked for, as stored with the deployment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -280,6 +288,14 @@ pub struct DeploymentSpec {
     /// "no report within ...". Default 120 s; 0 means wait forever.
     #[serde(default = "default_report_deadline")]
     pub report_deadline_ms: u64,
+    /// Spread each step's agent starts over this many seconds (`deploy --splay`); the
+    /// report deadline counts from the end of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splay_secs: Option<u64>,
+    /// At most this many hosts of a step at once (`deploy --batch`): the step runs as
+    /// consecutive batches, each dispatched once the one before it is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
 
 fn default_report_deadline() -> u64 {

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const AGENT_USAGE: &str = "instream-peer deploy --server URL \
 (--token-file FILE | --token-env VAR) --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
 [--ca FILE] [--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF] \
-[--report-kafka BROKERS --report-topic TOPIC [--report-kafka-options-env VAR]]";
+[--report-kafka BROKERS --report-topic TOPIC [--report-kafka-options-env VAR]] [--splay SECS] [--service ACTION]";
 
 /// The environment variable of the agent's process that holds the server's Kafka options,
 /// one `KEY=VALUE` a line.
@@ -143,6 +143,12 @@ impl AgentCommand {
             if !k.options.is_empty() {
                 push("--report-kafka-options-env", &KAFKA_OPTIONS_ENV);
             }
+        }
+        if let Some(s) = job.splay_secs.filter(|&s| s > 0) {
+            push("--splay", &s.to_string());
+        }
+        if let Some(action) = &job.service {
+            push("--service", action);
         }
         a.insert(self.prefix_args.len(), "deploy".into());
         a
@@ -314,6 +320,8 @@ mod tests {
                 fabric: "f1".into(),
                 credential: "agent:h1:dep-1:1:00".into(),
             }],
+            splay_secs: None,
+            service: None,
         };
         let args: Vec<String> = agent
             .args(&job, "h1", "f1", TokenArg::File(Path::new("/t")))

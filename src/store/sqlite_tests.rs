@@ -19,6 +19,8 @@ fn spec() -> DeploymentSpec {
         parallel_fabrics: false,
         gate: Gate::default(),
         report_deadline_ms: 1000,
+        splay_secs: None,
+        batch: None,
     }
 }
 
@@ -36,7 +38,7 @@ fn targets() -> Vec<Target> {
 
 fn setup(store: &mut Store) {
     let t = targets();
-    let plan = canary::plan(&t, &spec().fabrics, spec().canary, false);
+    let plan = canary::plan(&t, &spec().fabrics, spec().canary, false, None);
     let hosts: Vec<_> = t.into_iter().zip(plan.step_of).collect();
     store
         .create_deployment("d1", &spec(), &plan.steps, &hosts, 100)

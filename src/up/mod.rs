@@ -331,6 +331,8 @@ async fn publish_and_deploy(a: &UpArgs, fleet: &Fleet, work: &Path) -> Result<Ra
         parallel_fabrics: true,
         gate: None,
         report_deadline_ms: None,
+        splay_secs: None,
+        batch: None,
     };
     let submitted: Submitted = client.post("/api/v1/deployments", &req).await?;
     let id = submitted.id;

@@ -7,7 +7,9 @@
 //! - [`datapath`]: one seed -> one peer on loopback; wall time, CPU per GiB, peak memory.
 //!
 //! Support: [`topology`] builds namespaces, bridges and shaped veths from a spec that already
-//! knows about fabrics (K bridges joined by narrower shaped links); [`netns`] wraps `ip`/`tc`;
+//! knows about fabrics (K bridges joined by narrower shaped links), with netem-like delay and
+//! loss from a userspace [`delay_line`] when asked, which [`path_probe`] measures; [`netns`]
+//! wraps `ip`/`tc`;
 //! [`process`] spawns children (optionally inside a namespace) and accounts their CPU and
 //! memory; [`clients`] knows how to start each client's seed and peer; [`report`] prints tables.
 //!
@@ -17,7 +19,9 @@
 
 pub mod clients;
 pub mod datapath;
+pub mod delay_line;
 pub mod netns;
+pub mod path_probe;
 pub mod process;
 pub mod report;
 pub mod swarm;

@@ -62,6 +62,25 @@ impl Netns {
         PathBuf::from("/run/netns").join(&self.name)
     }
 
+    /// Runs `f` on a thread that has entered the namespace, so sockets it opens live there
+    /// (and stay there when other threads use them).
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        use std::os::fd::AsRawFd;
+        let path = self.path();
+        let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+        std::thread::spawn(move || {
+            // SAFETY: setns(2) on a namespace file we hold open; it moves only this thread,
+            // which ends when `f` returns.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("enter {}", path.display()));
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("a thread inside a network namespace panicked"))?
+    }
+
     /// `ip -n NAME ARGS...`
     pub fn ip(&self, args: &[&str]) -> Result<()> {
         let mut all = vec!["-n", &self.name];

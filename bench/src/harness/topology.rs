@@ -1,7 +1,7 @@
 //! Emulated data-center topology: hosts in their own network namespaces, fabrics as bridges.
 //!
 //! ```text
-//!   host ns isb<pid>-h<i>            hub ns isb<pid>-hub
+//!   host ns isb<pid>-<n>h<i>         hub ns isb<pid>-<n>hub   (n: the topology's number in this process)
 //!   eth0 10.77.x.y --veth-- h<i> ── bridge fab<k> ──(K > 1: veth f<k>up / f<k>core)── bridge core
 //!   egress shaped = host upload      egress of h<i> shaped = host download
 //!                                    egress of f<k>up = fabric egress, of f<k>core = fabric ingress
@@ -9,6 +9,10 @@
 //!
 //! All hosts share one /16, so fabrics are joined at layer 2 and no routing is needed. With one
 //! fabric there is no core bridge and hosts hang off `fab0` directly. Host 0 is the origin.
+//! With an [`Impairment`] (netem's delay and loss, which this kernel lacks), `h<i>` leaves the
+//! bridge and a [`DelayLine`] joins it to a veth `x<i>`/`y<i>` whose `y<i>` end takes its place:
+//! every frame a host sends is delayed (and some lost) once, so host-to-host round trips take
+//! twice the delay.
 //! The [`TopologySpec`] is plain data (it also computes the lower bound), so a fabric variant
 //! is a different spec, not different code.
 
@@ -16,6 +20,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, ensure};
 
+use super::delay_line::{DelayLine, Impairment, LineStats};
 use super::netns::{Netns, PREFIX};
 
 /// A host's access link, in Mbit/s each way.
@@ -44,6 +49,8 @@ pub struct TopologySpec {
     /// Host 0 is the origin (seed).
     pub hosts: Vec<HostSpec>,
     pub fabrics: Vec<FabricSpec>,
+    /// Delay and loss on every frame a host sends (`None`: none).
+    pub impair: Option<Impairment>,
 }
 
 /// One term of the lower bound, for printing.
@@ -76,6 +83,15 @@ impl TopologySpec {
                     uplink_mbit: if fabrics > 1 { fabric_mbit } else { None },
                 })
                 .collect(),
+            impair: None,
+        }
+    }
+
+    /// The same topology with `imp` on every host's link.
+    pub fn impaired(self, imp: Impairment) -> TopologySpec {
+        TopologySpec {
+            impair: Some(imp),
+            ..self
         }
     }
 
@@ -126,7 +142,8 @@ impl TopologySpec {
 /// A built topology; dropping it deletes every namespace (and so every veth and bridge).
 pub struct Topology {
     pub spec: TopologySpec,
-    // Field order matters for Drop: hosts go before the hub.
+    // Field order matters for Drop: the delay lines stop first, hosts go before the hub.
+    lines: Vec<DelayLine>,
     hosts: Vec<Netns>,
     hub: Netns,
 }
@@ -146,10 +163,14 @@ impl Topology {
             spec.hosts.len() <= 250 * 250,
             "too many hosts for 10.77.0.0/16"
         );
-        let tag = format!("{PREFIX}{}-", std::process::id());
+        // Several topologies may live in one process (parallel tests): each gets a number.
+        static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{PREFIX}{}-{n}", std::process::id());
         let hub = Netns::create(&format!("{tag}hub"))?;
         let mut topo = Topology {
             spec: spec.clone(),
+            lines: Vec::new(),
             hosts: Vec::new(),
             hub,
         };
@@ -194,14 +215,26 @@ impl Topology {
                 topo.hub.name(),
             ])
             .with_context(|| format!("create the veth of host {i}"))?;
-            topo.hub.ip(&[
-                "link",
-                "set",
-                &hub_end,
-                "master",
-                &format!("fab{}", h.fabric),
-                "up",
-            ])?;
+            let fabric_br = format!("fab{}", h.fabric);
+            match spec.impair {
+                None => topo
+                    .hub
+                    .ip(&["link", "set", &hub_end, "master", &fabric_br, "up"])?,
+                Some(imp) => {
+                    let (line, port) = (format!("x{i}"), format!("y{i}"));
+                    topo.hub
+                        .ip(&["link", "add", &line, "type", "veth", "peer", "name", &port])?;
+                    topo.hub
+                        .ip(&["link", "set", &port, "master", &fabric_br, "up"])?;
+                    topo.hub.ip(&["link", "set", &line, "up"])?;
+                    topo.hub.ip(&["link", "set", &hub_end, "up"])?;
+                    // One packet per frame, so that a lost frame is one lost packet.
+                    ns.ip(&["link", "set", "eth0", "gso_max_segs", "1"])?;
+                    let line = DelayLine::start(&topo.hub, &hub_end, &line, imp, i as u64 + 1)
+                        .with_context(|| format!("start the delay line of host {i}"))?;
+                    topo.lines.push(line);
+                }
+            }
             ns.ip(&[
                 "addr",
                 "add",
@@ -219,6 +252,11 @@ impl Topology {
 
     pub fn host_ns(&self, i: usize) -> &Netns {
         &self.hosts[i]
+    }
+
+    /// Frame counts of host `i`'s delay line (`None` without an impairment).
+    pub fn line_stats(&self, i: usize) -> Option<&LineStats> {
+        self.lines.get(i).map(|l| &*l.stats)
     }
 
     /// Fabric name of host `i` (for `--fabric`).

@@ -21,6 +21,7 @@
 pub mod control;
 pub mod origin;
 pub mod report;
+pub mod splay;
 pub mod swarm;
 
 use std::net::SocketAddr;
@@ -134,6 +135,10 @@ pub struct AgentConfig {
     pub report_kafka: Option<KafkaReportConfig>,
     /// The only root an https `server` is checked against.
     pub ca: Option<crate::https::Ca>,
+    /// Window the start is spread over (`--splay`); zero: start at once.
+    pub splay: Duration,
+    /// Run this service command on the active version instead of deploying (`--service`).
+    pub service: Option<crate::install::ServiceAction>,
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
@@ -314,6 +319,15 @@ pub struct DeployArgs {
     /// command-line word).
     #[arg(long, value_name = "VAR", requires = "report_kafka")]
     pub report_kafka_options_env: Option<String>,
+    /// Wait up to SECS before starting, by a delay fixed per host and deployment, so that
+    /// a fabric's hosts start spread over the window (the dispatcher's `deploy --splay`).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub splay: u64,
+    /// Instead of deploying, run a service command on the product's active version
+    /// (`start`, `stop`, `restart`, `status`, `check`) and report it with the hook's last
+    /// output line; `--version` is the version the server believes is active.
+    #[arg(long, value_name = "ACTION")]
+    pub service: Option<crate::install::ServiceAction>,
     /// Print the outcome as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -396,6 +410,8 @@ impl DeployArgs {
                         .unwrap_or(report::kafka::DEFAULT_TOPIC),
                 )
             }),
+            splay: Duration::from_secs(self.splay),
+            service: self.service,
             hooks: HookPolicy {
                 timeout: Duration::from_secs(self.hook_timeout),
                 health_attempts: self.health_attempts.max(1),
@@ -516,6 +532,40 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         },
     );
     tokio::pin!(stop);
+    let wait = splay::delay(&cfg.deployment, &cfg.host, cfg.splay);
+    if !wait.is_zero() {
+        tracing::info!(
+            splay_ms = wait.as_millis() as u64,
+            window_secs = cfg.splay.as_secs(),
+            "splay: waiting before the start"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut stop => {
+                // Nothing was started or reported: the next run begins from scratch.
+                tracing::warn!("stopped during the splay wait; nothing started");
+                return Outcome {
+                    deployment: cfg.deployment.clone(),
+                    host: cfg.host.clone(),
+                    product: cfg.product.clone(),
+                    version: cfg.version.clone(),
+                    state: "failure",
+                    from_disk: false,
+                    copied_from: None,
+                    bytes_downloaded: 0,
+                    bytes_uploaded: 0,
+                    previous: None,
+                    current: None,
+                    reason: Some("stopped during the splay wait, before starting".into()),
+                    recovered: None,
+                    staging_cleaned: 0,
+                    events: 0,
+                    events_unsent: 0,
+                    secs: started.elapsed().as_secs_f64(),
+                };
+            }
+        }
+    }
     // Leftovers of killed or failed runs: never a half-built version on disk for long.
     let staging_cleaned = match installer.clean_staging(&cfg.product) {
         Ok(n) => n,
@@ -524,12 +574,18 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
             0
         }
     };
-    let result = steps(&cfg, &client, &reporter, &installer, &mut stop).await;
+    let result = match cfg.service {
+        Some(action) => service_step(&cfg, &reporter, &installer, action).await,
+        None => steps(&cfg, &client, &reporter, &installer, &mut stop).await,
+    };
     let mut out = Outcome::new(&cfg);
     out.staging_cleaned = staging_cleaned;
     match result {
         Ok(done) => {
-            if let Some(r) = &done.recovered {
+            // A service command's `recovered` is its result line, not a recovery.
+            if let Some(r) = &done.recovered
+                && cfg.service.is_none()
+            {
                 tracing::warn!(recovery = %r, "finished what an earlier run left");
             }
             reporter.report(HostState::Success, done.downloaded, done.recovered.clone());
@@ -615,6 +671,38 @@ async fn seed_for_a_while(
             }
         }
     }
+}
+
+/// A service command: the hooks of the active version, nothing downloaded or switched.
+async fn service_step(
+    cfg: &AgentConfig,
+    reporter: &Reporter,
+    installer: &Installer,
+    action: crate::install::ServiceAction,
+) -> Result<Done, AgentError> {
+    check_names(cfg)?;
+    reporter.report(HostState::Installing, 0, None);
+    let (inst, p) = (installer.clone(), cfg.product.clone());
+    let r = blocking(move || Ok(inst.service(&p, action)?)).await?;
+    if r.version != cfg.version {
+        // The server's view was stale; the hooks ran on what is really active, and say so.
+        tracing::warn!(active = %r.version, expected = %cfg.version, "service command ran on another version than the server expected");
+    }
+    let line = r.line.unwrap_or_default();
+    tracing::info!(action = action.as_str(), version = %r.version, %line, "service command done");
+    Ok(Done {
+        from_disk: true,
+        copied_from: None,
+        downloaded: 0,
+        uploaded: 0,
+        previous: None,
+        recovered: Some(
+            format!("{} {}: {line}", action.as_str(), r.version)
+                .trim_end_matches(": ")
+                .to_string(),
+        ),
+        seeder: None,
+    })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -126,21 +126,6 @@ impl Netns {
     }
 }
 
-/// True when a TCP socket listens on `port` in the network namespace of process `pid`
-/// (its /proc/PID/net/tcp). Unlike a probe connection, this is invisible to the program.
-pub fn listening_in(pid: u32, port: u16) -> bool {
-    let needle = format!(":{port:04X}");
-    fs::read_to_string(format!("/proc/{pid}/net/tcp"))
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            // cols[1] = local addr:port (hex), cols[3] = state, 0A = LISTEN
-            cols.len() > 3 && cols[1].ends_with(&needle) && cols[3] == "0A"
-        })
-}
-
 impl Drop for Netns {
     fn drop(&mut self) {
         if let Err(e) = ip(&["netns", "del", &self.name]) {

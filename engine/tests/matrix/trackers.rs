@@ -16,8 +16,8 @@ use proto::tracker::udp::{
 };
 use proto::{InfoHash, PeerId};
 
-use super::netns::{Netns, listening_in};
-use crate::support::{Proc, STARTUP_TIMEOUT, bin, describe};
+use super::netns::Netns;
+use crate::support::{Proc, STARTUP_TIMEOUT, bin, describe, listening_in};
 
 /// How a client talks to a tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -54,6 +54,29 @@ pub fn wait_for_some<T>(mut f: impl FnMut() -> Option<T>, timeout: Duration, wha
     }
 }
 
+/// Records one row of the README's reliability table once a fault test has passed: what was
+/// done, how the run ended, what was lost (the same rows as tests/support/mod.rs writes;
+/// `cargo run -p instream-bench --bin reliability_table` puts them into README.md).
+pub fn reliability_row(fault: &str, outcome: &str, lost: &str) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    fs::create_dir_all(&dir).expect("create the reliability row directory");
+    let slug: String = fault
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    fs::write(
+        dir.join(format!("{slug}.md")),
+        format!("| {fault} | {outcome} | {lost} |\n"),
+    )
+    .expect("write a reliability row");
+}
+
 /// The repository root (engine/..).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -85,6 +108,26 @@ pub fn bin(name: &str) -> PathBuf {
         candidate.display()
     );
     candidate
+}
+
+/// `instream-tracker`, built on first use: it belongs to another package, so cargo does not
+/// build it for this one's tests.
+pub fn tracker_bin() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        run_ok(
+            "cargo build -p instream-tracker",
+            Command::new(cargo).current_dir(repo_root()).args([
+                "build",
+                "-p",
+                "instream-tracker",
+                "--bin",
+                "instream-tracker",
+            ]),
+        );
+    });
+    bin("instream-tracker")
 }
 
 /// Path of a helper script in tests/reference/.
@@ -397,6 +440,21 @@ pub fn is_listening(port: u16) -> bool {
                 cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
             })
     })
+}
+
+/// True when a TCP socket listens on `port` in the network namespace of process `pid`
+/// (its /proc/PID/net/tcp). Unlike a probe connection, this is invisible to the program.
+pub fn listening_in(pid: u32, port: u16) -> bool {
+    let needle = format!(":{port:04X}");
+    fs::read_to_string(format!("/proc/{pid}/net/tcp"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            // cols[1] = local addr:port (hex), cols[3] = state, 0A = LISTEN
+            cols.len() > 3 && cols[1].ends_with(&needle) && cols[3] == "0A"
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -732,6 +790,20 @@ pub fn instream_serve_with(
     rust_log: &str,
 ) -> (Proc, SocketAddr) {
     let addr = free_addr();
+    (
+        instream_serve_on(torrent, data, addr, extra, rust_log),
+        addr,
+    )
+}
+
+/// [`instream_serve_with`] on a given `addr` (e.g. 127.0.0.2, to sort after 127.0.0.1).
+pub fn instream_serve_on(
+    torrent: &Path,
+    data: &Path,
+    addr: SocketAddr,
+    extra: &[&str],
+    rust_log: &str,
+) -> Proc {
     let mut cmd = Command::new(bin("instream-seed"));
     cmd.arg("serve")
         .arg(torrent)
@@ -756,7 +828,7 @@ pub fn instream_serve_with(
         STARTUP_TIMEOUT,
         "instream-seed to listen",
     );
-    (proc, addr)
+    proc
 }
 
 /// `instream-peer get TORRENT --out DIR --json` plus `extra` arguments; not yet spawned.

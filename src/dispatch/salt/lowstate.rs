@@ -200,15 +200,28 @@ pub fn credential_env(job: &Job) -> BTreeMap<String, String> {
 }
 
 /// The `local_async` lowstate that starts a job's agents, with `env` for the command.
-pub fn start_request(target: &str, command: &str, env: &BTreeMap<String, String>) -> Value {
-    json!([{
+/// With `splay_secs`, each minion delays its run by Salt's splay executor (a delay from
+/// the minion id's hash, within the window), as `salt --module-executors='[splay,
+/// direct_call]' --executor-opts='{splaytime: N}'` would.
+pub fn start_request(
+    target: &str,
+    command: &str,
+    env: &BTreeMap<String, String>,
+    splay_secs: Option<u64>,
+) -> Value {
+    let mut chunk = json!({
         "client": "local_async",
         "tgt": target,
         "tgt_type": "compound",
         "fun": "cmd.run",
         "arg": [command],
         "kwarg": {"template": "jinja", "python_shell": false, "env": env},
-    }])
+    });
+    if let Some(s) = splay_secs.filter(|&s| s > 0) {
+        chunk["module_executors"] = json!(["splay", "direct_call"]);
+        chunk["executor_opts"] = json!({ "splaytime": s });
+    }
+    json!([chunk])
 }
 
 /// The job id and the minions it went to, from a `local_async` answer
@@ -277,6 +290,8 @@ mod tests {
                     credential: format!("agent:{n}:d-1:1:00"),
                 })
                 .collect(),
+            splay_secs: None,
+            service: None,
         }
     }
 
@@ -422,7 +437,14 @@ mod tests {
     fn start_request_and_answer() {
         let j = job(&[("h1", "f1"), ("h2", "f1")], None);
         let env = credential_env(&j);
-        let req = start_request("L@h1", "cmd", &env);
+        let splayed = start_request("L@h1", "cmd", &env, Some(30));
+        assert_eq!(
+            splayed[0]["module_executors"],
+            json!(["splay", "direct_call"])
+        );
+        assert_eq!(splayed[0]["executor_opts"], json!({"splaytime": 30}));
+        let req = start_request("L@h1", "cmd", &env, None);
+        assert!(req[0].get("module_executors").is_none(), "{req}");
         assert_eq!(req[0]["client"], "local_async");
         assert_eq!(req[0]["tgt_type"], "compound");
         assert_eq!(req[0]["fun"], "cmd.run");

@@ -148,8 +148,13 @@ impl Dispatcher for SaltDispatcher {
                 .as_deref()
                 .map(|v| (self.settings.variant_grain.as_str(), v));
             let target = lowstate::compound_target(&job.hosts, variant);
+            // Salt's splay executor delays the whole command; the agent must not again.
+            let unsplayed = Job {
+                splay_secs: None,
+                ..job.clone()
+            };
             let argv = self.agent.args(
-                job,
+                &unsplayed,
                 lowstate::HOST_EXPR,
                 lowstate::FABRIC_EXPR,
                 TokenArg::Env(lowstate::TOKEN_ENV_EXPR),
@@ -158,7 +163,7 @@ impl Dispatcher for SaltDispatcher {
             let command = lowstate::command_template(&program, &argv, job);
             let mut env = lowstate::credential_env(job);
             env.extend(self.agent.env());
-            let req = lowstate::start_request(&target, &command, &env);
+            let req = lowstate::start_request(&target, &command, &env, job.splay_secs);
             let body = self.api.run(&req, SUBMIT_TIMEOUT).await?;
             let Some((jid, minions)) = lowstate::parse_start(&body).map_err(|d| self.api.bad(d))?
             else {
