@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Env, TOKEN, wait_for};
+use support::{Env, TOKEN, engine_bin, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -59,7 +59,7 @@ fn cli_fails(env: &Env, url: &str, ca: Option<&Path>, args: &[&str]) -> String {
 fn a_deployment_over_tls_reaches_every_host() {
     let env = Env::fleet(4, 2);
     let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
-    let srv = env.serve_tls(&tls, &[]);
+    let srv = env.serve_tls(&tls, &[], &[]);
     assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
     env.publish(&srv, "app", "1");
     let id = env.deploy(
@@ -86,7 +86,7 @@ fn a_deployment_over_tls_reaches_every_host() {
 fn clients_without_the_servers_ca_are_refused_with_one_line() {
     let env = Env::new(1, 1);
     let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
-    let srv = env.serve_tls(&tls, &[]);
+    let srv = env.serve_tls(&tls, &[], &[]);
     // The right CA works.
     answered(&env, &srv).unwrap();
 
@@ -110,7 +110,7 @@ fn clients_without_the_servers_ca_are_refused_with_one_line() {
 fn plain_http_to_the_tls_port_gets_no_answer() {
     let env = Env::new(1, 1);
     let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
-    let srv = env.serve_tls(&tls, &[]);
+    let srv = env.serve_tls(&tls, &[], &[]);
     let plain = format!("http://{}", srv.addr());
     let e = cli_fails(&env, &plain, None, &["versions", "-p", "app"]);
     assert!(e.contains(&format!("reach control server {plain}")), "{e}");
@@ -141,6 +141,7 @@ fn a_client_that_never_finishes_its_handshake_is_cut_off_and_frees_its_slot() {
     let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
     let srv = env.serve_tls(
         &tls,
+        &[],
         &[
             "--http-header-timeout".into(),
             "4".into(),
@@ -277,4 +278,59 @@ fn serve_is_tls_or_plain_by_name_never_plain_by_omission() {
         "{}",
         env.log()
     );
+}
+
+#[test]
+fn get_reports_over_https_only_with_the_ca() {
+    let env = Env::new(1, 1);
+    let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
+    let srv = env.serve_tls(&tls, &[("FAKE_AGENT_SILENT", "host-1".into())], &[]);
+    env.publish(&srv, "app", "1");
+    let id = env.deploy(&srv, &["-p", "app", "-v", "1", "-f", "f1", "-H", "*"]);
+    // A torrent that is not there: `get` fails at once and reports why.
+    let get = |ca: Option<&Path>| {
+        let mut cmd = Command::new(engine_bin("instream-peer"));
+        cmd.args(["get", "missing.torrent", "--out"])
+            .arg(env.path().join("out"))
+            .args([
+                "--report",
+                &srv.url,
+                "--deployment",
+                &id,
+                "--host",
+                "host-1",
+            ])
+            .arg("--token-file")
+            .arg(env.path().join("token"))
+            .args(["--report-for", "30"])
+            .env_remove("RUST_LOG")
+            .current_dir(env.path())
+            .stdin(Stdio::null());
+        if let Some(ca) = ca {
+            cmd.arg("--ca").arg(ca);
+        }
+        cmd.output().expect("run instream-peer get")
+    };
+    let out = get(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: {} is https: pass --ca FILE (the CA that signed the server's certificate)",
+            srv.url
+        )
+    );
+    assert_eq!(
+        env.hosts_json(&srv, &id, "failure").len(),
+        0,
+        "nothing reported"
+    );
+
+    let out = get(Some(&tls.ca));
+    assert!(!out.status.success());
+    let failure = env.hosts_json(&srv, &id, "failure");
+    assert_eq!(failure.len(), 1, "{failure:?}");
+    let reason = failure[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("missing.torrent"), "{reason}");
 }
