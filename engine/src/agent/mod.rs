@@ -133,12 +133,12 @@ pub struct AgentConfig {
     pub report_for: Duration,
     /// Status events go to Kafka instead of `POST /api/v1/events` on `server`.
     pub report_kafka: Option<KafkaReportConfig>,
-    /// The only root an https `server` is checked against.
-    pub ca: Option<crate::https::Ca>,
     /// Window the start is spread over (`--splay`); zero: start at once.
     pub splay: Duration,
     /// Run this service command on the active version instead of deploying (`--service`).
     pub service: Option<crate::install::ServiceAction>,
+    /// The only root an https `server` is checked against.
+    pub ca: Option<crate::https::Ca>,
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
@@ -310,15 +310,6 @@ pub struct DeployArgs {
     /// Kafka topic for status events [default: instream-status].
     #[arg(long, value_name = "TOPIC", requires = "report_kafka")]
     pub report_topic: Option<String>,
-    /// A librdkafka setting for the producer (repeatable), e.g.
-    /// `security.protocol=sasl_plaintext`.
-    #[arg(long, value_name = "KEY=VALUE", requires = "report_kafka")]
-    pub report_kafka_option: Vec<String>,
-    /// Environment variable with more producer settings, one `KEY=VALUE` a line (how the
-    /// dispatchers hand over the server's `--kafka-option`s: `sasl.password` must not be a
-    /// command-line word).
-    #[arg(long, value_name = "VAR", requires = "report_kafka")]
-    pub report_kafka_options_env: Option<String>,
     /// Wait up to SECS before starting, by a delay fixed per host and deployment, so that
     /// a fabric's hosts start spread over the window (the dispatcher's `deploy --splay`).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
@@ -328,6 +319,15 @@ pub struct DeployArgs {
     /// output line; `--version` is the version the server believes is active.
     #[arg(long, value_name = "ACTION")]
     pub service: Option<crate::install::ServiceAction>,
+    /// A librdkafka setting for the producer (repeatable), e.g.
+    /// `security.protocol=sasl_plaintext`.
+    #[arg(long, value_name = "KEY=VALUE", requires = "report_kafka")]
+    pub report_kafka_option: Vec<String>,
+    /// Environment variable with more producer settings, one `KEY=VALUE` a line (how the
+    /// dispatchers hand over the server's `--kafka-option`s: `sasl.password` must not be a
+    /// command-line word).
+    #[arg(long, value_name = "VAR", requires = "report_kafka")]
+    pub report_kafka_options_env: Option<String>,
     /// Print the outcome as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
