@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Env, TOKEN, wait_for};
+use support::{Env, TOKEN, engine_bin, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -59,7 +59,7 @@ fn cli_fails(env: &Env, url: &str, ca: Option<&Path>, args: &[&str]) -> String {
 fn a_deployment_over_tls_reaches_every_host() {
     let env = Env::fleet(4, 2);
     let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
-    let srv = env.serve_tls(&tls, &[]);
+    let srv = env.serve_tls(&tls, &[], &[]);
     assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
     env.publish(&srv, "app", "1");
     let id = env.deploy(
@@ -86,7 +86,7 @@ fn a_deployment_over_tls_reaches_every_host() {
 fn clients_without_the_servers_ca_are_refused_with_one_line() {
     let env = Env::new(1, 1);
     let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
-    let srv = env.serve_tls(&tls, &[]);
+    let srv = env.serve_tls(&tls, &[], &[]);
     // The right CA works.
     answered(&env, &srv).unwrap();
 
@@ -95,36 +95,6 @@ fn clients_without_the_servers_ca_are_refused_with_one_line() {
     let e = cli_fails(&env, &srv.url, Some(&other.ca), &["versions", "-p", "app"]);
     assert!(e.contains("invalid peer certificate: UnknownIssuer"), "{e}");
     assert!(e.contains(&other.ca.display().to_string()), "{e}");
-    // A CA that the server's certificate is not for (it names localhost only, and the
-    // certificate 127.0.0.1): the same CA file cannot vouch for a server of another name.
-    let g = instream::up::ca::generate("test CA", &["localhost"]).unwrap();
-    let env2 = Env::new(1, 1);
-    let dir = env2.path().join("named");
-    std::fs::create_dir_all(&dir).unwrap();
-    let named = instream::up::ca::LocalCa {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    };
-    for (p, t) in [
-        (&named.ca, &g.ca_pem),
-        (&named.cert, &g.cert_pem),
-        (&named.key, &g.key_pem),
-    ] {
-        support::write_private(p, t);
-    }
-    let by_name = env2.serve_tls(&named, &[]);
-    let e = cli_fails(
-        &env,
-        &by_name.url,
-        Some(&named.ca),
-        &["versions", "-p", "app"],
-    );
-    assert!(
-        e.contains("invalid peer certificate") && e.contains("not valid for name"),
-        "{e}"
-    );
-
     // No CA at all: said before any connection.
     let e = cli_fails(&env, &srv.url, None, &["versions", "-p", "app"]);
     assert!(e.contains("is https: pass --ca FILE"), "{e}");
@@ -140,7 +110,7 @@ fn clients_without_the_servers_ca_are_refused_with_one_line() {
 fn plain_http_to_the_tls_port_gets_no_answer() {
     let env = Env::new(1, 1);
     let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
-    let srv = env.serve_tls(&tls, &[]);
+    let srv = env.serve_tls(&tls, &[], &[]);
     let plain = format!("http://{}", srv.addr());
     let e = cli_fails(&env, &plain, None, &["versions", "-p", "app"]);
     assert!(e.contains(&format!("reach control server {plain}")), "{e}");
@@ -171,6 +141,7 @@ fn a_client_that_never_finishes_its_handshake_is_cut_off_and_frees_its_slot() {
     let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
     let srv = env.serve_tls(
         &tls,
+        &[],
         &[
             "--http-header-timeout".into(),
             "4".into(),
@@ -207,9 +178,8 @@ fn a_client_that_never_finishes_its_handshake_is_cut_off_and_frees_its_slot() {
     });
 }
 
-#[test]
-fn serve_is_tls_or_plain_by_name_never_plain_by_omission() {
-    let env = Env::new(1, 1);
+/// Runs `instream serve` with `args`, which must refuse to start; returns its one line.
+fn serve_fails(env: &Env, args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_instream"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--db")
@@ -218,15 +188,85 @@ fn serve_is_tls_or_plain_by_name_never_plain_by_omission() {
         .arg(env.path().join("inventory.toml"))
         .arg("--token-file")
         .arg(env.path().join("token"))
+        .args(args)
         .env("INSTREAM_CONFIG_DIR", env.path().join("config"))
+        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()
         .expect("run instream serve");
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "serve {args:?} started");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "", "never listened");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one-line error expected, got {err:?}");
+    lines[0].to_string()
+}
+
+#[test]
+fn serve_is_tls_or_plain_by_name_never_plain_by_omission() {
+    let env = Env::new(1, 1);
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
+        serve_fails(&env, &[]),
         "error: the control API needs --tls-cert FILE --tls-key FILE (PEM), or --insecure-http to serve plain HTTP"
+    );
+
+    // An --agent-ca that would not verify the certificate: refused before the agents
+    // find out.
+    let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
+    let other = instream::up::ca::make(&env.path().join("other")).unwrap();
+    let e = serve_fails(
+        &env,
+        &[
+            "--tls-cert".as_ref(),
+            tls.cert.as_os_str(),
+            "--tls-key".as_ref(),
+            tls.key.as_os_str(),
+            "--agent-ca".as_ref(),
+            other.ca.as_os_str(),
+        ],
+    );
+    assert!(
+        e.starts_with("error: agents could not reach this server: ")
+            && e.contains(&format!("CA file {} does not verify", other.ca.display()))
+            && e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    let e = serve_fails(
+        &env,
+        &[
+            "--tls-cert".as_ref(),
+            tls.cert.as_os_str(),
+            "--tls-key".as_ref(),
+            tls.key.as_os_str(),
+        ],
+    );
+    assert!(e.contains("--tls-cert needs --agent-ca PATH"), "{e}");
+    // A certificate for another name than the one agents dial (localhost, 127.0.0.1).
+    let g = instream::up::ca::generate("test CA", &["localhost"]).unwrap();
+    let dir = env.path().join("named");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    for (p, t) in [(&ca, &g.ca_pem), (&cert, &g.cert_pem), (&key, &g.key_pem)] {
+        support::write_private(p, t);
+    }
+    let e = serve_fails(
+        &env,
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+            "--agent-ca".as_ref(),
+            ca.as_os_str(),
+        ],
+    );
+    assert!(
+        e.contains("for 127.0.0.1") && e.contains("not valid for name"),
+        "{e}"
     );
 
     // Plain HTTP when asked for, and the log says so.
@@ -238,4 +278,59 @@ fn serve_is_tls_or_plain_by_name_never_plain_by_omission() {
         "{}",
         env.log()
     );
+}
+
+#[test]
+fn get_reports_over_https_only_with_the_ca() {
+    let env = Env::new(1, 1);
+    let tls = instream::up::ca::make(&env.path().join("tls")).unwrap();
+    let srv = env.serve_tls(&tls, &[("FAKE_AGENT_SILENT", "host-1".into())], &[]);
+    env.publish(&srv, "app", "1");
+    let id = env.deploy(&srv, &["-p", "app", "-v", "1", "-f", "f1", "-H", "*"]);
+    // A torrent that is not there: `get` fails at once and reports why.
+    let get = |ca: Option<&Path>| {
+        let mut cmd = Command::new(engine_bin("instream-peer"));
+        cmd.args(["get", "missing.torrent", "--out"])
+            .arg(env.path().join("out"))
+            .args([
+                "--report",
+                &srv.url,
+                "--deployment",
+                &id,
+                "--host",
+                "host-1",
+            ])
+            .arg("--token-file")
+            .arg(env.path().join("token"))
+            .args(["--report-for", "30"])
+            .env_remove("RUST_LOG")
+            .current_dir(env.path())
+            .stdin(Stdio::null());
+        if let Some(ca) = ca {
+            cmd.arg("--ca").arg(ca);
+        }
+        cmd.output().expect("run instream-peer get")
+    };
+    let out = get(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: {} is https: pass --ca FILE (the CA that signed the server's certificate)",
+            srv.url
+        )
+    );
+    assert_eq!(
+        env.hosts_json(&srv, &id, "failure").len(),
+        0,
+        "nothing reported"
+    );
+
+    let out = get(Some(&tls.ca));
+    assert!(!out.status.success());
+    let failure = env.hosts_json(&srv, &id, "failure");
+    assert_eq!(failure.len(), 1, "{failure:?}");
+    let reason = failure[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("missing.torrent"), "{reason}");
 }

@@ -104,3 +104,106 @@ pub async fn handshake(
         }
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Files(#[from] TlsError),
+    #[error("read CA file {path}")]
+    Ca {
+        path: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{host} is not a name a certificate can be for")]
+    Name { host: String },
+    #[error("CA file {ca} does not verify certificate {cert} for {host}")]
+    Refused {
+        ca: String,
+        cert: String,
+        host: String,
+        #[source]
+        source: Box<rustls::Error>,
+    },
+}
+
+/// Checks that a client trusting only `ca` accepts the certificate of `files` for `host`,
+/// as the agents will: a server whose agents could not reach it would only learn so from
+/// report deadlines, much later.
+pub fn check_chain(files: &TlsFiles, ca: &Path, host: &str) -> Result<(), ChainError> {
+    use rustls::client::danger::ServerCertVerifier;
+    let chain = read_chain(&files.cert)?;
+    let ca_err = |source| ChainError::Ca {
+        path: ca.display().to_string(),
+        source,
+    };
+    let refused = |source| ChainError::Refused {
+        ca: ca.display().to_string(),
+        cert: files.cert.display().to_string(),
+        host: host.to_string(),
+        source: Box::new(source),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(ca_err)? {
+        roots.add(cert.map_err(ca_err)?).map_err(refused)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| refused(rustls::Error::General(e.to_string())))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| {
+        ChainError::Name {
+            host: host.to_string(),
+        }
+    })?;
+    verifier
+        .verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map_err(refused)?;
+    Ok(())
+}
+
+/// The host of an `https://HOST[:PORT][/...]` URL (brackets of an IPv6 address removed).
+pub fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_hosts() {
+        assert_eq!(url_host("https://127.0.0.1:7070"), "127.0.0.1");
+        assert_eq!(url_host("https://[::1]:7070/x"), "::1");
+        assert_eq!(url_host("https://control.example/api"), "control.example");
+    }
+
+    #[test]
+    fn a_certificate_is_checked_against_the_agents_ca_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = crate::up::ca::make(&dir.path().join("a")).unwrap();
+        let other = crate::up::ca::make(&dir.path().join("b")).unwrap();
+        let files = TlsFiles {
+            cert: ours.cert.clone(),
+            key: ours.key.clone(),
+        };
+        check_chain(&files, &ours.ca, "127.0.0.1").unwrap();
+        check_chain(&files, &ours.ca, "localhost").unwrap();
+        let e = check_chain(&files, &other.ca, "127.0.0.1").unwrap_err();
+        assert!(matches!(e, ChainError::Refused { .. }), "{e}");
+        let e = check_chain(&files, &ours.ca, "10.1.2.3").unwrap_err();
+        assert!(matches!(e, ChainError::Refused { .. }), "{e}");
+    }
+}

@@ -404,6 +404,21 @@ pub fn run(a: ServeArgs) -> Result<()> {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        // Local agents will check the certificate with --agent-ca for the URL's host: if
+        // they could not, say so now, not through report deadlines later.
+        if let (Some(_), Some(cert), Some(key), Some(ca), DispatcherKind::Local) =
+            (&tls, &a.tls_cert, &a.tls_key, &a.agent_ca, a.dispatcher)
+        {
+            crate::api::tls::check_chain(
+                &crate::api::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                ca,
+                crate::api::tls::url_host(&url),
+            )
+            .context("agents could not reach this server")?;
+        }
         let agent = AgentCommand {
             program: a.agent.clone().unwrap_or_else(default_agent),
             prefix_args: a.agent_args.clone(),

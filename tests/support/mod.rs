@@ -323,8 +323,13 @@ impl Env {
 
     /// [`Env::serve_with_args`] over TLS: `serve --tls-cert --tls-key` from `tls`, whose CA
     /// the agents (`--agent-ca`) and [`Env::cli`] (`INSTREAM_CA`) check the server with.
-    pub fn serve_tls(&self, tls: &instream::up::ca::LocalCa, args: &[String]) -> Server {
-        self.serve_inner("127.0.0.1:0", &[], args, Some(tls))
+    pub fn serve_tls(
+        &self,
+        tls: &instream::up::ca::LocalCa,
+        env: &[(&str, String)],
+        args: &[String],
+    ) -> Server {
+        self.serve_inner("127.0.0.1:0", env, args, Some(tls))
     }
 
     fn serve_inner(

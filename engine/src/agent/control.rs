@@ -110,6 +110,14 @@ impl ControlClient {
         })
     }
 
+    /// The same client (connection pool included) with another retry budget.
+    pub fn with_retry_for(&self, retry_for: Duration) -> Self {
+        Self {
+            retry_for,
+            ..self.clone()
+        }
+    }
+
     /// GET a binary resource (`path` starts with `/`).
     pub async fn get_bytes(&self, path: &str, what: &str) -> Result<Vec<u8>, ControlError> {
         let url = format!("{}{path}", self.base);

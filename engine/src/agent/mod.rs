@@ -495,16 +495,18 @@ struct Done {
 /// interrupts a download or cuts seeding short.
 pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()>) -> Outcome {
     let started = Instant::now();
-    // Both fail only for an https server without a CA, which `DeployArgs` refuses first.
-    let clients = ControlClient::new(
+    // Fails only for an https server without a CA, which `DeployArgs` refuses first.
+    let client = ControlClient::new(
         &cfg.server,
         &cfg.token,
         Duration::from_secs(60),
         cfg.ca.as_ref(),
-    )
-    .and_then(|c| Ok((c, report_transport(&cfg)?)));
-    let (client, transport) = match clients {
-        Ok(c) => c,
+    );
+    let (client, transport) = match client {
+        Ok(c) => {
+            let transport = report_transport(&cfg, &c);
+            (c, transport)
+        }
         Err(e) => {
             let mut out = Outcome::failed(&cfg, error_line(&e));
             out.secs = started.elapsed().as_secs_f64();
@@ -618,22 +620,18 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
 
 /// Kafka when configured (and the producer can be created), else HTTP: the control server
 /// takes HTTP posts whatever its `--reporter`, so falling back never loses events.
-fn report_transport(cfg: &AgentConfig) -> Result<Transport, crate::https::CaError> {
+fn report_transport(cfg: &AgentConfig, control: &ControlClient) -> Transport {
     if let Some(k) = &cfg.report_kafka {
         match KafkaSink::new(k, &format!("instream-peer-{}", cfg.host)) {
-            Ok(sink) => return Ok(Transport::Kafka(sink)),
+            Ok(sink) => return Transport::Kafka(sink),
             Err(e) => {
                 tracing::warn!(error = %error_line(&e), "reporting over HTTP instead of Kafka")
             }
         }
     }
     // Reports retry in their own loop; each post gives up quickly so new events join it.
-    Ok(Transport::Http(ControlClient::new(
-        &cfg.server,
-        &cfg.token,
-        Duration::from_secs(2),
-        cfg.ca.as_ref(),
-    )?))
+    // Same connection pool as the fetches: one TLS handshake per agent, not two.
+    Transport::Http(control.with_retry_for(Duration::from_secs(2)))
 }
 
 /// An error and its sources on one line (`a: b: c`), for failure reasons.
