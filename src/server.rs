@@ -53,6 +53,32 @@ pub enum ServerError {
     Http(#[source] std::io::Error),
     #[error("status events")]
     Report(#[source] ReportError),
+    /// A long-running task panicked (logged with its name): the server exits rather than
+    /// run on without it.
+    #[error("{component} panicked: {message}")]
+    Panicked {
+        component: &'static str,
+        message: String,
+    },
+}
+
+/// A task's outcome, with a panic turned into [`ServerError::Panicked`] and logged.
+fn supervised<E>(
+    component: &'static str,
+    joined: Result<Result<(), E>, tokio::task::JoinError>,
+    wrap: impl FnOnce(E) -> ServerError,
+) -> Result<(), ServerError> {
+    match joined {
+        Ok(r) => r.map_err(wrap),
+        Err(e) => {
+            let message = match e.try_into_panic() {
+                Ok(p) => engine::supervise::panic_message(&*p),
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(component, panic = %message, "task panicked");
+            Err(ServerError::Panicked { component, message })
+        }
+    }
 }
 
 /// Where the secret of agent credentials lives: next to the database, `<db>.agent-key`
@@ -151,24 +177,24 @@ pub async fn run(
         let _ = stop_tx2.send(true);
     });
     tokio::pin!(driver_task, http_task, source_task);
-    let result = tokio::select! {
-        r = &mut driver_task => r.expect("driver task panicked").map_err(ServerError::Driver),
-        r = &mut http_task => r.expect("http task panicked").map_err(ServerError::Http),
-        r = &mut source_task => r.expect("report source task panicked").map_err(ServerError::Report),
+    // Which task ended: it must not be polled again below (a JoinHandle polled after
+    // completion panics).
+    let (result, ended) = tokio::select! {
+        r = &mut driver_task => (supervised("deployment driver", r, ServerError::Driver), 0),
+        r = &mut http_task => (supervised("http server", r, ServerError::Http), 1),
+        r = &mut source_task => (supervised("status events", r, ServerError::Report), 2),
     };
     let _ = stop_tx.send(true);
-    // Let the other half finish its graceful stop.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let _ = (&mut driver_task).await;
-    })
-    .await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let _ = (&mut http_task).await;
-    })
-    .await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let _ = (&mut source_task).await;
-    })
-    .await;
+    // Let the others finish their graceful stop.
+    let grace = std::time::Duration::from_secs(5);
+    if ended != 0 {
+        let _ = tokio::time::timeout(grace, &mut driver_task).await;
+    }
+    if ended != 1 {
+        let _ = tokio::time::timeout(grace, &mut http_task).await;
+    }
+    if ended != 2 {
+        let _ = tokio::time::timeout(grace, &mut source_task).await;
+    }
     result
 }

@@ -93,6 +93,7 @@ struct Round {
 impl Driver {
     /// Runs the torrent until it is stopped (or fails).
     pub(crate) async fn run(mut self) {
+        crate::supervise::test_panic_point("torrent");
         let mut r = Round {
             peers: HashMap::new(),
             dirty: Vec::new(),

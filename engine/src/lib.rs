@@ -12,6 +12,8 @@
 //!   hashing ([`verify`]) and resume checks ([`storage::check`]).
 //!
 //! No locks are held across an `.await`, and no task ever waits on another torrent's task.
+//! A torrent task or disk thread that panics trips the session's [`supervise::Failure`]:
+//! the programs then exit non-zero rather than run on without it.
 
 pub mod agent;
 pub mod allocator;
@@ -27,5 +29,6 @@ pub mod programs;
 pub mod session;
 pub mod size;
 pub mod storage;
+pub mod supervise;
 pub mod tracker_client;
 pub mod verify;

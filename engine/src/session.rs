@@ -27,8 +27,9 @@ use crate::announce;
 use crate::disk::DiskPool;
 use crate::driver::{Control, Driver};
 use crate::meta::TorrentMeta;
-use crate::net::{OwnAddresses, Route, Router, SocketOptions, listen};
+use crate::net::{ListenLimits, OwnAddresses, Route, Router, SocketOptions, listen};
 use crate::storage::{Storage, check_existing};
+use crate::supervise::{Failure, panic_message};
 use crate::tracker_client::{ClientConfig, Identity};
 
 /// Session-wide settings.
@@ -40,6 +41,8 @@ pub struct SessionConfig {
     pub torrent: TorrentConfig,
     /// Socket tuning.
     pub socket: SocketOptions,
+    /// Bounds on incoming connections (total, per IP, handshake time).
+    pub listen: ListenLimits,
     /// Disk threads (reads, hashing, writes). Default 2: hashing is the heaviest job and
     /// two cores are the target machine.
     pub disk_threads: usize,
@@ -68,6 +71,7 @@ impl Default for SessionConfig {
             peer_id: None,
             torrent: TorrentConfig::default(),
             socket: SocketOptions::default(),
+            listen: ListenLimits::default(),
             disk_threads: 2,
             check_threads: 2,
             max_queued_per_peer: 64 * 1024 * 1024,
@@ -212,6 +216,8 @@ struct Inner {
     router: Arc<Router>,
     disk: Arc<DiskPool>,
     shutdown: CancellationToken,
+    /// Tripped by a torrent task or disk thread that panicked.
+    failure: Arc<Failure>,
     listen_addr: Option<SocketAddr>,
     own: Arc<OwnAddresses>,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
@@ -246,10 +252,12 @@ impl Session {
                 l,
                 router.clone(),
                 config.socket,
+                config.listen,
                 shutdown.child_token(),
             ));
         }
-        let disk = Arc::new(DiskPool::new(config.disk_threads)?);
+        let failure = Arc::new(Failure::default());
+        let disk = Arc::new(DiskPool::new(config.disk_threads, failure.clone())?);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -257,6 +265,7 @@ impl Session {
                 router,
                 disk,
                 shutdown,
+                failure,
                 listen_addr,
                 own,
                 torrents: Mutex::new(HashMap::new()),
@@ -273,6 +282,13 @@ impl Session {
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.inner.our_id
+    }
+
+    /// Resolves once a torrent task or a disk thread has panicked, with which one and why
+    /// (it was logged already). Programs wait on it and exit non-zero: the session cannot
+    /// be trusted to serve on without that part.
+    pub async fn failed(&self) -> String {
+        self.inner.failure.wait().await
     }
 
     /// The torrents in the session.
@@ -392,9 +408,18 @@ impl Session {
         };
         let span = tracing::info_span!("torrent", %info_hash);
         let router = inner.router.clone();
+        let failure = inner.failure.clone();
         tokio::spawn(
             async move {
-                driver.run().await;
+                use futures::FutureExt;
+                // The machine may be half-updated after a panic: it is not restarted, the
+                // failure is reported and the program exits.
+                if let Err(p) = std::panic::AssertUnwindSafe(driver.run())
+                    .catch_unwind()
+                    .await
+                {
+                    failure.trip(&format!("torrent {info_hash}"), &panic_message(&*p));
+                }
                 router.remove(&info_hash);
             }
             .instrument(span),

@@ -9,7 +9,8 @@
 //! Meanwhile an honest `instream-peer` downloads the whole payload from the same seed.
 //!
 //! Also here, since it speaks the same raw wire: the request-size rule of issue 9 (128 KiB
-//! served whole, larger rejected, never a disconnect).
+//! served whole, larger rejected, never a disconnect), and the extension-handshake bounds
+//! of issue 15 (over 16 KiB: disconnected; many small ones: ignored, the peer stays).
 
 mod support;
 
@@ -93,7 +94,10 @@ fn r15_peers_that_never_read_hold_at_most_their_bound_and_an_honest_peer_complet
     let torrent = work.path().join("t.torrent");
     instream_create(&data, "256KiB", &[], &torrent);
     let ih = info_hash(&torrent);
-    let (mut seed, seed_addr) = instream_serve(&torrent, &data);
+    // Every flooder comes from 127.0.0.1: lift the per-IP connection cap (32) above them.
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let (mut seed, seed_addr) =
+        instream_serve_with(&torrent, &data, &["--max-connections-per-ip", "64"], &log);
     let baseline = vm_rss(seed.pid());
 
     let first = wait_for_some(
@@ -242,4 +246,70 @@ fn r9_a_128_kib_request_is_answered_whole_and_a_larger_one_rejected() {
         got[..] == payload[at..at + len as usize],
         "the bytes of the payload"
     );
+}
+
+/// Connects, handshakes (extension and fast bits set) and returns the stream.
+fn handshaken(seed: SocketAddr, ih: InfoHash, id: u8) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(seed).ok()?;
+    s.set_read_timeout(Some(STARTUP_TIMEOUT)).ok()?;
+    s.write_all(&Handshake::new(ih, PeerId([id; 20])).encode())
+        .ok()?;
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs).ok()?;
+    Some(s)
+}
+
+/// Issue 15: a 512 KiB extension handshake (a legal frame, 32 times the 16 KiB bound) closes
+/// the connection without being decoded; twenty small ones are taken (four decoded, the rest
+/// ignored) and the peer stays: it is still unchoked when it says it is interested.
+#[test]
+fn r15_an_oversized_extension_handshake_disconnects_and_many_small_ones_are_tolerated() {
+    let work = temp_dir();
+    let data = work.path().join("src/payload.bin");
+    write_payload(&data, 1024 * 1024, 15);
+    let torrent = work.path().join("t.torrent");
+    instream_create(&data, "256KiB", &[], &torrent);
+    let ih = info_hash(&torrent);
+    let (mut seed, seed_addr) = instream_serve(&torrent, &data);
+    let mut big = wait_for_some(
+        || handshaken(seed_addr, ih, b'B'),
+        STARTUP_TIMEOUT,
+        "the seed to answer a handshake for its torrent",
+    );
+    let mut out = bytes::BytesMut::new();
+    Message::Extended {
+        id: 0,
+        payload: bytes::Bytes::from(vec![b'x'; 512 * 1024]),
+    }
+    .encode(&mut out);
+    let _ = big.write_all(&out); // the seed may close before reading it all
+    let mut sink = [0u8; 64 * 1024];
+    let closed = loop {
+        match big.read(&mut sink) {
+            Ok(0) => break true,
+            Ok(_) => continue, // its handshake messages, sent before ours arrived
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break false,
+            Err(_) => break true, // reset: closed with our bytes unread
+        }
+    };
+    assert!(
+        closed,
+        "the seed kept a peer that sent a 512 KiB extension handshake"
+    );
+
+    let mut small = handshaken(seed_addr, ih, b'S').expect("a second peer connects");
+    let mut out = bytes::BytesMut::new();
+    for _ in 0..20 {
+        Message::Extended {
+            id: 0,
+            payload: bytes::Bytes::from_static(b"d1:v4:teste"),
+        }
+        .encode(&mut out);
+    }
+    Message::Interested.encode(&mut out);
+    small.write_all(&out).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    while read_message(&mut small, &mut buf) != Message::Unchoke {}
+    assert!(seed.try_wait().is_none(), "the seed still runs");
 }

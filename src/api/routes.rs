@@ -24,6 +24,7 @@
 //! | GET `/api/v1/deployments/{id}/hosts?state=&fabric=` | op | per-host list |
 //! | POST `/api/v1/deployments/{id}/promote` | op | continue past the canary |
 //! | POST `/api/v1/rollbacks` | op | roll a fabric back; answers like a deploy |
+//! | POST `/api/v1/services` | op | a service command on the hosts that run a product; answers like a deploy |
 //! | POST `/api/v1/events` | any | host events, batched and idempotent |
 //! | POST `/api/v1/revocations` | op | `{"host":H,"deployment":ID?}`: refuse H's agent credentials issued until now |
 
@@ -90,6 +91,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/deployments/{id}/hosts", get(get_hosts))
         .route("/api/v1/deployments/{id}/promote", post(promote))
         .route("/api/v1/rollbacks", post(create_rollback))
+        .route("/api/v1/services", post(create_service))
         .route("/api/v1/revocations", post(revoke))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -461,6 +463,22 @@ async fn create_rollback(
     .map_err(submit_err)?;
     Metrics::inc(&st.metrics.rollbacks_created, 1);
     Ok(started(&st, id, "rollback").await)
+}
+
+async fn create_service(
+    State(st): St,
+    ApiJson(req): ApiJson<submit::ServiceRequest>,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let id = submit::submit_service(
+        &st.db,
+        st.dispatcher.as_ref(),
+        req,
+        st.default_report_deadline_ms,
+        now_millis(),
+    )
+    .await
+    .map_err(submit_err)?;
+    Ok(started(&st, id, "service command").await)
 }
 
 /// Counts a stored deployment (or rollback), hands it to the driver and answers 201 with

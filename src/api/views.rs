@@ -43,11 +43,14 @@ impl From<Counts> for CountsView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentView {
     pub id: String,
-    /// "deploy" or "rollback".
+    /// "deploy", "rollback" or "service".
     pub kind: String,
     /// For a rollback of a failed canary: the deployment it undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// For a service command: which (`start`, `stop`, `restart`, `status`, `check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
     pub product: String,
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,14 +86,16 @@ impl DeploymentView {
         progress: Counts,
         by_fabric: BTreeMap<String, Counts>,
     ) -> Self {
-        let (kind, parent) = match &d.spec.kind {
-            DeploymentKind::Deploy => ("deploy", None),
-            DeploymentKind::Rollback { parent } => ("rollback", parent.clone()),
+        let (kind, parent, action) = match &d.spec.kind {
+            DeploymentKind::Deploy => ("deploy", None, None),
+            DeploymentKind::Rollback { parent } => ("rollback", parent.clone(), None),
+            DeploymentKind::Service { action } => ("service", None, Some(action.clone())),
         };
         Self {
             id: d.id.clone(),
             kind: kind.into(),
             parent,
+            action,
             product: d.spec.product.clone(),
             version: d.spec.version.clone(),
             variant: d.spec.variant.clone(),

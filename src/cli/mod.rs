@@ -11,6 +11,7 @@ pub mod publish;
 pub mod revoke;
 pub mod rollback;
 pub mod serve;
+pub mod service;
 pub mod size;
 pub mod status;
 pub mod versions;
@@ -56,6 +57,9 @@ pub enum Command {
     Promote(promote::PromoteArgs),
     /// Switch a fabric's hosts back to their previous (or a named) version.
     Rollback(rollback::RollbackArgs),
+    /// Run a service command (start, stop, restart, status, check) through the product's
+    /// hooks on the hosts that run it, tracked like a deployment (`instream status -t ID`).
+    Service(service::ServiceArgs),
     /// Revoke a host's agent credentials (all, or for one deployment): the control server
     /// refuses them with 403 from now on.
     Revoke(revoke::RevokeArgs),
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Promote(a) => block_on(promote::run(a)),
         Command::Rollback(a) => block_on(rollback::run(a)),
         Command::Revoke(a) => block_on(revoke::run(a)),
+        Command::Service(a) => block_on(service::run(a)),
         Command::Up(a) => crate::up::run(a),
     }
 }

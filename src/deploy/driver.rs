@@ -183,7 +183,10 @@ impl Driver {
 
     async fn on_msg(&mut self, msg: Msg) {
         match msg {
-            Msg::Load(id) => self.load(id).await,
+            Msg::Load(id) => {
+                engine::supervise::test_panic_point("deploy-driver");
+                self.load(id).await
+            }
             Msg::Events(events) => {
                 let mut by_dep: BTreeMap<String, Vec<HostEvent>> = BTreeMap::new();
                 for e in events {
@@ -361,6 +364,12 @@ impl Driver {
                         variant: spec.variant.clone(),
                         hosts,
                         splay_secs: spec.splay_secs,
+                        service: match &spec.kind {
+                            super::model::DeploymentKind::Service { action } => {
+                                Some(action.clone())
+                            }
+                            _ => None,
+                        },
                     };
                     info!(step, hosts = job.hosts.len(), version = %job.version, "dispatching");
                     match self.dispatcher.start(&job).await {

@@ -250,7 +250,15 @@ pub enum DeploymentKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<String>,
     },
+    /// A service command (`start`, `stop`, `restart`, `status`, `check`) run by each host's
+    /// agent on the version it runs; nothing is installed or switched.
+    Service {
+        action: String,
+    },
 }
+
+/// The service commands `instream service` takes.
+pub const SERVICE_ACTIONS: [&str; 5] = ["start", "stop", "restart", "status", "check"];
 
 /// Everything the operator asked for, as stored with the deployment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -43,6 +43,25 @@ pub struct DeployRequest {
     pub batch: Option<u32>,
 }
 
+/// Body of `POST /api/v1/services`: a service command on the hosts that run the product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRequest {
+    pub product: String,
+    /// `start`, `stop`, `restart`, `status` or `check`.
+    pub action: String,
+    /// Fabrics in order; `["*"]` for every fabric.
+    pub fabrics: Vec<String>,
+    /// Host glob.
+    pub hosts: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splay_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_deadline_ms: Option<u64>,
+}
+
 /// Longest `--splay` window: beyond a day it is a schedule, not a splay.
 pub const MAX_SPLAY_SECS: u64 = 86_400;
 
@@ -224,6 +243,122 @@ pub async fn submit_deploy(
         batch: req.batch,
     };
     store_new(db, "d", spec, targets, now).await
+}
+
+/// Validates and stores a service command; returns its id. Its targets are the matching
+/// hosts known to run the product, each on the version it runs. `start`, `stop` and
+/// `restart` go fabric by fabric and halt on a failure, like a deploy (with `batch`, a
+/// rolling restart); `status` and `check` ask every host at once and never halt.
+pub async fn submit_service(
+    db: &Db,
+    dispatcher: &dyn Dispatcher,
+    req: ServiceRequest,
+    default_report_deadline_ms: u64,
+    now: Millis,
+) -> Result<String, SubmitError> {
+    check("product", &req.product)?;
+    if !super::model::SERVICE_ACTIONS.contains(&req.action.as_str()) {
+        return Err(SubmitError::Invalid(format!(
+            "unknown service action {:?} (one of {})",
+            req.action,
+            super::model::SERVICE_ACTIONS.join(", ")
+        )));
+    }
+    if req.fabrics.is_empty() {
+        return Err(SubmitError::Invalid("no fabric given".into()));
+    }
+    for f in &req.fabrics {
+        if f != "*" {
+            check("fabric", f)?;
+        }
+    }
+    if req.hosts.trim().is_empty() {
+        return Err(SubmitError::Invalid("empty host pattern".into()));
+    }
+    if req.batch == Some(0) {
+        return Err(SubmitError::Invalid("batch must be at least 1 host".into()));
+    }
+    if req.splay_secs.is_some_and(|s| s > MAX_SPLAY_SECS) {
+        return Err(SubmitError::Invalid(format!(
+            "splay {} s is longer than {MAX_SPLAY_SECS} s",
+            req.splay_secs.unwrap_or_default()
+        )));
+    }
+    let product = req.product.clone();
+    if !db.read(move |s| s.product_exists(&product)).await? {
+        return Err(SubmitError::NotFound(format!(
+            "unknown product {:?}",
+            req.product
+        )));
+    }
+    let query = TargetQuery {
+        fabrics: req.fabrics.clone(),
+        hosts: req.hosts.clone(),
+        variant: None,
+    };
+    let hosts = dispatcher.resolve(&query).await?;
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let product = req.product.clone();
+    let installed = db.read(move |s| s.installed(&product, &names)).await?;
+    let mut fabrics: Vec<String> = Vec::new();
+    let targets: Vec<Target> = hosts
+        .into_iter()
+        .filter_map(|h| {
+            let (current, _) = installed.get(&h.name)?;
+            if !fabrics.contains(&h.fabric) {
+                fabrics.push(h.fabric.clone());
+            }
+            Some(Target {
+                version: current.clone(),
+                previous: None,
+                host: h.name,
+                fabric: h.fabric,
+            })
+        })
+        .collect();
+    if targets.is_empty() {
+        return Err(SubmitError::Unprocessable(format!(
+            "no host matching {:?} runs {} (as far as deployments have reported)",
+            req.hosts, req.product
+        )));
+    }
+    if !req.fabrics.iter().any(|f| f == "*") {
+        // The operator's order for the fabrics named.
+        fabrics.sort_by_key(|f| {
+            req.fabrics
+                .iter()
+                .position(|x| x == f)
+                .unwrap_or(usize::MAX)
+        });
+    }
+    let ask = matches!(req.action.as_str(), "status" | "check");
+    let gate = if ask {
+        Gate {
+            min_success_ratio: 0.0,
+            max_failures: u32::MAX,
+            ..Gate::default()
+        }
+    } else {
+        Gate::default()
+    };
+    let spec = DeploymentSpec {
+        kind: DeploymentKind::Service {
+            action: req.action.clone(),
+        },
+        product: req.product,
+        version: "current".into(),
+        variant: None,
+        fabrics,
+        hosts: req.hosts,
+        canary: None,
+        auto_promote: true,
+        parallel_fabrics: ask,
+        gate,
+        report_deadline_ms: req.report_deadline_ms.unwrap_or(default_report_deadline_ms),
+        splay_secs: req.splay_secs.filter(|&s| s > 0),
+        batch: req.batch,
+    };
+    store_new(db, "s", spec, targets, now).await
 }
 
 /// Validates and stores an operator's rollback of one fabric; returns its id.

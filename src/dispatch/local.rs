@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const AGENT_USAGE: &str = "instream-peer deploy --server URL \
 (--token-file FILE | --token-env VAR) --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
 [--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF] \
-[--report-kafka BROKERS --report-topic TOPIC] [--splay SECS]";
+[--report-kafka BROKERS --report-topic TOPIC] [--splay SECS] [--service ACTION]";
 
 /// Where agents produce their status events when the server reads them from Kafka.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +128,9 @@ impl AgentCommand {
         }
         if let Some(s) = job.splay_secs.filter(|&s| s > 0) {
             push("--splay", &s.to_string());
+        }
+        if let Some(action) = &job.service {
+            push("--service", action);
         }
         a.insert(self.prefix_args.len(), "deploy".into());
         a
@@ -279,6 +282,7 @@ mod tests {
                 credential: "agent:h1:dep-1:1:00".into(),
             }],
             splay_secs: None,
+            service: None,
         };
         let args: Vec<String> = agent
             .args(&job, "h1", "f1", TokenArg::File(Path::new("/t")))

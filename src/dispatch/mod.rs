@@ -60,6 +60,9 @@ pub struct Job {
     pub hosts: Vec<JobHost>,
     /// Spread the agents' starts over this many seconds (`deploy --splay`).
     pub splay_secs: Option<u64>,
+    /// A service command (`instream service ACTION`) instead of a deployment: the agents
+    /// run it on the version they run (`version` is what the server believes that is).
+    pub service: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

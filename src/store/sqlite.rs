@@ -283,6 +283,7 @@ impl Store {
         let kind = match spec.kind {
             DeploymentKind::Deploy => "deploy",
             DeploymentKind::Rollback { .. } => "rollback",
+            DeploymentKind::Service { .. } => "service",
         };
         let phase = PhaseRecord::default();
         let n = tx.execute(
@@ -453,7 +454,10 @@ impl Store {
             let mut bytes_only = tx.prepare_cached(
                 "UPDATE hosts SET bytes=max(bytes, ?3) WHERE deployment=?1 AND host=?2",
             )?;
-            let mut product_q = tx.prepare_cached("SELECT product FROM deployments WHERE id=?1")?;
+            // A service command's success changes nothing about what a host runs.
+            let mut product_q = tx.prepare_cached(
+                "SELECT product FROM deployments WHERE id=?1 AND kind != 'service'",
+            )?;
             // History first: it is written only when `current` changes (or is new).
             let mut history = tx.prepare_cached(
                 "INSERT INTO install_history(product, host, fabric, version, deployment, at)

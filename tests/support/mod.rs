@@ -546,6 +546,13 @@ impl Server {
         self.child.id()
     }
 
+    /// Waits up to `within` for the server to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        wait_for(within, "instream serve to exit", || {
+            self.child.try_wait().expect("try_wait")
+        })
+    }
+
     /// SIGKILL, as a crash would (its agents live on, as on real hosts).
     pub fn kill9(mut self) {
         let _ = self.child.kill();

@@ -62,10 +62,13 @@ pub struct HttpConfig {
     /// info-hash, so the default 1 MiB registers about 25,000 at once. The token is checked
     /// before the body is read. Default 1048576; 0 is read as `max_request_bytes`.
     pub max_admin_body_bytes: usize,
-    /// Time allowed to receive one request, in milliseconds; an idle keep-alive connection
-    /// is closed after it too. Default 10000; 0 is read as 1000.
+    /// Time allowed for one request, in milliseconds: waiting for it (so an idle keep-alive
+    /// connection is closed after it), receiving it and writing its answer. Default 10000;
+    /// 0 is read as 1000.
     pub request_timeout_ms: u64,
-    /// Most concurrent connections. Default 1024; 0: unlimited.
+    /// Most concurrent connections; at the cap a newcomer evicts the connection that has
+    /// waited longest for a request (it is closed at once if every one is mid-request).
+    /// Default 1024; 0: unlimited.
     pub max_connections: usize,
     /// Whether to list a peer under the `ip=` it announces instead of the connection's
     /// address. Default false (it lets anyone list someone else's address).
@@ -89,6 +92,12 @@ pub struct SwarmConfig {
     /// State shards (torrents are spread over them by info-hash; each has its own lock).
     /// Default 0: 64.
     pub shards: usize,
+    /// Most peers listed per torrent (IPv4 and IPv6 together); an announce from a new peer
+    /// beyond it gets an error reply and evicts nobody. Default 50000; 0: unlimited.
+    pub max_peers_per_torrent: u32,
+    /// Most fabrics per torrent and address family (peers of unknown fabric count as one);
+    /// an announce that would open another gets an error reply. Default 1024; 0: unlimited.
+    pub max_fabrics_per_torrent: u32,
 }
 
 /// Fabric awareness.
@@ -151,6 +160,8 @@ impl Default for SwarmConfig {
             max_numwant: 200,
             cleaning_interval_secs: 30,
             shards: 0,
+            max_peers_per_torrent: 50_000,
+            max_fabrics_per_torrent: 1024,
         }
     }
 }
@@ -189,6 +200,8 @@ impl Config {
             default_numwant: self.swarm.default_numwant,
             max_numwant: self.swarm.max_numwant,
             bridges: self.fabric.bridges,
+            max_peers: self.swarm.max_peers_per_torrent,
+            max_fabrics: self.swarm.max_fabrics_per_torrent,
         }
     }
 }
@@ -220,9 +233,11 @@ max_request_bytes = 8192
 # Largest body of an authenticated admin request (41 bytes per info-hash). The token is
 # checked before the body is read. 0 reads as max_request_bytes.
 max_admin_body_bytes = 1048576
-# Milliseconds allowed to receive one request (and idle keep-alive time). 0 reads as 1000.
+# Milliseconds allowed for one request: idle keep-alive wait, receiving it and writing
+# the answer, together. 0 reads as 1000.
 request_timeout_ms = 10000
-# Most concurrent connections. 0: unlimited.
+# Most concurrent connections; at the cap a newcomer evicts the connection that has
+# waited longest for a request. 0: unlimited.
 max_connections = 1024
 # List peers under their announced ip= rather than the connection's address. The entry
 # stays owned by the connection's address, which alone can refresh or remove it.
@@ -241,6 +256,12 @@ max_numwant = 200
 cleaning_interval_secs = 30
 # State shards, each with its own lock (torrents spread by info-hash). 0: 64.
 shards = 0
+# Most peers per torrent (IPv4 and IPv6 together). A new peer beyond it gets an error
+# reply; nobody listed is evicted. 0: unlimited.
+max_peers_per_torrent = 50000
+# Most fabrics per torrent and address family (unknown fabric counts as one). An announce
+# that would open another gets an error reply. 0: unlimited.
+max_fabrics_per_torrent = 1024
 
 [fabric]
 # CIDR -> fabric file ("10.1.0.0/16 dc1" per line) for peers that do not send fabric=.

@@ -3,14 +3,18 @@
 //! (`POST /register`, `POST /unregister`, bearer token).
 //!
 //! Robustness rules: a request (head and body) is at most `max_request_bytes` (an admin
-//! request whose token checks out may carry a body of `max_admin_body_bytes`); receiving
-//! it may take at most `request_timeout_ms`, which is also the idle limit of a keep-alive
-//! connection; at most `max_connections` connections at once; anything that is not a
-//! well-formed request gets a 4xx and the connection is closed. [`respond`] maps a parsed
+//! request whose token checks out may carry a body of `max_admin_body_bytes`); waiting
+//! for it, receiving it and writing its answer take at most `request_timeout_ms` together
+//! (so it is also the idle limit of a keep-alive connection, and a client that does not
+//! read is cut off too); at most `max_connections` connections at once, a newcomer at the
+//! cap evicting the connection that has waited longest for a request; anything that is not
+//! a well-formed request gets a 4xx and the connection is closed. [`respond`] maps a parsed
 //! request to a response without I/O, so it is tested directly.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use proto::InfoHash;
@@ -22,10 +26,10 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::state::{NOT_REGISTERED, Shared, canonical};
+use crate::state::{Shared, canonical};
 use crate::stats::bump;
 use crate::swarm::Announce;
 
@@ -263,7 +267,7 @@ fn announce(shared: &Shared, rng: &mut SmallRng, query: &[u8], peer: SocketAddr)
             resp.encode(&mut body);
             HttpResponse::ok("text/plain", body)
         }
-        Err(()) => failure(shared, NOT_REGISTERED),
+        Err(refused) => failure(shared, &refused.to_string()),
     }
 }
 
@@ -328,21 +332,63 @@ fn admin(shared: &Shared, req: &HttpRequest, path: &str) -> HttpResponse {
     HttpResponse::text(200, &format!("ok {changed}"))
 }
 
+/// Connections waiting for a request (between requests on a kept-alive connection, or
+/// while a head and body trickle in), oldest first. At the connection cap a newcomer
+/// evicts the one that has waited longest: an honest request arrives in milliseconds, so
+/// the longest waiter is an idle or slow client, and a flood of slow sockets cannot keep
+/// an announce out until their request timeouts run out.
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    by_age: BTreeMap<u64, Arc<Notify>>,
+}
+
+impl Waiting {
+    fn enter(&mut self, evict: &Arc<Notify>) -> u64 {
+        let key = self.next;
+        self.next += 1;
+        self.by_age.insert(key, evict.clone());
+        key
+    }
+
+    fn leave(&mut self, key: u64) {
+        self.by_age.remove(&key);
+    }
+
+    /// Tells the longest waiter to close; false when nobody is waiting.
+    fn evict_oldest(&mut self) -> bool {
+        match self.by_age.pop_first() {
+            Some((_, evict)) => {
+                evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+type WaitingList = Arc<std::sync::Mutex<Waiting>>;
+
+fn lock(w: &WaitingList) -> std::sync::MutexGuard<'_, Waiting> {
+    // Every critical section is one map operation: a panic cannot leave it half done.
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Accepts connections until the task is dropped (that drops every connection too).
+/// A connection task that panics is logged and ends alone; the others go on.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
-    let limit = match shared.config.http.max_connections {
-        0 => Semaphore::MAX_PERMITS,
-        n => n,
-    };
-    let permits = Arc::new(Semaphore::new(limit));
+    let limit = shared.config.http.max_connections;
+    let waiting = WaitingList::default();
     let mut conns = JoinSet::new();
     let mut seed = 0u64;
+    let reap = |r: Result<(), tokio::task::JoinError>| {
+        if let Err(e) = r
+            && e.is_panic()
+        {
+            tracing::error!(component = "http-connection", error = %e, "task panicked");
+        }
+    };
     loop {
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -353,25 +399,74 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io
                     continue;
                 }
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            Some(r) = conns.join_next(), if !conns.is_empty() => {
+                reap(r);
+                continue;
+            }
         };
+        crate::test_panic_point("http-listener");
+        while let Some(r) = conns.try_join_next() {
+            reap(r);
+        }
+        // Accepted and then closed at once when nothing can be evicted, so the kernel's
+        // backlog never fills with connections nobody serves.
+        if limit != 0 && conns.len() >= limit && !lock(&waiting).evict_oldest() {
+            bump(&shared.counters(0).http_refused);
+            continue;
+        }
         seed += 1;
         let shared = shared.clone();
+        let waiting = waiting.clone();
+        // Waiting from accept on, not from the task's first poll: a burst of accepts runs
+        // before any new task does, and each must find the others evictable.
+        let evict = Arc::new(Notify::new());
+        let key = lock(&waiting).enter(&evict);
         conns.spawn(async move {
-            let _permit = permit;
-            if let Err(e) = connection(stream, peer, &shared, seed).await {
+            shared.counters(0).http_open.fetch_add(1, Ordering::Relaxed);
+            let conn = Conn {
+                stream,
+                peer,
+                evict,
+                first_key: Some(key),
+            };
+            if let Err(e) = connection(conn, &shared, &waiting, seed).await {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
+            shared.counters(0).http_open.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
 
-async fn connection(
-    mut stream: TcpStream,
+/// An accepted connection, already in the waiting list under `first_key`.
+struct Conn {
+    stream: TcpStream,
     peer: SocketAddr,
+    evict: Arc<Notify>,
+    first_key: Option<u64>,
+}
+
+/// How a connection's next request arrived.
+enum Next {
+    Request(std::io::Result<Option<Result<(HttpRequest, usize), HeadError>>>),
+    TimedOut,
+    Evicted,
+}
+
+/// Serves requests on one connection. Each request, from the first byte waited for to the
+/// last byte of its answer written, must fit `request_timeout_ms`; a client that does not
+/// read its answers is cut off like one that does not send.
+async fn connection(
+    conn: Conn,
     shared: &Shared,
+    waiting: &WaitingList,
     seed: u64,
 ) -> std::io::Result<()> {
+    let Conn {
+        mut stream,
+        peer,
+        evict,
+        mut first_key,
+    } = conn;
     let cfg = &shared.config.http;
     let max = if cfg.max_request_bytes == 0 {
         1024
@@ -383,9 +478,11 @@ async fn connection(
     } else {
         cfg.request_timeout_ms
     });
+    let st = shared.counters(0);
     let mut rng = SmallRng::seed_from_u64(seed ^ u64::from(peer.port()));
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
+        let deadline = tokio::time::Instant::now() + timeout;
         let admin_max = match cfg.max_admin_body_bytes {
             0 => max,
             n => n,
@@ -397,30 +494,61 @@ async fn connection(
                 && authorized(shared, req);
             if admin { admin_max } else { max }
         };
-        let read = tokio::time::timeout(
-            timeout,
-            read_request(&mut stream, &mut buf, max, body_limit),
-        )
-        .await;
-        let (req, used) = match read {
-            Err(_) => return Ok(()), // timed out: close quietly
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(None)) => return Ok(()), // clean close between requests
-            Ok(Ok(Some(Ok(r)))) => r,
-            Ok(Ok(Some(Err(err)))) => {
-                bump(&shared.counters(0).http_bad_request);
+        let key = match first_key.take() {
+            Some(k) => k,
+            None => lock(waiting).enter(&evict),
+        };
+        let next = tokio::select! {
+            r = tokio::time::timeout_at(
+                deadline,
+                read_request(&mut stream, &mut buf, max, body_limit),
+            ) => r.map_or(Next::TimedOut, Next::Request),
+            () = evict.notified() => Next::Evicted,
+        };
+        lock(waiting).leave(key);
+        let (req, used) = match next {
+            Next::TimedOut => {
+                bump(&st.http_timed_out);
+                return Ok(());
+            }
+            Next::Evicted => {
+                bump(&st.http_evicted);
+                return Ok(());
+            }
+            Next::Request(Err(e)) => return Err(e),
+            Next::Request(Ok(None)) => return Ok(()), // clean close between requests
+            Next::Request(Ok(Some(Ok(r)))) => r,
+            Next::Request(Ok(Some(Err(err)))) => {
+                bump(&st.http_bad_request);
                 let resp = match err {
                     HeadError::TooLarge => HttpResponse::text(413, "request too large"),
                     HeadError::Malformed => HttpResponse::text(400, "bad request"),
                 };
-                stream.write_all(&resp.encode(false)).await?;
-                linger_close(&mut stream).await;
-                return Ok(());
+                let reply = async {
+                    stream.write_all(&resp.encode(false)).await?;
+                    linger_close(&mut stream).await;
+                    Ok::<_, std::io::Error>(())
+                };
+                return match tokio::time::timeout_at(deadline, reply).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        bump(&st.http_timed_out);
+                        Ok(())
+                    }
+                };
             }
         };
         buf.drain(..used);
+        crate::test_panic_point("http-connection");
         let resp = respond(shared, &mut rng, &req, peer);
-        stream.write_all(&resp.encode(req.keep_alive)).await?;
+        let wire = resp.encode(req.keep_alive);
+        match tokio::time::timeout_at(deadline, stream.write_all(&wire)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                bump(&st.http_timed_out);
+                return Ok(());
+            }
+        }
         if !req.keep_alive {
             return Ok(());
         }

@@ -7,8 +7,10 @@
 //! - HTTP: one tokio task per listener, one per connection, on the caller's runtime.
 //!
 //! [`Tracker::run`] is the supervisor: it returns `Ok` when the shutdown future resolves,
-//! and an error as soon as any worker ends on its own (panic or I/O error), so a tracker
-//! never keeps running with a dead worker whose share of the port would go unanswered.
+//! and an error as soon as any worker ends on its own (panic or I/O error; a panic is
+//! logged with the worker's name), so a tracker never keeps running with a dead worker
+//! whose share of the port would go unanswered; the program then exits non-zero. One HTTP
+//! connection's task that panics is logged and ends alone.
 //! State is sharded by info-hash (`state.rs`); no lock is held across I/O.
 //!
 //! Sockets are bound by [`bind`] before `run`, so tests bind `127.0.0.1:0` and read the
@@ -105,6 +107,26 @@ pub enum Error {
         /// Thread or task name.
         name: String,
     },
+}
+
+/// Panics when `INSTREAM_TEST_PANIC` names `component` (debug builds only; read once):
+/// how tests inject a panic into the real binary to check the supervisor.
+pub(crate) fn test_panic_point(component: &str) {
+    if cfg!(debug_assertions) {
+        static WANTED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let wanted = WANTED.get_or_init(|| std::env::var("INSTREAM_TEST_PANIC").ok());
+        if wanted.as_deref() == Some(component) {
+            panic!("INSTREAM_TEST_PANIC={component}: injected panic");
+        }
+    }
+}
+
+/// The text of a panic payload.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
 }
 
 /// Sockets bound ahead of [`Tracker::run`].
@@ -253,12 +275,16 @@ impl Tracker {
         let shared = self.shared;
         let (death_tx, mut death_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         // Sends the worker's name when dropped: on return, on error and on panic alike.
+        // Panics are logged under the worker's name when it is joined, below.
         struct DeathNotice(String, tokio::sync::mpsc::UnboundedSender<String>);
         impl Drop for DeathNotice {
             fn drop(&mut self) {
                 let _ = self.1.send(std::mem::take(&mut self.0));
             }
         }
+        let panicked = |name: &str, message: String| {
+            tracing::error!(component = %name, panic = %message, "worker panicked");
+        };
         let io_err = |what| move |source| Error::Io { what, source };
 
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -308,14 +334,16 @@ impl Tracker {
         for (i, l) in listeners.http.into_iter().enumerate() {
             let listener = tokio::net::TcpListener::from_std(l)
                 .map_err(io_err("register an HTTP listener"))?;
-            let notice = DeathNotice(format!("http-{:02}", i + 1), death_tx.clone());
+            let name = format!("http-{:02}", i + 1);
+            let notice = DeathNotice(name.clone(), death_tx.clone());
             let shared = shared.clone();
-            http_tasks.push(tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 let _notice = notice;
                 if let Err(e) = http_worker::serve(listener, shared).await {
                     tracing::error!(error = %e, "HTTP listener failed");
                 }
-            }));
+            });
+            http_tasks.push((name, task));
         }
         drop(death_tx);
         tracing::info!(
@@ -335,19 +363,31 @@ impl Tracker {
             let _ = w.wake();
         }
         cleaner.thread().unpark();
-        for t in &http_tasks {
+        for (_, t) in &http_tasks {
             t.abort();
         }
-        for t in http_tasks {
-            let _ = t.await;
+        for (name, t) in http_tasks {
+            if let Err(e) = t.await
+                && e.is_panic()
+            {
+                panicked(&name, panic_text(&*e.into_panic()));
+            }
         }
         threads.push(cleaner);
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .filter_map(|t| {
+                    let name = t.thread().name().unwrap_or("?").to_owned();
+                    t.join().err().map(|p| (name, panic_text(&*p)))
+                })
+                .collect::<Vec<_>>()
         })
-        .await;
+        .await
+        .unwrap_or_default();
+        for (name, message) in joined {
+            panicked(&name, message);
+        }
         result
     }
 }

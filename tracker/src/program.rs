@@ -44,6 +44,12 @@ struct Args {
     /// Announce interval told to clients, in seconds.
     #[arg(long, value_name = "SECS")]
     interval: Option<u32>,
+    /// Most peers per torrent; a new peer beyond it is refused (default 50000; 0: unlimited).
+    #[arg(long, value_name = "N")]
+    max_peers_per_torrent: Option<u32>,
+    /// Most fabrics per torrent and address family (default 1024; 0: unlimited).
+    #[arg(long, value_name = "N")]
+    max_fabrics_per_torrent: Option<u32>,
     /// List peers under the address they announce (`ip=`, the BEP 15 IP field) rather
     /// than their source address, for peers behind NAT (`--announce-ip`). The listing
     /// stays owned by the source address: no other source can change or remove it.
@@ -110,6 +116,12 @@ fn settings(args: &Args) -> Result<Config> {
     }
     if let Some(n) = args.interval {
         config.swarm.announce_interval_secs = n;
+    }
+    if let Some(n) = args.max_peers_per_torrent {
+        config.swarm.max_peers_per_torrent = n;
+    }
+    if let Some(n) = args.max_fabrics_per_torrent {
+        config.swarm.max_fabrics_per_torrent = n;
     }
     if args.trust_announced_ip {
         config.udp.trust_ip_field = true;

@@ -26,8 +26,17 @@ pub(crate) struct Shard {
     pub(crate) access: AccessSet,
 }
 
-/// The reason text of an unregistered info-hash, for BEP 15 errors and HTTP failures.
-pub(crate) const NOT_REGISTERED: &str = "info-hash not registered with this tracker";
+/// Why an announce gets an error reply (BEP 15 error, HTTP `failure reason`) instead of
+/// peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refused {
+    /// The info-hash is not served here.
+    #[error("info-hash not registered with this tracker")]
+    NotRegistered,
+    /// Listing the announcer would pass a cap of the torrent.
+    #[error(transparent)]
+    Full(#[from] swarm::Full),
+}
 
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -96,20 +105,20 @@ impl Shared {
         }
     }
 
-    /// Records an announce; `Err(())` when the info-hash is not served here.
+    /// Records an announce, or says why it is refused.
     pub(crate) fn announce<A: Family>(
         &self,
         h: InfoHash,
         a: &Announce<A>,
         rng: &mut impl Rng,
         out: &mut Vec<A>,
-    ) -> Result<TorrentCounts, ()> {
+    ) -> Result<TorrentCounts, Refused> {
         let now = self.now();
         let mut shard = self.shard(&h);
         if !self.config.access.open && !shard.access.allows(&h) {
-            return Err(());
+            return Err(Refused::NotRegistered);
         }
-        Ok(shard.torrents.announce(&self.swarm, h, a, now, rng, out))
+        Ok(shard.torrents.announce(&self.swarm, h, a, now, rng, out)?)
     }
 
     /// Counters of one torrent (zeros when unknown or not served, so a scrape cannot be

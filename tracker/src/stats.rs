@@ -21,6 +21,11 @@ pub struct Stats {
     pub(crate) http_scrape: AtomicU64,
     pub(crate) http_failure: AtomicU64,
     pub(crate) http_bad_request: AtomicU64,
+    pub(crate) http_timed_out: AtomicU64,
+    pub(crate) http_evicted: AtomicU64,
+    pub(crate) http_refused: AtomicU64,
+    /// A gauge, not a counter: connections open now.
+    pub(crate) http_open: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -52,6 +57,16 @@ pub struct StatsSnapshot {
     pub http_failure: u64,
     /// HTTP requests refused with a 4xx status.
     pub http_bad_request: u64,
+    /// HTTP connections cut off because a request (or its answer) took longer than
+    /// `request_timeout_ms`, idle keep-alive time included.
+    pub http_timed_out: u64,
+    /// HTTP connections closed at the connection cap to make room for a newcomer (the one
+    /// that had waited longest for a request).
+    pub http_evicted: u64,
+    /// HTTP connections closed on accept: at the cap, with every connection mid-request.
+    pub http_refused: u64,
+    /// HTTP connections open now.
+    pub http_open: u64,
     /// Torrents with at least one peer.
     pub torrents: u64,
     /// Peers over all torrents.
@@ -79,5 +94,9 @@ impl Stats {
         snap.http_scrape += r(&self.http_scrape);
         snap.http_failure += r(&self.http_failure);
         snap.http_bad_request += r(&self.http_bad_request);
+        snap.http_timed_out += r(&self.http_timed_out);
+        snap.http_evicted += r(&self.http_evicted);
+        snap.http_refused += r(&self.http_refused);
+        snap.http_open += r(&self.http_open);
     }
 }

@@ -3,6 +3,11 @@
 //!
 //! Invariants, per torrent and address family ([`PeerMap`]):
 //! - every peer is in exactly one fabric group, and `index[peer_id]` names its slot;
+//! - `group_of[fabric]` names the group of every fabric that has one, so an announce finds
+//!   its group in O(1) instead of scanning them under the shard lock;
+//! - a torrent holds at most [`SwarmConfig::max_peers`] peers and each of its maps at most
+//!   [`SwarmConfig::max_fabrics`] groups: an announce that would need more is refused
+//!   ([`Full`]) and never evicts an existing listing;
 //! - `seeders + leechers` equals the number of peers;
 //! - a peer whose `expires` is not after `now` is gone after the next [`Torrents::clean`];
 //! - a peer list never contains the announcer and has at most `numwant` entries, of which
@@ -66,6 +71,28 @@ pub struct SwarmConfig {
     pub max_numwant: u32,
     /// Most cross-fabric peers handed to a peer whose fabric is known.
     pub bridges: u32,
+    /// Most peers per torrent (both address families); 0: unlimited.
+    pub max_peers: u32,
+    /// Most fabric groups per torrent and address family (the unknown fabric counts as
+    /// one); 0: unlimited.
+    pub max_fabrics: u32,
+}
+
+/// Why an announce was refused: the torrent is at one of its caps. Existing listings stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Full {
+    /// A new peer, but the torrent already lists `max` peers.
+    #[error("torrent is full: {max} peers listed")]
+    Peers {
+        /// [`SwarmConfig::max_peers`].
+        max: u32,
+    },
+    /// A new fabric, but the torrent already has `max` fabric groups.
+    #[error("torrent is full: {max} fabrics listed")]
+    Fabrics {
+        /// [`SwarmConfig::max_fabrics`].
+        max: u32,
+    },
 }
 
 /// Address types a peer list can hold.
@@ -123,6 +150,8 @@ struct Group<A> {
 #[derive(Debug)]
 pub struct PeerMap<A> {
     groups: Vec<Group<A>>,
+    /// fabric → its group's position in `groups`.
+    group_of: HashMap<FabricId, u32>,
     /// peer id → (group, position).
     index: HashMap<PeerId, (u32, u32)>,
     seeders: u32,
@@ -133,6 +162,7 @@ impl<A> Default for PeerMap<A> {
     fn default() -> Self {
         Self {
             groups: Vec::new(),
+            group_of: HashMap::new(),
             index: HashMap::new(),
             seeders: 0,
             leechers: 0,
@@ -177,17 +207,37 @@ impl<A: PeerAddr> PeerMap<A> {
         gone
     }
 
-    fn group_of(&mut self, fabric: FabricId) -> usize {
-        match self.groups.iter().position(|g| g.fabric == fabric) {
-            Some(g) => g,
-            None => {
-                self.groups.push(Group {
-                    fabric,
-                    peers: Vec::new(),
-                });
-                self.groups.len() - 1
-            }
+    /// The group of `fabric`, made if there is none yet.
+    fn group_or_insert(&mut self, fabric: FabricId) -> usize {
+        if let Some(&g) = self.group_of.get(&fabric) {
+            return g as usize;
         }
+        self.groups.push(Group {
+            fabric,
+            peers: Vec::new(),
+        });
+        let g = self.groups.len() - 1;
+        self.group_of.insert(fabric, idx(g));
+        g
+    }
+
+    /// The group of `fabric`, if it has peers here.
+    fn group(&self, fabric: FabricId) -> Option<&Group<A>> {
+        self.group_of
+            .get(&fabric)
+            .map(|&g| &self.groups[g as usize])
+    }
+
+    /// Whether `a` would need a fabric group beyond `max_fabrics` (0: unlimited). Moving an
+    /// existing peer to a new fabric needs one too.
+    fn needs_group_beyond(&self, a: &Announce<A>, max_fabrics: u32) -> bool {
+        max_fabrics != 0
+            && !self.group_of.contains_key(&a.fabric)
+            && self.groups.len() >= max_fabrics as usize
+    }
+
+    fn is_listed(&self, id: &PeerId) -> bool {
+        self.index.contains_key(id)
     }
 
     /// True if an entry for `id` exists and belongs to another source than `source`.
@@ -218,7 +268,7 @@ impl<A: PeerAddr> PeerMap<A> {
             Some((g, pos)) => Some(self.remove_at(g as usize, pos as usize).seeder),
             None => None,
         };
-        let g = self.group_of(a.fabric);
+        let g = self.group_or_insert(a.fabric);
         let peers = &mut self.groups[g].peers;
         peers.push(Peer {
             id: a.peer_id,
@@ -238,23 +288,20 @@ impl<A: PeerAddr> PeerMap<A> {
         }
     }
 
-    /// Appends up to `want` peers of the groups selected by `pick` to `out`, never `me`,
-    /// starting at a random offset of their concatenation (contiguous runs are as good as a
-    /// random sample here: swap-removal keeps shuffling the order).
-    fn sample(
-        &self,
-        pick: impl Fn(FabricId) -> bool + Copy,
+    /// Appends up to `want` peers of `groups` to `out`, never `me`, starting at a random
+    /// offset of their concatenation (contiguous runs are as good as a random sample here:
+    /// swap-removal keeps shuffling the order).
+    fn sample<'g>(
+        groups: impl Iterator<Item = &'g Group<A>> + Clone,
         me: &PeerId,
         want: usize,
         rng: &mut impl Rng,
         out: &mut Vec<A>,
-    ) -> usize {
-        let total: usize = self
-            .groups
-            .iter()
-            .filter(|g| pick(g.fabric))
-            .map(|g| g.peers.len())
-            .sum();
+    ) -> usize
+    where
+        A: 'g,
+    {
+        let total: usize = groups.clone().map(|g| g.peers.len()).sum();
         if want == 0 || total == 0 {
             return 0;
         }
@@ -264,7 +311,7 @@ impl<A: PeerAddr> PeerMap<A> {
         // Two passes over the concatenation: from `start` to the end, then from 0 to `start`.
         for pass in 0..2 {
             let mut offset = 0;
-            for g in self.groups.iter().filter(|g| pick(g.fabric)) {
+            for g in groups.clone() {
                 let (lo, hi) = (offset, offset + g.peers.len());
                 offset = hi;
                 let (from, to) = if pass == 0 {
@@ -292,26 +339,27 @@ impl<A: PeerAddr> PeerMap<A> {
     }
 
     /// Up to `want` cross-fabric peers, each drawn independently so that bridges spread over
-    /// the other fabrics instead of coming from one run of one fabric.
+    /// the other fabrics instead of coming from one run of one fabric. Costs O(`want`), not
+    /// O(fabrics), except when every other peer fits the list anyway.
     fn bridges(&self, mine: FabricId, want: usize, rng: &mut impl Rng, out: &mut Vec<A>) -> usize {
-        let others: Vec<&Group<A>> = self
-            .groups
-            .iter()
-            .filter(|g| g.fabric != mine && !g.peers.is_empty())
-            .collect();
-        let total: usize = others.iter().map(|g| g.peers.len()).sum();
+        let total = self.len() - self.group(mine).map_or(0, |g| g.peers.len());
         let want = want.min(total);
         if want == total {
-            for g in &others {
+            for g in self.groups.iter().filter(|g| g.fabric != mine) {
                 out.extend(g.peers.iter().map(|p| p.addr));
             }
             return total;
         }
         let first = out.len();
         let mut tries = 0;
+        // Rejection sampling over groups: mine and groups emptied since the last clean are
+        // drawn again, within the bounded number of tries.
         while out.len() - first < want && tries < 8 * want {
             tries += 1;
-            let g = others[rng.gen_range(0..others.len())];
+            let g = &self.groups[rng.gen_range(0..self.groups.len())];
+            if g.fabric == mine || g.peers.is_empty() {
+                continue;
+            }
             let p = g.peers[rng.gen_range(0..g.peers.len())].addr;
             if !out[first..].contains(&p) {
                 out.push(p);
@@ -331,14 +379,34 @@ impl<A: PeerAddr> PeerMap<A> {
         out: &mut Vec<A>,
     ) {
         if !fabric.is_known() {
-            self.sample(|_| true, me, numwant, rng, out);
+            Self::sample(self.groups.iter(), me, numwant, rng, out);
             return;
         }
         let cross_wanted = bridges.min(numwant);
-        let same = self.sample(|f| f == fabric, me, numwant - cross_wanted, rng, out);
+        let same = Self::sample(
+            self.group(fabric).into_iter(),
+            me,
+            numwant - cross_wanted,
+            rng,
+            out,
+        );
         // Bridges are capped: a small fabric gets fewer peers, not more cross traffic.
         let _ = same;
         self.bridges(fabric, cross_wanted, rng, out);
+    }
+
+    /// Panics unless both indexes name exactly the peers and groups there are.
+    #[cfg(test)]
+    fn check(&self) {
+        assert_eq!(self.group_of.len(), self.groups.len());
+        for (g, group) in self.groups.iter().enumerate() {
+            assert_eq!(self.group_of[&group.fabric], idx(g));
+            for (pos, p) in group.peers.iter().enumerate() {
+                assert_eq!(self.index[&p.id], (idx(g), idx(pos)));
+            }
+        }
+        let listed: usize = self.groups.iter().map(|g| g.peers.len()).sum();
+        assert_eq!(listed, self.index.len());
     }
 
     fn clean(&mut self, now: Secs) {
@@ -354,9 +422,11 @@ impl<A: PeerAddr> PeerMap<A> {
         }
         if self.groups.iter().any(|g| g.peers.is_empty()) {
             self.groups.retain(|g| !g.peers.is_empty());
-            // Group numbers shifted: rebuild the index.
+            // Group numbers shifted: rebuild both indexes.
             self.index.clear();
+            self.group_of.clear();
             for (g, group) in self.groups.iter().enumerate() {
+                self.group_of.insert(group.fabric, idx(g));
                 for (pos, p) in group.peers.iter().enumerate() {
                     self.index.insert(p.id, (idx(g), idx(pos)));
                 }
@@ -385,6 +455,25 @@ impl Torrent {
     fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
     }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// Whether `a` may be listed: a refresh always may; a new peer or a new fabric only
+    /// below the caps.
+    fn admits<A: Family>(&mut self, cfg: &SwarmConfig, a: &Announce<A>) -> Result<(), Full> {
+        let known = A::map(self).is_listed(&a.peer_id);
+        if !known && cfg.max_peers != 0 && self.len() >= cfg.max_peers as usize {
+            return Err(Full::Peers { max: cfg.max_peers });
+        }
+        if A::map(self).needs_group_beyond(a, cfg.max_fabrics) {
+            return Err(Full::Fabrics {
+                max: cfg.max_fabrics,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Access to the family-specific map of a torrent.
@@ -411,7 +500,8 @@ pub struct Torrents {
 
 impl Torrents {
     /// Records an announce and appends the reply's peers (same family as the announcer) to
-    /// `out`. Returns the counters after the announce.
+    /// `out`. Returns the counters after the announce, or [`Full`] (and nothing in `out`,
+    /// nothing changed) when listing the announcer would pass a cap.
     pub fn announce<A: Family>(
         &mut self,
         cfg: &SwarmConfig,
@@ -420,11 +510,11 @@ impl Torrents {
         now: Secs,
         rng: &mut impl Rng,
         out: &mut Vec<A>,
-    ) -> TorrentCounts {
+    ) -> Result<TorrentCounts, Full> {
         if a.event == AnnounceEvent::Stopped {
             // Do not create a torrent just to remove a peer from it.
             let Some(t) = self.map.get_mut(&info_hash) else {
-                return TorrentCounts::default();
+                return Ok(TorrentCounts::default());
             };
             if !A::map(t).foreign(&a.peer_id, a.source) {
                 A::map(t).remove(&a.peer_id);
@@ -433,12 +523,15 @@ impl Torrents {
             if t.is_empty() {
                 self.map.remove(&info_hash);
             }
-            return counts;
+            return Ok(counts);
         }
         let t = self.map.entry(info_hash).or_default();
         let expires = now.saturating_add(cfg.interval).saturating_add(cfg.grace);
         // Another source's peer id: answer with peers, but leave its listing alone.
         if !A::map(t).foreign(&a.peer_id, a.source) {
+            // A new torrent has no peer and no group, so it is never refused: no empty
+            // torrent is left behind.
+            t.admits(cfg, a)?;
             let was_seeder = A::map(t).upsert(a, expires);
             // Count a completion once per peer: a peer that never was a seeder here.
             if a.event == AnnounceEvent::Completed && was_seeder != Some(true) {
@@ -457,7 +550,7 @@ impl Torrents {
             rng,
             out,
         );
-        t.counts()
+        Ok(t.counts())
     }
 
     /// Counters of a torrent (zero when unknown).
@@ -516,7 +609,23 @@ mod tests {
         default_numwant: 50,
         max_numwant: 80,
         bridges: 2,
+        max_peers: 0,
+        max_fabrics: 0,
     };
+
+    /// An announce that must stay below the caps.
+    fn go<A: Family>(
+        t: &mut Torrents,
+        cfg: &SwarmConfig,
+        h: InfoHash,
+        a: &Announce<A>,
+        now: Secs,
+        rng: &mut SmallRng,
+        out: &mut Vec<A>,
+    ) -> TorrentCounts {
+        t.announce(cfg, h, a, now, rng, out)
+            .expect("no cap is reached")
+    }
 
     fn pid(n: u32) -> PeerId {
         let mut id = [0u8; 20];
@@ -556,21 +665,22 @@ mod tests {
             addr: SocketAddrV4::new([192, 0, 2, 7].into(), 7000),
             ..ann(1, "", 0, AnnounceEvent::Started)
         };
-        t.announce(&CFG, H, &listed, 0, &mut rng, &mut out);
+        go(&mut t, &CFG, H, &listed, 0, &mut rng, &mut out);
         // Someone at 10.0.0.66 sends peer 1's id with its own address, then a stop.
         let thief = Announce {
             addr: SocketAddrV4::new([10, 0, 0, 66].into(), 6666),
             source: IpAddr::V4([10, 0, 0, 66].into()),
             ..ann(1, "", 0, AnnounceEvent::None)
         };
-        t.announce(&CFG, H, &thief, 1, &mut rng, &mut out);
+        go(&mut t, &CFG, H, &thief, 1, &mut rng, &mut out);
         let stop = Announce {
             event: AnnounceEvent::Stopped,
             ..thief
         };
-        t.announce(&CFG, H, &stop, 2, &mut rng, &mut out);
+        go(&mut t, &CFG, H, &stop, 2, &mut rng, &mut out);
         out.clear();
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(2, "", 1, AnnounceEvent::Started),
@@ -580,7 +690,8 @@ mod tests {
         );
         assert_eq!(out, vec![listed.addr]);
         // The owner itself can still stop.
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &Announce {
@@ -592,7 +703,8 @@ mod tests {
             &mut out,
         );
         out.clear();
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(2, "", 1, AnnounceEvent::None),
@@ -608,7 +720,8 @@ mod tests {
         let mut t = Torrents::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let mut out = Vec::new();
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(1, "", 0, AnnounceEvent::Started),
@@ -616,7 +729,8 @@ mod tests {
             &mut rng,
             &mut out,
         );
-        let c = t.announce(
+        let c = go(
+            &mut t,
             &CFG,
             H,
             &ann(2, "", 10, AnnounceEvent::Started),
@@ -625,7 +739,8 @@ mod tests {
             &mut out,
         );
         assert_eq!((c.seeders, c.leechers, c.completed), (1, 1, 0));
-        let c = t.announce(
+        let c = go(
+            &mut t,
             &CFG,
             H,
             &ann(2, "", 0, AnnounceEvent::Completed),
@@ -635,7 +750,8 @@ mod tests {
         );
         assert_eq!((c.seeders, c.leechers, c.completed), (2, 0, 1));
         // A repeated completed event from a seeder is not counted again.
-        let c = t.announce(
+        let c = go(
+            &mut t,
             &CFG,
             H,
             &ann(2, "", 0, AnnounceEvent::Completed),
@@ -644,7 +760,8 @@ mod tests {
             &mut out,
         );
         assert_eq!(c.completed, 1);
-        let c = t.announce(
+        let c = go(
+            &mut t,
             &CFG,
             H,
             &ann(1, "", 0, AnnounceEvent::Stopped),
@@ -661,7 +778,8 @@ mod tests {
         let mut t = Torrents::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let mut out = Vec::new();
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(1, "", 5, AnnounceEvent::Started),
@@ -669,7 +787,8 @@ mod tests {
             &mut rng,
             &mut out,
         );
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(2, "", 5, AnnounceEvent::Started),
@@ -683,7 +802,8 @@ mod tests {
         t.clean(130);
         assert_eq!(t.scrape(&H).leechers, 1);
         // A re-announce pushes expiry forward.
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(2, "", 5, AnnounceEvent::None),
@@ -702,7 +822,8 @@ mod tests {
         let mut t = Torrents::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let mut out = Vec::new();
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(1, "", 5, AnnounceEvent::Stopped),
@@ -721,7 +842,8 @@ mod tests {
         // 10 peers in f1 (ids 0..10), 10 in f2 (10..20), 10 in f3 (20..30).
         for n in 0..30 {
             let f = ["f1", "f2", "f3"][(n / 10) as usize];
-            t.announce(
+            go(
+                &mut t,
                 &CFG,
                 H,
                 &ann(n, f, 5, AnnounceEvent::Started),
@@ -736,7 +858,7 @@ mod tests {
                 numwant: Some(20),
                 ..ann(3, "f1", 5, AnnounceEvent::None)
             };
-            t.announce(&CFG, H, &a, 1, &mut rng, &mut out);
+            go(&mut t, &CFG, H, &a, 1, &mut rng, &mut out);
             let same: Vec<_> = out
                 .iter()
                 .filter(|p| (p.ip().octets()[3] as u32) < 10)
@@ -760,7 +882,8 @@ mod tests {
         let mut out = Vec::new();
         for n in 0..6 {
             let f = if n < 3 { "a" } else { "b" };
-            t.announce(
+            go(
+                &mut t,
                 &cfg,
                 H,
                 &ann(n, f, 5, AnnounceEvent::Started),
@@ -770,7 +893,8 @@ mod tests {
             );
         }
         out.clear();
-        t.announce(
+        go(
+            &mut t,
             &cfg,
             H,
             &ann(0, "a", 5, AnnounceEvent::None),
@@ -789,7 +913,8 @@ mod tests {
         let mut out = Vec::new();
         for n in 0..20 {
             let f = if n % 2 == 0 { "a" } else { "b" };
-            t.announce(
+            go(
+                &mut t,
                 &CFG,
                 H,
                 &ann(n, f, 5, AnnounceEvent::Started),
@@ -799,7 +924,8 @@ mod tests {
             );
         }
         out.clear();
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(99, "", 5, AnnounceEvent::Started),
@@ -815,7 +941,8 @@ mod tests {
         let mut t = Torrents::default();
         let mut rng = SmallRng::seed_from_u64(9);
         let mut out = Vec::new();
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(1, "a", 5, AnnounceEvent::Started),
@@ -823,7 +950,8 @@ mod tests {
             &mut rng,
             &mut out,
         );
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(2, "a", 5, AnnounceEvent::Started),
@@ -831,7 +959,8 @@ mod tests {
             &mut rng,
             &mut out,
         );
-        let c = t.announce(
+        let c = go(
+            &mut t,
             &CFG,
             H,
             &ann(1, "b", 5, AnnounceEvent::None),
@@ -841,7 +970,8 @@ mod tests {
         );
         assert_eq!(c.leechers, 2);
         out.clear();
-        t.announce(
+        go(
+            &mut t,
             &CFG,
             H,
             &ann(3, "b", 5, AnnounceEvent::Started),
@@ -854,7 +984,189 @@ mod tests {
         assert_eq!(out[0], addr(1));
     }
 
+    #[test]
+    fn a_new_peer_beyond_the_cap_is_refused_and_evicts_nobody() {
+        let cfg = SwarmConfig {
+            max_peers: 3,
+            ..CFG
+        };
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut out = Vec::new();
+        for n in 1..=3 {
+            go(
+                &mut t,
+                &cfg,
+                H,
+                &ann(n, "", 5, AnnounceEvent::Started),
+                0,
+                &mut rng,
+                &mut out,
+            );
+        }
+        out.clear();
+        let r = t.announce(
+            &cfg,
+            H,
+            &ann(4, "", 5, AnnounceEvent::Started),
+            1,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(r, Err(Full::Peers { max: 3 }));
+        assert!(out.is_empty(), "a refused announce gets no peers: {out:?}");
+        assert_eq!(t.scrape(&H).leechers, 3);
+        // Listed peers still refresh, and see each other (never peer 4).
+        let c = go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(2, "", 0, AnnounceEvent::Completed),
+            2,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!((c.seeders, c.leechers), (1, 2));
+        assert_eq!(out.len(), 2);
+        assert!(!out.contains(&addr(4)));
+        // A slot freed by a stop is taken by the next newcomer.
+        go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(3, "", 5, AnnounceEvent::Stopped),
+            3,
+            &mut rng,
+            &mut out,
+        );
+        go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(4, "", 5, AnnounceEvent::Started),
+            4,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(t.peers(), 3);
+    }
+
+    #[test]
+    fn a_new_fabric_beyond_the_cap_is_refused_and_moves_nobody() {
+        let cfg = SwarmConfig {
+            max_fabrics: 2,
+            ..CFG
+        };
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut out = Vec::new();
+        go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(1, "a", 5, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(2, "b", 5, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        let r = t.announce(
+            &cfg,
+            H,
+            &ann(3, "c", 5, AnnounceEvent::Started),
+            1,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(r, Err(Full::Fabrics { max: 2 }));
+        // Peer 1 moving to a third fabric is refused too, and stays listed in a.
+        let r = t.announce(
+            &cfg,
+            H,
+            &ann(1, "c", 5, AnnounceEvent::None),
+            1,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(r, Err(Full::Fabrics { max: 2 }));
+        out.clear();
+        go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(4, "a", 5, AnnounceEvent::Started),
+            2,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(out.first(), Some(&addr(1)), "peer 1 is still in a: {out:?}");
+        // Once fabric b is gone (expired and swept), c fits.
+        go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(1, "a", 5, AnnounceEvent::None),
+            100,
+            &mut rng,
+            &mut out,
+        );
+        go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(4, "a", 5, AnnounceEvent::None),
+            100,
+            &mut rng,
+            &mut out,
+        );
+        t.clean(120);
+        go(
+            &mut t,
+            &cfg,
+            H,
+            &ann(3, "c", 5, AnnounceEvent::Started),
+            121,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(t.peers(), 3);
+    }
+
     proptest! {
+        #[test]
+        fn caps_hold_and_indexes_stay_right(
+            ops in proptest::collection::vec((0u32..40, 0usize..6, 0u32..4, 0u32..120), 1..300),
+            max_peers in 1u32..20,
+            max_fabrics in 1u32..5,
+        ) {
+            let cfg = SwarmConfig { max_peers, max_fabrics, ..CFG };
+            let mut t = Torrents::default();
+            let mut rng = SmallRng::seed_from_u64(7);
+            let mut out = Vec::new();
+            let fabrics = ["", "a", "b", "c", "d", "e"];
+            for (n, f, ev, now) in ops {
+                let a = ann(n, fabrics[f], 1, AnnounceEvent::from_udp(ev).unwrap());
+                let before = t.peers();
+                if t.announce(&cfg, H, &a, now, &mut rng, &mut out).is_err() {
+                    prop_assert_eq!(t.peers(), before, "a refusal changes nothing");
+                }
+                t.clean(now / 2);
+                prop_assert!(t.peers() <= max_peers as usize);
+                if let Some(tor) = t.map.get(&H) {
+                    tor.v4.check();
+                    prop_assert!(tor.v4.groups.len() <= max_fabrics as usize);
+                }
+            }
+        }
+
         #[test]
         fn lists_are_bounded_and_never_contain_the_announcer(
             ops in proptest::collection::vec((0u32..40, 0usize..4, any::<bool>(), 0u32..4, 0u32..120), 1..300),
@@ -870,7 +1182,7 @@ mod tests {
                     numwant: Some(numwant),
                     ..ann(n, fabrics[f], if seeder { 0 } else { 1 }, AnnounceEvent::from_udp(ev).unwrap())
                 };
-                t.announce(&CFG, H, &a, n, &mut rng, &mut out);
+                go(&mut t, &CFG, H, &a, n, &mut rng, &mut out);
                 prop_assert!(out.len() <= numwant.min(CFG.max_numwant) as usize);
                 prop_assert!(!out.contains(&addr(n)));
                 t.clean(n / 2);

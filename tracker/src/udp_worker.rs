@@ -24,7 +24,7 @@ use proto::tracker::udp::{
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use crate::state::{NOT_REGISTERED, Shared, canonical};
+use crate::state::{Shared, canonical};
 use crate::stats::bump;
 use crate::swarm::Announce;
 
@@ -97,6 +97,7 @@ impl Processor {
                 .encode(&mut self.out);
             }
             Request::Announce(r) => {
+                crate::test_panic_point("udp-worker");
                 if !shared.ids.is_valid(now, src, r.connection_id) {
                     bump(&st.udp_bad_connection_id);
                     return None;
@@ -163,9 +164,9 @@ impl Processor {
                             PeerList::V6(v) => self.peers6 = v,
                         }
                     }
-                    Err(()) => {
+                    Err(refused) => {
                         bump(&st.udp_error_sent);
-                        encode_error(r.transaction_id, NOT_REGISTERED, &mut self.out);
+                        encode_error(r.transaction_id, &refused.to_string(), &mut self.out);
                     }
                 }
             }

@@ -111,14 +111,16 @@ impl PeerSource for TrackerModel {
             numwant: Some(self.cfg.max_numwant),
         };
         let mut out = Vec::new();
-        self.torrents.announce(
-            &self.cfg,
-            InfoHash([7; 20]),
-            &a,
-            now.as_secs() as u32,
-            &mut self.rng,
-            &mut out,
-        );
+        self.torrents
+            .announce(
+                &self.cfg,
+                InfoHash([7; 20]),
+                &a,
+                now.as_secs() as u32,
+                &mut self.rng,
+                &mut out,
+            )
+            .expect("the model has no caps");
         out.iter().map(node_of).collect()
     }
 }
@@ -178,6 +180,8 @@ fn main() -> Result<()> {
             default_numwant: args.numwant,
             max_numwant: args.numwant,
             bridges: args.bridges,
+            max_peers: 0,
+            max_fabrics: 0,
         },
         blind: args.blind,
         rng: SmallRng::seed_from_u64(1),

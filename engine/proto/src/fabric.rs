@@ -20,10 +20,13 @@ pub const MAX_FABRIC_NAME_LEN: usize = 64;
 
 /// True if `name` can name a fabric: 1 to [`MAX_FABRIC_NAME_LEN`] ASCII letters, digits,
 /// `-`, `_` or `.`. Names travel in URLs, handshakes, logs and file names, so they stay plain.
-pub fn is_valid_fabric_name(name: &str) -> bool {
+/// The one rule for fabric names: map files, tracker announces (`fabric=`, BEP 41 URL
+/// data) and extension handshakes all check it here, on text or on raw network bytes.
+pub fn is_valid_fabric_name(name: impl AsRef<[u8]>) -> bool {
+    let name = name.as_ref();
     (1..=MAX_FABRIC_NAME_LEN).contains(&name.len())
         && name
-            .bytes()
+            .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
@@ -388,6 +391,10 @@ mod tests {
         ] {
             assert!(!is_valid_fabric_name(bad), "{bad}");
         }
+        // Raw network bytes get the same rule (a tracker checks `fabric=` before decoding).
+        assert!(is_valid_fabric_name(b"dc-1.eu_west"));
+        assert!(!is_valid_fabric_name(b"x&y"));
+        assert!(!is_valid_fabric_name([0xffu8, b'a']));
     }
 
     proptest! {

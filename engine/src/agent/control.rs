@@ -96,14 +96,15 @@ impl ControlClient {
                 Err(e) => return Attempt::Retry(e.to_string()),
             };
             let status = resp.status();
-            if resp.content_length().is_some_and(|l| l > MAX_BODY as u64) {
-                return Attempt::Final(ControlError::TooLarge {
-                    what: what.to_string(),
-                    max: MAX_BODY,
-                });
-            }
-            let body = match resp.bytes().await {
-                Ok(b) => b,
+            // Capped on the bytes read, not only on Content-Length (chunked bodies).
+            let body = match crate::net::body::read_capped(resp, MAX_BODY).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return Attempt::Final(ControlError::TooLarge {
+                        what: what.to_string(),
+                        max: MAX_BODY,
+                    });
+                }
                 Err(e) => return Attempt::Retry(e.to_string()),
             };
             classify(status, body, what)
@@ -134,8 +135,15 @@ impl ControlClient {
                 Err(e) => return Attempt::Retry(e.to_string()),
             };
             let status = resp.status();
-            let body = match resp.bytes().await {
-                Ok(b) => b,
+            // Capped on the bytes read, not only on Content-Length (chunked bodies).
+            let body = match crate::net::body::read_capped(resp, MAX_BODY).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return Attempt::Final(ControlError::TooLarge {
+                        what: what.to_string(),
+                        max: MAX_BODY,
+                    });
+                }
                 Err(e) => return Attempt::Retry(e.to_string()),
             };
             classify(status, body, what)

@@ -135,6 +135,8 @@ pub struct AgentConfig {
     pub report_kafka: Option<KafkaReportConfig>,
     /// Window the start is spread over (`--splay`); zero: start at once.
     pub splay: Duration,
+    /// Run this service command on the active version instead of deploying (`--service`).
+    pub service: Option<crate::install::ServiceAction>,
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
@@ -272,6 +274,11 @@ pub struct DeployArgs {
     /// a fabric's hosts start spread over the window (the dispatcher's `deploy --splay`).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     pub splay: u64,
+    /// Instead of deploying, run a service command on the product's active version
+    /// (`start`, `stop`, `restart`, `status`, `check`) and report it with the hook's last
+    /// output line; `--version` is the version the server believes is active.
+    #[arg(long, value_name = "ACTION")]
+    pub service: Option<crate::install::ServiceAction>,
     /// Print the outcome as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -336,6 +343,7 @@ impl DeployArgs {
                 )
             }),
             splay: Duration::from_secs(self.splay),
+            service: self.service,
             hooks: HookPolicy {
                 timeout: Duration::from_secs(self.hook_timeout),
                 health_attempts: self.health_attempts.max(1),
@@ -483,7 +491,10 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
             0
         }
     };
-    let result = steps(&cfg, &client, &reporter, &installer, &mut stop).await;
+    let result = match cfg.service {
+        Some(action) => service_step(&cfg, &reporter, &installer, action).await,
+        None => steps(&cfg, &client, &reporter, &installer, &mut stop).await,
+    };
     let mut out = Outcome {
         deployment: cfg.deployment.clone(),
         host: cfg.host.clone(),
@@ -505,7 +516,10 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
     };
     match result {
         Ok(done) => {
-            if let Some(r) = &done.recovered {
+            // A service command's `recovered` is its result line, not a recovery.
+            if let Some(r) = &done.recovered
+                && cfg.service.is_none()
+            {
                 tracing::warn!(recovery = %r, "finished what an earlier run left");
             }
             reporter.report(HostState::Success, done.downloaded, done.recovered.clone());
@@ -590,6 +604,38 @@ async fn seed_for_a_while(
             }
         }
     }
+}
+
+/// A service command: the hooks of the active version, nothing downloaded or switched.
+async fn service_step(
+    cfg: &AgentConfig,
+    reporter: &Reporter,
+    installer: &Installer,
+    action: crate::install::ServiceAction,
+) -> Result<Done, AgentError> {
+    check_names(cfg)?;
+    reporter.report(HostState::Installing, 0, None);
+    let (inst, p) = (installer.clone(), cfg.product.clone());
+    let r = blocking(move || Ok(inst.service(&p, action)?)).await?;
+    if r.version != cfg.version {
+        // The server's view was stale; the hooks ran on what is really active, and say so.
+        tracing::warn!(active = %r.version, expected = %cfg.version, "service command ran on another version than the server expected");
+    }
+    let line = r.line.unwrap_or_default();
+    tracing::info!(action = action.as_str(), version = %r.version, %line, "service command done");
+    Ok(Done {
+        from_disk: true,
+        copied_from: None,
+        downloaded: 0,
+        uploaded: 0,
+        previous: None,
+        recovered: Some(
+            format!("{} {}: {line}", action.as_str(), r.version)
+                .trim_end_matches(": ")
+                .to_string(),
+        ),
+        seeder: None,
+    })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -182,6 +182,8 @@ pub async fn download(
     let result = loop {
         tokio::select! {
             r = handle.wait_complete() => break r.map_err(SwarmError::Failed),
+            // A panicked disk thread lost an answer the torrent waits for: fail now.
+            e = session.failed() => break Err(SwarmError::Failed(e)),
             _ = tick.tick() => {
                 let received = handle.status().stats.bytes_downloaded;
                 if received != last {

@@ -37,14 +37,37 @@ pub enum HookOutcome {
 /// `timeout`. Its stdout goes to our stderr; its stderr is echoed there too and its last
 /// non-empty line becomes the failure reason.
 pub fn run_hook(dir: &Path, hook: &str, vars: &[(&str, &str)], timeout: Duration) -> HookOutcome {
+    run_hook_reporting(dir, hook, vars, timeout, false).0
+}
+
+/// [`run_hook`] that also hands back the hook's last output line (stdout's, else
+/// stderr's): what a `status` or `check` service command reports when the hook succeeds.
+pub fn run_hook_output(
+    dir: &Path,
+    hook: &str,
+    vars: &[(&str, &str)],
+    timeout: Duration,
+) -> (HookOutcome, Option<String>) {
+    run_hook_reporting(dir, hook, vars, timeout, true)
+}
+
+fn run_hook_reporting(
+    dir: &Path,
+    hook: &str,
+    vars: &[(&str, &str)],
+    timeout: Duration,
+    capture_stdout: bool,
+) -> (HookOutcome, Option<String>) {
     let path = dir.join(".instream/hooks").join(hook);
     if !path.is_file() {
-        return HookOutcome::Failed(format!(
-            "{hook} hook is listed but {} is missing",
-            path.display()
-        ));
+        let why = format!("{hook} hook is listed but {} is missing", path.display());
+        return (HookOutcome::Failed(why), None);
     }
-    let stdout = dup_stderr().unwrap_or_else(|_| Stdio::null());
+    let stdout = if capture_stdout {
+        Stdio::piped()
+    } else {
+        dup_stderr().unwrap_or_else(|_| Stdio::null())
+    };
     let mut cmd = Command::new(&path);
     cmd.current_dir(dir)
         .stdin(Stdio::null())
@@ -63,12 +86,21 @@ pub fn run_hook(dir: &Path, hook: &str, vars: &[(&str, &str)], timeout: Duration
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return HookOutcome::Failed(format!("cannot run {hook} hook: {e}")),
+        Err(e) => {
+            return (
+                HookOutcome::Failed(format!("cannot run {hook} hook: {e}")),
+                None,
+            );
+        }
     };
     let pid = child.id();
     let stderr = child.stderr.take().expect("piped stderr");
     let name = hook.to_string();
     let reader = std::thread::spawn(move || last_line(stderr, &name));
+    let out_reader = child.stdout.take().map(|out| {
+        let name = hook.to_string();
+        std::thread::spawn(move || last_line(out, &name))
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
@@ -80,22 +112,25 @@ pub fn run_hook(dir: &Path, hook: &str, vars: &[(&str, &str)], timeout: Duration
             unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
             let _ = rx.recv();
             let _ = reader.join();
-            return HookOutcome::Failed(format!(
-                "{hook} hook timed out after {}s",
-                timeout.as_secs_f64()
-            ));
+            let why = format!("{hook} hook timed out after {}s", timeout.as_secs_f64());
+            return (HookOutcome::Failed(why), None);
         }
     };
     // The group may hold children that keep stderr open (a daemon started by `start`):
     // do not wait for them to close it.
     let last = join_with_timeout(reader, Duration::from_millis(500)).flatten();
-    match status {
+    let last_out = out_reader
+        .and_then(|r| join_with_timeout(r, Duration::from_millis(500)))
+        .flatten();
+    let output = last_out.or_else(|| last.clone());
+    let outcome = match status {
         Ok(s) if s.success() => HookOutcome::Ok,
         Ok(s) => {
             HookOutcome::Failed(last.unwrap_or_else(|| format!("{hook} hook exited with {s}")))
         }
         Err(e) => HookOutcome::Failed(format!("wait for {hook} hook: {e}")),
-    }
+    };
+    (outcome, output)
 }
 
 fn dup_stderr() -> io::Result<Stdio> {
@@ -103,9 +138,9 @@ fn dup_stderr() -> io::Result<Stdio> {
     Ok(Stdio::from(io::stderr().as_fd().try_clone_to_owned()?))
 }
 
-fn last_line(stderr: impl Read, hook: &str) -> Option<String> {
+fn last_line(output: impl Read, hook: &str) -> Option<String> {
     let mut last = None;
-    for line in BufReader::new(stderr).lines() {
+    for line in BufReader::new(output).lines() {
         let Ok(line) = line else { break };
         eprintln!("[hook {hook}] {line}");
         let t = line.trim();

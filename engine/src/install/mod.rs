@@ -38,6 +38,9 @@ mod activation;
 mod digest;
 mod hooks;
 mod journal;
+mod service;
+
+pub use service::{ServiceAction, ServiceResult};
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -106,6 +109,12 @@ pub enum InstallError {
     /// Activation failed; the previous version (if any) is active again.
     #[error("{0}")]
     Activation(HookFailure),
+    /// A service command for a product with no active version on this host.
+    #[error("{product} has no active version on this host")]
+    NoActiveVersion {
+        /// Product.
+        product: String,
+    },
 }
 
 /// Why a hook made an activation fail.

@@ -9,10 +9,19 @@
 //! The BT handshake then follows inside it, so the same time bound covers both.
 //!
 //! The accept loop takes an already-bound listener and a shutdown token (tests bind port 0).
+//!
+//! Bounds ([`ListenLimits`]): incoming connections open at once, in total and per source IP
+//! (handshaking or running; a connection over either cap is closed on accept, unanswered),
+//! at most [`MAX_PENDING_HANDSHAKES`] of them handshaking, and each handshake within
+//! `handshake_timeout`. Accepting never waits, so slow handshakers cannot fill the kernel's
+//! backlog. When a torrent's peer slots are full, the machine makes room by evicting an
+//! idle peer (`proto::torrent`), not here.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use proto::mse::{Ciphers, Method, Policy};
@@ -29,8 +38,75 @@ use super::mse;
 use super::tcp::{self, HANDSHAKE_TIMEOUT, HandshakeFailed, SocketOptions};
 use crate::connection::{self, NetEvent};
 
-/// Handshakes in progress at once; more connections wait in the accept backlog.
-const MAX_PENDING_HANDSHAKES: usize = 256;
+/// Handshakes in progress at once; more connections are closed on accept.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// Bounds on incoming peer connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenLimits {
+    /// Most incoming connections open at once over every torrent of the session,
+    /// handshaking or running. Default 1024; 0: unlimited.
+    pub max_connections: usize,
+    /// Most incoming connections from one IP address. Default 32 (a host runs one
+    /// connection per torrent it shares with us); 0: unlimited.
+    pub max_per_ip: usize,
+    /// Time an incoming connection has for its handshakes (MSE included). Default 10 s.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ListenLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_per_ip: 32,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// Incoming connections open now, in total and by source address.
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection's share of [`Open`], given back on drop.
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        o.total -= 1;
+        if let Some(n) = o.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                o.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Takes a slot for a connection from `ip`, or says which cap it would pass.
+fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &ListenLimits) -> Result<Slot, &'static str> {
+    let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+    if limits.max_connections != 0 && o.total >= limits.max_connections {
+        return Err("too many incoming connections");
+    }
+    let from_ip = o.by_ip.get(&ip).copied().unwrap_or(0);
+    if limits.max_per_ip != 0 && from_ip >= limits.max_per_ip {
+        return Err("too many incoming connections from this address");
+    }
+    o.total += 1;
+    *o.by_ip.entry(ip).or_insert(0) += 1;
+    Ok(Slot {
+        open: open.clone(),
+        ip,
+    })
+}
 
 /// How connection tasks reach one torrent's task.
 #[derive(Debug, Clone)]
@@ -118,19 +194,17 @@ impl Router {
     }
 }
 
-/// Accepts connections until `shutdown` is cancelled.
+/// Accepts connections until `shutdown` is cancelled, within `limits`.
 pub async fn run(
     listener: TcpListener,
     router: Arc<Router>,
     opts: SocketOptions,
+    limits: ListenLimits,
     shutdown: CancellationToken,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let open = Arc::new(Mutex::new(Open::default()));
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = pending.clone().acquire_owned() => p.expect("semaphore never closed"),
-        };
         let (mut stream, addr) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
@@ -143,13 +217,26 @@ pub async fn run(
                 }
             },
         };
+        // Closed at once (dropped unanswered) over a cap: nothing waits in the backlog.
+        let slot = match admit(&open, addr.ip().to_canonical(), &limits) {
+            Ok(s) => s,
+            Err(why) => {
+                debug!(%addr, why, "incoming connection refused");
+                continue;
+            }
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            debug!(%addr, "incoming connection refused: too many handshakes in progress");
+            continue;
+        };
         let router = router.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = tcp::configure(&stream, &opts) {
                 debug!(%addr, error = %e, "socket options");
             }
             let r = tokio::time::timeout(
-                HANDSHAKE_TIMEOUT,
+                limits.handshake_timeout,
                 handshake(&mut stream, &router, opts.encryption),
             )
             .await
@@ -253,6 +340,39 @@ async fn handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admission_counts_per_ip_and_in_total_and_frees_on_drop() {
+        let open = Arc::new(Mutex::new(Open::default()));
+        let limits = ListenLimits {
+            max_connections: 3,
+            max_per_ip: 2,
+            ..ListenLimits::default()
+        };
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = admit(&open, a, &limits).unwrap();
+        let _a2 = admit(&open, a, &limits).unwrap();
+        assert!(
+            admit(&open, a, &limits).is_err(),
+            "a third from one address"
+        );
+        let _b1 = admit(&open, b, &limits).unwrap();
+        assert!(admit(&open, b, &limits).is_err(), "a fourth in total");
+        drop(a1);
+        let _a3 = admit(&open, a, &limits).unwrap();
+        let unlimited = ListenLimits {
+            max_connections: 0,
+            max_per_ip: 0,
+            ..limits
+        };
+        let many: Vec<Slot> = (0..10)
+            .map(|_| admit(&open, a, &unlimited).unwrap())
+            .collect();
+        assert_eq!(open.lock().unwrap().total, 13);
+        drop(many);
+        assert_eq!(open.lock().unwrap().by_ip[&a], 2);
+    }
 
     #[test]
     fn the_router_finds_a_torrent_by_its_mse_skey_hash_until_removed() {

@@ -124,16 +124,13 @@ pub async fn load_torrent(source: &str) -> anyhow::Result<Vec<u8>> {
         if !resp.status().is_success() {
             bail!("fetch {source}: HTTP {}", resp.status());
         }
-        if resp.content_length().is_some_and(|l| l > MAX_TORRENT_FILE) {
-            bail!("fetch {source}: larger than {MAX_TORRENT_FILE} bytes");
-        }
-        let body = resp
-            .bytes()
+        // Capped on the bytes read: a chunked answer has no Content-Length to check.
+        let Some(body) = crate::net::body::read_capped(resp, MAX_TORRENT_FILE as usize)
             .await
-            .with_context(|| format!("fetch {source}"))?;
-        if body.len() as u64 > MAX_TORRENT_FILE {
+            .with_context(|| format!("fetch {source}"))?
+        else {
             bail!("fetch {source}: larger than {MAX_TORRENT_FILE} bytes");
-        }
+        };
         Ok(body.to_vec())
     } else {
         let md = std::fs::metadata(source).with_context(|| format!("read {source}"))?;

@@ -260,6 +260,7 @@ fn start_reporter(args: &GetArgs) -> anyhow::Result<Option<Reporter>> {
 }
 
 async fn wait_for_completion(
+    session: &Session,
     handle: &TorrentHandle,
     timeout: u64,
     reporter: Option<&Reporter>,
@@ -308,6 +309,7 @@ async fn wait_for_completion(
             Ok(()) => Ended::Complete,
             Err(e) => Ended::Failed(e),
         },
+        e = session.failed() => Ended::Failed(e),
         _ = super::shutdown_signal() => Ended::Signal,
         _ = deadline => Ended::Timeout,
         _ = progress => unreachable!("progress never ends"),
@@ -440,7 +442,7 @@ async fn fetch(
         .context("start the download")?;
 
     let every = Duration::from_secs_f64(args.progress_every.clamp(0.05, 3600.0));
-    let ended = wait_for_completion(&handle, args.timeout, reporter, every).await;
+    let ended = wait_for_completion(&session, &handle, args.timeout, reporter, every).await;
     if let (Some(r), Ended::Complete) = (reporter, &ended) {
         // Every piece passed its SHA-1 as it landed; this marks the end of that check.
         r.report(HostState::Verifying, handle.status().stats.bytes_have, None);

@@ -82,9 +82,22 @@ enum Cmd {
         /// Trust the data without hashing it first (it was just created from these files).
         #[arg(long)]
         skip_check: bool,
-        /// Most connections per torrent.
+        /// Most connections per torrent (when full, an idle peer makes room for a new one).
         #[arg(long)]
         max_peers: Option<usize>,
+        /// Most incoming connections at once over all torrents (default 1024; 0: unlimited).
+        #[arg(long, value_name = "N")]
+        max_connections: Option<usize>,
+        /// Most incoming connections from one IP address (default 32; 0: unlimited).
+        #[arg(long, value_name = "N")]
+        max_connections_per_ip: Option<usize>,
+        /// Seconds an incoming connection has for its handshake (default 10).
+        #[arg(long, value_name = "SECS")]
+        handshake_timeout: Option<u64>,
+        /// When a torrent is at --max-peers, a newcomer takes the slot of a peer idle (no
+        /// interest either way, nothing in flight) and connected this long (default 30).
+        #[arg(long, value_name = "SECS")]
+        idle_evict_after: Option<u64>,
         /// Do not announce to the torrents' trackers.
         #[arg(long)]
         no_tracker: bool,
@@ -213,6 +226,10 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         super_seed,
         skip_check,
         max_peers,
+        max_connections,
+        max_connections_per_ip,
+        handshake_timeout,
+        idle_evict_after,
         no_tracker,
         io_backend,
         encryption,
@@ -231,6 +248,18 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     config.announce_ip = announce_ip;
     if let Some(m) = max_peers {
         config.torrent.max_peers = m;
+    }
+    if let Some(n) = max_connections {
+        config.listen.max_connections = n;
+    }
+    if let Some(n) = max_connections_per_ip {
+        config.listen.max_per_ip = n;
+    }
+    if let Some(s) = handshake_timeout {
+        config.listen.handshake_timeout = std::time::Duration::from_secs(s.max(1));
+    }
+    if let Some(s) = idle_evict_after {
+        config.torrent.idle_evict_after = std::time::Duration::from_secs(s);
     }
     let session = Session::start(config, Some(listener)).context("start the session")?;
     let addr = session.listen_addr().expect("listening");
@@ -284,16 +313,26 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         let _ = writeln!(out, "listening {addr}").and_then(|_| out.flush());
     }
 
-    match watch {
-        Some(dir) => {
-            let mut cfg = crate::agent::origin::WatchConfig::new(dir.clone());
-            cfg.io_backend = io_backend;
-            info!(dir = %dir.display(), %addr, "watching for new versions");
-            crate::agent::origin::watch(session.clone(), cfg, super::shutdown_signal())
-                .await
-                .with_context(|| format!("watch {}", dir.display()))?;
+    // A panicked torrent task or disk thread ends the seed with an error, not half-served.
+    let serving = async {
+        match watch {
+            Some(dir) => {
+                let mut cfg = crate::agent::origin::WatchConfig::new(dir.clone());
+                cfg.io_backend = io_backend;
+                info!(dir = %dir.display(), %addr, "watching for new versions");
+                crate::agent::origin::watch(session.clone(), cfg, super::shutdown_signal())
+                    .await
+                    .with_context(|| format!("watch {}", dir.display()))
+            }
+            None => {
+                super::shutdown_signal().await;
+                Ok(())
+            }
         }
-        None => super::shutdown_signal().await,
+    };
+    tokio::select! {
+        r = serving => r?,
+        e = session.failed() => bail!("{e}"),
     }
     info!("shutting down");
     session.shutdown().await;

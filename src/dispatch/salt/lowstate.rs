@@ -291,6 +291,7 @@ mod tests {
                 })
                 .collect(),
             splay_secs: None,
+            service: None,
         }
     }
 

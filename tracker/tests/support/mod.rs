@@ -242,3 +242,134 @@ pub fn get(addr: SocketAddr, target: &str) -> (u16, Vec<u8>) {
         format!("GET {target} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes(),
     ))
 }
+
+/// The real `instream-tracker` binary on loopback ports 0, killed on drop. Its stderr is
+/// read by a thread and kept, so tests can wait for log lines and print them on failure.
+pub struct BinTracker {
+    pub child: std::process::Child,
+    pub udp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl BinTracker {
+    /// Starts the binary with `args` (add `--udp none` or `--http none` to skip one) and
+    /// waits up to 10 s for its listening lines.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_instream-tracker"));
+        let mut all: Vec<&str> = Vec::new();
+        if !args.contains(&"--udp") {
+            all.extend(["--udp", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--http") {
+            all.extend(["--http", "127.0.0.1:0"]);
+        }
+        all.extend(args);
+        cmd.args(&all)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .env("RUST_BACKTRACE", "0")
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn instream-tracker");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let want_udp = !all.windows(2).any(|w| w == ["--udp", "none"]);
+        let want_http = !all.windows(2).any(|w| w == ["--http", "none"]);
+        let mut t = Self {
+            child,
+            udp: None,
+            http: None,
+            lines,
+            log: Vec::new(),
+        };
+        while (want_udp && t.udp.is_none()) || (want_http && t.http.is_none()) {
+            let line = t.next_line(Duration::from_secs(10), "the listening log lines");
+            let addr = || -> SocketAddr {
+                let a = line.split("addr=").nth(1).expect("addr= field");
+                a.split_whitespace().next().unwrap().parse().unwrap()
+            };
+            if line.contains("UDP tracker listening") {
+                t.udp = Some(addr());
+            } else if line.contains("HTTP tracker listening") {
+                t.http = Some(addr());
+            }
+        }
+        t
+    }
+
+    /// The next stderr line, kept in `log`; panics (printing the log) after `within`.
+    pub fn next_line(&mut self, within: Duration, what: &str) -> String {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => {
+                self.log.push(line.clone());
+                line
+            }
+            Err(_) => panic!(
+                "timed out waiting for {what}; stderr so far:\n{}",
+                self.log.join("\n")
+            ),
+        }
+    }
+
+    /// Reads stderr until a line contains `needle`, for at most `within`.
+    pub fn wait_for_line(&mut self, within: Duration, needle: &str) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.next_line(left, &format!("a log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits up to `within` for the process to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instream-tracker still running after {within:?}; stderr:\n{}",
+                self.log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every stderr line up to now (waits up to 5 s for the pipe to close once exited).
+    pub fn drain_log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(line);
+        }
+        &self.log
+    }
+
+    /// The stats counters, from `GET /stats`.
+    pub fn stats(&self) -> serde_json::Value {
+        let (status, body) = get(self.http.expect("an HTTP listener"), "/stats");
+        assert_eq!(status, 200);
+        serde_json::from_slice(&body).expect("stats JSON")
+    }
+}
+
+impl Drop for BinTracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

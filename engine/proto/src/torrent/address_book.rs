@@ -6,10 +6,16 @@
 //! one of its listen or announce addresses, or a handshake carried our peer id) is never
 //! handed out by [`AddressBook::next_dials`] again, whoever lists it later (issue 9: a
 //! tracker handing a seed its own address made it dial itself every few seconds).
+//!
+//! Bounds: at most [`MAX_ADDRESSES`] known addresses; at the cap a new one takes the place
+//! of an address that failed [`MAX_DIAL_FAILURES`] dials in a row, or is not recorded (a
+//! tracker lists it again later); bans and own addresses are capped FIFOs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use super::bounded::{Fifo, MAX_BANS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DialState {
@@ -26,13 +32,32 @@ struct Entry {
 }
 
 /// Known peer addresses and their dial state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AddressBook {
     entries: HashMap<SocketAddr, Entry>,
-    banned: HashSet<SocketAddr>,
-    own: HashSet<SocketAddr>,
+    banned: Fifo<SocketAddr, ()>,
+    own: Fifo<SocketAddr, ()>,
     half_open: usize,
 }
+
+impl Default for AddressBook {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            banned: Fifo::new(MAX_BANS),
+            own: Fifo::new(MAX_OWN),
+            half_open: 0,
+        }
+    }
+}
+
+/// Most addresses known at once (a tracker reply carries at most a few hundred).
+pub(crate) const MAX_ADDRESSES: usize = 8192;
+/// Failed dials in a row after which an address may make room for a new one (about four
+/// minutes of back-off).
+pub(crate) const MAX_DIAL_FAILURES: u32 = 10;
+/// Most addresses remembered as our own.
+const MAX_OWN: usize = 256;
 
 /// First retry after a failed dial; doubles per failure up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_millis(500);
@@ -43,6 +68,12 @@ impl AddressBook {
         if self.banned.contains(&addr) || self.own.contains(&addr) {
             return;
         }
+        if self.entries.len() >= MAX_ADDRESSES
+            && !self.entries.contains_key(&addr)
+            && !self.forget_a_dead_address()
+        {
+            return;
+        }
         self.entries.entry(addr).or_insert(Entry {
             state: DialState::Idle,
             failures: 0,
@@ -51,7 +82,7 @@ impl AddressBook {
     }
 
     pub(crate) fn ban(&mut self, addr: SocketAddr) {
-        self.banned.insert(addr);
+        self.banned.insert(addr, ());
         self.forget(addr);
     }
 
@@ -59,7 +90,7 @@ impl AddressBook {
     /// known to be ours.
     pub(crate) fn mark_own(&mut self, addr: SocketAddr) -> bool {
         self.forget(addr);
-        self.own.insert(addr)
+        self.own.insert(addr, ())
     }
 
     fn forget(&mut self, addr: SocketAddr) {
@@ -68,6 +99,17 @@ impl AddressBook {
         {
             self.half_open -= 1;
         }
+    }
+
+    /// Makes room at the cap: forgets one idle address that failed
+    /// [`MAX_DIAL_FAILURES`] dials in a row, if there is one (a scan, but only when full).
+    fn forget_a_dead_address(&mut self) -> bool {
+        let dead = self
+            .entries
+            .iter()
+            .find(|(_, e)| e.state == DialState::Idle && e.failures >= MAX_DIAL_FAILURES)
+            .map(|(a, _)| *a);
+        dead.is_some_and(|a| self.entries.remove(&a).is_some())
     }
 
     pub(crate) fn is_banned(&self, addr: &SocketAddr) -> bool {
@@ -178,5 +220,33 @@ mod tests {
         out.clear();
         book.next_dials(t0 + Duration::from_secs(3600), 10, &mut out);
         assert!(out.is_empty(), "dialled ourselves again: {out:?}");
+    }
+
+    #[test]
+    fn at_the_cap_a_new_address_replaces_a_dead_one_or_is_not_recorded() {
+        let t0 = Instant::now();
+        let addr = |n: usize| {
+            let [.., hi, lo] = u32::try_from(n).unwrap().to_be_bytes();
+            SocketAddr::from(([10, 1, hi, lo], 6881))
+        };
+        let mut book = AddressBook::default();
+        for n in 0..MAX_ADDRESSES {
+            book.add(addr(n), t0);
+        }
+        let extra: SocketAddr = "10.9.9.9:6881".parse().unwrap();
+        book.add(extra, t0);
+        assert_eq!(book.entries.len(), MAX_ADDRESSES);
+        assert!(!book.entries.contains_key(&extra), "no room: not recorded");
+        // Address 0 keeps failing; once it is dead, the newcomer takes its place.
+        for _ in 0..MAX_DIAL_FAILURES {
+            book.entries.get_mut(&addr(0)).unwrap().state = DialState::Connecting;
+            book.half_open += 1;
+            book.failed(addr(0), t0);
+        }
+        book.add(extra, t0);
+        assert_eq!(book.entries.len(), MAX_ADDRESSES);
+        assert!(book.entries.contains_key(&extra));
+        assert!(!book.entries.contains_key(&addr(0)));
+        assert_eq!(book.half_open(), 0);
     }
 }

@@ -11,6 +11,8 @@
 //! | keep-alive | any | accept | only refreshes the idle timer |
 //! | unknown message id | any | ignore | the frame is length-delimited, so skipping it is safe (libtorrent closes; BEP 3 asks to ignore) |
 //! | extended, an id we did not offer | any | ignore | extensions we do not speak |
+//! | extended handshake | over [`MAX_EXT_HANDSHAKE_LEN`] (16 KiB) | disconnect, undecoded | ours is under 200 bytes; libtorrent's `max_extended_handshake_size`-style bound, so a peer cannot make the torrent task decode megabytes |
+//! | extended handshake | after [`MAX_EXT_HANDSHAKES`] on this connection | ignore, undecoded | BEP 10 allows updates, but a few suffice; each costs a decode on the torrent task |
 //! | port | any | ignore | we run no DHT |
 //! | choke, unchoke, interested, not-interested | repeated | accept | idempotent flags |
 //! | have | index out of range | disconnect | libtorrent `invalid_have`: the peer has another torrent in mind |
@@ -40,6 +42,12 @@ use crate::bitfield::Bitfield;
 use crate::lengths::Lengths;
 use crate::wire::Message;
 
+/// Largest extension handshake decoded: 16 KiB (ours is under 200 bytes; libtorrent sends
+/// about 300, metadata-capable clients a little more).
+pub(crate) const MAX_EXT_HANDSHAKE_LEN: usize = 16 * 1024;
+/// Extension handshakes decoded per connection; later ones are ignored.
+pub(crate) const MAX_EXT_HANDSHAKES: u32 = 4;
+
 /// What to do with one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Treatment {
@@ -63,6 +71,8 @@ pub(crate) struct View<'a> {
     pub(crate) fast: bool,
     /// We are choking the peer.
     pub(crate) am_choking: bool,
+    /// Extension handshakes the peer sent on this connection so far.
+    pub(crate) ext_handshakes: u32,
 }
 
 /// Applies the rules in the header to `msg`.
@@ -76,6 +86,13 @@ pub(crate) fn judge(msg: &Message, v: View<'_>) -> Treatment {
         | Message::Interested
         | Message::NotInterested => Accept,
         Message::Unknown { .. } | Message::Port(_) => Ignore,
+        Message::Extended { id: 0, payload } if payload.len() > MAX_EXT_HANDSHAKE_LEN => {
+            Disconnect(format!(
+                "extension handshake of {} bytes (at most {MAX_EXT_HANDSHAKE_LEN})",
+                payload.len()
+            ))
+        }
+        Message::Extended { id: 0, .. } if v.ext_handshakes >= MAX_EXT_HANDSHAKES => Ignore,
         Message::Extended { id: 0, .. } => Accept,
         Message::Extended { .. } => Ignore,
         Message::Have(i) if *i >= n => Disconnect(format!("have for piece {i} of {n}")),
@@ -161,6 +178,10 @@ mod tests {
     }
 
     fn judge_with(msg: Message, fast: bool, am_choking: bool) -> Treatment {
+        judge_after(msg, fast, am_choking, 0)
+    }
+
+    fn judge_after(msg: Message, fast: bool, am_choking: bool, ext_handshakes: u32) -> Treatment {
         let (l, h) = (lengths(), have());
         judge(
             &msg,
@@ -169,6 +190,7 @@ mod tests {
                 have: &h,
                 fast,
                 am_choking,
+                ext_handshakes,
             },
         )
     }
@@ -206,6 +228,32 @@ mod tests {
             payload: Bytes::from_static(b"junk"),
         };
         assert_eq!(judge_fast(msg), Treatment::Ignore);
+    }
+
+    #[test]
+    fn extension_handshake_over_16_kib_disconnects_undecoded() {
+        let hs = |len: usize| Message::Extended {
+            id: 0,
+            payload: Bytes::from(vec![b'x'; len]),
+        };
+        assert_eq!(judge_fast(hs(MAX_EXT_HANDSHAKE_LEN)), Treatment::Accept);
+        assert!(is_disconnect(&judge_fast(hs(MAX_EXT_HANDSHAKE_LEN + 1))));
+        assert!(is_disconnect(&judge_fast(hs(1 << 20))));
+    }
+
+    #[test]
+    fn extension_handshakes_after_a_few_are_ignored_undecoded() {
+        let hs = Message::Extended {
+            id: 0,
+            payload: Bytes::from_static(b"de"),
+        };
+        for n in 0..MAX_EXT_HANDSHAKES {
+            assert_eq!(judge_after(hs.clone(), true, false, n), Treatment::Accept);
+        }
+        assert_eq!(
+            judge_after(hs, true, false, MAX_EXT_HANDSHAKES),
+            Treatment::Ignore
+        );
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //! answered by [`Input::BlockRead`]; the edge then reports the `piece` payload bytes it wrote
 //! to the socket with [`Input::UploadWritten`] (the per-peer upload bound counts them until
 //! then). What each incoming message may do is decided in `leniency.rs`; upload bounds live
-//! in `uploads.rs`. See `engine/proto/STATE.md` for the transitions.
+//! in `uploads.rs`. See `engine/proto/STATE.md` for the transitions. What the machine keeps
+//! about peers after they leave is capped (`bounded.rs`), and so is the address book.
 
 mod address_book;
+mod bounded;
 mod leniency;
 mod peer;
 mod super_seed;
@@ -25,7 +27,7 @@ mod policy_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,7 @@ use crate::picker::{FabricShare, PeerScope, Picker, Received, Verdict};
 use crate::wire::extension::ExtendedHandshake;
 use crate::wire::{BlockSpec, Message};
 use address_book::AddressBook;
+use bounded::Fifo;
 use leniency::{Treatment, View};
 use peer::{MAX_ALLOWED_FAST, MAX_SUGGESTED, Peer};
 pub use types::*;
@@ -78,11 +81,12 @@ pub struct Torrent {
     next_choke: Instant,
     /// Peers whose request queue should be topped up before we return.
     dirty: BTreeSet<PeerKey>,
-    /// Identities of every peer seen, kept after disconnect so late verdicts can be pinned.
-    identities: HashMap<PeerKey, Identity>,
-    strikes: HashMap<PeerId, u32>,
-    banned_ids: HashSet<PeerId>,
-    peers_seen: HashSet<PeerId>,
+    /// Identities of the latest departed peers, so verdicts that arrive after a peer left
+    /// can still be pinned on it (a connected peer's identity is in `peers`).
+    departed: Fifo<PeerKey, Identity>,
+    strikes: Fifo<PeerId, u32>,
+    banned_ids: Fifo<PeerId, ()>,
+    peers_seen: Fifo<PeerId, ()>,
     super_seed: Option<super_seed::SuperSeed>,
     stats: Stats,
     completed: bool,
@@ -122,10 +126,10 @@ impl Torrent {
             last_tick: now,
             next_choke: now,
             dirty: BTreeSet::new(),
-            identities: HashMap::new(),
-            strikes: HashMap::new(),
-            banned_ids: HashSet::new(),
-            peers_seen: HashSet::new(),
+            departed: Fifo::new(bounded::MAX_DEPARTED),
+            strikes: Fifo::new(bounded::MAX_STRIKES),
+            banned_ids: Fifo::new(bounded::MAX_BANS),
+            peers_seen: Fifo::new(bounded::MAX_SEEN),
             super_seed,
             stats: Stats::default(),
             completed: complete,
@@ -325,7 +329,7 @@ impl Torrent {
             Some(DisconnectReason::Banned)
         } else if self.peers.values().any(|p| p.info.peer_id == info.peer_id) {
             Some(DisconnectReason::Duplicate)
-        } else if self.peers.len() >= self.config.max_peers {
+        } else if self.peers.len() >= self.config.max_peers && !self.evict_idle_peer(now) {
             Some(DisconnectReason::TooManyPeers)
         } else {
             None
@@ -349,15 +353,7 @@ impl Torrent {
                 .push_back(Action::Disconnect { peer: key, reason });
             return;
         }
-        self.identities.insert(
-            key,
-            Identity {
-                addr: info.addr,
-                peer_id: info.peer_id,
-                outgoing: info.outgoing,
-            },
-        );
-        self.peers_seen.insert(info.peer_id);
+        self.peers_seen.insert(info.peer_id, ());
         let (fast, ext) = (info.supports_fast, info.supports_extensions);
         let mut p = Peer::new(
             info,
@@ -406,10 +402,48 @@ impl Torrent {
         self.quick_unchoke(key);
     }
 
+    /// Makes room for a newcomer at `max_peers`: asks the edge to close the peer idle the
+    /// longest among those connected at least `idle_evict_after`. False if none qualifies.
+    fn evict_idle_peer(&mut self, now: Instant) -> bool {
+        let open = self.peers.values().filter(|p| !p.closing).count();
+        if open < self.config.max_peers {
+            return true; // an earlier eviction already made room
+        }
+        let oldest = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                !p.closing
+                    && p.is_idle()
+                    && now.saturating_duration_since(p.connected_at) >= self.config.idle_evict_after
+            })
+            .min_by_key(|(k, p)| (p.last_recv, **k))
+            .map(|(k, _)| *k);
+        let Some(key) = oldest else {
+            return false;
+        };
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.closing = true;
+        }
+        self.actions.push_back(Action::Disconnect {
+            peer: key,
+            reason: DisconnectReason::Idle,
+        });
+        true
+    }
+
     fn on_disconnected(&mut self, now: Instant, key: PeerKey) {
         let Some(p) = self.peers.remove(&key) else {
             return;
         };
+        self.departed.insert(
+            key,
+            Identity {
+                addr: p.info.addr,
+                peer_id: p.info.peer_id,
+                outgoing: p.info.outgoing,
+            },
+        );
         self.picker.remove_peer_pieces(&p.pieces, p.scope);
         for (block, _) in &p.requests {
             self.picker.release(key, *block);
@@ -475,6 +509,7 @@ impl Torrent {
             have: self.picker.have(),
             fast: p.info.supports_fast,
             am_choking: p.am_choking,
+            ext_handshakes: p.ext_handshakes,
         };
         let treatment = leniency::judge(&msg, view);
         if let Message::Request(_) = &msg
@@ -628,10 +663,12 @@ impl Torrent {
     }
 
     fn on_extended_handshake(&mut self, key: PeerKey, payload: &[u8]) {
-        let Ok(hs) = ExtendedHandshake::decode(payload) else {
+        let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        let Some(p) = self.peers.get_mut(&key) else {
+        // Counted before decoding: a malformed one uses up an attempt too.
+        p.ext_handshakes += 1;
+        let Ok(hs) = ExtendedHandshake::decode(payload) else {
             return;
         };
         p.fabric = hs.fabric;
@@ -795,12 +832,20 @@ impl Torrent {
 
     /// One strike against the peer behind `key` (connected or not); enough strikes ban it.
     fn strike(&mut self, key: PeerKey) {
-        let Some(id) = self.identities.get(&key).copied() else {
-            return;
+        let id = match self.peers.get(&key) {
+            Some(p) => Identity {
+                addr: p.info.addr,
+                peer_id: p.info.peer_id,
+                outgoing: p.info.outgoing,
+            },
+            None => match self.departed.get(&key) {
+                Some(id) => *id,
+                None => return,
+            },
         };
-        let n = self.strikes.entry(id.peer_id).or_insert(0);
+        let n = self.strikes.get_or_insert_with(id.peer_id, || 0);
         *n += 1;
-        if *n < self.config.max_hash_failures || !self.banned_ids.insert(id.peer_id) {
+        if *n < self.config.max_hash_failures || !self.banned_ids.insert(id.peer_id, ()) {
             return;
         }
         if id.outgoing {
@@ -943,7 +988,7 @@ impl Torrent {
                 pieces: p.pieces.count(),
             })
             .collect();
-        let chosen: HashSet<PeerKey> =
+        let chosen: std::collections::HashSet<PeerKey> =
             choose_unchoked(&candidates, self.config.max_unchoked, &mut self.rng)
                 .into_iter()
                 .collect();

@@ -86,6 +86,11 @@ pub(crate) struct Peer {
     pub(crate) last_sent: Instant,
     /// Super-seed: pieces we have told this peer about.
     pub(crate) revealed: Option<Bitfield>,
+    /// Extension handshakes accepted from it (see `leniency.rs`: only a few are decoded).
+    pub(crate) ext_handshakes: u32,
+    pub(crate) connected_at: Instant,
+    /// We asked the edge to close it (evicted); it no longer counts against `max_peers`.
+    pub(crate) closing: bool,
 }
 
 /// Most allowed-fast pieces recorded per peer (BEP 6 suggests 10).
@@ -119,6 +124,9 @@ impl Peer {
             last_recv: now,
             last_sent: now,
             revealed: None,
+            ext_handshakes: 0,
+            connected_at: now,
+            closing: false,
         }
     }
 
@@ -180,6 +188,16 @@ impl Peer {
 
     pub(crate) fn is_seed(&self) -> bool {
         self.pieces.is_full()
+    }
+
+    /// Nothing going on: no interest either way, nothing requested or being sent.
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.am_interested
+            && !self.peer_interested
+            && self.requests.is_empty()
+            && self.upload_queue.is_empty()
+            && self.reading.is_empty()
+            && self.sending_bytes == 0
     }
 }
 

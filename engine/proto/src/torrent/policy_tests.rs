@@ -1,14 +1,14 @@
 //! One torrent machine and one scripted peer: the peer-wire policy end to end through
 //! `handle_input` / `poll_action` (leniency, issue 9; bounded uploads, issue 15).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::PeerId;
 use crate::bitfield::Bitfield;
 use crate::lengths::{BLOCK_LEN, Lengths, MAX_REQUEST_LEN};
-use crate::torrent::{Action, Config, Input, PeerInfo, PeerKey, Torrent};
+use crate::torrent::{Action, Config, DisconnectReason, Input, PeerInfo, PeerKey, Torrent};
 use crate::wire::{BlockSpec, Message};
 
 const PIECE: u32 = 256 * 1024;
@@ -475,7 +475,6 @@ fn r_stall_a_half_received_piece_whose_sender_left_is_fetched_whole_from_a_peer_
 /// was never dialled by anyone again and, once the others left, sat alone).
 #[test]
 fn r_stall_a_dial_refused_as_a_duplicate_is_dialled_again_after_the_peer_leaves() {
-    use std::time::Duration;
     let mut r = Rig::leecher(4);
     let addr: std::net::SocketAddr = "10.0.0.9:6881".parse().unwrap();
     let dials = |a: &[Action]| {
@@ -519,4 +518,80 @@ fn r_stall_a_dial_refused_as_a_duplicate_is_dialled_again_after_the_peer_leaves(
         all.extend(r.drain());
     }
     assert_eq!(dials(&all), 1, "dialled again once it left: {all:?}");
+}
+
+fn disconnected_for(actions: &[Action], reason: &DisconnectReason) -> Vec<PeerKey> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Disconnect { peer, reason: r } if r == reason => Some(*peer),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 15: at `max_peers`, a newcomer takes the slot of the peer idle longest (connected
+/// at least `idle_evict_after`, nothing going on); busy or young peers keep theirs.
+#[test]
+fn r15_a_full_torrent_evicts_its_longest_idle_peer_for_a_newcomer() {
+    let config = Config {
+        max_peers: 2,
+        idle_evict_after: Duration::from_secs(30),
+        ..Config::default()
+    };
+    // A seed: peers are idle until they say they are interested.
+    let mut r = Rig::seed(4, config);
+    let busy = r.connect(1, true);
+    r.send(busy, Message::Interested);
+    r.now += Duration::from_secs(5);
+    let idle = r.connect(2, true);
+    // Too young to evict: the newcomer is refused.
+    r.now += Duration::from_secs(10);
+    r.connect(3, true);
+    assert_eq!(
+        r.t.stats().peers_connected,
+        2,
+        "peer 3 refused while peer 2 is young"
+    );
+    // Old enough now: peer 2 (idle) goes, peer 1 (interested) stays.
+    r.now += Duration::from_secs(30);
+    r.t.handle_input(
+        r.now,
+        Input::PeerConnected {
+            peer: PeerKey(4),
+            info: PeerInfo {
+                addr: "10.0.0.4:6881".parse().unwrap(),
+                peer_id: PeerId([4; 20]),
+                supports_fast: true,
+                supports_extensions: false,
+                outgoing: false,
+            },
+        },
+    );
+    let actions = r.drain();
+    assert_eq!(
+        disconnected_for(&actions, &DisconnectReason::Idle),
+        vec![idle]
+    );
+    assert!(
+        disconnected_for(&actions, &DisconnectReason::TooManyPeers).is_empty(),
+        "the newcomer is admitted: {actions:?}"
+    );
+    // A second newcomer finds nobody idle (peer 2 is closing, 1 and 4 are new or busy).
+    r.now += Duration::from_secs(1);
+    let actions = r.input(Input::PeerConnected {
+        peer: PeerKey(5),
+        info: PeerInfo {
+            addr: "10.0.0.5:6881".parse().unwrap(),
+            peer_id: PeerId([5; 20]),
+            supports_fast: true,
+            supports_extensions: false,
+            outgoing: false,
+        },
+    });
+    assert_eq!(
+        disconnected_for(&actions, &DisconnectReason::TooManyPeers),
+        vec![PeerKey(5)]
+    );
+    assert!(disconnected_for(&actions, &DisconnectReason::Idle).is_empty());
 }

@@ -122,6 +122,8 @@ pub enum DisconnectReason {
     NotUseful,
     /// Too many connections; this one was the least useful.
     TooManyPeers,
+    /// Evicted to make room for a newcomer: connected a while with nothing going on.
+    Idle,
     /// No message within the keep-alive window.
     Timeout,
     /// The torrent is shutting down.
@@ -240,6 +242,10 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Close a connection silent for this long (BEP 3 keep-alives come every 2 minutes).
     pub idle_timeout: Duration,
+    /// When `max_peers` is reached, a newcomer takes the place of a peer connected at least
+    /// this long with nothing going on (no interest either way, no request in flight).
+    /// Default 30 s; without it, idle peers hold every slot and nobody new gets in.
+    pub idle_evict_after: Duration,
 }
 
 impl Default for Config {
@@ -268,6 +274,7 @@ impl Default for Config {
             choke_interval: Duration::from_secs(2),
             request_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(180),
+            idle_evict_after: Duration::from_secs(30),
         }
     }
 }

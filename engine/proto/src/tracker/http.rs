@@ -53,7 +53,7 @@ pub struct AnnounceRequest {
     pub numwant: Option<u32>,
     /// The address the peer asks to be listed under (`ip=`), when it is a literal address.
     pub ip: Option<IpAddr>,
-    /// The peer's fabric (`fabric=`), checked by [`super::valid_fabric_name`].
+    /// The peer's fabric (`fabric=`), checked by [`crate::fabric::is_valid_fabric_name`].
     pub fabric: Option<String>,
 }
 
@@ -178,7 +178,7 @@ impl AnnounceRequest {
                 }
                 b"fabric" => {
                     let v = decode(raw);
-                    if !super::valid_fabric_name(&v) {
+                    if !crate::fabric::is_valid_fabric_name(&v) {
                         return Err(QueryError::InvalidFabric);
                     }
                     req.fabric = Some(String::from_utf8_lossy(&v).into_owned());

@@ -70,20 +70,6 @@ impl AnnounceEvent {
     }
 }
 
-/// Longest fabric name accepted in an announce (`fabric=` parameter or BEP 41 URL data).
-/// Fabric names are data-center labels; anything longer is refused rather than stored.
-pub const MAX_FABRIC_LEN: usize = 64;
-
-/// Checks a fabric name from the network: 1..=[`MAX_FABRIC_LEN`] bytes of
-/// `[A-Za-z0-9._-]`, so it can be logged, used as a map key and echoed without escaping.
-pub fn valid_fabric_name(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_FABRIC_LEN
-        && name
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,15 +90,5 @@ mod tests {
         }
         assert_eq!(AnnounceEvent::from_udp(4), None);
         assert_eq!(AnnounceEvent::from_http(b"paused"), None);
-    }
-
-    #[test]
-    fn fabric_names_are_bounded_and_plain() {
-        assert!(valid_fabric_name(b"dc-1.eu_west"));
-        assert!(!valid_fabric_name(b""));
-        assert!(!valid_fabric_name(b"a b"));
-        assert!(!valid_fabric_name(b"x&y"));
-        assert!(!valid_fabric_name(&[b'a'; MAX_FABRIC_LEN + 1]));
-        assert!(valid_fabric_name(&[b'a'; MAX_FABRIC_LEN]));
     }
 }

@@ -150,7 +150,7 @@ impl AnnounceRequest {
     /// The peer's fabric from the URL data (`?fabric=NAME`), if present and well formed.
     pub fn fabric(&self) -> Option<&str> {
         let raw = self.url_param("fabric")?;
-        if super::valid_fabric_name(raw) {
+        if crate::fabric::is_valid_fabric_name(raw) {
             std::str::from_utf8(raw).ok()
         } else {
             None
