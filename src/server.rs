@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub tracker_admin: Option<crate::tracker_admin::TrackerAdmin>,
     /// Limits of the HTTP server against slow and greedy clients.
     pub http: crate::api::HttpLimits,
+    /// TLS on every connection (see `api::tls`); `None` serves plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// A transport that delivers events by itself (a Kafka consumer), besides the HTTP
     /// route (which stays open: agents may fall back to it).
     pub report_source: Option<Box<dyn ReportSource>>,
@@ -158,7 +160,7 @@ pub async fn run(
     let driver_task = tokio::spawn(driver.run(stopped()));
     let fds = api::raise_fd_limit();
     tracing::debug!(open_files = fds, "file descriptor limit");
-    let http_task = tokio::spawn(api::run_with(listener, state, cfg.http, stopped()));
+    let http_task = tokio::spawn(api::run_with(listener, state, cfg.http, cfg.tls, stopped()));
     let source_task = tokio::spawn({
         let stop = stopped();
         async move {

@@ -206,7 +206,13 @@ fn serve_with_ansible_needs_ansible_core_and_says_so() {
     let inv = inventory(dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_instream"))
         .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--dispatcher", "ansible"])
+        .args([
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--dispatcher",
+            "ansible",
+        ])
         .arg("--db")
         .arg(dir.path().join("x.db"))
         .arg("--token-file")

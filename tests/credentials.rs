@@ -265,6 +265,7 @@ fn serve_refuses_a_tracker_token_that_is_the_operator_token() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_instream"))
         .arg("serve")
         .args([
+            "--insecure-http",
             "--listen",
             "127.0.0.1:0",
             "--tracker",

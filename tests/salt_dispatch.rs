@@ -21,7 +21,13 @@ const T: Duration = Duration::from_secs(60);
 fn serve_fails(dir: &Path, args: &[&str]) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_instream"))
         .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--dispatcher", "salt"])
+        .args([
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--dispatcher",
+            "salt",
+        ])
         .arg("--db")
         .arg(dir.join("refused.db"))
         .arg("--token-file")

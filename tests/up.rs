@@ -92,6 +92,11 @@ fn up_with_small_settings_deploys_everywhere_and_cleans_up() {
     assert!(lines[2].contains("measured"), "{stdout}");
     // Progress went to stderr, in plain lines (not a terminal).
     assert!(stderr.contains("hosts done"), "{stderr}");
+    // The embedded default is TLS: the control server, hence the CLI and the agents.
+    assert!(
+        stderr.contains("control server https://127.0.0.1:"),
+        "{stderr}"
+    );
     // Every host runs the product; its hooks ran with the contract's environment.
     for i in 1..=4 {
         let product = work.join(format!("hosts/host-{i}/products/demo"));
@@ -157,13 +162,21 @@ fn up_keep_lets_a_second_shell_publish_deploy_and_roll_back_with_no_flags() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // The second shell: nothing but the config dir up wrote into.
+    // The second shell: nothing but the config dir up wrote into (its CA among it).
+    let server_url = wait_for(T, "the server file's URL", || {
+        std::fs::read_to_string(config.join("server"))
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+    });
+    assert!(server_url.starts_with("https://"), "{server_url}");
+    assert!(config.join("ca.pem").exists());
     let cli = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_instream"))
             .args(args)
             .env("INSTREAM_CONFIG_DIR", &config)
             .env_remove("INSTREAM_SERVER")
             .env_remove("INSTREAM_TOKEN")
+            .env_remove("INSTREAM_CA")
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -240,6 +253,10 @@ fn up_keep_lets_a_second_shell_publish_deploy_and_roll_back_with_no_flags() {
     let st = wait_exit(&mut child, Duration::from_secs(60));
     assert!(st.success(), "{}", up_log());
     assert!(!config.join("server").exists());
+    assert!(
+        !config.join("ca.pem").exists(),
+        "the run's CA is forgotten too"
+    );
     assert!(config.join("token").exists(), "the operator's token stays");
     assert_eq!(
         processes_mentioning(&work.to_string_lossy()),

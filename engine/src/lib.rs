@@ -22,6 +22,7 @@ pub mod connection;
 pub mod create;
 pub mod disk;
 pub(crate) mod driver;
+pub mod https;
 pub mod install;
 pub mod meta;
 pub mod net;

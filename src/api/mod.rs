@@ -8,6 +8,7 @@ pub mod auth;
 pub mod credential;
 pub mod page;
 pub mod routes;
+pub mod tls;
 pub mod views;
 
 use crate::deploy::driver::DriverHandle;
@@ -182,21 +183,24 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, with [`HttpLimits::default`].
+/// Serves the API in plain HTTP on `listener` until `shutdown` resolves, with
+/// [`HttpLimits::default`].
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    run_with(listener, state, HttpLimits::default(), shutdown).await
+    run_with(listener, state, HttpLimits::default(), None, shutdown).await
 }
 
 /// Serves the API on `listener` until `shutdown` resolves: one task per connection, each
-/// bounded by `limits`; on shutdown, connections finish their request in flight.
+/// bounded by `limits`; on shutdown, connections finish their request in flight. With
+/// `tls`, every connection is TLS, and its handshake counts against the header timeout.
 pub async fn run_with(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -238,12 +242,35 @@ pub async fn run_with(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new());
+        let Some(acceptor) = tls.clone() else {
+            http.header_read_timeout(limits.header_timeout);
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task (the accept loop never waits on a
+        // client) and is not watched by `graceful`: a connection still shaking hands at
+        // shutdown has no request in flight.
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let Some((stream, left)) =
+                tls::handshake(&acceptor, stream, limits.header_timeout, peer).await
+            else {
+                drop(permit);
+                return;
+            };
+            // The first request's headers get what the handshake left of the budget (later
+            // requests on this connection keep that bound: a client that needed most of
+            // it to shake hands gets a short keep-alive).
+            http.header_read_timeout(left.max(std::time::Duration::from_millis(1)));
+            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }

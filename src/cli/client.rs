@@ -11,11 +11,14 @@ pub struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// The CA file an https server is checked with, for error messages.
+    ca: Option<std::path::PathBuf>,
 }
 
 impl Client {
-    pub fn new(base: &str, token: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
+    /// A client of `base`; an https `base` needs `ca`, the only root it trusts.
+    pub fn new(base: &str, token: &str, ca: Option<&engine::https::Ca>) -> Result<Self> {
+        let http = engine::https::client_builder(base, ca)?
             .timeout(Duration::from_secs(60))
             .build()
             .context("build HTTP client")?;
@@ -23,6 +26,7 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             http,
+            ca: ca.map(|c| c.path().to_path_buf()),
         })
     }
 
@@ -45,11 +49,19 @@ impl Client {
         req: reqwest::RequestBuilder,
         path: &str,
     ) -> Result<T> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("reach control server {}", self.base))?;
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
+            // The whole chain: reqwest's own line does not say that a certificate was
+            // refused, nor which CA it was checked against.
+            let chain = engine::https::error_chain(&e);
+            match &self.ca {
+                Some(ca) if engine::https::is_https(&self.base) => anyhow!(
+                    "reach control server {} (certificate checked against CA {}): {chain}",
+                    self.base,
+                    ca.display()
+                ),
+                _ => anyhow!("reach control server {}: {chain}", self.base),
+            }
+        })?;
         let status = resp.status();
         let bytes = resp
             .bytes()

@@ -5,7 +5,8 @@
 //! Config dir: `$INSTREAM_CONFIG_DIR`, else `$XDG_CONFIG_HOME/instream`, else
 //! `~/.config/instream`. Data dir: `$INSTREAM_DATA_DIR`, else `$XDG_DATA_HOME/instream`, else
 //! `~/.local/share/instream`. `instream up` writes `server` and `token` into the config dir,
-//! so operator commands need no flags while it runs.
+//! (and `ca.pem`, the CA of its TLS certificate) so operator commands need no flags while it
+//! runs.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,28 @@ pub fn default_token_file() -> PathBuf {
 
 pub fn default_server_file() -> PathBuf {
     config_dir().join("server")
+}
+
+/// Where `instream up --keep` leaves the CA of its server's certificate for the CLI.
+pub fn default_ca_file() -> PathBuf {
+    config_dir().join("ca.pem")
+}
+
+/// The CA an operator command checks `server` with: `--ca` / `INSTREAM_CA`, else for an
+/// https server the config dir's `ca.pem` if there (an https server without either is an
+/// error when the client is built).
+pub fn client_ca(server: &str, ca: Option<&Path>) -> Result<Option<engine::https::Ca>> {
+    let path = match ca {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let f = default_ca_file();
+            if !engine::https::is_https(server) || !f.exists() {
+                return Ok(None);
+            }
+            f
+        }
+    };
+    Ok(Some(engine::https::Ca::load(&path)?))
 }
 
 /// Writes a secret file readable by its owner only (created, or truncated).

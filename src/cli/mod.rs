@@ -87,13 +87,18 @@ pub struct ClientArgs {
     /// File holding the API token (INSTREAM_TOKEN wins over it) [default: the `token` file in the config dir].
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// CA file (PEM) an https server's certificate must be signed by, the only root trusted
+    /// [default: the `ca.pem` file in the config dir, written by `instream up --keep`].
+    #[arg(long, env = "INSTREAM_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 impl ClientArgs {
     pub fn client(&self) -> anyhow::Result<client::Client> {
         let (server, token) =
             config::client_settings(self.server.as_deref(), self.token_file.as_deref())?;
-        client::Client::new(&server, &token)
+        let ca = config::client_ca(&server, self.ca.as_deref())?;
+        client::Client::new(&server, &token, ca.as_ref())
     }
 }
 

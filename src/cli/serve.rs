@@ -1,6 +1,10 @@
-//! `instream serve`: the control server. Prints one line, `listening on http://ADDR`, on
-//! stdout once the socket is bound (scripts and tests read the port from it), then logs to
-//! stderr. Stops on SIGINT/SIGTERM.
+//! `instream serve`: the control server. Prints one line, `listening on https://ADDR` (or
+//! `http://` with `--insecure-http`), on stdout once the socket is bound (scripts and tests
+//! read the port from it), then logs to stderr. Stops on SIGINT/SIGTERM.
+//!
+//! TLS or nothing: `--tls-cert FILE --tls-key FILE` (with `--agent-ca PATH`, the CA the
+//! agents check the server with), or plain HTTP by name only (`--insecure-http`, with a
+//! warning); neither is a one-line error, never a silent plain server.
 //!
 //! The distribution side is configured here, once, for every publisher: `--tracker` URLs
 //! go into published torrents, `--tracker-token-file` lets the server allow each registered
@@ -93,7 +97,22 @@ pub struct ServeArgs {
     /// Most HTTP connections open at once (more are closed at once).
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub http_max_connections: usize,
-    /// URL agents use to reach this server [default: http://<listen address>].
+    /// PEM certificate (then intermediates) of the control API: every connection is TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP instead of TLS (tokens and status in the clear: a trusted network
+    /// or a TLS proxy in front only); said again in a warning at start.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub insecure_http: bool,
+    /// CA file (PEM) agents check this server's certificate with, passed to them as `--ca`
+    /// (with salt or ansible: its path on the hosts) [required with --tls-cert].
+    #[arg(long, value_name = "PATH")]
+    pub agent_ca: Option<PathBuf>,
+    /// URL agents use to reach this server [default: https://<listen address>, or http://
+    /// with --insecure-http].
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
     /// fsync every commit (synchronous=FULL): survive power loss, not only a killed process.
@@ -247,7 +266,34 @@ fn default_agent() -> PathBuf {
     PathBuf::from("instream-peer")
 }
 
+/// TLS, or plain HTTP only when asked for by name: never plain by omission.
+fn tls_of(a: &ServeArgs) -> Result<Option<tokio_rustls::TlsAcceptor>> {
+    let (cert, key) = match (&a.tls_cert, &a.tls_key, a.insecure_http) {
+        (Some(cert), Some(key), _) => (cert, key),
+        // Warned about once the server is up (a `serve` that fails says only why).
+        (_, _, true) => return Ok(None),
+        _ => bail!(
+            "the control API needs --tls-cert FILE --tls-key FILE (PEM), or --insecure-http to serve plain HTTP"
+        ),
+    };
+    let acceptor = crate::api::tls::acceptor(&crate::api::tls::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+    })?;
+    let Some(ca) = &a.agent_ca else {
+        bail!(
+            "--tls-cert needs --agent-ca PATH: the CA file agents check the server with (with salt or ansible, its path on the hosts)"
+        );
+    };
+    // A local agent reads the same file: refuse to start with one it could not use.
+    if a.dispatcher == DispatcherKind::Local {
+        engine::https::Ca::load(ca)?;
+    }
+    Ok(Some(acceptor))
+}
+
 pub fn run(a: ServeArgs) -> Result<()> {
+    let tls = tls_of(&a)?;
     // Checked before anything starts: a bad Kafka setting ends `serve` with one line.
     let kafka = match a.reporter {
         ReporterKind::Http => None,
@@ -353,20 +399,27 @@ pub fn run(a: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("bind {}", a.listen))?;
         let addr = listener.local_addr().context("read bound address")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let url = a
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         let agent = AgentCommand {
             program: a.agent.clone().unwrap_or_else(default_agent),
             prefix_args: a.agent_args.clone(),
             server: url.clone(),
             hosts_root: abs(hosts_root),
             trusted_key: a.trusted_key.clone().map(abs),
+            ca: tls.as_ref().and(a.agent_ca.clone()).map(|p| match a.dispatcher {
+                // On the remote hosts: as given.
+                DispatcherKind::Salt | DispatcherKind::Ansible => p,
+                DispatcherKind::Local => abs(p),
+            }),
             seed_for: a.agent_seed_for,
             report_kafka: kafka.as_ref().map(|k| crate::dispatch::local::KafkaReport {
                 brokers: k.brokers.clone(),
                 topic: k.topic.clone(),
+                options: k.options.clone(),
             }),
         };
         let dispatcher: Arc<dyn Dispatcher> = match fleet {
@@ -404,12 +457,19 @@ pub fn run(a: ServeArgs) -> Result<()> {
                 request_timeout: std::time::Duration::from_secs(a.http_request_timeout.max(1)),
                 max_connections: a.http_max_connections.max(1),
             },
+            tls,
             report_source: kafka.map(|k| {
                 Box::new(crate::report::kafka::KafkaSource::new(k))
                     as Box<dyn crate::report::ReportSource>
             }),
         };
-        super::output::println_or_exit(&format!("listening on http://{addr}"));
+        if scheme == "http" {
+            tracing::warn!(
+                %addr,
+                "--insecure-http: the control API is plain HTTP; tokens, credentials and status travel unencrypted"
+            );
+        }
+        super::output::println_or_exit(&format!("listening on {scheme}://{addr}"));
         tracing::info!(%addr, "control server up");
         server::run(listener, cfg, shutdown_signal()).await?;
         Ok(())

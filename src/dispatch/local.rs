@@ -22,8 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// activate anything without one); `--seed-for` only when the server sets it;
 /// `--fabric-share` when the job has several hosts in the host's fabric: its rank among
 /// them by name, so that together they bring each piece into the fabric about once;
+/// `--ca` when the server is https (`serve --agent-ca`: the only root the agent trusts);
 /// `--report-kafka` and `--report-topic` when the server consumes status events from Kafka
-/// (`serve --reporter kafka`): agents then produce them there instead of posting them.
+/// (`serve --reporter kafka`): agents then produce them there instead of posting them,
+/// with the server's `--kafka-option`s in the environment variable [`KAFKA_OPTIONS_ENV`]
+/// (`--report-kafka-options-env`; SASL passwords are no command-line words either).
 /// The token is the host's own agent credential for the deployment, never the operator's:
 /// the local dispatcher writes it to a 0600 file in the host's data root
 /// (`--token-file`), the Salt dispatcher passes it in the command's environment
@@ -31,8 +34,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// `/proc`.
 pub const AGENT_USAGE: &str = "instream-peer deploy --server URL \
 (--token-file FILE | --token-env VAR) --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
-[--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF] \
-[--report-kafka BROKERS --report-topic TOPIC] [--splay SECS] [--service ACTION]";
+[--ca FILE] [--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF] \
+[--report-kafka BROKERS --report-topic TOPIC [--report-kafka-options-env VAR]] [--splay SECS] [--service ACTION]";
+
+/// The environment variable of the agent's process that holds the server's Kafka options,
+/// one `KEY=VALUE` a line.
+pub const KAFKA_OPTIONS_ENV: &str = "INSTREAM_KAFKA_OPTIONS";
 
 /// Where agents produce their status events when the server reads them from Kafka.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +48,9 @@ pub struct KafkaReport {
     pub brokers: String,
     /// Status topic.
     pub topic: String,
+    /// librdkafka settings of the server's clients (`serve --kafka-option`), the producer's
+    /// too.
+    pub options: Vec<(String, String)>,
 }
 
 /// How to run the agent.
@@ -56,6 +66,8 @@ pub struct AgentCommand {
     pub hosts_root: PathBuf,
     /// Publisher public key file handed to agents, if configured.
     pub trusted_key: Option<PathBuf>,
+    /// CA file agents check an https server with (`--ca`).
+    pub ca: Option<PathBuf>,
     /// Seconds agents keep seeding after a download, if the server sets it.
     pub seed_for: Option<u64>,
     /// Status events go to Kafka instead of `POST /api/v1/events`.
@@ -91,6 +103,9 @@ impl AgentCommand {
             a.push(v.as_ref().to_owned());
         };
         push("--server", &self.server);
+        if let Some(ca) = &self.ca {
+            push("--ca", ca);
+        }
         match token {
             TokenArg::File(f) => push("--token-file", &f),
             TokenArg::Env(v) => push("--token-env", &v),
@@ -125,6 +140,9 @@ impl AgentCommand {
         if let Some(k) = &self.report_kafka {
             push("--report-kafka", &k.brokers);
             push("--report-topic", &k.topic);
+            if !k.options.is_empty() {
+                push("--report-kafka-options-env", &KAFKA_OPTIONS_ENV);
+            }
         }
         if let Some(s) = job.splay_secs.filter(|&s| s > 0) {
             push("--splay", &s.to_string());
@@ -134,6 +152,25 @@ impl AgentCommand {
         }
         a.insert(self.prefix_args.len(), "deploy".into());
         a
+    }
+
+    /// Environment of every agent process besides its credential: the Kafka options, if
+    /// any (see [`AGENT_USAGE`]).
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.kafka_options()
+            .map(|o| vec![(KAFKA_OPTIONS_ENV.to_string(), o)])
+            .unwrap_or_default()
+    }
+
+    /// The value of [`KAFKA_OPTIONS_ENV`]: the server's Kafka options, one `KEY=VALUE` a
+    /// line, if agents report to Kafka with any.
+    pub fn kafka_options(&self) -> Option<String> {
+        let k = self
+            .report_kafka
+            .as_ref()
+            .filter(|k| !k.options.is_empty())?;
+        let lines: Vec<String> = k.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Some(lines.join("\n"))
     }
 }
 
@@ -183,6 +220,7 @@ impl LocalDispatcher {
             self.agent
                 .args(job, host, fabric, TokenArg::File(&token_file)),
         )
+        .envs(self.agent.env())
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2);
@@ -268,6 +306,7 @@ mod tests {
             server: "http://127.0.0.1:7070".into(),
             hosts_root: "/hosts".into(),
             trusted_key: None,
+            ca: Some("/etc/ca.pem".into()),
             seed_for: Some(5),
             report_kafka: None,
         };
@@ -291,7 +330,7 @@ mod tests {
             .collect();
         assert_eq!(
             args.join(" "),
-            "deploy --server http://127.0.0.1:7070 --token-file /t --deployment dep-1 \
+            "deploy --server http://127.0.0.1:7070 --ca /etc/ca.pem --token-file /t --deployment dep-1 \
 --host h1 --fabric f1 --root /hosts/h1 --product app --version 2 --variant 12 --seed-for 5"
         );
         let mut three = job.clone();
@@ -320,6 +359,10 @@ mod tests {
             report_kafka: Some(KafkaReport {
                 brokers: "127.0.0.1:9092".into(),
                 topic: "st".into(),
+                options: vec![
+                    ("security.protocol".into(), "sasl_plaintext".into()),
+                    ("sasl.password".into(), "s3cret".into()),
+                ],
             }),
             ..agent.clone()
         };
@@ -331,9 +374,19 @@ mod tests {
         assert!(
             with_kafka
                 .join(" ")
-                .ends_with("--seed-for 5 --report-kafka 127.0.0.1:9092 --report-topic st"),
+                .ends_with("--seed-for 5 --report-kafka 127.0.0.1:9092 --report-topic st --report-kafka-options-env INSTREAM_KAFKA_OPTIONS"),
             "{with_kafka:?}"
         );
+        // The options (a password among them) travel in the environment, not in argv.
+        assert!(!with_kafka.iter().any(|a| a.contains("s3cret")));
+        assert_eq!(
+            kafka.env(),
+            vec![(
+                KAFKA_OPTIONS_ENV.to_string(),
+                "security.protocol=sasl_plaintext\nsasl.password=s3cret".to_string()
+            )]
+        );
+        assert_eq!(agent.env(), Vec::new(), "no Kafka, no options");
         // Every flag used is in the documented usage.
         for a in args
             .iter()

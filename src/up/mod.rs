@@ -3,20 +3,22 @@
 //!
 //! 1. links `instream-tracker`, `instream-seed` and `instream-peer` to this binary, which is
 //!    all three when started under their names (or takes them from `--bin-dir`);
-//! 2. starts, each by PID in its own process group: the tracker (HTTP on 127.0.0.1, admin
-//!    token), the origin (`instream-seed serve --watch`), and `instream serve` (SQLite in the
-//!    work directory, local dispatcher over a generated inventory of N hosts in K fabrics,
-//!    agents = `instream-peer deploy`);
+//! 2. makes a local CA and a certificate for 127.0.0.1 ([`ca`]), then starts, each by PID
+//!    in its own process group: the tracker (HTTP on 127.0.0.1, admin token), the origin
+//!    (`instream-seed serve --watch`), and `instream serve` over TLS (SQLite in the work
+//!    directory, local dispatcher over a generated inventory of N hosts in K fabrics,
+//!    agents = `instream-peer deploy --ca`);
 //! 3. measures what loopback and the disk move ([`bound`]), generates a product (random
 //!    payload of SIZE and hooks), publishes it, deploys it to every host with a canary of one
 //!    host per fabric that promotes itself, and shows live progress;
 //! 4. prints the final status in the contract's wording and the fanout time next to its
 //!    lower bound, then stops everything (SIGTERM, then SIGKILL, per process group) and
-//!    removes the temporary work directory. With `--keep` it first writes the server URL
-//!    (and the token, if there was none) where the operator commands look by default, and
+//!    removes the temporary work directory. With `--keep` it first writes the server URL,
+//!    the CA (and the token, if there was none) where the operator commands look by default, and
 //!    waits for Ctrl-C, so another shell can publish, deploy, watch, promote and roll back.
 
 pub mod bound;
+pub mod ca;
 pub mod procs;
 pub mod product;
 pub mod progress;
@@ -128,6 +130,8 @@ struct Fleet {
     tracker: Proc,
     url: String,
     token: String,
+    /// The CA of the server's certificate.
+    ca: PathBuf,
 }
 
 impl Fleet {
@@ -219,9 +223,16 @@ fn start_fleet(a: &UpArgs, bins: &Path, work: &Path) -> Result<Fleet> {
         Pipe::None,
     )?;
 
+    let tls = ca::make(&work.join("tls"))?;
     let exe = std::env::current_exe().context("find this executable")?;
     let mut cmd = Command::new(exe);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(&tls.cert)
+        .arg("--tls-key")
+        .arg(&tls.key)
+        .arg("--agent-ca")
+        .arg(&tls.ca)
         .arg("--db")
         .arg(work.join("instream.db"))
         .arg("--inventory")
@@ -256,6 +267,7 @@ fn start_fleet(a: &UpArgs, bins: &Path, work: &Path) -> Result<Fleet> {
         tracker,
         url,
         token,
+        ca: tls.ca,
     })
 }
 
@@ -275,7 +287,8 @@ struct Ran {
 }
 
 async fn publish_and_deploy(a: &UpArgs, fleet: &Fleet, work: &Path) -> Result<Ran> {
-    let client = Client::new(&fleet.url, &fleet.token)?;
+    let ca = engine::https::Ca::load(&fleet.ca)?;
+    let client = Client::new(&fleet.url, &fleet.token, Some(&ca))?;
     let src = work.join("src").join(format!("{PRODUCT}-1"));
     let size = a.size;
     let src2 = src.clone();
@@ -287,6 +300,7 @@ async fn publish_and_deploy(a: &UpArgs, fleet: &Fleet, work: &Path) -> Result<Ra
         client: ClientArgs {
             server: Some(fleet.url.clone()),
             token_file: None,
+            ca: Some(fleet.ca.clone()),
         },
         product: PRODUCT.into(),
         version: "1".into(),
@@ -443,6 +457,10 @@ pub fn run(a: UpArgs) -> Result<()> {
 
     if a.keep {
         let server_file = config::default_server_file();
+        let ca_file = config::default_ca_file();
+        let ca_pem = std::fs::read_to_string(&fleet.ca)
+            .with_context(|| format!("read {}", fleet.ca.display()))?;
+        config::write_private(&ca_file, &ca_pem)?;
         config::write_private(&server_file, &format!("{}\n", fleet.url))?;
         eprintln!(
             "\nthe fleet keeps running; in another shell (no flags needed):\n  \
@@ -451,17 +469,22 @@ pub fn run(a: UpArgs) -> Result<()> {
              instream deploy -p {PRODUCT} -v 2 -f f1 -H '*' --canary 1\n  \
              instream promote -t ID\n  \
              instream rollback -p {PRODUCT} -f f1\n\
-             status page: {}/#token=<the token in {}>\n\
-             server URL written to {}; press Ctrl-C to stop everything",
+             status page: {}/#token=<the token in {}> (TLS certificate by the CA in {})\n\
+             server URL written to {}, its CA to {}; press Ctrl-C to stop everything",
             fleet.url,
             config::default_token_file().display(),
+            ca_file.display(),
             server_file.display(),
+            ca_file.display(),
             id = v.id,
         );
         rt.block_on(wait_for_ctrl_c());
         // Forget the server only if the file still names this one.
         if std::fs::read_to_string(&server_file).is_ok_and(|s| s.trim() == fleet.url) {
             let _ = std::fs::remove_file(&server_file);
+        }
+        if std::fs::read_to_string(&ca_file).is_ok_and(|s| s == ca_pem) {
+            let _ = std::fs::remove_file(&ca_file);
         }
     }
     fleet.stop();

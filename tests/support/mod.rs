@@ -315,13 +315,39 @@ impl Env {
         self.serve_with_args(listen, env, &[])
     }
 
-    /// [`Env::serve`] with extra `serve` arguments (e.g. `--reporter kafka --kafka ...`).
+    /// [`Env::serve`] with extra `serve` arguments (e.g. `--reporter kafka --kafka ...`),
+    /// plain HTTP (`--insecure-http`).
     pub fn serve_with_args(&self, listen: &str, env: &[(&str, String)], args: &[String]) -> Server {
+        self.serve_inner(listen, env, args, None)
+    }
+
+    /// [`Env::serve_with_args`] over TLS: `serve --tls-cert --tls-key` from `tls`, whose CA
+    /// the agents (`--agent-ca`) and [`Env::cli`] (`INSTREAM_CA`) check the server with.
+    pub fn serve_tls(&self, tls: &instream::up::ca::LocalCa, args: &[String]) -> Server {
+        self.serve_inner("127.0.0.1:0", &[], args, Some(tls))
+    }
+
+    fn serve_inner(
+        &self,
+        listen: &str,
+        env: &[(&str, String)],
+        args: &[String],
+        tls: Option<&instream::up::ca::LocalCa>,
+    ) -> Server {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_instream"));
-        cmd.arg("serve")
-            .args(args)
-            .args(["--listen", listen])
+        cmd.arg("serve").args(args);
+        match tls {
+            Some(t) => cmd
+                .arg("--tls-cert")
+                .arg(&t.cert)
+                .arg("--tls-key")
+                .arg(&t.key)
+                .arg("--agent-ca")
+                .arg(&t.ca),
+            None => cmd.arg("--insecure-http"),
+        };
+        cmd.args(["--listen", listen])
             .arg("--db")
             .arg(self.path().join("instream.db"))
             .arg("--inventory")
@@ -382,7 +408,11 @@ impl Env {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", self.log()))
             .to_string();
-        Server { child, url }
+        Server {
+            child,
+            url,
+            ca: tls.map(|t| t.ca.clone()),
+        }
     }
 
     pub fn log(&self) -> String {
@@ -407,8 +437,12 @@ impl Env {
     }
 
     pub fn cli_with(&self, server: &Server, token: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_instream"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_instream"));
+        match &server.ca {
+            Some(ca) => cmd.env("INSTREAM_CA", ca),
+            None => cmd.env_remove("INSTREAM_CA"),
+        };
+        cmd.args(args)
             .env("INSTREAM_SERVER", &server.url)
             .env("INSTREAM_TOKEN", token)
             .env("INSTREAM_CONFIG_DIR", self.path().join("config"))
@@ -535,11 +569,17 @@ impl Env {
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The CA of its TLS certificate (`None`: plain HTTP).
+    pub ca: Option<PathBuf>,
 }
 
 impl Server {
     pub fn addr(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
+        let url = self.url.as_str();
+        url.strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or(url)
+            .to_string()
     }
 
     pub fn pid(&self) -> u32 {

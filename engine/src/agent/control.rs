@@ -8,6 +8,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::https::{Ca, CaError};
+
 /// Largest body the agent reads from the control API (a torrent or a manifest).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
@@ -33,6 +35,15 @@ pub enum ControlError {
         attempts: u32,
         /// The last transport error or 5xx.
         last: String,
+    },
+    /// The server's TLS certificate was refused (not signed by the `--ca`, wrong name,
+    /// expired); retrying will not help.
+    #[error("{what}: {detail}")]
+    Tls {
+        /// What we asked for.
+        what: String,
+        /// The transport error chain, naming the certificate problem.
+        detail: String,
     },
     /// The answer is larger than [`MAX_BODY`].
     #[error("{what}: answer exceeds {max} bytes")]
@@ -73,18 +84,30 @@ enum Attempt<T> {
 }
 
 impl ControlClient {
-    /// `retry_for`: how long transient failures are retried before giving up.
-    pub fn new(base: &str, token: &str, retry_for: Duration) -> Self {
-        let http = reqwest::Client::builder()
+    /// `retry_for`: how long transient failures are retried before giving up; `ca`: the
+    /// only root an https `base` is checked against (an https `base` without one fails).
+    pub fn new(
+        base: &str,
+        token: &str,
+        retry_for: Duration,
+        ca: Option<&Ca>,
+    ) -> Result<Self, CaError> {
+        let http = crate::https::client_builder(base, ca)?
             .timeout(Duration::from_secs(30))
             .build()
-            .expect("HTTP client without TLS builds");
-        Self {
+            // Only TLS set-up can fail, and `Ca::load` already built a client with it.
+            .map_err(|e| CaError::Invalid {
+                path: ca
+                    .map(|c| c.path().display().to_string())
+                    .unwrap_or_default(),
+                detail: crate::https::error_chain(&e),
+            })?;
+        Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             http,
             retry_for,
-        }
+        })
     }
 
     /// GET a binary resource (`path` starts with `/`).
@@ -93,7 +116,7 @@ impl ControlClient {
         self.with_retries(what, || async {
             let resp = match self.http.get(&url).bearer_auth(&self.token).send().await {
                 Ok(r) => r,
-                Err(e) => return Attempt::Retry(e.to_string()),
+                Err(e) => return transport_error(&e, what),
             };
             let status = resp.status();
             // Capped on the bytes read, not only on Content-Length (chunked bodies).
@@ -132,7 +155,7 @@ impl ControlClient {
                 .await
             {
                 Ok(r) => r,
-                Err(e) => return Attempt::Retry(e.to_string()),
+                Err(e) => return transport_error(&e, what),
             };
             let status = resp.status();
             // Capped on the bytes read, not only on Content-Length (chunked bodies).
@@ -178,6 +201,20 @@ impl ControlClient {
                 }
             }
         }
+    }
+}
+
+/// A request that got no answer. A refused certificate will not be accepted on a retry:
+/// final, with the whole chain (reqwest's own message does not say what failed).
+fn transport_error<T>(e: &reqwest::Error, what: &str) -> Attempt<T> {
+    let chain = crate::https::error_chain(e);
+    if chain.contains("invalid peer certificate") {
+        Attempt::Final(ControlError::Tls {
+            what: what.to_string(),
+            detail: chain,
+        })
+    } else {
+        Attempt::Retry(chain)
     }
 }
 

@@ -137,6 +137,8 @@ pub struct AgentConfig {
     pub splay: Duration,
     /// Run this service command on the active version instead of deploying (`--service`).
     pub service: Option<crate::install::ServiceAction>,
+    /// The only root an https `server` is checked against.
+    pub ca: Option<crate::https::Ca>,
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
@@ -185,12 +187,50 @@ pub struct Outcome {
     pub secs: f64,
 }
 
+impl Outcome {
+    /// A success of `cfg`'s deployment, nothing done yet.
+    fn new(cfg: &AgentConfig) -> Self {
+        Self {
+            deployment: cfg.deployment.clone(),
+            host: cfg.host.clone(),
+            product: cfg.product.clone(),
+            version: cfg.version.clone(),
+            state: "success",
+            from_disk: false,
+            copied_from: None,
+            bytes_downloaded: 0,
+            bytes_uploaded: 0,
+            previous: None,
+            current: None,
+            reason: None,
+            recovered: None,
+            staging_cleaned: 0,
+            events: 0,
+            events_unsent: 0,
+            secs: 0.0,
+        }
+    }
+
+    /// A failure before anything started (nothing could be reported either).
+    fn failed(cfg: &AgentConfig, reason: String) -> Self {
+        Self {
+            state: "failure",
+            reason: Some(reason),
+            ..Self::new(cfg)
+        }
+    }
+}
+
 /// The `deploy` command line (docs/ARCHITECTURE.md contract: `src/dispatch/local.rs` `AGENT_USAGE`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeployArgs {
     /// Control server URL (manifest, torrent, status events).
     #[arg(long, value_name = "URL")]
     pub server: String,
+    /// CA file (PEM) an https --server's certificate must be signed by; the only root
+    /// trusted (required for https).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// File holding this host's agent credential (mode 0600; refused if its group or
     /// others may read it).
     #[arg(
@@ -279,6 +319,15 @@ pub struct DeployArgs {
     /// output line; `--version` is the version the server believes is active.
     #[arg(long, value_name = "ACTION")]
     pub service: Option<crate::install::ServiceAction>,
+    /// A librdkafka setting for the producer (repeatable), e.g.
+    /// `security.protocol=sasl_plaintext`.
+    #[arg(long, value_name = "KEY=VALUE", requires = "report_kafka")]
+    pub report_kafka_option: Vec<String>,
+    /// Environment variable with more producer settings, one `KEY=VALUE` a line (how the
+    /// dispatchers hand over the server's `--kafka-option`s: `sasl.password` must not be a
+    /// command-line word).
+    #[arg(long, value_name = "VAR", requires = "report_kafka")]
+    pub report_kafka_options_env: Option<String>,
     /// Print the outcome as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -308,6 +357,23 @@ impl DeployArgs {
                 ));
             }
         };
+        let ca = crate::https::load_optional(self.ca.as_deref())
+            .and_then(|ca| crate::https::require_ca_for(&self.server, ca.as_ref()).map(|()| ca))
+            .map_err(|e| AgentError::Config(error_line(&e)))?;
+        let from_env = match &self.report_kafka_options_env {
+            Some(var) => std::env::var(var).map_err(|_| {
+                AgentError::Config(format!(
+                    "environment variable {var} (--report-kafka-options-env) is not set"
+                ))
+            })?,
+            None => String::new(),
+        };
+        let kafka_options = report::kafka::parse_options(
+            from_env
+                .lines()
+                .chain(self.report_kafka_option.iter().map(String::as_str)),
+        )
+        .map_err(AgentError::Config)?;
         let mut trusted_keys = Vec::new();
         for f in &self.trusted_keys {
             let text = std::fs::read_to_string(f).map_err(|e| {
@@ -334,8 +400,10 @@ impl DeployArgs {
             download_timeout: Duration::from_secs(self.download_timeout),
             progress_every: Duration::from_secs_f64(self.progress_every.clamp(0.05, 3600.0)),
             report_for: Duration::from_secs(self.report_for),
-            report_kafka: self.report_kafka.map(|brokers| {
-                KafkaReportConfig::new(
+            ca,
+            report_kafka: self.report_kafka.map(|brokers| KafkaReportConfig {
+                options: kafka_options,
+                ..KafkaReportConfig::new(
                     &brokers,
                     self.report_topic
                         .as_deref()
@@ -427,11 +495,26 @@ struct Done {
 /// interrupts a download or cuts seeding short.
 pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()>) -> Outcome {
     let started = Instant::now();
-    let client = ControlClient::new(&cfg.server, &cfg.token, Duration::from_secs(60));
+    // Both fail only for an https server without a CA, which `DeployArgs` refuses first.
+    let clients = ControlClient::new(
+        &cfg.server,
+        &cfg.token,
+        Duration::from_secs(60),
+        cfg.ca.as_ref(),
+    )
+    .and_then(|c| Ok((c, report_transport(&cfg)?)));
+    let (client, transport) = match clients {
+        Ok(c) => c,
+        Err(e) => {
+            let mut out = Outcome::failed(&cfg, error_line(&e));
+            out.secs = started.elapsed().as_secs_f64();
+            return out;
+        }
+    };
     let seq_floor = cfg.root.join("event-seq");
     let _ = std::fs::create_dir_all(&cfg.root);
     let reporter = Reporter::start_after(
-        report_transport(&cfg),
+        transport,
         ReportIdentity {
             deployment: cfg.deployment.clone(),
             host: cfg.host.clone(),
@@ -495,25 +578,8 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
         Some(action) => service_step(&cfg, &reporter, &installer, action).await,
         None => steps(&cfg, &client, &reporter, &installer, &mut stop).await,
     };
-    let mut out = Outcome {
-        deployment: cfg.deployment.clone(),
-        host: cfg.host.clone(),
-        product: cfg.product.clone(),
-        version: cfg.version.clone(),
-        state: "success",
-        from_disk: false,
-        copied_from: None,
-        bytes_downloaded: 0,
-        bytes_uploaded: 0,
-        previous: None,
-        current: None,
-        reason: None,
-        recovered: None,
-        staging_cleaned,
-        events: 0,
-        events_unsent: 0,
-        secs: 0.0,
-    };
+    let mut out = Outcome::new(&cfg);
+    out.staging_cleaned = staging_cleaned;
     match result {
         Ok(done) => {
             // A service command's `recovered` is its result line, not a recovery.
@@ -552,21 +618,22 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
 
 /// Kafka when configured (and the producer can be created), else HTTP: the control server
 /// takes HTTP posts whatever its `--reporter`, so falling back never loses events.
-fn report_transport(cfg: &AgentConfig) -> Transport {
+fn report_transport(cfg: &AgentConfig) -> Result<Transport, crate::https::CaError> {
     if let Some(k) = &cfg.report_kafka {
         match KafkaSink::new(k, &format!("instream-peer-{}", cfg.host)) {
-            Ok(sink) => return Transport::Kafka(sink),
+            Ok(sink) => return Ok(Transport::Kafka(sink)),
             Err(e) => {
                 tracing::warn!(error = %error_line(&e), "reporting over HTTP instead of Kafka")
             }
         }
     }
     // Reports retry in their own loop; each post gives up quickly so new events join it.
-    Transport::Http(ControlClient::new(
+    Ok(Transport::Http(ControlClient::new(
         &cfg.server,
         &cfg.token,
         Duration::from_secs(2),
-    ))
+        cfg.ca.as_ref(),
+    )?))
 }
 
 /// An error and its sources on one line (`a: b: c`), for failure reasons.

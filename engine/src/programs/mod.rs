@@ -115,11 +115,17 @@ pub async fn shutdown_signal() {
 /// 1 MiB pieces are 20 MiB.
 pub const MAX_TORRENT_FILE: u64 = 64 * 1024 * 1024;
 
-/// Reads a .torrent from a path or an `http://` URL.
-pub async fn load_torrent(source: &str) -> anyhow::Result<Vec<u8>> {
-    if source.starts_with("http://") || source.starts_with("https://") {
-        let resp = reqwest::get(source)
+/// Reads a .torrent from a path or an `http(s)://` URL (https checked against `ca` only).
+pub async fn load_torrent(source: &str, ca: Option<&crate::https::Ca>) -> anyhow::Result<Vec<u8>> {
+    if source.starts_with("http://") || crate::https::is_https(source) {
+        let client = crate::https::client_builder(source, ca)?
+            .build()
+            .context("build the HTTP client")?;
+        let resp = client
+            .get(source)
+            .send()
             .await
+            .map_err(|e| anyhow::anyhow!(crate::https::error_chain(&e)))
             .with_context(|| format!("fetch {source}"))?;
         if !resp.status().is_success() {
             bail!("fetch {source}: HTTP {}", resp.status());

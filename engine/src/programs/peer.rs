@@ -54,7 +54,7 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct GetArgs {
-    /// A .torrent file, or an http:// URL of one.
+    /// A .torrent file, or an http(s):// URL of one.
     source: String,
     /// Directory to download into (the payload lands in DIR/<name>).
     #[arg(long)]
@@ -90,6 +90,10 @@ struct GetArgs {
     /// File holding the control API token (with --report).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// CA file (PEM) that an https --report server or torrent URL must be signed by; the
+    /// only root trusted (required for https).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Seconds between `downloading` events (with --report).
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     progress_every: f64,
@@ -231,7 +235,10 @@ fn hostname() -> anyhow::Result<String> {
 }
 
 /// The status reporter of `--report`, if asked for.
-fn start_reporter(args: &GetArgs) -> anyhow::Result<Option<Reporter>> {
+fn start_reporter(
+    args: &GetArgs,
+    ca: Option<&crate::https::Ca>,
+) -> anyhow::Result<Option<Reporter>> {
     let Some(url) = &args.report else {
         if args.deployment.is_some() || args.host.is_some() || args.token_file.is_some() {
             bail!("--deployment, --host and --token-file go with --report URL");
@@ -248,7 +255,7 @@ fn start_reporter(args: &GetArgs) -> anyhow::Result<Option<Reporter>> {
     };
     debug!(%url, %deployment, %host, "reporting status");
     // Each post gives up quickly so that newer events join the retried batch.
-    let client = ControlClient::new(url, &token, Duration::from_secs(2));
+    let client = ControlClient::new(url, &token, Duration::from_secs(2), ca)?;
     Ok(Some(Reporter::start(
         Transport::Http(client),
         ReportIdentity {
@@ -353,10 +360,11 @@ fn summary(
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let ca = crate::https::load_optional(args.ca.as_deref())?;
     // First, so that a torrent that cannot be fetched or read is reported too.
-    let reporter = start_reporter(&args)?;
+    let reporter = start_reporter(&args, ca.as_ref())?;
     let result = async {
-        let bytes = super::load_torrent(&args.source).await?;
+        let bytes = super::load_torrent(&args.source, ca.as_ref()).await?;
         let meta = TorrentMeta::from_torrent_bytes(&bytes)
             .with_context(|| format!("read torrent {}", args.source))?;
         fetch(&args, meta, started, reporter.as_ref()).await

@@ -266,7 +266,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     let data = data.unwrap_or_default();
 
     for source in &torrents {
-        let bytes = super::load_torrent(source).await?;
+        let bytes = super::load_torrent(source, None).await?;
         let meta = TorrentMeta::from_torrent_bytes(&bytes)
             .with_context(|| format!("read torrent {source}"))?;
         let (root, layout) = resolve_data(&meta, &data)

@@ -209,7 +209,11 @@ impl AnsibleDispatcher {
         // The temp dir is 0700 and the file 0600: it carries every host's credential.
         write_private(
             &vars,
-            &playbook::extra_vars(&hosts, self.settings.async_secs),
+            &playbook::extra_vars(
+                &hosts,
+                self.settings.async_secs,
+                &self.agent.kafka_options().unwrap_or_default(),
+            ),
         )
         .map_err(AnsibleError::Files)?;
         let mut at = std::ffi::OsString::from("@");

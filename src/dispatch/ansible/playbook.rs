@@ -24,6 +24,7 @@ pub const PLAYBOOK: &str = r#"# Written by instream for one job: launches the ho
         argv: "{{ instream_hosts[inventory_hostname].argv }}"
       environment:
         INSTREAM_AGENT_TOKEN: "{{ instream_hosts[inventory_hostname].token }}"
+        INSTREAM_KAFKA_OPTIONS: "{{ instream_kafka_options }}"
       async: "{{ instream_async_secs }}"
       poll: 0
 "#;
@@ -36,7 +37,8 @@ pub struct PlayHost<'a> {
 }
 
 /// The extra vars of one job (`-e @FILE`): holds credentials, so its file is 0600.
-pub fn extra_vars(hosts: &[PlayHost<'_>], async_secs: u64) -> String {
+/// `kafka_options` goes to the agents' `INSTREAM_KAFKA_OPTIONS` (see `local::AGENT_USAGE`).
+pub fn extra_vars(hosts: &[PlayHost<'_>], async_secs: u64, kafka_options: &str) -> String {
     let mut per_host = serde_json::Map::new();
     for h in hosts {
         per_host.insert(
@@ -44,7 +46,12 @@ pub fn extra_vars(hosts: &[PlayHost<'_>], async_secs: u64) -> String {
             json!({"argv": h.argv, "token": h.token}),
         );
     }
-    json!({"instream_hosts": per_host, "instream_async_secs": async_secs}).to_string()
+    json!({
+        "instream_hosts": per_host,
+        "instream_async_secs": async_secs,
+        "instream_kafka_options": kafka_options,
+    })
+    .to_string()
 }
 
 /// The `--limit @FILE` contents: one host per line.
@@ -155,11 +162,14 @@ mod tests {
                 token: "t2",
             },
         ];
-        let v: Value = serde_json::from_str(&extra_vars(&hosts, 600)).unwrap();
+        let v: Value =
+            serde_json::from_str(&extra_vars(&hosts, 600, "sasl.mechanism=PLAIN")).unwrap();
         assert_eq!(v["instream_hosts"]["h2"]["argv"][1], "a b");
         assert_eq!(v["instream_hosts"]["h1"]["token"], "t1");
         assert_eq!(v["instream_async_secs"], 600);
         assert_eq!(limit_file(&hosts), "h1\nh2\n");
         assert!(PLAYBOOK.contains(TOKEN_ENV));
+        assert_eq!(v["instream_kafka_options"], "sasl.mechanism=PLAIN");
+        assert!(PLAYBOOK.contains(crate::dispatch::local::KAFKA_OPTIONS_ENV));
     }
 }

@@ -161,7 +161,8 @@ impl Dispatcher for SaltDispatcher {
             );
             let program = self.agent.program.to_string_lossy();
             let command = lowstate::command_template(&program, &argv, job);
-            let env = lowstate::credential_env(job);
+            let mut env = lowstate::credential_env(job);
+            env.extend(self.agent.env());
             let req = lowstate::start_request(&target, &command, &env, job.splay_secs);
             let body = self.api.run(&req, SUBMIT_TIMEOUT).await?;
             let Some((jid, minions)) = lowstate::parse_start(&body).map_err(|d| self.api.bad(d))?

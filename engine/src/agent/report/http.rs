@@ -30,7 +30,10 @@ pub(super) async fn deliver(client: &ControlClient, batch: &[HostEvent]) -> Sent
             }
             Sent::All
         }
-        Err(e @ ControlError::Refused { .. }) => Sent::Refused(e.to_string()),
+        // A refused certificate stays refused: retrying the batch would only hold the agent.
+        Err(e @ (ControlError::Refused { .. } | ControlError::Tls { .. })) => {
+            Sent::Refused(e.to_string())
+        }
         Err(e) => Sent::Retry {
             undelivered: (0..batch.len()).collect(),
             error: e.to_string(),

@@ -35,6 +35,9 @@ pub struct KafkaReportConfig {
     /// How long librdkafka retries one record (through broker restarts) before the reporter
     /// takes it back; default 10 s.
     pub delivery_timeout: Duration,
+    /// The operator's librdkafka settings (`security.protocol`, `sasl.*`), the same the
+    /// control server's clients get; set after ours, so they win.
+    pub options: Vec<(String, String)>,
 }
 
 impl KafkaReportConfig {
@@ -44,8 +47,26 @@ impl KafkaReportConfig {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             delivery_timeout: Duration::from_secs(10),
+            options: Vec::new(),
         }
     }
+}
+
+/// Parses `KEY=VALUE` librdkafka settings (one per item; blank items are skipped).
+pub fn parse_options<'a>(
+    items: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<(String, String)>, String> {
+    items
+        .into_iter()
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(format!("Kafka option {o:?} is not KEY=VALUE")),
+        })
+        .collect()
 }
 
 /// The producer could not be created (a bad broker list or option).
@@ -136,7 +157,8 @@ impl KafkaSink {
         client_id: &str,
         down: Arc<AtomicBool>,
     ) -> Result<FutureProducer<Context>, KafkaSinkError> {
-        ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &cfg.brokers)
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
@@ -151,7 +173,11 @@ impl KafkaSink {
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "1000")
             .set("retry.backoff.ms", "100")
-            .set("retry.backoff.max.ms", "1000")
+            .set("retry.backoff.max.ms", "1000");
+        for (k, v) in &cfg.options {
+            config.set(k, v);
+        }
+        config
             .create_with_context(Context { down })
             .map_err(|source| KafkaSinkError {
                 brokers: cfg.brokers.clone(),
@@ -220,6 +246,25 @@ impl KafkaSink {
 mod tests {
     use super::*;
     use crate::agent::report::HostState;
+
+    #[test]
+    fn options_are_key_value_lines() {
+        assert_eq!(
+            parse_options([
+                "security.protocol = sasl_plaintext",
+                "",
+                "sasl.password=a=b"
+            ]),
+            Ok(vec![
+                ("security.protocol".into(), "sasl_plaintext".into()),
+                ("sasl.password".into(), "a=b".into()),
+            ])
+        );
+        assert_eq!(
+            parse_options(["acks"]),
+            Err("Kafka option \"acks\" is not KEY=VALUE".into())
+        );
+    }
 
     #[test]
     fn records_are_keyed_by_deployment_and_host_and_carry_the_event_json() {
