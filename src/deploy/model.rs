@@ -425,9 +425,39 @@ pub fn validate_name(what: &str, s: &str) -> Result<(), String> {
     }
 }
 
+/// A fabric name the control plane accepts is one the tracker and the engine accept too
+/// (`proto::fabric`, the one rule: up to 64 of A-Z a-z 0-9 . _ -), so an inventory never
+/// names a fabric whose hosts' announces would be refused.
+pub fn validate_fabric(what: &str, s: &str) -> Result<(), String> {
+    validate_name(what, s)?;
+    if proto::fabric::is_valid_fabric_name(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} {s:?}: use 1 to {} of A-Z a-z 0-9 . _ -",
+            proto::fabric::MAX_FABRIC_NAME_LEN
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fabric_names_follow_the_trackers_rule() {
+        assert!(validate_fabric("fabric", "dc-1.eu_2").is_ok());
+        assert!(
+            validate_name("fabric", "dc+1").is_ok(),
+            "a valid product-style name"
+        );
+        assert!(
+            validate_fabric("fabric", "dc+1")
+                .unwrap_err()
+                .contains("invalid fabric")
+        );
+        assert!(validate_fabric("fabric", &"f".repeat(65)).is_err());
+    }
 
     fn ev(state: HostState, seq: u64) -> HostEvent {
         HostEvent {

@@ -116,6 +116,9 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 fn check(what: &str, s: &str) -> Result<(), SubmitError> {
+    if what == "fabric" {
+        return super::model::validate_fabric(what, s).map_err(SubmitError::Invalid);
+    }
     validate_name(what, s).map_err(SubmitError::Invalid)
 }
 

@@ -37,7 +37,7 @@ impl Inventory {
         let mut seen = std::collections::HashSet::new();
         for h in &inv.hosts {
             validate_name("host name", &h.name).map_err(&bad)?;
-            validate_name("fabric name", &h.fabric).map_err(&bad)?;
+            crate::deploy::model::validate_fabric("fabric name", &h.fabric).map_err(&bad)?;
             if !seen.insert(h.name.as_str()) {
                 return Err(bad(format!("host {:?} is listed twice", h.name)));
             }

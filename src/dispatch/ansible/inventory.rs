@@ -102,8 +102,9 @@ pub fn parse_list(
                 continue;
             }
         };
-        if let Err(e) = validate_name("host name", &name).and(validate_name("fabric name", &fabric))
-        {
+        if let Err(e) = validate_name("host name", &name).and(
+            crate::deploy::model::validate_fabric("fabric name", &fabric),
+        ) {
             skipped.push((name, e));
             continue;
         }

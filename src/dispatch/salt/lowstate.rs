@@ -82,7 +82,7 @@ pub fn parse_grains(
             continue;
         };
         let valid = |s: &str| crate::deploy::model::validate_name("name", s).is_ok();
-        if !valid(id) || !valid(&fabric) {
+        if !valid(id) || crate::deploy::model::validate_fabric("fabric", &fabric).is_err() {
             skipped.push((id.clone(), "has an invalid id or fabric"));
             continue;
         }
