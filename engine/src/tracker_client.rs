@@ -842,4 +842,76 @@ mod tests {
         assert_eq!(with_param("/a?x=1", "fabric", "f1"), "/a?x=1&fabric=f1");
         assert_eq!(with_param("/a?fabric=f2", "fabric", "f1"), "/a?fabric=f2");
     }
+
+    /// A BEP 15 tracker on loopback that answers an announce only when it carries the
+    /// connection id of the current generation; bumping the generation is a restart (the
+    /// ids issued before are unknown and get no answer, as in tracker/src/udp_worker.rs).
+    async fn forgetful_tracker() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let generation = std::sync::Arc::new(AtomicU64::new(1));
+        let g = generation.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, src)) = sock.recv_from(&mut buf).await {
+                let now = ConnectionId(g.load(Ordering::Relaxed));
+                let reply = match Request::parse(&buf[..n], 16) {
+                    Ok(Request::Connect(c)) => Response::Connect(udp::ConnectResponse {
+                        transaction_id: c.transaction_id,
+                        connection_id: now,
+                    }),
+                    Ok(Request::Announce(a)) if a.connection_id == now => {
+                        Response::Announce(udp::AnnounceResponse {
+                            transaction_id: a.transaction_id,
+                            interval: udp::AnnounceInterval(60),
+                            leechers: 0,
+                            seeders: 1,
+                            peers: udp::PeerList::V4(Vec::new()),
+                        })
+                    }
+                    _ => continue,
+                };
+                let mut out = Vec::new();
+                reply.encode(&mut out);
+                let _ = sock.send_to(&out, src).await;
+            }
+        });
+        (addr, generation)
+    }
+
+    #[tokio::test]
+    async fn a_restarted_udp_tracker_is_reconnected_after_one_unanswered_announce() {
+        let (addr, generation) = forgetful_tracker().await;
+        let cfg = ClientConfig {
+            udp_initial_timeout: Duration::from_millis(100),
+            ..ClientConfig::default()
+        };
+        let id = Identity {
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId(*b"-IS0001-restart-test"),
+            port: 6881,
+            fabric: None,
+            key: 7,
+            local_ip: None,
+            announce_ip: None,
+        };
+        let url = TrackerUrl::parse(&format!("udp://{addr}/announce")).unwrap();
+        let mut conn = TrackerConn::new(url);
+        let stats = TransferStats::default();
+        conn.announce(&cfg, &id, AnnounceEvent::Started, stats)
+            .await
+            .expect("the first announce");
+        generation.store(2, std::sync::atomic::Ordering::Relaxed);
+        let start = Instant::now();
+        let r = conn.announce(&cfg, &id, AnnounceEvent::None, stats).await;
+        // Before: the same announce retransmitted 3 times (100 + 200 + 400 + 800 ms), then
+        // a timeout, with the forgotten id still cached.
+        assert!(r.is_ok(), "the announce after the restart failed: {r:?}");
+        assert!(
+            start.elapsed() < Duration::from_millis(700),
+            "reconnected only after {:?}",
+            start.elapsed()
+        );
+    }
 }
