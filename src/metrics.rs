@@ -1,7 +1,6 @@
-//! Process-wide counters for `/metrics` (Prometheus text exposition, hand-rolled). Plain
+//! Process-wide counters for `/metrics` (Prometheus text, through `proto::prometheus`). Plain
 //! atomics: the hot path (ingest) only does relaxed adds.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Default, Debug)]
@@ -27,7 +26,6 @@ impl Metrics {
 
     /// Renders the counters plus gauges computed by the caller (deployments by state).
     pub fn render(&self, deployments_by_state: &[(String, u64)], active_machines: u64) -> String {
-        let mut s = String::new();
         let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "instream_events_received_total",
@@ -90,25 +88,28 @@ impl Metrics {
                 &self.http_unauthorized,
             ),
         ];
+        let mut out = proto::prometheus::Exposition::new();
         for (name, help, c) in counters {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.load(Relaxed)
-            );
+            out.counter(name, help, c.load(Relaxed));
         }
-        let _ = writeln!(
-            s,
-            "# HELP instream_deployments Deployments by state.\n# TYPE instream_deployments gauge"
-        );
-        for (state, n) in deployments_by_state {
-            let _ = writeln!(s, "instream_deployments{{state=\"{state}\"}} {n}");
-        }
-        let _ = writeln!(
-            s,
-            "# HELP instream_active_deployments Deployments the driver is working on.\n# TYPE instream_active_deployments gauge\ninstream_active_deployments {active_machines}"
-        );
-        s
+        let by_state: Vec<([(&str, &str); 1], u64)> = deployments_by_state
+            .iter()
+            .map(|(state, n)| ([("state", state.as_str())], *n))
+            .collect();
+        let samples: Vec<(&[(&str, &str)], u64)> =
+            by_state.iter().map(|(l, n)| (&l[..], *n)).collect();
+        out.family(
+            "instream_deployments",
+            "Deployments by state.",
+            "gauge",
+            &samples,
+        )
+        .gauge(
+            "instream_active_deployments",
+            "Deployments the driver is working on.",
+            active_machines,
+        )
+        .finish()
     }
 }
 

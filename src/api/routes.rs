@@ -137,10 +137,7 @@ async fn metrics(State(st): St) -> Result<Response, ApiError> {
         .map_err(store_err)?;
     let text = st.metrics.render(&by_state, st.driver.active());
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, proto::prometheus::CONTENT_TYPE)],
         text,
     )
         .into_response())

@@ -116,10 +116,39 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 fn check(what: &str, s: &str) -> Result<(), SubmitError> {
-    if what == "fabric" {
-        return super::model::validate_fabric(what, s).map_err(SubmitError::Invalid);
-    }
     validate_name(what, s).map_err(SubmitError::Invalid)
+}
+
+fn check_fabric(s: &str) -> Result<(), SubmitError> {
+    super::model::validate_fabric("fabric", s).map_err(SubmitError::Invalid)
+}
+
+/// What deploys and service commands share: the fabrics (`*` or names), the host glob,
+/// and how hosts are started (`batch`, `splay`).
+fn check_scope(
+    fabrics: &[String],
+    hosts: &str,
+    batch: Option<u32>,
+    splay_secs: Option<u64>,
+) -> Result<(), SubmitError> {
+    if fabrics.is_empty() {
+        return Err(SubmitError::Invalid("no fabric given".into()));
+    }
+    for f in fabrics.iter().filter(|f| *f != "*") {
+        check_fabric(f)?;
+    }
+    if hosts.trim().is_empty() {
+        return Err(SubmitError::Invalid("empty host pattern".into()));
+    }
+    if batch == Some(0) {
+        return Err(SubmitError::Invalid("batch must be at least 1 host".into()));
+    }
+    if let Some(s) = splay_secs.filter(|&s| s > MAX_SPLAY_SECS) {
+        return Err(SubmitError::Invalid(format!(
+            "splay {s} s is longer than {MAX_SPLAY_SECS} s"
+        )));
+    }
+    Ok(())
 }
 
 /// Validates, resolves and stores a deployment; returns its id.
@@ -135,32 +164,13 @@ pub async fn submit_deploy(
     if let Some(v) = &req.variant {
         check("variant", v)?;
     }
-    if req.fabrics.is_empty() {
-        return Err(SubmitError::Invalid("no fabric given".into()));
-    }
-    for f in &req.fabrics {
-        if f != "*" {
-            check("fabric", f)?;
-        }
-    }
-    if req.hosts.trim().is_empty() {
-        return Err(SubmitError::Invalid("empty host pattern".into()));
-    }
+    check_scope(&req.fabrics, &req.hosts, req.batch, req.splay_secs)?;
     let canary = req
         .canary
         .as_deref()
         .map(Canary::parse)
         .transpose()
         .map_err(SubmitError::Invalid)?;
-    if req.splay_secs.is_some_and(|s| s > MAX_SPLAY_SECS) {
-        return Err(SubmitError::Invalid(format!(
-            "splay {} s is longer than {MAX_SPLAY_SECS} s",
-            req.splay_secs.unwrap_or_default()
-        )));
-    }
-    if req.batch == Some(0) {
-        return Err(SubmitError::Invalid("batch must be at least 1 host".into()));
-    }
     let gate = req.gate.clone().unwrap_or_default();
     if !(0.0..=1.0).contains(&gate.min_success_ratio) {
         return Err(SubmitError::Invalid(format!(
@@ -267,26 +277,7 @@ pub async fn submit_service(
             super::model::SERVICE_ACTIONS.join(", ")
         )));
     }
-    if req.fabrics.is_empty() {
-        return Err(SubmitError::Invalid("no fabric given".into()));
-    }
-    for f in &req.fabrics {
-        if f != "*" {
-            check("fabric", f)?;
-        }
-    }
-    if req.hosts.trim().is_empty() {
-        return Err(SubmitError::Invalid("empty host pattern".into()));
-    }
-    if req.batch == Some(0) {
-        return Err(SubmitError::Invalid("batch must be at least 1 host".into()));
-    }
-    if req.splay_secs.is_some_and(|s| s > MAX_SPLAY_SECS) {
-        return Err(SubmitError::Invalid(format!(
-            "splay {} s is longer than {MAX_SPLAY_SECS} s",
-            req.splay_secs.unwrap_or_default()
-        )));
-    }
+    check_scope(&req.fabrics, &req.hosts, req.batch, req.splay_secs)?;
     let product = req.product.clone();
     if !db.read(move |s| s.product_exists(&product)).await? {
         return Err(SubmitError::NotFound(format!(
@@ -373,7 +364,7 @@ pub async fn submit_rollback(
     now: Millis,
 ) -> Result<String, SubmitError> {
     check("product", &req.product)?;
-    check("fabric", &req.fabric)?;
+    check_fabric(&req.fabric)?;
     if let Some(v) = &req.to {
         check("version", v)?;
     }

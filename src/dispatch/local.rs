@@ -240,7 +240,9 @@ impl LocalDispatcher {
 /// Writes `contents` to `path`, readable by its owner only, in a directory only its owner
 /// may enter (both made if missing; an existing file is replaced, not reopened, so a
 /// looser mode or a link planted there is not followed).
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes `contents` and a newline to `path` (0600, a fresh file; its directory made 0700):
+/// files that carry credentials.
+pub(super) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {

@@ -177,6 +177,10 @@ pub struct Outcome {
     /// ("completed an activation interrupted after `switched`", ...); also the reason of
     /// the success event, so `instream status` shows it.
     pub recovered: Option<String>,
+    /// For a service command (`--service`): its action, version and the hook's last line;
+    /// also the reason of the success event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_result: Option<String>,
     /// Staging directories of killed or failed earlier runs removed at start.
     pub staging_cleaned: usize,
     /// Status events queued.
@@ -204,6 +208,7 @@ impl Outcome {
             current: None,
             reason: None,
             recovered: None,
+            service_result: None,
             staging_cleaned: 0,
             events: 0,
             events_unsent: 0,
@@ -487,6 +492,8 @@ struct Done {
     uploaded: u64,
     previous: Option<String>,
     recovered: Option<String>,
+    /// A service command's result line (`status 1: started`).
+    service_result: Option<String>,
     seeder: Option<Seeder>,
 }
 
@@ -495,6 +502,27 @@ struct Done {
 /// interrupts a download or cuts seeding short.
 pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()>) -> Outcome {
     let started = Instant::now();
+    tokio::pin!(stop);
+    // Before anything starts (no client, reporter, lock or staging): a stop during the
+    // wait leaves nothing behind, and the next run begins from scratch.
+    let wait = splay::delay(&cfg.deployment, &cfg.host, cfg.splay);
+    if !wait.is_zero() {
+        tracing::info!(
+            splay_ms = wait.as_millis() as u64,
+            window_secs = cfg.splay.as_secs(),
+            "splay: waiting before the start"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut stop => {
+                tracing::warn!("stopped during the splay wait; nothing started");
+                let reason = "stopped during the splay wait, before starting".to_string();
+                let mut out = Outcome::failed(&cfg, reason);
+                out.secs = started.elapsed().as_secs_f64();
+                return out;
+            }
+        }
+    }
     // Fails only for an https server without a CA, which `DeployArgs` refuses first.
     let client = ControlClient::new(
         &cfg.server,
@@ -533,41 +561,6 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
             fabric: cfg.fabric.clone(),
         },
     );
-    tokio::pin!(stop);
-    let wait = splay::delay(&cfg.deployment, &cfg.host, cfg.splay);
-    if !wait.is_zero() {
-        tracing::info!(
-            splay_ms = wait.as_millis() as u64,
-            window_secs = cfg.splay.as_secs(),
-            "splay: waiting before the start"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = &mut stop => {
-                // Nothing was started or reported: the next run begins from scratch.
-                tracing::warn!("stopped during the splay wait; nothing started");
-                return Outcome {
-                    deployment: cfg.deployment.clone(),
-                    host: cfg.host.clone(),
-                    product: cfg.product.clone(),
-                    version: cfg.version.clone(),
-                    state: "failure",
-                    from_disk: false,
-                    copied_from: None,
-                    bytes_downloaded: 0,
-                    bytes_uploaded: 0,
-                    previous: None,
-                    current: None,
-                    reason: Some("stopped during the splay wait, before starting".into()),
-                    recovered: None,
-                    staging_cleaned: 0,
-                    events: 0,
-                    events_unsent: 0,
-                    secs: started.elapsed().as_secs_f64(),
-                };
-            }
-        }
-    }
     // Leftovers of killed or failed runs: never a half-built version on disk for long.
     let staging_cleaned = match installer.clean_staging(&cfg.product) {
         Ok(n) => n,
@@ -584,14 +577,14 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
     out.staging_cleaned = staging_cleaned;
     match result {
         Ok(done) => {
-            // A service command's `recovered` is its result line, not a recovery.
-            if let Some(r) = &done.recovered
-                && cfg.service.is_none()
-            {
+            if let Some(r) = &done.recovered {
                 tracing::warn!(recovery = %r, "finished what an earlier run left");
             }
-            reporter.report(HostState::Success, done.downloaded, done.recovered.clone());
+            // The success event says what a recovery or a service command did.
+            let said = done.recovered.clone().or(done.service_result.clone());
+            reporter.report(HostState::Success, done.downloaded, said);
             out.recovered = done.recovered.clone();
+            out.service_result = done.service_result.clone();
             out.from_disk = done.from_disk;
             out.copied_from = done.copied_from.clone();
             out.bytes_downloaded = done.downloaded;
@@ -694,7 +687,8 @@ async fn service_step(
         downloaded: 0,
         uploaded: 0,
         previous: None,
-        recovered: Some(
+        recovered: None,
+        service_result: Some(
             format!("{} {}: {line}", action.as_str(), r.version)
                 .trim_end_matches(": ")
                 .to_string(),
@@ -852,6 +846,7 @@ async fn steps(
                     uploaded: 0,
                     previous: act.previous,
                     recovered: act.recovered.map(|r| r.to_string()),
+                    service_result: None,
                     seeder: None,
                 });
             }
@@ -998,6 +993,7 @@ async fn steps(
             uploaded: transfer.uploaded,
             previous: act.previous,
             recovered: act.recovered.map(|r| r.to_string()),
+            service_result: None,
             seeder,
         }),
         Err(e) => {

@@ -207,7 +207,7 @@ impl AnsibleDispatcher {
         std::fs::write(&book, playbook::PLAYBOOK).map_err(AnsibleError::Files)?;
         std::fs::write(&limit, playbook::limit_file(&hosts)).map_err(AnsibleError::Files)?;
         // The temp dir is 0700 and the file 0600: it carries every host's credential.
-        write_private(
+        super::local::write_private(
             &vars,
             &playbook::extra_vars(
                 &hosts,
@@ -277,17 +277,6 @@ impl AnsibleDispatcher {
         tracing::info!(deployment = %job.deployment, %jid, hosts = job.hosts.len(), failed = failed.len(), version = %job.version, "ansible job started");
         Ok(jid)
     }
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents.as_bytes())
 }
 
 impl Dispatcher for AnsibleDispatcher {
