@@ -196,8 +196,12 @@ fn the_status_page_shows_live_progress_and_failures_in_a_browser() {
     let reason = wait_for(T, "host-2 to fail and the others to wait in start", || {
         let fail = env.hosts_json(&srv, &id, "failure");
         let pending = env.hosts_json(&srv, &id, "pending");
-        let installing = pending.iter().filter(|h| h["state"] == "installing").count();
-        (fail.len() == 1 && installing == 3).then(|| fail[0]["reason"].as_str().unwrap().to_string())
+        let installing = pending
+            .iter()
+            .filter(|h| h["state"] == "installing")
+            .count();
+        (fail.len() == 1 && installing == 3)
+            .then(|| fail[0]["reason"].as_str().unwrap().to_string())
     });
     assert!(reason.contains(REASON), "{reason}");
 
@@ -205,7 +209,10 @@ fn the_status_page_shows_live_progress_and_failures_in_a_browser() {
     let (code, html) = srv.http("GET", "/", None, None);
     assert_eq!(code, 200);
     for absent in ["host-2", REASON, "data-fabric=\"", id.as_str()] {
-        assert!(!html.contains(absent), "the served HTML contains {absent:?}");
+        assert!(
+            !html.contains(absent),
+            "the served HTML contains {absent:?}"
+        );
     }
 
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
@@ -255,7 +262,12 @@ fn the_status_page_shows_live_progress_and_failures_in_a_browser() {
             .is_some_and(|r| r.contains(REASON))
     );
     // What runs where: the version on the three hosts that took it, unknown on host-2.
-    for (host, version) in [("host-1", "1"), ("host-2", ""), ("host-3", "1"), ("host-4", "1")] {
+    for (host, version) in [
+        ("host-1", "1"),
+        ("host-2", ""),
+        ("host-3", "1"),
+        ("host-4", "1"),
+    ] {
         let row = element(&after, "tr", "data-running-host", host)
             .unwrap_or_else(|| panic!("{host} missing from what runs where:\n{after}"));
         assert_eq!(row["data-version"], version, "{host}");

@@ -97,11 +97,9 @@ where
 
 fn respond(req: &Request<Incoming>, render: &dyn Fn() -> String) -> Response<String> {
     let (status, ctype, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => (
-            StatusCode::OK,
-            proto::prometheus::CONTENT_TYPE,
-            render(),
-        ),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            (StatusCode::OK, proto::prometheus::CONTENT_TYPE, render())
+        }
         (_, "/metrics") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
@@ -115,8 +113,10 @@ fn respond(req: &Request<Incoming>, render: &dyn Fn() -> String) -> Response<Str
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
+    );
     if status == StatusCode::METHOD_NOT_ALLOWED {
         r.headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
@@ -155,14 +155,28 @@ mod tests {
     #[tokio::test]
     async fn metrics_is_served_and_nothing_else() {
         let (addr, _stop) = start(Limits::default()).await;
-        let ok = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let ok = exchange(
+            addr,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(ok.contains("content-type: text/plain; version=0.0.4"), "{ok}");
+        assert!(
+            ok.contains("content-type: text/plain; version=0.0.4"),
+            "{ok}"
+        );
         assert!(ok.ends_with("\r\n\r\nx_total 1\n"), "{ok}");
-        let other = exchange(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let other = exchange(
+            addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(other.starts_with("HTTP/1.1 404"), "{other}");
-        let post =
-            exchange(addr, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        let post = exchange(
+            addr,
+            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
         assert!(post.contains("allow: GET, HEAD"), "{post}");
     }
@@ -201,7 +215,9 @@ mod tests {
         let mut buf = Vec::new();
         let r = tokio::time::timeout(Duration::from_secs(4), s.read_to_end(&mut buf))
             .await
-            .expect("a connection over the cap was closed within 4 s (before the 5 s header timeout)");
+            .expect(
+                "a connection over the cap was closed within 4 s (before the 5 s header timeout)",
+            );
         assert!(
             r.is_err() || buf.is_empty(),
             "no answer over the cap: {:?}",

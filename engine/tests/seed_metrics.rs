@@ -47,16 +47,16 @@ fn the_seeds_metrics_count_what_a_real_peer_downloaded() {
     let info = torrent_info(&torrent);
     let _tracker = Opentracker::start(port, &[&info.info_hash]);
 
-    let (mut seed, _addr) = instream_serve_with(
-        &torrent,
-        &data,
-        &["--metrics", "127.0.0.1:0"],
-        "info",
-    );
+    let (mut seed, _addr) =
+        instream_serve_with(&torrent, &data, &["--metrics", "127.0.0.1:0"], "info");
     let url = wait_for_some(
         || {
             if let Some(s) = seed.try_wait() {
-                panic!("instream-seed exited ({})\n{}", describe(s), seed.output_tail());
+                panic!(
+                    "instream-seed exited ({})\n{}",
+                    describe(s),
+                    seed.output_tail()
+                );
             }
             seed.stdout_lines()
                 .iter()
@@ -65,7 +65,10 @@ fn the_seeds_metrics_count_what_a_real_peer_downloaded() {
         STARTUP_TIMEOUT,
         "instream-seed to print its metrics URL",
     );
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"),
+        "{url}"
+    );
 
     // The seed's `started` reached the tracker: a peer asking now is told about it.
     let before = wait_for_some(
@@ -76,7 +79,11 @@ fn the_seeds_metrics_count_what_a_real_peer_downloaded() {
         STARTUP_TIMEOUT,
         "the seed's first announce to be counted",
     );
-    assert_eq!(sample(&before, "instream_seed_uploaded_bytes_total"), Some(0), "{before}");
+    assert_eq!(
+        sample(&before, "instream_seed_uploaded_bytes_total"),
+        Some(0),
+        "{before}"
+    );
     assert_eq!(
         sample(&before, "instream_seed_torrents{state=\"seeding\"}"),
         Some(1),
@@ -115,7 +122,11 @@ fn the_seeds_metrics_count_what_a_real_peer_downloaded() {
         Some(0),
         "{after}"
     );
-    assert_eq!(sample(&after, "instream_seed_downloaded_bytes_total"), Some(0), "{after}");
+    assert_eq!(
+        sample(&after, "instream_seed_downloaded_bytes_total"),
+        Some(0),
+        "{after}"
+    );
     for family in [
         "# TYPE instream_seed_uploaded_bytes_total counter",
         "# TYPE instream_seed_connected_peers gauge",

@@ -282,7 +282,9 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     let metrics_addr = match metrics_listener {
         Some(l) => {
-            let a = l.local_addr().context("read the metrics listener's address")?;
+            let a = l
+                .local_addr()
+                .context("read the metrics listener's address")?;
             let s = session.clone();
             tokio::spawn(crate::metrics_http::run(
                 l,
