@@ -103,12 +103,12 @@ fn deny_io_uring_setup() -> std::io::Result<()> {
     const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     let prog = [
-        op(LD_W_ABS, 0, 0, 4),                                  // A = arch
-        op(JEQ_K, 0, 3, ARCH),                                  // other ABI: allow
-        op(LD_W_ABS, 0, 0, 0),                                  // A = syscall number
-        op(JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32),       // io_uring_setup?
-        op(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),        //   -> EPERM
-        op(RET_K, 0, 0, RET_ALLOW),                             // everything else
+        op(LD_W_ABS, 0, 0, 4),                            // A = arch
+        op(JEQ_K, 0, 3, ARCH),                            // other ABI: allow
+        op(LD_W_ABS, 0, 0, 0),                            // A = syscall number
+        op(JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32), // io_uring_setup?
+        op(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),  //   -> EPERM
+        op(RET_K, 0, 0, RET_ALLOW),                       // everything else
     ];
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
@@ -141,7 +141,13 @@ fn under_seccomp_a_forced_uring_fails_in_one_line_and_auto_falls_back() {
         .arg(&torrent)
         .arg("--data")
         .arg(&data)
-        .args(["--listen", "127.0.0.1:0", "--no-tracker", "--io-backend", "uring"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-tracker",
+            "--io-backend",
+            "uring",
+        ])
         .env_remove("RUST_LOG");
     let mut seed = Proc::spawn("instream-seed serve --io-backend uring", {
         without_io_uring(&mut cmd);

@@ -26,8 +26,8 @@ use super::process::Child;
 use super::report::{Table, f, median};
 use super::swarm::labels;
 use super::util::{
-    GIB, ScratchDir, fmt_size, free_local_port, fresh_dir, install_interrupt_handler,
-    mktorrent, parse_size, same_file, sync_disks, wait_until, write_payload,
+    GIB, ScratchDir, fmt_size, free_local_port, fresh_dir, install_interrupt_handler, mktorrent,
+    parse_size, same_file, sync_disks, wait_until, write_payload,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -359,7 +359,11 @@ fn lt_round(ctx: &Ctx, tools: &Tools) -> Result<Round> {
     let mut peers = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         // One peer: dial the seed from port 0, as before the fanout existed.
-        let listen = if n == 1 { "127.0.0.1:0".parse()? } else { *addr };
+        let listen = if n == 1 {
+            "127.0.0.1:0".parse()?
+        } else {
+            *addr
+        };
         peers.push(tools.lt_peer(
             &format!("lt-peer{}", i + 1),
             &ctx.torrent,
@@ -430,7 +434,11 @@ fn instream_round(ctx: &Ctx, tools: &Tools) -> Result<Round> {
     let t0 = SystemTime::now();
     let mut peers = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let listen = if n == 1 { "127.0.0.1:0".parse()? } else { *addr };
+        let listen = if n == 1 {
+            "127.0.0.1:0".parse()?
+        } else {
+            *addr
+        };
         peers.push(tools.instream_peer(
             &format!("instream-peer{}", i + 1),
             &ctx.torrent,

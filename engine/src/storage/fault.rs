@@ -129,7 +129,11 @@ mod tests {
             let e = s.write_at(50, &[2; 50]).unwrap_err();
             assert!(e.is_no_space(), "{backend:?}: {e}");
             let disk = std::fs::read(dir.path().join("f")).unwrap();
-            assert_eq!(&disk[50..60], &[2; 10], "{backend:?}: torn write keeps its prefix");
+            assert_eq!(
+                &disk[50..60],
+                &[2; 10],
+                "{backend:?}: torn write keeps its prefix"
+            );
             assert_eq!(&disk[60..], &[0; 40], "{backend:?}");
             assert_eq!(s.written(), 100, "{backend:?}");
         }
