@@ -27,7 +27,7 @@ use std::os::unix::io::RawFd;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use io_uring::{IoUring, opcode, types};
+use io_uring::{IoUring, opcode, squeue, types};
 
 use super::{Error, FileLayout, OpenOptions, PortableStorage, Result, Storage, WRITE_CHUNK};
 
@@ -171,9 +171,20 @@ impl UringStorage {
                 for (i, op) in ops[..batch].iter().enumerate() {
                     let len = u32::try_from(op.len).unwrap_or(u32::MAX);
                     let sqe = if write {
-                        opcode::Write::new(types::Fd(op.fd), op.ptr, len)
+                        let sqe = opcode::Write::new(types::Fd(op.fd), op.ptr, len)
                             .offset(op.offset)
-                            .build()
+                            .build();
+                        // Buffered writes to ext4 cannot complete without blocking, so the
+                        // kernel hands each to an io-wq worker; unlinked, the chunks of one
+                        // piece run on as many workers at once and contend for the file's
+                        // lock. Linked, they run one after another on one worker. A short
+                        // write breaks the chain: the rest complete with ECANCELED and are
+                        // submitted again below.
+                        if i + 1 < batch {
+                            sqe.flags(squeue::Flags::IO_LINK)
+                        } else {
+                            sqe
+                        }
                     } else {
                         opcode::Read::new(types::Fd(op.fd), op.ptr, len)
                             .offset(op.offset)
@@ -199,7 +210,11 @@ impl UringStorage {
                             // counting so that no entry of ours is left in flight.
                             continue;
                         }
-                        if r < 0 {
+                        if write && r == -libc::ECANCELED {
+                            // Cancelled by a broken link (a short or failed write before
+                            // it): nothing was done; submitted again or superseded by the
+                            // error that broke the chain.
+                        } else if r < 0 {
                             first_err.get_or_insert_with(|| {
                                 self.err(ops[i].file, io::Error::from_raw_os_error(-r))
                             });
