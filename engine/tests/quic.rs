@@ -138,7 +138,8 @@ fn quic_dial_to_a_tcp_only_seed_falls_back_to_tcp() {
 }
 
 /// Every host in its own network namespace, all on `--transport quic`, and every UDP packet
-/// dropped on each host's link (a `tc` egress filter; this kernel's CI has no nftables): the
+/// dropped on each host's link (a `tc` filter; CI has no nftables and this kernel no tc drop
+/// action): the
 /// QUIC dials time out, every connection is TCP, and both peers complete.
 #[test]
 fn with_udp_blocked_quic_peers_fall_back_to_tcp_and_complete() {
@@ -159,21 +160,48 @@ fn with_udp_blocked_quic_peers_fall_back_to_tcp_and_complete() {
         down_mbit: 200.0,
     };
     let topo = Topology::build(TopologySpec::star(2, 1, link, None)).expect("namespaces");
+    // No tc actions on this kernel (no act_gact), so UDP is classified into an htb class
+    // whose queue holds nothing: `pfifo limit 0` drops every packet offered to it.
     for i in 0..3 {
-        let ns = topo.host_ns(i).name().to_string();
-        let tc = |args: &[&str]| {
-            run_ok(
-                "tc",
-                Command::new("ip")
-                    .args(["netns", "exec", &ns, "tc"])
-                    .args(args),
-            )
-        };
-        tc(&["qdisc", "add", "dev", "eth0", "clsact"]);
-        tc(&[
-            "filter", "add", "dev", "eth0", "egress", "protocol", "ip", "u32", "match", "ip",
-            "protocol", "17", "0xff", "action", "drop",
-        ]);
+        tc_in(
+            &topo,
+            i,
+            &[
+                "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb", "default", "10",
+            ],
+        );
+        tc_in(
+            &topo,
+            i,
+            &[
+                "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:10", "htb", "rate",
+                "200mbit",
+            ],
+        );
+        tc_in(
+            &topo,
+            i,
+            &[
+                "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:20", "htb", "rate",
+                "1mbit",
+            ],
+        );
+        tc_in(
+            &topo,
+            i,
+            &[
+                "qdisc", "add", "dev", "eth0", "parent", "1:20", "handle", "20:", "pfifo", "limit",
+                "0",
+            ],
+        );
+        tc_in(
+            &topo,
+            i,
+            &[
+                "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "u32", "match",
+                "ip", "protocol", "17", "0xff", "flowid", "1:20",
+            ],
+        );
     }
     let addr = |i: usize| SocketAddr::from((host_addr(i), PORT));
     let in_ns = |i: usize, program: &str| {
@@ -233,4 +261,26 @@ fn with_udp_blocked_quic_peers_fall_back_to_tcp_and_complete() {
         );
     }
     seed.terminate(std::time::Duration::from_secs(10));
+    let stats = tc_in(&topo, 1, &["-s", "qdisc", "show", "dev", "eth0"]);
+    let dropped: u64 = stats
+        .split("qdisc pfifo 20:")
+        .nth(1)
+        .and_then(|s| s.split("dropped ").nth(1))
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no drop count for the UDP queue in:\n{stats}"));
+    assert!(
+        dropped > 0,
+        "no UDP packet was dropped (QUIC never tried?):\n{stats}"
+    );
+}
+
+/// `tc ARGS` inside host `i`'s namespace; its standard output.
+fn tc_in(topo: &Topology, i: usize, args: &[&str]) -> String {
+    run_ok(
+        "tc",
+        Command::new("ip")
+            .args(["netns", "exec", topo.host_ns(i).name(), "tc"])
+            .args(args),
+    )
 }

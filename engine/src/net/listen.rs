@@ -91,7 +91,11 @@ impl Drop for Slot {
 }
 
 /// Takes a slot for a connection from `ip`, or says which cap it would pass.
-pub(super) fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &ListenLimits) -> Result<Slot, &'static str> {
+pub(super) fn admit(
+    open: &Arc<Mutex<Open>>,
+    ip: IpAddr,
+    limits: &ListenLimits,
+) -> Result<Slot, &'static str> {
     let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
     if limits.max_connections != 0 && o.total >= limits.max_connections {
         return Err("too many incoming connections");

@@ -214,9 +214,8 @@ impl Quic {
     pub fn new(socket: std::net::UdpSocket, config: &QuicConfig) -> Result<Arc<Self>, QuicError> {
         let (server, client) = crypto(&config.identity)?;
         let transport = Arc::new(transport_config());
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(
-            server,
-        )?));
+        let mut server =
+            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
         server.transport_config(transport.clone());
         let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
         client.transport_config(transport);
@@ -471,8 +470,8 @@ fn crypto(
     let (mut server, mut client) = match identity {
         QuicIdentity::SelfSigned => {
             let key = rcgen::KeyPair::generate()?;
-            let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?
-                .self_signed(&key)?;
+            let cert =
+                rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?.self_signed(&key)?;
             let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
             let server = server
                 .with_no_client_auth()
@@ -500,14 +499,17 @@ fn crypto(
                 })?;
             }
             let roots = Arc::new(roots);
-            let peers =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                    .build()?;
+            let peers = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.clone(),
+                provider.clone(),
+            )
+            .build()?;
             let server = server
                 .with_client_cert_verifier(peers)
                 .with_single_cert(chain.clone(), key_der()?)?;
             let hosts =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider).build()?;
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()?;
             let client = client
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(SignedByCa(hosts)))
@@ -688,7 +690,10 @@ mod tests {
             ];
             let key = KeyPair::generate().unwrap();
             let cert = p.signed_by(&key, &*self.ca).unwrap();
-            let (c, k) = (self.dir.join(format!("{name}.crt")), self.dir.join(format!("{name}.key")));
+            let (c, k) = (
+                self.dir.join(format!("{name}.crt")),
+                self.dir.join(format!("{name}.key")),
+            );
             std::fs::write(&c, cert.pem()).unwrap();
             std::fs::write(&k, key.serialize_pem()).unwrap();
             QuicIdentity::Files {
@@ -753,8 +758,14 @@ mod tests {
             SocketOptions::default(),
             Some(member.clone()),
         ));
-        assert!(connected(&mut member_rx).await, "the CA's host did not connect");
-        assert!(connected(&mut server_rx).await, "the server saw no connection");
+        assert!(
+            connected(&mut member_rx).await,
+            "the CA's host did not connect"
+        );
+        assert!(
+            connected(&mut server_rx).await,
+            "the server saw no connection"
+        );
         assert_eq!(member.counts().quic_connections, 1);
         r.cancel.cancel();
         dial.await.unwrap();

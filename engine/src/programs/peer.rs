@@ -492,7 +492,14 @@ async fn fetch(
         error = Some(format!("torrent ended in state {:?}", status.state));
     }
     Ok(Fetched {
-        summary: summary(&handle, &status, transport, wall, started.elapsed(), error.as_deref()),
+        summary: summary(
+            &handle,
+            &status,
+            transport,
+            wall,
+            started.elapsed(),
+            error.as_deref(),
+        ),
         error,
         bytes: status.stats.bytes_have,
     })
