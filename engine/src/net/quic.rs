@@ -119,6 +119,28 @@ pub enum QuicIdentity {
     },
 }
 
+/// QUIC congestion control (`--quic-congestion`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Congestion {
+    /// CUBIC, as Linux TCP uses by default (quinn's default).
+    #[default]
+    Cubic,
+    /// BBR (quinn's, marked experimental there): paces on measured bandwidth and round
+    /// trip instead of backing off on every loss, so random loss costs it little.
+    Bbr,
+}
+
+impl FromStr for Congestion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cubic" => Ok(Self::Cubic),
+            "bbr" => Ok(Self::Bbr),
+            _ => Err(format!("unknown congestion control {s:?} (cubic or bbr)")),
+        }
+    }
+}
+
 /// QUIC settings of a session.
 #[derive(Debug, Clone)]
 pub struct QuicConfig {
@@ -128,6 +150,8 @@ pub struct QuicConfig {
     /// Default 1 s: a QUIC handshake takes one round trip, so this leaves room for a few
     /// lost packets while keeping "UDP blocked" cheap.
     pub dial_timeout: Duration,
+    /// Congestion controller. Default CUBIC.
+    pub congestion: Congestion,
 }
 
 impl Default for QuicConfig {
@@ -135,6 +159,7 @@ impl Default for QuicConfig {
         Self {
             identity: QuicIdentity::SelfSigned,
             dial_timeout: Duration::from_secs(1),
+            congestion: Congestion::Cubic,
         }
     }
 }
@@ -213,7 +238,7 @@ impl Quic {
     /// tokio runtime.
     pub fn new(socket: std::net::UdpSocket, config: &QuicConfig) -> Result<Arc<Self>, QuicError> {
         let (server, client) = crypto(&config.identity)?;
-        let transport = Arc::new(transport_config());
+        let transport = Arc::new(transport_config(config.congestion));
         let mut server =
             quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
         server.transport_config(transport.clone());
@@ -439,8 +464,11 @@ async fn accept_one(
     ))
 }
 
-fn transport_config() -> quinn::TransportConfig {
+fn transport_config(congestion: Congestion) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    if congestion == Congestion::Bbr {
+        t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
     t.stream_receive_window(STREAM_WINDOW.into());
     t.send_window(2 * u64::from(STREAM_WINDOW));
     // Idle peers stay connected as over TCP (BitTorrent sends its own keep-alives every
@@ -709,6 +737,7 @@ mod tests {
         let config = QuicConfig {
             identity,
             dial_timeout: Duration::from_secs(5),
+            congestion: Congestion::Cubic,
         };
         Quic::new(socket, &config).unwrap()
     }

@@ -129,12 +129,16 @@ pub struct TransportArgs {
     /// PEM CA that QUIC peers' certificates must be signed by (both ways).
     #[arg(long, value_name = "FILE", requires_all = ["quic_cert", "quic_key"])]
     pub quic_ca: Option<std::path::PathBuf>,
+    /// QUIC congestion control: `cubic` (default) or `bbr`.
+    #[arg(long, default_value = "cubic", value_name = "cubic|bbr")]
+    pub quic_congestion: crate::net::quic::Congestion,
 }
 
 impl TransportArgs {
     /// Fills the session's transport settings.
     pub fn apply(&self, config: &mut crate::session::SessionConfig) {
         config.transport = self.transport;
+        config.quic.congestion = self.quic_congestion;
         if let (Some(cert), Some(key), Some(ca)) = (&self.quic_cert, &self.quic_key, &self.quic_ca)
         {
             config.quic.identity = crate::net::QuicIdentity::Files {
