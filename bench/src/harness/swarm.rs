@@ -407,16 +407,21 @@ fn spec_impair(topo: &Topology) -> Option<Impairment> {
     topo.spec.impair
 }
 
-/// [`labels`] of the entries, with `/TRANSPORT` on instream's when it is not the only TCP one.
+/// Display names of the entries: the client, `/TRANSPORT` on instream's unless every one is
+/// plain TCP, numbered when the same name comes twice.
 fn entry_labels(entries: &[(ClientKind, Option<&str>)]) -> Vec<String> {
-    let kinds: Vec<ClientKind> = entries.iter().map(|(c, _)| *c).collect();
     let plain_tcp = entries.iter().all(|(_, t)| t.is_none_or(|t| t == "tcp"));
-    labels(&kinds)
-        .into_iter()
-        .zip(entries)
-        .map(|(l, (_, t))| match t {
-            Some(t) if !plain_tcp => format!("{l}/{t}"),
-            _ => l,
+    let mut seen = std::collections::HashMap::new();
+    entries
+        .iter()
+        .map(|(c, t)| {
+            let name = match t {
+                Some(t) if !plain_tcp => format!("{}/{t}", c.name()),
+                _ => c.name().to_string(),
+            };
+            let n = seen.entry(name.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { name } else { format!("{name}#{n}") }
         })
         .collect()
 }
