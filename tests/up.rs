@@ -170,6 +170,26 @@ fn up_keep_lets_a_second_shell_publish_deploy_and_roll_back_with_no_flags() {
     });
     assert!(server_url.starts_with("https://"), "{server_url}");
     assert!(config.join("ca.pem").exists());
+    // The origin's /metrics: every piece of the first deployment left it at least once.
+    let metrics = up_log()
+        .lines()
+        .find_map(|l| {
+            l.split_once("origin metrics ")
+                .map(|(_, u)| u.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("up printed no origin metrics URL:\n{}", up_log()));
+    let text = reqwest::blocking::get(&metrics)
+        .and_then(|r| r.text())
+        .unwrap_or_else(|e| panic!("GET {metrics}: {e}"));
+    let served: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("instream_seed_uploaded_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no instream_seed_uploaded_bytes_total in:\n{text}"));
+    assert!(
+        served >= 1024 * 1024,
+        "the origin served {served} bytes of 1 MiB"
+    );
     let cli = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_instream"))
             .args(args)

@@ -353,6 +353,14 @@ impl Session {
             .collect()
     }
 
+    /// Every torrent's counters summed, and the announce outcomes (for `--metrics`).
+    pub fn stats_snapshot(&self) -> crate::session_stats::SessionStats {
+        crate::session_stats::SessionStats::collect(
+            &self.torrents(),
+            &self.inner.config.tracker.counters,
+        )
+    }
+
     /// Adds a torrent: checks which pieces `storage` already holds (unless told to trust
     /// it), then starts its task. Callable at any time while the session runs.
     pub async fn add_torrent(

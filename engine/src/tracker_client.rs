@@ -14,6 +14,8 @@
 //! again with the retry rather than lost. Codecs come from `proto::tracker`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use proto::tracker::AnnounceEvent;
@@ -50,6 +52,34 @@ pub struct ClientConfig {
     pub min_interval: Duration,
     /// Peers asked for per announce. Default 50.
     pub numwant: u32,
+    /// Where announce outcomes are counted: every client made from clones of this config
+    /// shares it (a session's torrents do, so `/metrics` reads one set). Default: a fresh
+    /// set of zeros.
+    pub counters: Arc<AnnounceCounters>,
+}
+
+/// Announces answered and failed, over every tracker task sharing them.
+#[derive(Debug, Default)]
+pub struct AnnounceCounters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl AnnounceCounters {
+    /// Announces a tracker answered (a refusal counts as failed).
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Announces that timed out, were refused or could not be sent.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn count<T, E>(&self, r: &Result<T, E>) {
+        let c = if r.is_ok() { &self.ok } else { &self.failed };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for ClientConfig {
@@ -64,6 +94,7 @@ impl Default for ClientConfig {
             max_backoff: Duration::from_secs(300),
             min_interval: Duration::from_secs(10),
             numwant: 50,
+            counters: Arc::default(),
         }
     }
 }
@@ -745,6 +776,7 @@ impl TrackerTask {
                     }
                 }
             };
+            self.cfg.counters.count(&result);
             match result {
                 Ok(o) => {
                     failures = 0;
@@ -784,10 +816,11 @@ impl TrackerTask {
         }
         if announced {
             // Best effort, single attempt: the caller bounds the wait.
-            let _ = self
+            let r = self
                 .conn
                 .announce(&self.cfg, &self.id, AnnounceEvent::Stopped, self.stats)
                 .await;
+            self.cfg.counters.count(&r);
         }
     }
 }

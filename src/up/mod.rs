@@ -129,6 +129,8 @@ struct Fleet {
     origin: Proc,
     tracker: Proc,
     url: String,
+    /// The origin's Prometheus endpoint (`http://127.0.0.1:PORT/metrics`).
+    origin_metrics: String,
     token: String,
     /// The CA of the server's certificate.
     ca: PathBuf,
@@ -212,16 +214,21 @@ fn start_fleet(a: &UpArgs, bins: &Path, work: &Path) -> Result<Fleet> {
         "serve",
         "--listen",
         "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
         "--super-seed",
         "--watch",
     ])
     .arg(&origin_dir);
-    let origin = Proc::spawn(
+    let mut origin = Proc::spawn(
         "instream-seed",
         &mut cmd,
         &logs.join("origin.log"),
-        Pipe::None,
+        Pipe::Stdout,
     )?;
+    let origin_metrics = origin.wait_line(Duration::from_secs(30), |l| {
+        l.strip_prefix("metrics ").map(str::to_string)
+    })?;
 
     let tls = ca::make(&work.join("tls"))?;
     let exe = std::env::current_exe().context("find this executable")?;
@@ -266,6 +273,7 @@ fn start_fleet(a: &UpArgs, bins: &Path, work: &Path) -> Result<Fleet> {
         origin,
         tracker,
         url,
+        origin_metrics,
         token,
         ca: tls.ca,
     })
@@ -415,6 +423,10 @@ pub fn run(a: UpArgs) -> Result<()> {
         a.hosts,
         a.fabrics,
         work_path.join("logs").display()
+    );
+    eprintln!(
+        "metrics: {}/metrics (operator token), origin metrics {}",
+        fleet.url, fleet.origin_metrics
     );
     let ran = rt.block_on(async {
         tokio::select! {

@@ -123,6 +123,11 @@ enum Cmd {
         /// trackers. `instream publish` uses this (see crate::agent::origin).
         #[arg(long, value_name = "DIR")]
         watch: Option<PathBuf>,
+        /// Serve Prometheus text at http://ADDR/metrics (bytes served and received, peers,
+        /// torrents, announces and their errors, pieces that failed verification); port 0
+        /// picks one, printed as `metrics http://ADDR/metrics` before `listening ...`.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
 }
 
@@ -239,6 +244,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         encryption,
         transport,
         watch,
+        metrics,
     } = cmd
     else {
         unreachable!("serve called with another command")
@@ -246,6 +252,14 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind TCP listener {listen}"))?;
+    let metrics_listener = match metrics {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("bind the metrics listener {a}"))?,
+        ),
+        None => None,
+    };
     let mut config = SessionConfig::default();
     config.torrent.fabric = fabric;
     config.torrent.super_seed = super_seed;
@@ -270,6 +284,25 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     let session = Session::start(config, Some(listener)).context("start the session")?;
     let addr = session.listen_addr().expect("listening");
     let data = data.unwrap_or_default();
+    // Up before the torrents are checked: a scraper sees `checking` rather than nothing.
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let metrics_addr = match metrics_listener {
+        Some(l) => {
+            let a = l
+                .local_addr()
+                .context("read the metrics listener's address")?;
+            let s = session.clone();
+            tokio::spawn(crate::metrics_http::run(
+                l,
+                crate::metrics_http::Limits::default(),
+                move || s.stats_snapshot().to_prometheus("instream_seed"),
+                metrics_stop.clone().cancelled_owned(),
+            ));
+            info!(addr = %a, "serving /metrics");
+            Some(a)
+        }
+        None => None,
+    };
 
     for source in &torrents {
         let bytes = super::load_torrent(source, None).await?;
@@ -316,7 +349,10 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         // A closed stdout must not stop the seed.
-        let _ = writeln!(out, "listening {addr}").and_then(|_| out.flush());
+        let _ = metrics_addr
+            .map_or(Ok(()), |m| writeln!(out, "metrics http://{m}/metrics"))
+            .and_then(|_| writeln!(out, "listening {addr}"))
+            .and_then(|_| out.flush());
     }
 
     // A panicked torrent task or disk thread ends the seed with an error, not half-served.
@@ -342,5 +378,6 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     }
     info!("shutting down");
     session.shutdown().await;
+    metrics_stop.cancel();
     Ok(())
 }
