@@ -137,6 +137,8 @@ struct GetArgs {
         value_name = "plaintext|prefer|require"
     )]
     encryption: proto::mse::Policy,
+    #[command(flatten)]
+    transport: super::TransportArgs,
 }
 
 /// The program: parses `std::env::args`, runs, and returns the exit status.
@@ -332,6 +334,7 @@ async fn wait_for_completion(
 fn summary(
     handle: &TorrentHandle,
     status: &TorrentStatus,
+    transport: crate::net::TransportCounts,
     wall: Duration,
     total: Duration,
     error: Option<&str>,
@@ -354,6 +357,8 @@ fn summary(
         "pieces": s.pieces_have,
         "pieces_total": s.pieces_total,
         "pieces_at_start": status.pieces_at_start,
+        "quic_connections": transport.quic_connections,
+        "quic_fallbacks": transport.quic_fallbacks,
         "error": error,
     })
 }
@@ -431,6 +436,7 @@ async fn fetch(
     config.socket.encryption = args.encryption;
     config.disk_threads = args.disk_threads;
     config.announce_ip = args.announce_ip;
+    args.transport.apply(&mut config);
     if let Some(m) = args.max_peers {
         config.torrent.max_peers = m;
     }
@@ -479,13 +485,21 @@ async fn fetch(
             _ = super::shutdown_signal() => {}
         }
     }
+    let transport = session.transport_counts();
     session.shutdown().await;
     let status = handle.status();
     if error.is_none() && !matches!(status.state, TorrentState::Seeding) {
         error = Some(format!("torrent ended in state {:?}", status.state));
     }
     Ok(Fetched {
-        summary: summary(&handle, &status, wall, started.elapsed(), error.as_deref()),
+        summary: summary(
+            &handle,
+            &status,
+            transport,
+            wall,
+            started.elapsed(),
+            error.as_deref(),
+        ),
         error,
         bytes: status.stats.bytes_have,
     })

@@ -29,6 +29,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size of `Serve` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Make a .torrent for a file or a directory.
@@ -113,6 +115,8 @@ enum Cmd {
             value_name = "plaintext|prefer|require"
         )]
         encryption: proto::mse::Policy,
+        #[command(flatten)]
+        transport: super::TransportArgs,
         /// Also seed every version dropped into DIR while running: DIR/<key>/ holds the
         /// payload, DIR/<key>.torrent appears last (by rename); the origin answers with
         /// DIR/<key>.seeding (or DIR/<key>.error) and announces it to the torrent's
@@ -238,6 +242,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         no_tracker,
         io_backend,
         encryption,
+        transport,
         watch,
         metrics,
     } = cmd
@@ -260,6 +265,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     config.torrent.super_seed = super_seed;
     config.socket.encryption = encryption;
     config.announce_ip = announce_ip;
+    transport.apply(&mut config);
     if let Some(m) = max_peers {
         config.torrent.max_peers = m;
     }
