@@ -70,11 +70,15 @@ impl SuperSeed {
         }
     }
 
-    /// Reveals pieces to `peer` until its window is full.
+    /// Reveals pieces to `peer` until its window is full. A `lone` peer (the only one
+    /// downloading from us) gets the widest window at once: nobody else could use the
+    /// pieces, and its measured rate, which sizes the window, would otherwise take several
+    /// ticks to grow out of the smallest window's round trips.
     pub(crate) fn top_up(
         &mut self,
         key: PeerKey,
         peer: &mut Peer,
+        lone: bool,
         picker: &Picker,
         rng: &mut SmallRng,
         actions: &mut VecDeque<Action>,
@@ -86,8 +90,11 @@ impl SuperSeed {
         let piece_len = lengths.default_piece_len().max(1) as f64;
         // A float-to-int `as` saturates, and the clamp bounds it anyway.
         #[allow(clippy::cast_possible_truncation)]
-        let window =
-            ((peer.up.per_sec() * WINDOW_SECS / piece_len) as u32).clamp(MIN_WINDOW, MAX_WINDOW);
+        let window = if lone {
+            MAX_WINDOW
+        } else {
+            ((peer.up.per_sec() * WINDOW_SECS / piece_len) as u32).clamp(MIN_WINDOW, MAX_WINDOW)
+        };
         let pending = revealed
             .iter_set()
             .filter(|&i| !peer.pieces.get_raw(i))

@@ -96,6 +96,36 @@ fn super_seed_origin_sends_each_piece_about_once() {
     assert!(seed_up < 1.6, "origin uploaded {seed_up:.2} copies");
 }
 
+/// Super-seeding is the origin's default: a lone downloader must still get the whole
+/// payload about as fast as from a plain seed (each peer has its own reveal window; a budget
+/// shared across peers once starved a single one). 25 ms each way, as a deep uplink queue.
+#[test]
+fn a_lone_peer_of_a_super_seeding_origin_is_not_slowed() {
+    let run = |super_seed: bool| {
+        let mut seed = node(Role::Seed, "f1", 50.0);
+        seed.config.super_seed = super_seed;
+        let specs = vec![seed, node(Role::Leecher, "f1", 50.0)];
+        let mut s = Swarm::new(payload(16 << 20), 256 * 1024, specs);
+        s.latency = Duration::from_millis(25);
+        s.run(Duration::from_secs(60));
+        assert!(
+            s.is_done(),
+            "super_seed={super_seed}: stalled {:?}",
+            s.progress()
+        );
+        let r = s.reports();
+        assert_eq!(r[1].bytes_down, 16 << 20, "no byte twice");
+        r[1].completed_at.expect("done").as_secs_f64()
+    };
+    let (plain, origin) = (run(false), run(true));
+    eprintln!("lone peer: plain seed {plain:.2} s, super-seeding origin {origin:.2} s");
+    // 16 MiB at 50 MiB/s is 0.32 s.
+    assert!(
+        origin < plain * 1.15 + 0.05,
+        "plain {plain:.2} s, origin {origin:.2} s"
+    );
+}
+
 #[test]
 fn a_liar_is_banned_and_the_download_completes() {
     let data = payload(2 << 20);
