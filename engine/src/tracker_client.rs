@@ -28,6 +28,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
+/// How soon to announce again after the tracker's fabric share changed.
+const SHARE_SETTLE: Duration = Duration::from_secs(2);
+/// At most this many such early announces per tracker.
+const SHARE_SETTLES: u32 = 5;
+
 /// Timeouts, retries and limits of the client.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -731,6 +736,8 @@ impl TrackerTask {
         let mut next = Instant::now();
         let mut failures = 0u32;
         let mut announced = false;
+        let mut last_share = None;
+        let mut settles = 0u32;
         'outer: loop {
             tokio::select! {
                 () = sleep_until(next) => {}
@@ -766,7 +773,17 @@ impl TrackerTask {
                 Ok(o) => {
                     failures = 0;
                     announced = true;
-                    let interval = o.interval.max(self.cfg.min_interval);
+                    let mut interval = o.interval.max(self.cfg.min_interval);
+                    // While a rollout's hosts are still arriving, the count of our fabric
+                    // grows with each announce: ask again soon, a few times, so that early
+                    // hosts do not keep a share computed from a handful of them.
+                    if o.fabric_share.is_some() && o.fabric_share != last_share {
+                        last_share = o.fabric_share;
+                        if settles < SHARE_SETTLES {
+                            settles += 1;
+                            interval = interval.min(SHARE_SETTLE);
+                        }
+                    }
                     next = Instant::now() + interval;
                     if pending.is_some() {
                         next = Instant::now();

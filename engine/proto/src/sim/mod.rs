@@ -41,6 +41,11 @@ pub trait PeerSource {
     ) -> (Vec<usize>, Option<FabricShare>);
 }
 
+/// Re-announce this soon after the tracker's fabric share changed (as
+/// `engine::tracker_client` does), at most [`SHARE_SETTLES`] times.
+const SHARE_SETTLE: Duration = Duration::from_secs(2);
+const SHARE_SETTLES: u32 = 5;
+
 /// What every dataless block carries (its bytes are never looked at).
 static ZEROS: [u8; BLOCK_LEN as usize] = [0; BLOCK_LEN as usize];
 
@@ -132,6 +137,8 @@ struct Node {
     timer_at: Option<Duration>,
     /// Shut down and left the swarm (see [`Swarm::seed_for`]).
     gone: bool,
+    /// The fabric share of the last announce, and early re-announces made since it changed.
+    share: (Option<FabricShare>, u32),
 }
 
 #[derive(Debug)]
@@ -238,6 +245,7 @@ impl Swarm {
                 report: NodeReport::default(),
                 timer_at: None,
                 gone: false,
+                share: (None, 0),
             })
             .collect();
         let mut s = Self {
@@ -414,15 +422,23 @@ impl Swarm {
         let (peers, share) = self.peer_source.announce(i, &fabric, complete, self.now);
         let addrs: Vec<_> = peers.into_iter().map(|j| self.nodes[j].addr).collect();
         self.with_torrent(i, |t| t.handle_input(now, Input::PeersDiscovered { addrs }));
+        let mut next = self.reannounce;
         if let Some(share) = share {
             self.with_torrent(i, |t| {
                 t.handle_input(now, Input::FabricShareLearned { share })
             });
+            // As the engine's tracker client does: ask again soon while the count changes.
+            let (last, settles) = &mut self.nodes[i].share;
+            if *last != Some(share) {
+                *last = Some(share);
+                if *settles < SHARE_SETTLES {
+                    *settles += 1;
+                    next = next.min(SHARE_SETTLE);
+                }
+            }
         }
-        let done =
-            self.nodes[i].report.completed_at.is_some() || self.nodes[i].spec.role != Role::Leecher;
-        if !self.reannounce.is_zero() && !done {
-            self.schedule(self.now + self.reannounce, i, Event::Announce);
+        if !next.is_zero() && !complete {
+            self.schedule(self.now + next, i, Event::Announce);
         }
     }
 

@@ -2,6 +2,11 @@
 //! to each peer a small window of pieces that the swarm has least of, topping the window up
 //! as the peer completes them. The origin's uplink is the scarcest link in a rollout, so each
 //! piece should leave it about once; peers trade the rest among themselves.
+//!
+//! A peer always has at least one revealed piece it lacks (so it never idles on us); beyond
+//! that, its window holds only pieces that no connected peer has and none is revealed to.
+//! With many peers and few pieces, per-peer windows would otherwise reveal each piece to
+//! several peers and the origin would send it several times.
 
 use std::collections::VecDeque;
 
@@ -95,12 +100,12 @@ impl SuperSeed {
         } else {
             ((peer.up.per_sec() * WINDOW_SECS / piece_len) as u32).clamp(MIN_WINDOW, MAX_WINDOW)
         };
-        let pending = revealed
+        let mut pending = revealed
             .iter_set()
             .filter(|&i| !peer.pieces.get_raw(i))
             .count();
         let n = lengths.num_pieces();
-        for _ in pending..window as usize {
+        while pending < window as usize {
             // Least spread first: peers that have it plus peers it is already revealed to.
             let offset = if n > 0 { rng.gen_range(0..n) } else { return };
             let mut best: Option<(u32, u32)> = None;
@@ -124,13 +129,17 @@ impl SuperSeed {
                     }
                 }
             }
-            let Some((_, i)) = best else { return };
+            let Some((score, i)) = best else { return };
+            if score > 0 && pending > 0 {
+                return; // the rest is spread already: peers trade it
+            }
             revealed.set_raw(i);
             self.outstanding[i as usize] = self.outstanding[i as usize].saturating_add(1);
             actions.push_back(Action::Send {
                 peer: key,
                 msg: Message::Have(i),
             });
+            pending += 1;
         }
     }
 }
