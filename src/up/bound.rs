@@ -180,7 +180,7 @@ mod tests {
         // Two cores that SHA-1 and BLAKE3 at 1 GB/s each hash 1 GB/s together.
         m.sha1 = 1e9;
         m.blake3 = 1e9;
-        assert_eq!(m.hash_rate(), 1e9);
+        assert!((m.hash_rate() - 1e9).abs() < 1.0);
         m.blake3 = 0.5e9;
         assert_eq!(m.limit(), "hashing");
         assert!((m.bound_secs(2, 1_000_000_000) - 3.0).abs() < 1e-9);

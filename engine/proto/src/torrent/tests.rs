@@ -126,6 +126,80 @@ fn a_lone_peer_of_a_super_seeding_origin_is_not_slowed() {
     );
 }
 
+/// The fleet default (issue 13): a super-seeding origin and hosts that learn their fabric
+/// share from the tracker as they announce (ranks by peer id among the fabric's hosts seen
+/// so far, as `tracker::swarm` answers) bring each piece into each fabric about once.
+#[test]
+fn each_piece_enters_each_fabric_about_once() {
+    use crate::sim::PeerSource;
+
+    /// Every node learns every other; a leecher's share counts the hosts of its fabric that
+    /// announced so far, so early hosts see small counts, as they would from a tracker.
+    struct TrackerLike {
+        fabric_of: Vec<String>,
+        seen: Vec<bool>,
+    }
+    impl PeerSource for TrackerLike {
+        fn announce(
+            &mut self,
+            node: usize,
+            fabric: &str,
+            _complete: bool,
+            _now: Duration,
+        ) -> (Vec<usize>, Option<FabricShare>) {
+            self.seen[node] = true;
+            let peers = (0..self.fabric_of.len()).filter(|&j| j != node).collect();
+            if node == 0 {
+                return (peers, None); // the origin is nobody's share
+            }
+            let mates: Vec<usize> = (1..self.fabric_of.len())
+                .filter(|&j| self.seen[j] && self.fabric_of[j] == fabric)
+                .collect();
+            let rank = mates.iter().position(|&j| j == node).expect("seen") as u32;
+            let share = FabricShare {
+                rank,
+                of: mates.len() as u32,
+            };
+            (peers, Some(share))
+        }
+    }
+
+    let len = 4usize << 20;
+    let mut origin = node(Role::Seed, "f1", 10.0);
+    origin.config.super_seed = true;
+    let mut specs = vec![origin];
+    for h in 0..12 {
+        let mut n = node(Role::Leecher, &format!("f{}", h % 3 + 1), 10.0);
+        // Hosts arrive over a second, as a dispatcher starts them.
+        n.start_at = Duration::from_millis(80 * h);
+        specs.push(n);
+    }
+    let fabric_of: Vec<String> = specs.iter().map(|n| n.fabric.clone()).collect();
+    let mut s = Swarm::new(payload(len), 64 * 1024, specs);
+    for f in ["f1", "f2", "f3"] {
+        s.set_fabric_ingress(f, 10.0 * MB);
+    }
+    s.set_peer_source(Box::new(TrackerLike {
+        seen: vec![false; fabric_of.len()],
+        fabric_of: fabric_of.clone(),
+    }));
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    let r = s.reports();
+    for f in ["f2", "f3"] {
+        let into: u64 = (1..r.len())
+            .filter(|&i| fabric_of[i] == f)
+            .map(|i| r[i].cross_fabric_down)
+            .sum();
+        let copies = into as f64 / len as f64;
+        eprintln!("into {f}: {copies:.2} x payload");
+        assert!(copies < 1.3, "{copies:.2} copies crossed into {f}");
+    }
+    let origin_copies = r[0].bytes_up as f64 / len as f64;
+    eprintln!("origin: {origin_copies:.2} x payload, fanout {:?}", s.now());
+    assert!(origin_copies < 1.6, "origin sent {origin_copies:.2} copies");
+}
+
 #[test]
 fn a_liar_is_banned_and_the_download_completes() {
     let data = payload(2 << 20);
