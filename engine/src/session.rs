@@ -189,6 +189,14 @@ impl TorrentHandle {
         }
     }
 
+    /// Our share of our fabric's cross-fabric fetches as a tracker counted it (ignored by
+    /// the machine when `--fabric-share` was given).
+    pub fn learn_fabric_share(&self, share: proto::picker::FabricShare) {
+        let _ = self.ctl.send(Control::Inputs(vec![
+            proto::torrent::Input::FabricShareLearned { share },
+        ]));
+    }
+
     /// The latest snapshot.
     pub fn status(&self) -> TorrentStatus {
         self.status.borrow().clone()

@@ -100,6 +100,10 @@ pub struct SwarmArgs {
     /// "go" sent once every peer is set up. instream peers are always timed from their spawn.
     #[arg(long)]
     pub lt_from_spawn: bool,
+    /// Do not pass `--fabric-share` to instream peers (default flags: they rank themselves
+    /// among the same-fabric peers they connect to, or take the tracker's share).
+    #[arg(long)]
+    pub no_fabric_share: bool,
 }
 
 /// One client's figures for one round.
@@ -145,6 +149,9 @@ impl Ctx<'_> {
     /// `RANK/OF` of peer `i` among the peers of its fabric, as the control plane's
     /// dispatcher would pass it (`None` with one fabric or alone in its fabric).
     fn fabric_share(&self, i: usize) -> Option<String> {
+        if self.a.no_fabric_share {
+            return None;
+        }
         let mine = self.fabric(i)?;
         let same: Vec<usize> = (1..=self.a.peers)
             .filter(|&j| self.fabric(j) == Some(mine))

@@ -68,7 +68,8 @@ struct GetArgs {
     #[arg(long)]
     fabric: Option<String>,
     /// This host's share of the pieces to bring in from other fabrics, `RANK/OF` among the
-    /// fabric's hosts (without it, the host ranks itself among the peers it meets).
+    /// fabric's hosts (without it, the host takes the rank an instream tracker answers, or
+    /// ranks itself among the peers it meets when that counts more hosts).
     #[arg(long, value_name = "RANK/OF")]
     fabric_share: Option<proto::picker::FabricShare>,
     /// Keep seeding this many seconds after completion.

@@ -78,9 +78,14 @@ enum Cmd {
         /// A peer to connect to; repeatable.
         #[arg(long = "peer")]
         peers: Vec<SocketAddr>,
-        /// Origin mode: give each peer pieces nobody else has yet (BEP 16-like).
-        #[arg(long)]
+        /// Accepted for scripts written before super-seeding became the default; no effect.
+        #[arg(long, conflicts_with = "no_super_seed")]
         super_seed: bool,
+        /// Serve like a plain seed (advertise every piece) instead of the default origin
+        /// mode, which reveals to each peer a few pieces the swarm has least of (BEP 16-like),
+        /// so each piece leaves the origin about once and distinct pieces reach each fabric.
+        #[arg(long)]
+        no_super_seed: bool,
         /// Trust the data without hashing it first (it was just created from these files).
         #[arg(long)]
         skip_check: bool,
@@ -232,7 +237,8 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         announce_ip,
         fabric,
         peers,
-        super_seed,
+        super_seed: _,
+        no_super_seed,
         skip_check,
         max_peers,
         max_connections,
@@ -262,7 +268,8 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     };
     let mut config = SessionConfig::default();
     config.torrent.fabric = fabric;
-    config.torrent.super_seed = super_seed;
+    // Origin mode by default: a seed's uplink is the scarcest link in a rollout.
+    config.torrent.super_seed = !no_super_seed;
     config.socket.encryption = encryption;
     config.announce_ip = announce_ip;
     transport.apply(&mut config);
