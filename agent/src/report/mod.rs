@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::control::ControlClient;
+use crate::control::ControlClient;
 
 /// Sequence numbers one run reserves in the floor file; a run that uses more still counts
 /// on (the clock has moved past them by the next run, unless it went backwards).

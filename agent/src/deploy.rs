@@ -18,12 +18,6 @@
 //! The library never reads argv or the environment: the binary turns [`DeployArgs`] into
 //! an [`AgentConfig`] and calls [`deploy`].
 
-pub mod control;
-pub mod origin;
-pub mod report;
-pub mod splay;
-pub mod swarm;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,12 +27,13 @@ use proto::manifest::{ManifestError, VerifiedManifest};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::control::{ControlClient, ControlError, enc};
 use crate::install::{HookPolicy, HostIdentity, InstallError, Installer, RecordFile};
-use crate::meta::TorrentMeta;
-use control::{ControlClient, ControlError, enc};
-use report::kafka::{KafkaReportConfig, KafkaSink};
-use report::{HostState, ReportIdentity, Reporter, Transport};
-use swarm::{Seeder, SwarmConfig, SwarmError};
+use crate::report::kafka::{KafkaReportConfig, KafkaSink};
+use crate::report::{self, HostState, ReportIdentity, Reporter, Transport};
+use crate::splay;
+use crate::swarm::{self, Seeder, SwarmConfig, SwarmError};
+use engine::meta::TorrentMeta;
 
 /// Why a deployment failed on this host; its one-line rendering is the reported reason.
 #[derive(Debug, Error)]
@@ -138,7 +133,7 @@ pub struct AgentConfig {
     /// Run this service command on the active version instead of deploying (`--service`).
     pub service: Option<crate::install::ServiceAction>,
     /// The only root an https `server` is checked against.
-    pub ca: Option<crate::https::Ca>,
+    pub ca: Option<engine::https::Ca>,
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
@@ -347,7 +342,7 @@ pub struct DeployArgs {
     /// Disk I/O back end: `auto` (io_uring where the kernel allows it, else pread/pwrite),
     /// `uring` (an error if it cannot work) or `portable`.
     #[arg(long, default_value = "auto", value_name = "auto|uring|portable")]
-    pub io_backend: crate::storage::IoBackend,
+    pub io_backend: engine::storage::IoBackend,
 }
 
 impl DeployArgs {
@@ -362,8 +357,8 @@ impl DeployArgs {
                 ));
             }
         };
-        let ca = crate::https::load_optional(self.ca.as_deref())
-            .and_then(|ca| crate::https::require_ca_for(&self.server, ca.as_ref()).map(|()| ca))
+        let ca = engine::https::load_optional(self.ca.as_deref())
+            .and_then(|ca| engine::https::require_ca_for(&self.server, ca.as_ref()).map(|()| ca))
             .map_err(|e| AgentError::Config(error_line(&e)))?;
         let from_env = match &self.report_kafka_options_env {
             Some(var) => std::env::var(var).map_err(|_| {

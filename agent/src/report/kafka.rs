@@ -245,7 +245,7 @@ impl KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::report::HostState;
+    use crate::report::HostState;
 
     #[test]
     fn options_are_key_value_lines() {
