@@ -16,6 +16,7 @@ pub mod bitfield;
 pub mod choker;
 pub mod fabric;
 pub mod lengths;
+#[cfg(feature = "manifest")]
 pub mod manifest;
 pub mod metainfo;
 pub mod mse;
