@@ -165,7 +165,7 @@ pub fn main() -> ExitCode {
 
 /// `deploy`: the host agent; exit 0 only if this host ends up on the version, healthy.
 fn deploy(args: crate::DeployArgs) -> anyhow::Result<()> {
-    let json = args.json;
+    let json = args.agent.json;
     let cfg = args.into_config()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -124,10 +124,9 @@ pub enum RecordError {
     KeyMismatch { key: String, expected: String },
 }
 
-/// The record key agents use: `deployment/host` (one host's events share a partition).
-pub fn record_key(e: &HostEvent) -> String {
-    format!("{}/{}", e.deployment, e.host)
-}
+/// The record key agents use: `deployment/host` (one host's events share a partition);
+/// the contract's, so the two sides cannot drift.
+pub use contract::record_key;
 
 /// Decodes one record: the value is one host event as JSON (as in an HTTP batch); a key, if
 /// any, must be the event's [`record_key`].
