@@ -1,11 +1,10 @@
-//! The engine's programs, `instream-peer` ([`peer`]) and `instream-seed` ([`seed`]), as
-//! library entry points: the binaries in `src/bin/` are one call each, and the `instream`
-//! multi-call binary runs them when started under their names (so `instream up` needs one
-//! build). This module holds what they share: argument parsing with one-line errors,
+//! The engine's program `instream-seed` ([`seed`]) as a library entry point, and what it
+//! shares with `instream-peer` (in instream-agent): the binaries are one call each, and the
+//! `instream` multi-call binary runs them when started under their names (so `instream up`
+//! needs one build). The shared part: argument parsing with one-line errors,
 //! logging set-up, signals, and the exit contract of docs/ARCHITECTURE.md ("error: ..." on
 //! stderr, non-zero status; a closed stdout is not an error).
 
-pub mod peer;
 pub mod seed;
 
 use std::io::IsTerminal;

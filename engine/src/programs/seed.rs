@@ -125,7 +125,7 @@ enum Cmd {
         /// Also seed every version dropped into DIR while running: DIR/<key>/ holds the
         /// payload, DIR/<key>.torrent appears last (by rename); the origin answers with
         /// DIR/<key>.seeding (or DIR/<key>.error) and announces it to the torrent's
-        /// trackers. `instream publish` uses this (see crate::agent::origin).
+        /// trackers. `instream publish` uses this (see crate::origin).
         #[arg(long, value_name = "DIR")]
         watch: Option<PathBuf>,
         /// Serve Prometheus text at http://ADDR/metrics (bytes served and received, peers,
@@ -366,10 +366,10 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     let serving = async {
         match watch {
             Some(dir) => {
-                let mut cfg = crate::agent::origin::WatchConfig::new(dir.clone());
+                let mut cfg = crate::origin::WatchConfig::new(dir.clone());
                 cfg.io_backend = io_backend;
                 info!(dir = %dir.display(), %addr, "watching for new versions");
-                crate::agent::origin::watch(session.clone(), cfg, super::shutdown_signal())
+                crate::origin::watch(session.clone(), cfg, super::shutdown_signal())
                     .await
                     .with_context(|| format!("watch {}", dir.display()))
             }
