@@ -21,5 +21,5 @@ pub mod up;
 /// An error and its sources on one line, `a: b: c` (what anyhow's `{:#}` prints), for
 /// library errors that end up in logs, failure reasons and API answers.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    engine::agent::error_line(err)
+    agent::error_line(err)
 }

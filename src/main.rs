@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     {
         Some("instream-tracker") => return tracker::program::main(),
         Some("instream-seed") => return engine::programs::seed::main(),
-        Some("instream-peer") => return engine::programs::peer::main(),
+        Some("instream-peer") => return agent::program::main(),
         _ => {}
     }
     let args = match rewrite(std::env::args_os().collect()) {

@@ -58,6 +58,9 @@ pub fn start(handle: TorrentHandle, id: Identity, config: ClientConfig) -> Optio
                         Some(d) => {
                             debug!(tracker = %d.tracker, n = d.peers.len(), "peers from tracker");
                             handle.add_peers(d.peers);
+                            if let Some(share) = d.fabric_share {
+                                handle.learn_fabric_share(share);
+                            }
                         }
                         None => break,
                     },

@@ -1,5 +1,8 @@
 //! One peer connection after its handshake: a reader task that frames messages off the
 //! socket, and a writer task that coalesces queued messages into few write syscalls.
+//! Generic over the byte stream's two halves ([`AsyncRead`] + [`AsyncWrite`]): a TCP
+//! socket's split halves ([`crate::net::tcp`]) or one bidirectional QUIC stream's receive
+//! and send sides ([`crate::net::quic`]) carry the same framing.
 //!
 //! Reader: bytes go into one `BytesMut`; each complete frame is split off and frozen, so a
 //! `piece` message's data is a zero-copy slice of the read buffer ([`Message::check`] then
@@ -32,8 +35,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use proto::mse::{Ciphers, Rc4};
 use proto::torrent::{PeerInfo, PeerKey};
 use proto::wire::{MAX_MSG_LEN, Message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, trace};
@@ -167,8 +169,26 @@ pub async fn run(
     events: mpsc::Sender<NetEvent>,
     parent: &CancellationToken,
 ) {
-    let cancel = parent.child_token();
     let (rd, wr) = stream.into_split();
+    run_halves(rd, wr, leftover, ciphers, peer, info, events, parent).await
+}
+
+/// [`run`] over any pair of stream halves (a QUIC stream's receive and send sides).
+#[allow(clippy::too_many_arguments)] // the same facts as `run`, with the stream in halves
+pub async fn run_halves<R, W>(
+    rd: R,
+    wr: W,
+    leftover: BytesMut,
+    ciphers: Option<Ciphers>,
+    peer: PeerKey,
+    info: PeerInfo,
+    events: mpsc::Sender<NetEvent>,
+    parent: &CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let cancel = parent.child_token();
     let (decrypt, encrypt) = match ciphers {
         Some(c) => (Some(c.decrypt), Some(c.encrypt)),
         None => (None, None),
@@ -207,8 +227,8 @@ pub async fn run(
     let _ = events.send(NetEvent::Closed { peer, error }).await;
 }
 
-async fn read_loop(
-    mut rd: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
     mut decrypt: Option<Rc4>,
     mut buf: BytesMut,
     peer: PeerKey,
@@ -322,8 +342,8 @@ fn encrypt_outbox(out: &mut Outbox, cipher: &mut Rc4) {
     out.push(joined.freeze());
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut encrypt: Option<Rc4>,
     mut rx: mpsc::UnboundedReceiver<Vec<Message>>,
     queued: Arc<AtomicUsize>,

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::connection::{NetEvent, PeerWriter};
 use crate::disk::DiskPool;
 use crate::meta::TorrentMeta;
-use crate::net::{OwnAddresses, Route, SocketOptions, tcp};
+use crate::net::{OwnAddresses, Quic, Route, SocketOptions, quic};
 use crate::session::{TorrentState, TorrentStatus};
 use crate::storage::Storage;
 use crate::verify::verify_and_write;
@@ -67,6 +67,8 @@ pub(crate) struct Driver {
     pub disk: Arc<DiskPool>,
     pub route: Route,
     pub socket: SocketOptions,
+    /// Dial QUIC first (`Transport::Quic`), with TCP as the fallback.
+    pub quic: Option<Arc<Quic>>,
     /// Where we would reach ourselves (never dialled).
     pub own: Arc<OwnAddresses>,
     pub net_rx: mpsc::Receiver<NetEvent>,
@@ -264,7 +266,12 @@ impl Driver {
                         self.machine
                             .handle_input(Instant::now(), Input::OwnAddress { addr });
                     } else if !r.stopping {
-                        tokio::spawn(tcp::connect_peer(addr, self.route.clone(), self.socket));
+                        tokio::spawn(quic::connect_peer(
+                            addr,
+                            self.route.clone(),
+                            self.socket,
+                            self.quic.clone(),
+                        ));
                     }
                 }
                 Action::Disconnect { peer, reason } => {

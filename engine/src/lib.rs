@@ -15,7 +15,6 @@
 //! A torrent task or disk thread that panics trips the session's [`supervise::Failure`]:
 //! the programs then exit non-zero rather than run on without it.
 
-pub mod agent;
 pub mod allocator;
 pub mod announce;
 pub mod connection;
@@ -23,10 +22,10 @@ pub mod create;
 pub mod disk;
 pub(crate) mod driver;
 pub mod https;
-pub mod install;
 pub mod meta;
 pub mod metrics_http;
 pub mod net;
+pub mod origin;
 pub mod programs;
 pub mod session;
 pub mod session_stats;

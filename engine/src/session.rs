@@ -27,7 +27,10 @@ use crate::announce;
 use crate::disk::DiskPool;
 use crate::driver::{Control, Driver};
 use crate::meta::TorrentMeta;
-use crate::net::{ListenLimits, OwnAddresses, Route, Router, SocketOptions, listen};
+use crate::net::{
+    ListenLimits, OwnAddresses, Quic, QuicConfig, Route, Router, SocketOptions, Transport,
+    TransportCounts, listen, quic,
+};
 use crate::storage::{Storage, check_existing};
 use crate::supervise::{Failure, panic_message};
 use crate::tracker_client::{ClientConfig, Identity};
@@ -63,6 +66,12 @@ pub struct SessionConfig {
     /// NAT): sent as `ip=` (HTTP) or the BEP 15 IP field (UDP, IPv4 only), and counted as
     /// one of our own addresses. `None`: trackers use the announce's source address.
     pub announce_ip: Option<IpAddr>,
+    /// Transport for instream peers (`--transport`): `Tcp` (default) runs no QUIC endpoint;
+    /// `Quic` and `Auto` listen on UDP too and announce it, `Quic` dials QUIC first
+    /// (`crate::net::quic`). Other clients always get TCP.
+    pub transport: Transport,
+    /// QUIC keys and dial timeout (with a transport other than `Tcp`).
+    pub quic: QuicConfig,
 }
 
 impl Default for SessionConfig {
@@ -79,6 +88,8 @@ impl Default for SessionConfig {
             net_channel: 256,
             tracker: ClientConfig::default(),
             announce_ip: None,
+            transport: Transport::Tcp,
+            quic: QuicConfig::default(),
         }
     }
 }
@@ -103,6 +114,9 @@ pub enum Error {
     /// Starting a thread or a socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The QUIC endpoint could not be set up (keys, UDP socket).
+    #[error(transparent)]
+    Quic(#[from] quic::QuicError),
 }
 
 /// Where a torrent stands.
@@ -175,6 +189,14 @@ impl TorrentHandle {
         }
     }
 
+    /// Our share of our fabric's cross-fabric fetches as a tracker counted it (ignored by
+    /// the machine when `--fabric-share` was given).
+    pub fn learn_fabric_share(&self, share: proto::picker::FabricShare) {
+        let _ = self.ctl.send(Control::Inputs(vec![
+            proto::torrent::Input::FabricShareLearned { share },
+        ]));
+    }
+
     /// The latest snapshot.
     pub fn status(&self) -> TorrentStatus {
         self.status.borrow().clone()
@@ -220,6 +242,8 @@ struct Inner {
     failure: Arc<Failure>,
     listen_addr: Option<SocketAddr>,
     own: Arc<OwnAddresses>,
+    /// The QUIC endpoint (transport other than `Tcp`).
+    quic: Option<Arc<Quic>>,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
     announcers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -256,6 +280,26 @@ impl Session {
                 shutdown.child_token(),
             ));
         }
+        let quic = if config.transport.listens_quic() {
+            let at = listen_addr.unwrap_or_else(|| {
+                SocketAddr::new(own.bind_ip().unwrap_or([0, 0, 0, 0].into()), 0)
+            });
+            let socket = quic::bind_udp(at).map_err(quic::QuicError::Io)?;
+            let q = Quic::new(socket, &config.quic)?;
+            if listen_addr.is_some() {
+                config.torrent.quic_port = q.local_addr()?.port();
+            }
+            info!(udp = %q.local_addr()?, transport = %config.transport, "QUIC endpoint");
+            tokio::spawn(quic::accept_loop(
+                q.clone(),
+                router.clone(),
+                config.listen,
+                shutdown.child_token(),
+            ));
+            Some(q)
+        } else {
+            None
+        };
         let failure = Arc::new(Failure::default());
         let disk = Arc::new(DiskPool::new(config.disk_threads, failure.clone())?);
         Ok(Self {
@@ -268,6 +312,7 @@ impl Session {
                 failure,
                 listen_addr,
                 own,
+                quic,
                 torrents: Mutex::new(HashMap::new()),
                 announcers: Mutex::new(Vec::new()),
             }),
@@ -282,6 +327,20 @@ impl Session {
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.inner.our_id
+    }
+
+    /// The QUIC endpoint's UDP address, if the transport runs one.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.inner.quic.as_ref().and_then(|q| q.local_addr().ok())
+    }
+
+    /// QUIC connection and fallback counts (zero under `Transport::Tcp`).
+    pub fn transport_counts(&self) -> TransportCounts {
+        self.inner
+            .quic
+            .as_ref()
+            .map(|q| q.counts())
+            .unwrap_or_default()
     }
 
     /// Resolves once a torrent task or a disk thread has panicked, with which one and why
@@ -362,6 +421,7 @@ impl Session {
         let meta_piece_len = meta.lengths.default_piece_len();
         let mut config = opts.config.unwrap_or_else(|| inner.config.torrent.clone());
         config.listen_port = inner.config.torrent.listen_port;
+        config.quic_port = inner.config.torrent.quic_port;
         let seed = rand::random::<u64>();
         let now = Instant::now();
         let machine = Torrent::new(meta.lengths, have, config, now, seed);
@@ -401,6 +461,10 @@ impl Session {
             disk: inner.disk.clone(),
             route,
             socket: inner.config.socket,
+            quic: inner
+                .quic
+                .clone()
+                .filter(|_| inner.config.transport.dials_quic()),
             own: inner.own.clone(),
             net_rx,
             ctl_rx,

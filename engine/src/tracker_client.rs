@@ -30,6 +30,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
+/// How soon to announce again after the tracker's fabric share changed.
+const SHARE_SETTLE: Duration = Duration::from_secs(2);
+/// At most this many such early announces per tracker.
+const SHARE_SETTLES: u32 = 5;
+
 /// Timeouts, retries and limits of the client.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -141,6 +146,8 @@ pub struct DiscoveredPeers {
     pub seeders: u32,
     /// Leechers the tracker counts.
     pub leechers: u32,
+    /// Our share of our fabric's cross-fabric fetches, from an instream tracker.
+    pub fabric_share: Option<proto::picker::FabricShare>,
 }
 
 /// What one announce returned.
@@ -154,6 +161,10 @@ pub struct AnnounceOutcome {
     pub leechers: u32,
     /// Peers.
     pub peers: Vec<SocketAddr>,
+    /// Our rank and the count of downloading hosts in our fabric, if the tracker is an
+    /// instream tracker that knows our fabric (an extra HTTP key, a UDP trailer: see
+    /// `proto::tracker`).
+    pub fabric_share: Option<proto::picker::FabricShare>,
 }
 
 /// Why an announce failed.
@@ -424,7 +435,7 @@ impl TrackerConn {
             let req = Request::Connect(ConnectRequest {
                 transaction_id: tid,
             });
-            match self.udp_transact(cfg, &req, tid, retries).await? {
+            match self.udp_transact(cfg, &req, tid, retries).await?.0 {
                 Response::Connect(c) => self.connection = Some((c.connection_id, Instant::now())),
                 Response::Error(e) => return Err(ClientError::Refused { reason: e.message }),
                 _ => return Err(ClientError::UnexpectedReply),
@@ -432,10 +443,16 @@ impl TrackerConn {
         }
         let (connection_id, _) = self.connection.expect("connected above");
         let url_data = match &id.fabric {
+            // Asking for the share too: only instream trackers answer it, with a trailer
+            // that only a client asking for it strips (proto::tracker::udp).
             Some(f) => with_param(
-                if path.is_empty() { "/announce" } else { path },
-                "fabric",
-                f,
+                &with_param(
+                    if path.is_empty() { "/announce" } else { path },
+                    "fabric",
+                    f,
+                ),
+                udp::FABRIC_SHARE_PARAM,
+                "1",
             ),
             None => path.to_owned(),
         };
@@ -459,12 +476,14 @@ impl TrackerConn {
             port: id.port,
             url_data: url_data.into_bytes(),
         });
-        match self.udp_transact(cfg, &req, tid, retries).await? {
+        let (reply, fabric_share) = self.udp_transact(cfg, &req, tid, retries).await?;
+        match reply {
             Response::Announce(a) => Ok(AnnounceOutcome {
                 interval: Duration::from_secs(a.interval.0.into()),
                 seeders: a.seeders,
                 leechers: a.leechers,
                 peers: a.peers.to_socket_addrs(),
+                fabric_share,
             }),
             Response::Error(e) => Err(ClientError::Refused { reason: e.message }),
             _ => Err(ClientError::UnexpectedReply),
@@ -472,14 +491,15 @@ impl TrackerConn {
     }
 
     /// Sends `req` until a reply with `tid` arrives (at most `retries` retransmissions),
-    /// doubling the wait each time.
+    /// doubling the wait each time. Also returns the fabric share an instream tracker
+    /// appended to an announce reply.
     async fn udp_transact(
         &mut self,
         cfg: &ClientConfig,
         req: &Request,
         tid: TransactionId,
         retries: u32,
-    ) -> Result<Response, ClientError> {
+    ) -> Result<(Response, Option<proto::picker::FabricShare>), ClientError> {
         let (sock, addr) = self.udp.as_ref().expect("socket set up by the caller");
         let ipv6 = addr.is_ipv6();
         let mut packet = Vec::with_capacity(128);
@@ -506,8 +526,9 @@ impl TrackerConn {
                     Ok(Err(e)) => return Err(ClientError::Io(e)),
                     Ok(Ok(n)) => n,
                 };
-                match Response::parse(&buf[..n], ipv6) {
-                    Ok(r) if r.transaction_id() == tid => return Ok(r),
+                let (packet, share) = udp::split_fabric_share(&buf[..n], ipv6);
+                match Response::parse(packet, ipv6) {
+                    Ok(r) if r.transaction_id() == tid => return Ok((r, share)),
                     // A late reply to an earlier transaction, or junk: keep waiting.
                     Ok(_) => continue,
                     Err(e) if attempt == retries => return Err(e.into()),
@@ -604,6 +625,7 @@ async fn http_announce(
             seeders: r.complete,
             leechers: r.incomplete,
             peers: r.socket_addrs(),
+            fabric_share: r.fabric_share,
         }),
         AnnounceReply::Failure(reason) => Err(ClientError::Refused { reason }),
     }
@@ -745,6 +767,8 @@ impl TrackerTask {
         let mut next = Instant::now();
         let mut failures = 0u32;
         let mut announced = false;
+        let mut last_share = None;
+        let mut settles = 0u32;
         'outer: loop {
             tokio::select! {
                 () = sleep_until(next) => {}
@@ -781,7 +805,17 @@ impl TrackerTask {
                 Ok(o) => {
                     failures = 0;
                     announced = true;
-                    let interval = o.interval.max(self.cfg.min_interval);
+                    let mut interval = o.interval.max(self.cfg.min_interval);
+                    // While a rollout's hosts are still arriving, the count of our fabric
+                    // grows with each announce: ask again soon, a few times, so that early
+                    // hosts do not keep a share computed from a handful of them.
+                    if o.fabric_share.is_some() && o.fabric_share != last_share {
+                        last_share = o.fabric_share;
+                        if settles < SHARE_SETTLES {
+                            settles += 1;
+                            interval = interval.min(SHARE_SETTLE);
+                        }
+                    }
                     next = Instant::now() + interval;
                     if pending.is_some() {
                         next = Instant::now();
@@ -792,6 +826,7 @@ impl TrackerTask {
                         peers: o.peers,
                         seeders: o.seeders,
                         leechers: o.leechers,
+                        fabric_share: o.fabric_share,
                     };
                     // Never block on a slow session: a later announce brings fresh peers.
                     match self.peers.try_send(found) {

@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(90);
 
+mod support;
+
 fn bin(name: &str) -> PathBuf {
     match name {
         "instream-seed" => PathBuf::from(env!("CARGO_BIN_EXE_instream-seed")),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_instream-peer")),
+        // instream-agent's binary, built on first use.
+        _ => support::peer_bin(),
     }
 }
 

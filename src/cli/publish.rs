@@ -8,7 +8,7 @@
 //! URL --origin-dir DIR`, answered at `GET /api/v1/publish-info`); `--tracker` and
 //! `--origin-dir` override them. Handing over means hard-linking (or copying) the payload
 //! into `DIR/<info-hash>/`, then renaming the torrent to `DIR/<info-hash>.torrent` and
-//! waiting for the origin's `DIR/<info-hash>.seeding` (instream_engine::agent::origin).
+//! waiting for the origin's `DIR/<info-hash>.seeding` (instream_engine::origin).
 //!
 //! The key is made on first use at `publisher.key` in the config dir (hex secret, mode 0600;
 //! the public half beside it in `publisher.pub`, which is what hosts and `serve
@@ -260,7 +260,7 @@ fn link_tree(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Hands a version to the origin watching `dir` (see `instream_engine::agent::origin`):
+/// Hands a version to the origin watching `dir` (see `instream_engine::origin`):
 /// payload under `dir/<info-hash>/<name>`, then the torrent by rename, then waits up to
 /// `timeout` for the origin's `.seeding` (or `.error`) answer.
 pub fn hand_to_origin(

@@ -10,9 +10,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Milliseconds since the Unix epoch. Time is always an argument of the machine; the edge
-/// reads the clock (`now_millis`) and hands it in.
-pub type Millis = u64;
+/// The host states, the event and [`SERVER_SEQ`] are the contract with the agents
+/// (`instream-agent-contract`): one definition, which both sides import. Time is always an
+/// argument of the machine; the edge reads the clock ([`now_millis`]) and hands it in.
+pub use contract::{HostEvent, HostState, Millis, SERVER_SEQ};
 
 /// The wall clock in [`Millis`]; only edges (driver, API, CLI) call this.
 pub fn now_millis() -> Millis {
@@ -20,92 +21,6 @@ pub fn now_millis() -> Millis {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Where one host stands in one deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum HostState {
-    Pending,
-    Downloading,
-    Verifying,
-    Installing,
-    Success,
-    Failure,
-}
-
-impl HostState {
-    pub const ALL: [HostState; 6] = [
-        HostState::Pending,
-        HostState::Downloading,
-        HostState::Verifying,
-        HostState::Installing,
-        HostState::Success,
-        HostState::Failure,
-    ];
-
-    /// Progress rank: later states win over earlier ones whatever order events arrive in.
-    /// Success and failure share the top rank; between them the higher sequence number wins.
-    pub fn rank(self) -> u8 {
-        match self {
-            HostState::Pending => 0,
-            HostState::Downloading => 1,
-            HostState::Verifying => 2,
-            HostState::Installing => 3,
-            HostState::Success | HostState::Failure => 4,
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        self.rank() == 4
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostState::Pending => "pending",
-            HostState::Downloading => "downloading",
-            HostState::Verifying => "verifying",
-            HostState::Installing => "installing",
-            HostState::Success => "success",
-            HostState::Failure => "failure",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
-
-impl fmt::Display for HostState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Sequence number 0 is reserved for events the server itself records about a host (report
-/// deadline passed, dispatch failed). Agents number their events from 1, so any real
-/// terminal report outranks a server-made failure.
-pub const SERVER_SEQ: u64 = 0;
-
-/// One status report from a host (or, with [`SERVER_SEQ`], about it). Keyed by
-/// `(deployment, host, seq)`: a key names one event, and a second event under the same key is
-/// a duplicate and is dropped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostEvent {
-    pub deployment: String,
-    pub host: String,
-    #[serde(default)]
-    pub fabric: String,
-    pub seq: u64,
-    pub state: HostState,
-    /// Payload bytes received so far (downloads) or in total.
-    #[serde(default)]
-    pub bytes: u64,
-    /// When the host observed the state, in its own clock.
-    pub timestamp: Millis,
-    /// Why, for a failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 /// A host's current status in a deployment: the winning event so far.
@@ -258,7 +173,16 @@ pub enum DeploymentKind {
 }
 
 /// The service commands `instream service` takes.
-pub const SERVICE_ACTIONS: [&str; 5] = ["start", "stop", "restart", "status", "check"];
+pub const SERVICE_ACTIONS: [&str; 5] = {
+    let all = contract::ServiceAction::ALL;
+    [
+        all[0].as_str(),
+        all[1].as_str(),
+        all[2].as_str(),
+        all[3].as_str(),
+        all[4].as_str(),
+    ]
+};
 
 /// Everything the operator asked for, as stored with the deployment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The local dispatcher: every host of the inventory is simulated on this machine by one
 //! host-agent process with its own data root (`<hosts-root>/<host>`), started per job.
 //!
-//! The agent command line is a contract with `instream-peer` (see [`AGENT_USAGE`]). Agents
+//! The agent command line is a contract with `instream-peer` ([`contract::AgentArgs`]). Agents
 //! are independent processes: they outlive a control server killed mid-deployment and keep
 //! reporting (with retries) to the same URL, which is how a restarted server finishes a
 //! deployment. A job's processes are reaped by a background task; their stdout and stderr
@@ -9,34 +9,26 @@
 
 use super::inventory::Inventory;
 use super::{DispatchError, Dispatcher, HostInfo, Job, JobHost, TargetQuery};
+use contract::args::Token;
+use contract::{AgentArgs, ServiceAction};
 use futures::future::BoxFuture;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The exact command line the local dispatcher runs per host (one process per host per job).
-/// `--version` is the version the host must end up running: for a rollback that is the old
-/// version, which the agent activates by switching its `current` link, with no download,
-/// when it is still on disk. `--variant` is given only when the deployment names one;
-/// `--trusted-key` only when the server was given a publisher public key (agents refuse to
-/// activate anything without one); `--seed-for` only when the server sets it;
-/// `--fabric-share` when the job has several hosts in the host's fabric: its rank among
-/// them by name, so that together they bring each piece into the fabric about once;
-/// `--ca` when the server is https (`serve --agent-ca`: the only root the agent trusts);
-/// `--report-kafka` and `--report-topic` when the server consumes status events from Kafka
-/// (`serve --reporter kafka`): agents then produce them there instead of posting them,
-/// with the server's `--kafka-option`s in the environment variable [`KAFKA_OPTIONS_ENV`]
-/// (`--report-kafka-options-env`; SASL passwords are no command-line words either).
-/// The token is the host's own agent credential for the deployment, never the operator's:
-/// the local dispatcher writes it to a 0600 file in the host's data root
-/// (`--token-file`), the Salt dispatcher passes it in the command's environment
-/// (`--token-env`); it is never a command-line word, which every local user could read in
-/// `/proc`.
-pub const AGENT_USAGE: &str = "instream-peer deploy --server URL \
-(--token-file FILE | --token-env VAR) --deployment ID --host NAME --fabric FABRIC --root DIR --product PRODUCT --version VERSION \
-[--ca FILE] [--variant NAME] [--trusted-key FILE] [--seed-for SECS] [--fabric-share RANK/OF] \
-[--report-kafka BROKERS --report-topic TOPIC [--report-kafka-options-env VAR]] [--splay SECS] [--service ACTION]";
-
+/// What the dispatchers put on the agent's command line (`instream-peer deploy`, typed as
+/// [`contract::AgentArgs`]): `--version` is the version the host must end up running (for a
+/// rollback the old one, which the agent activates with no download when it is still on
+/// disk); `--variant` only when the deployment names one; `--trusted-key` only when the
+/// server was given a publisher public key (agents refuse to activate anything without
+/// one); `--seed-for` only when the server sets it; `--fabric-share` when the job has
+/// several hosts in the host's fabric ([`contract::fabric_shares`]); `--ca` when the server
+/// is https (`serve --agent-ca`); `--report-kafka` and `--report-topic` when the server
+/// consumes status events from Kafka (`serve --reporter kafka`), with the server's
+/// `--kafka-option`s in the environment variable [`KAFKA_OPTIONS_ENV`].
+/// The token is the host's own agent credential for the deployment, never the operator's,
+/// and never a command-line word: a 0600 file in the host's data root (`--token-file`,
+/// local) or the command's environment (`--token-env`, Salt and Ansible).
 /// The environment variable of the agent's process that holds the server's Kafka options,
 /// one `KEY=VALUE` a line.
 pub const KAFKA_OPTIONS_ENV: &str = "INSTREAM_KAFKA_OPTIONS";
@@ -95,67 +87,69 @@ impl AgentCommand {
         self.hosts_root.join(host)
     }
 
-    /// The argument vector (after the program) for one host of a job, per [`AGENT_USAGE`].
+    /// The argument vector (after the program) for one host of a job: `prefix_args`, then
+    /// the rendered [`AgentArgs`] (see [`AgentCommand::agent_args`]).
     pub fn args(&self, job: &Job, host: &str, fabric: &str, token: TokenArg<'_>) -> Vec<OsString> {
-        let mut a: Vec<OsString> = self.prefix_args.clone();
-        let mut push = |k: &str, v: &dyn AsRef<std::ffi::OsStr>| {
-            a.push(k.into());
-            a.push(v.as_ref().to_owned());
+        let mut a = self.prefix_args.clone();
+        a.extend(self.agent_args(job, host, fabric, token).argv());
+        a
+    }
+
+    /// The agent's arguments for one host of a job.
+    pub fn agent_args(
+        &self,
+        job: &Job,
+        host: &str,
+        fabric: &str,
+        token: TokenArg<'_>,
+    ) -> AgentArgs {
+        let token = match token {
+            TokenArg::File(f) => Token::File(f.to_path_buf()),
+            TokenArg::Env(v) => Token::Env(v.to_string()),
         };
-        push("--server", &self.server);
-        if let Some(ca) = &self.ca {
-            push("--ca", ca);
-        }
-        match token {
-            TokenArg::File(f) => push("--token-file", &f),
-            TokenArg::Env(v) => push("--token-env", &v),
-        }
-        push("--deployment", &job.deployment);
-        push("--host", &host);
-        push("--fabric", &fabric);
-        push("--root", &self.root_of(host));
-        push("--product", &job.product);
-        push("--version", &job.version);
-        if let Some(v) = &job.variant {
-            push("--variant", v);
-        }
-        let mut same_fabric: Vec<&str> = job
-            .hosts
-            .iter()
-            .filter(|h| h.fabric == fabric)
-            .map(|h| h.name.as_str())
-            .collect();
-        same_fabric.sort_unstable();
-        if let Some(rank) = same_fabric.iter().position(|h| *h == host)
-            && same_fabric.len() > 1
-        {
-            push("--fabric-share", &format!("{rank}/{}", same_fabric.len()));
-        }
-        if let Some(k) = &self.trusted_key {
-            push("--trusted-key", k);
-        }
+        let mut a = AgentArgs::new(
+            &self.server,
+            token,
+            &job.deployment,
+            host,
+            fabric,
+            self.root_of(host),
+            &job.product,
+            &job.version,
+        );
+        a.ca = self.ca.clone();
+        a.variant = job.variant.clone();
+        a.fabric_share = contract::fabric_shares(
+            job.hosts
+                .iter()
+                .map(|h| (h.name.as_str(), h.fabric.as_str())),
+        )
+        .get(host)
+        .copied()
+        // A host of another fabric under the same name would not be this one.
+        .filter(|_| {
+            job.hosts
+                .iter()
+                .any(|h| h.name == host && h.fabric == fabric)
+        });
+        a.trusted_keys = self.trusted_key.iter().cloned().collect();
         if let Some(s) = self.seed_for {
-            push("--seed-for", &s.to_string());
+            a.seed_for = s;
         }
         if let Some(k) = &self.report_kafka {
-            push("--report-kafka", &k.brokers);
-            push("--report-topic", &k.topic);
+            a.report_kafka = Some(k.brokers.clone());
+            a.report_topic = Some(k.topic.clone());
             if !k.options.is_empty() {
-                push("--report-kafka-options-env", &KAFKA_OPTIONS_ENV);
+                a.report_kafka_options_env = Some(KAFKA_OPTIONS_ENV.to_string());
             }
         }
-        if let Some(s) = job.splay_secs.filter(|&s| s > 0) {
-            push("--splay", &s.to_string());
-        }
-        if let Some(action) = &job.service {
-            push("--service", action);
-        }
-        a.insert(self.prefix_args.len(), "deploy".into());
+        a.splay = job.splay_secs.unwrap_or(0);
+        a.service = job.service.as_deref().and_then(ServiceAction::parse);
         a
     }
 
     /// Environment of every agent process besides its credential: the Kafka options, if
-    /// any (see [`AGENT_USAGE`]).
+    /// any (see [`KAFKA_OPTIONS_ENV`]).
     pub fn env(&self) -> Vec<(String, String)> {
         self.kafka_options()
             .map(|o| vec![(KAFKA_OPTIONS_ENV.to_string(), o)])
@@ -301,63 +295,21 @@ mod tests {
     use crate::dispatch::JobHost;
 
     #[test]
-    fn agent_command_line_matches_the_documented_usage() {
+    fn agent_arguments_are_the_jobs_and_parse_back_in_the_agent() {
+        use clap::Parser;
+        /// The agent's side of the contract: `instream-peer deploy` parses these.
+        #[derive(Parser)]
+        enum Peer {
+            Deploy(AgentArgs),
+        }
         let agent = AgentCommand {
             program: "instream-peer".into(),
-            prefix_args: vec![],
+            prefix_args: vec!["script.py".into()],
             server: "http://127.0.0.1:7070".into(),
             hosts_root: "/hosts".into(),
-            trusted_key: None,
+            trusted_key: Some("/k.pub".into()),
             ca: Some("/etc/ca.pem".into()),
             seed_for: Some(5),
-            report_kafka: None,
-        };
-        let job = Job {
-            deployment: "dep-1".into(),
-            product: "app".into(),
-            version: "2".into(),
-            variant: Some("12".into()),
-            hosts: vec![JobHost {
-                name: "h1".into(),
-                fabric: "f1".into(),
-                credential: "agent:h1:dep-1:1:00".into(),
-            }],
-            splay_secs: None,
-            service: None,
-        };
-        let args: Vec<String> = agent
-            .args(&job, "h1", "f1", TokenArg::File(Path::new("/t")))
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
-        assert_eq!(
-            args.join(" "),
-            "deploy --server http://127.0.0.1:7070 --ca /etc/ca.pem --token-file /t --deployment dep-1 \
---host h1 --fabric f1 --root /hosts/h1 --product app --version 2 --variant 12 --seed-for 5"
-        );
-        let mut three = job.clone();
-        three.hosts = ["h3", "h1", "x9"]
-            .iter()
-            .map(|n| JobHost {
-                name: (*n).into(),
-                fabric: if *n == "x9" { "f2" } else { "f1" }.into(),
-                credential: String::new(),
-            })
-            .collect();
-        let share = |host: &str, fabric: &str| {
-            let a: Vec<String> = agent
-                .args(&three, host, fabric, TokenArg::File(Path::new("/t")))
-                .into_iter()
-                .map(|s| s.into_string().unwrap())
-                .collect();
-            a.iter()
-                .position(|x| x == "--fabric-share")
-                .map(|i| a[i + 1].clone())
-        };
-        assert_eq!(share("h1", "f1").as_deref(), Some("0/2"));
-        assert_eq!(share("h3", "f1").as_deref(), Some("1/2"));
-        assert_eq!(share("x9", "f2"), None, "alone in its fabric");
-        let kafka = AgentCommand {
             report_kafka: Some(KafkaReport {
                 brokers: "127.0.0.1:9092".into(),
                 topic: "st".into(),
@@ -366,36 +318,79 @@ mod tests {
                     ("sasl.password".into(), "s3cret".into()),
                 ],
             }),
-            ..agent.clone()
         };
-        let with_kafka: Vec<String> = kafka
-            .args(&job, "h1", "f1", TokenArg::File(Path::new("/t")))
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
-        assert!(
-            with_kafka
-                .join(" ")
-                .ends_with("--seed-for 5 --report-kafka 127.0.0.1:9092 --report-topic st --report-kafka-options-env INSTREAM_KAFKA_OPTIONS"),
-            "{with_kafka:?}"
-        );
-        // The options (a password among them) travel in the environment, not in argv.
-        assert!(!with_kafka.iter().any(|a| a.contains("s3cret")));
+        let host = |name: &str, fabric: &str| JobHost {
+            name: name.into(),
+            fabric: fabric.into(),
+            credential: "agent:h1:dep-1:1:00".into(),
+        };
+        let job = Job {
+            deployment: "dep-1".into(),
+            product: "app".into(),
+            version: "2".into(),
+            variant: Some("12".into()),
+            hosts: vec![host("h3", "f1"), host("h1", "f1"), host("x9", "f2")],
+            splay_secs: Some(30),
+            service: Some("restart".into()),
+        };
+        let token = TokenArg::File(Path::new("/t"));
+        let argv = agent.args(&job, "h1", "f1", token);
+        assert_eq!(argv[0], "script.py", "the prefix comes first");
+        let Peer::Deploy(parsed) = Peer::try_parse_from(
+            std::iter::once(OsString::from("instream-peer")).chain(argv[1..].iter().cloned()),
+        )
+        .expect("the agent parses what the dispatcher renders");
+        assert_eq!(parsed, agent.agent_args(&job, "h1", "f1", token));
+        // What the job says, typed on the agent's side.
         assert_eq!(
-            kafka.env(),
+            (
+                parsed.deployment.as_str(),
+                parsed.host.as_str(),
+                parsed.fabric.as_str()
+            ),
+            ("dep-1", "h1", "f1")
+        );
+        assert_eq!(parsed.root, Path::new("/hosts/h1"));
+        assert_eq!(
+            (parsed.product.as_str(), parsed.version.as_str()),
+            ("app", "2")
+        );
+        assert_eq!(parsed.variant.as_deref(), Some("12"));
+        assert_eq!(parsed.token_file.as_deref(), Some(Path::new("/t")));
+        assert_eq!(parsed.ca.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(parsed.trusted_keys, vec![PathBuf::from("/k.pub")]);
+        assert_eq!(parsed.seed_for, 5);
+        assert_eq!(parsed.splay, 30);
+        assert_eq!(parsed.service, Some(ServiceAction::Restart));
+        assert_eq!(parsed.report_kafka.as_deref(), Some("127.0.0.1:9092"));
+        assert_eq!(parsed.report_topic.as_deref(), Some("st"));
+        assert_eq!(
+            parsed.report_kafka_options_env.as_deref(),
+            Some(KAFKA_OPTIONS_ENV)
+        );
+        // h1 sorts before h3 in f1; x9 is alone in f2.
+        let share = |h: &str, f: &str| {
+            agent
+                .agent_args(&job, h, f, token)
+                .fabric_share
+                .map(|s| s.to_string())
+        };
+        assert_eq!(share("h1", "f1").as_deref(), Some("0/2"));
+        assert_eq!(share("h3", "f1").as_deref(), Some("1/2"));
+        assert_eq!(share("x9", "f2"), None, "alone in its fabric");
+        // The options (a password among them) travel in the environment, not in argv.
+        assert!(!argv.iter().any(|a| a.to_string_lossy().contains("s3cret")));
+        assert_eq!(
+            agent.env(),
             vec![(
                 KAFKA_OPTIONS_ENV.to_string(),
                 "security.protocol=sasl_plaintext\nsasl.password=s3cret".to_string()
             )]
         );
-        assert_eq!(agent.env(), Vec::new(), "no Kafka, no options");
-        // Every flag used is in the documented usage.
-        for a in args
-            .iter()
-            .chain(&with_kafka)
-            .filter(|a| a.starts_with("--"))
-        {
-            assert!(AGENT_USAGE.contains(a.as_str()), "{a} not in AGENT_USAGE");
-        }
+        let plain = AgentCommand {
+            report_kafka: None,
+            ..agent.clone()
+        };
+        assert_eq!(plain.env(), Vec::new(), "no Kafka, no options");
     }
 }

@@ -15,7 +15,7 @@
 use super::{Ingest, MAX_BATCH, ReportError, ReportSource};
 use crate::deploy::model::HostEvent;
 use crate::metrics::Metrics;
-use engine::agent::report::kafka::{broker_unreachable, route_librdkafka_log};
+use agent::report::kafka::{broker_unreachable, route_librdkafka_log};
 use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -124,10 +124,9 @@ pub enum RecordError {
     KeyMismatch { key: String, expected: String },
 }
 
-/// The record key agents use: `deployment/host` (one host's events share a partition).
-pub fn record_key(e: &HostEvent) -> String {
-    format!("{}/{}", e.deployment, e.host)
-}
+/// The record key agents use: `deployment/host` (one host's events share a partition);
+/// the contract's, so the two sides cannot drift.
+pub use contract::record_key;
 
 /// Decodes one record: the value is one host event as JSON (as in an HTTP batch); a key, if
 /// any, must be the event's [`record_key`].
@@ -437,28 +436,28 @@ mod tests {
 
     #[test]
     fn what_the_agent_produces_decodes_to_the_same_event() {
-        let sent = engine::agent::report::HostEvent {
+        let sent = agent::report::HostEvent {
             deployment: "d-1".into(),
             host: "host-7".into(),
             fabric: "f2".into(),
             seq: 4,
-            state: engine::agent::report::HostState::Installing,
+            state: agent::report::HostState::Installing,
             bytes: 1300,
             timestamp: 1_700_000_000_000,
             reason: None,
         };
-        let key = engine::agent::report::kafka::record_key(&sent);
-        let value = engine::agent::report::kafka::record_value(&sent);
+        let key = agent::report::kafka::record_key(&sent);
+        let value = agent::report::kafka::record_value(&sent);
         assert_eq!(
             decode_record(Some(key.as_bytes()), Some(&value)),
             Ok(event())
         );
         let mut failed = sent.clone();
-        failed.state = engine::agent::report::HostState::Failure;
+        failed.state = agent::report::HostState::Failure;
         failed.reason = Some("health hook: exit 1".into());
         let got = decode_record(
-            Some(engine::agent::report::kafka::record_key(&failed).as_bytes()),
-            Some(&engine::agent::report::kafka::record_value(&failed)),
+            Some(agent::report::kafka::record_key(&failed).as_bytes()),
+            Some(&agent::report::kafka::record_value(&failed)),
         )
         .unwrap();
         assert_eq!(

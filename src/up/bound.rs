@@ -1,33 +1,60 @@
 //! The fanout lower bound of `instream up`, measured on the machine it runs on.
 //!
-//! On one machine every host's bytes cross the same loopback and land on the same disk, so
-//! a fanout of N hosts × F bytes cannot beat N·F divided by the slower of what loopback
-//! TCP moves (one connection, a sender and a receiver thread: both cores busy) and what
-//! buffered file writes take in the work directory (what hosts do). Both are measured (best
-//! of two short rounds) just before the deployment; SHA-1 and BLAKE3 checks, which the
-//! hosts also pay, are not counted, so the bound stays a bound.
+//! On one machine every host's bytes cross the same loopback, land on the same disk and are
+//! hashed by the same cores, so a fanout of N hosts × F bytes cannot beat the largest of:
+//! - N·F over what loopback TCP moves (one connection, a sender and a receiver thread);
+//! - N·F over what buffered file writes take in the work directory (what hosts do);
+//! - N·F·(1/SHA-1 + 1/BLAKE3) over the available cores: every host checks each piece's
+//!   SHA-1 and the whole payload's BLAKE3, and a core hashes at the single-thread rates
+//!   measured here.
+//!
+//! All are measured (best of two short rounds) just before the deployment. Each term alone
+//! is a bound; they are not added, because the work of different kinds can overlap on
+//! different cores, so the bound stays a bound.
 
 use anyhow::{Context, Result};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
-/// Measured throughputs, bytes per second.
+/// Measured throughputs, bytes per second, and the cores hashing may use.
 #[derive(Clone, Copy, Debug)]
 pub struct Machine {
     pub loopback: f64,
     pub disk_write: f64,
+    /// SHA-1 on one core.
+    pub sha1: f64,
+    /// BLAKE3 on one core (single-threaded, as a host's whole-payload check runs).
+    pub blake3: f64,
+    pub cores: usize,
 }
 
 impl Machine {
-    /// The slower of the two: what N·F is divided by.
+    /// What N·F is divided by: the slowest of loopback, disk and hashing on all cores.
     pub fn rate(&self) -> f64 {
-        self.loopback.min(self.disk_write)
+        self.loopback.min(self.disk_write).min(self.hash_rate())
+    }
+
+    /// Bytes per second every core together can both SHA-1 and BLAKE3.
+    pub fn hash_rate(&self) -> f64 {
+        self.cores.max(1) as f64 / (1.0 / self.sha1 + 1.0 / self.blake3)
     }
 
     /// Seconds N hosts × `payload` bytes need at best.
     pub fn bound_secs(&self, hosts: u64, payload: u64) -> f64 {
         (hosts as f64 * payload as f64) / self.rate()
+    }
+
+    /// Which term sets the bound.
+    pub fn limit(&self) -> &'static str {
+        let r = self.rate();
+        if r == self.hash_rate() {
+            "hashing"
+        } else if r == self.disk_write {
+            "disk writes"
+        } else {
+            "loopback"
+        }
     }
 }
 
@@ -35,6 +62,9 @@ impl Machine {
 const LOOPBACK_BYTES: u64 = 512 << 20;
 /// Bytes written to measure the disk (a host's share of a 256 MiB fanout).
 const DISK_BYTES: u64 = 256 << 20;
+
+/// Bytes hashed to measure each hash (in 1 MiB calls, as pieces are hashed).
+const HASH_BYTES: usize = 128 << 20;
 
 /// Rounds of each measurement; the best counts (a bound takes the machine at its best,
 /// and one round can hit writeback of someone else's dirty pages).
@@ -44,12 +74,41 @@ pub fn measure(work: &Path) -> Result<Machine> {
     let mut m = Machine {
         loopback: 0.0,
         disk_write: 0.0,
+        sha1: 0.0,
+        blake3: 0.0,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
     };
     for _ in 0..ROUNDS {
         m.loopback = m.loopback.max(loopback()?);
         m.disk_write = m.disk_write.max(disk(work)?);
+        let (sha1, blake3) = hashes();
+        m.sha1 = m.sha1.max(sha1);
+        m.blake3 = m.blake3.max(blake3);
     }
     Ok(m)
+}
+
+/// SHA-1 and BLAKE3 rates of one core, bytes per second.
+fn hashes() -> (f64, f64) {
+    use sha1::Digest;
+    let buf = vec![0x3cu8; 1 << 20];
+    let rounds = HASH_BYTES / buf.len();
+    let start = Instant::now();
+    let mut sink = 0u8;
+    for _ in 0..rounds {
+        sink ^= sha1::Sha1::digest(&buf)[0];
+    }
+    let sha1 = HASH_BYTES as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut h = blake3::Hasher::new();
+    for _ in 0..rounds {
+        h.update(&buf);
+    }
+    sink ^= h.finalize().as_bytes()[0];
+    let blake3 = HASH_BYTES as f64 / start.elapsed().as_secs_f64();
+    // Keep the work observable so it is not optimised away.
+    std::hint::black_box(sink);
+    (sha1, blake3)
 }
 
 fn loopback() -> Result<f64> {
@@ -108,11 +167,22 @@ mod tests {
 
     #[test]
     fn the_bound_divides_by_the_slower_rate() {
-        let m = Machine {
+        let mut m = Machine {
             loopback: 4e9,
             disk_write: 1e9,
+            sha1: 4e9,
+            blake3: 4e9,
+            cores: 2,
         };
         assert_eq!(m.rate(), 1e9);
         assert_eq!(m.bound_secs(4, 500_000_000), 2.0);
+        assert_eq!(m.limit(), "disk writes");
+        // Two cores that SHA-1 and BLAKE3 at 1 GB/s each hash 1 GB/s together.
+        m.sha1 = 1e9;
+        m.blake3 = 1e9;
+        assert!((m.hash_rate() - 1e9).abs() < 1.0);
+        m.blake3 = 0.5e9;
+        assert_eq!(m.limit(), "hashing");
+        assert!((m.bound_secs(2, 1_000_000_000) - 3.0).abs() < 1e-9);
     }
 }

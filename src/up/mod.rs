@@ -413,7 +413,7 @@ pub fn run(a: UpArgs) -> Result<()> {
         .context("start async runtime")?;
 
     eprintln!(
-        "measuring what this machine's loopback and disk move (for the fanout lower bound)..."
+        "measuring what this machine's loopback, disk and cores move and hash (for the fanout lower bound)..."
     );
     let machine = bound::measure(&work_path)?;
     let fleet = start_fleet(&a, &bins, &work_path)?;
@@ -452,13 +452,18 @@ pub fn run(a: UpArgs) -> Result<()> {
         ran.fanout_secs
     );
     println!(
-        "lower bound: {:.1}s = {} hosts x {} / {}/s, the slower of loopback {}/s and disk writes {}/s (measured here just before); fanout = {:.1}x the bound",
+        "lower bound: {:.1}s = {} hosts x {} / {}/s, set by {}: the slowest of loopback {}/s, disk writes {}/s and every host's SHA-1 + BLAKE3 on {} cores {}/s (SHA-1 {}/s, BLAKE3 {}/s a core; measured here just before); fanout = {:.1}x the bound",
         bound_secs,
         a.hosts,
         HumanBytes(a.size),
         HumanBytes(machine.rate() as u64),
+        machine.limit(),
         HumanBytes(machine.loopback as u64),
         HumanBytes(machine.disk_write as u64),
+        machine.cores,
+        HumanBytes(machine.hash_rate() as u64),
+        HumanBytes(machine.sha1 as u64),
+        HumanBytes(machine.blake3 as u64),
         ran.fanout_secs / bound_secs.max(1e-9)
     );
     if v.state == "halted" {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Stand-in for `instream-peer deploy` in the control-server tests that need hosts which
 misbehave on purpose (never answer, ...); every other whole-system test runs the real agent.
-Takes the same command line (src/dispatch/local.rs AGENT_USAGE), reports downloading ->
+Takes the same command line (agent/contract/src/args.rs AgentArgs), reports downloading ->
 verifying -> installing -> success|failure to the control server, and records what it
 "installed" under its root.
 

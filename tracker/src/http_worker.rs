@@ -267,6 +267,7 @@ fn announce(shared: &Shared, rng: &mut SmallRng, query: &[u8], peer: SocketAddr)
             bump(&shared.counters(0).http_announce);
             resp.complete = c.seeders;
             resp.incomplete = c.leechers;
+            resp.fabric_share = c.fabric_share;
             let mut body = Vec::new();
             resp.encode(&mut body);
             HttpResponse::ok("text/plain", body)

@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 
+use proto::picker::FabricShare;
 use proto::tracker::AnnounceEvent;
 use proto::{InfoHash, PeerId};
 use rand::Rng;
@@ -129,7 +130,14 @@ pub struct TorrentCounts {
     pub leechers: u32,
     /// `completed` events seen since the torrent appeared on this tracker.
     pub completed: u32,
+    /// The announcer's share of its fabric (see [`PeerMap::fabric_share`]); `None` in a
+    /// scrape, for a peer of unknown fabric and for an origin.
+    pub fabric_share: Option<FabricShare>,
 }
+
+/// Groups larger than this get no fabric share: ranking scans the group under the shard
+/// lock, and a fabric of this many hosts is past what the share is for.
+pub const MAX_SHARE_GROUP: usize = 65_536;
 
 #[derive(Debug, Clone, Copy)]
 struct Peer<A> {
@@ -137,6 +145,8 @@ struct Peer<A> {
     addr: A,
     source: IpAddr,
     seeder: bool,
+    /// Listed first with nothing left: an origin, not one of the fabric's downloaders.
+    began_complete: bool,
     expires: Secs,
 }
 
@@ -275,11 +285,33 @@ impl<A: PeerAddr> PeerMap<A> {
             addr: a.addr,
             source: a.source,
             seeder,
+            began_complete: seeder && previous.is_none(),
             expires,
         });
         self.index.insert(a.peer_id, (idx(g), idx(peers.len() - 1)));
         self.count(seeder, 1);
         previous
+    }
+
+    /// The rank of `id` among the downloading hosts of its fabric group (every peer listed
+    /// there except origins, ordered by peer id, as `proto::torrent` ranks the same-fabric
+    /// peers it knows) and their count. Hosts that finished keep their place, so ranks
+    /// move only when hosts join or leave.
+    fn fabric_share(&self, id: &PeerId) -> Option<FabricShare> {
+        let &(g, pos) = self.index.get(id)?;
+        let group = &self.groups[g as usize];
+        let me = &group.peers[pos as usize];
+        if !group.fabric.is_known() || me.began_complete || group.peers.len() > MAX_SHARE_GROUP {
+            return None;
+        }
+        let (mut rank, mut of) = (0u32, 0u32);
+        for p in group.peers.iter().filter(|p| !p.began_complete) {
+            of += 1;
+            if p.id.0 < id.0 {
+                rank += 1;
+            }
+        }
+        Some(FabricShare { rank, of })
     }
 
     fn remove(&mut self, id: &PeerId) {
@@ -449,6 +481,7 @@ impl Torrent {
             seeders: self.v4.seeders + self.v6.seeders,
             leechers: self.v4.leechers + self.v6.leechers,
             completed: self.completed,
+            fabric_share: None,
         }
     }
 
@@ -550,7 +583,9 @@ impl Torrents {
             rng,
             out,
         );
-        Ok(t.counts())
+        let mut counts = t.counts();
+        counts.fabric_share = A::map(t).fabric_share(&a.peer_id);
+        Ok(counts)
     }
 
     /// Counters of a torrent (zero when unknown).
@@ -654,6 +689,89 @@ mod tests {
     }
 
     const H: InfoHash = InfoHash([7; 20]);
+
+    #[test]
+    fn fabric_share_ranks_downloaders_by_peer_id_within_their_fabric() {
+        let mut t = Torrents::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut out = Vec::new();
+        // An origin in f1 is nobody's share; f2's hosts do not count in f1.
+        let origin = go(
+            &mut t,
+            &CFG,
+            H,
+            &ann(1, "f1", 0, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(origin.fabric_share, None);
+        for n in [9, 5, 7] {
+            go(
+                &mut t,
+                &CFG,
+                H,
+                &ann(n, "f1", 10, AnnounceEvent::Started),
+                0,
+                &mut rng,
+                &mut out,
+            );
+        }
+        go(
+            &mut t,
+            &CFG,
+            H,
+            &ann(2, "f2", 10, AnnounceEvent::Started),
+            0,
+            &mut rng,
+            &mut out,
+        );
+        let share = |t: &mut Torrents, n, left, rng: &mut SmallRng, out: &mut Vec<_>| {
+            go(
+                t,
+                &CFG,
+                H,
+                &ann(n, "f1", left, AnnounceEvent::None),
+                1,
+                rng,
+                out,
+            )
+            .fabric_share
+        };
+        assert_eq!(
+            share(&mut t, 5, 10, &mut rng, &mut out),
+            Some(FabricShare { rank: 0, of: 3 })
+        );
+        assert_eq!(
+            share(&mut t, 9, 10, &mut rng, &mut out),
+            Some(FabricShare { rank: 2, of: 3 })
+        );
+        // Finishing keeps a host's place.
+        assert_eq!(
+            share(&mut t, 7, 0, &mut rng, &mut out),
+            Some(FabricShare { rank: 1, of: 3 })
+        );
+        let f2 = go(
+            &mut t,
+            &CFG,
+            H,
+            &ann(2, "f2", 10, AnnounceEvent::None),
+            1,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(f2.fabric_share, Some(FabricShare { rank: 0, of: 1 }));
+        let blind = go(
+            &mut t,
+            &CFG,
+            H,
+            &ann(3, "", 10, AnnounceEvent::Started),
+            1,
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(blind.fabric_share, None);
+    }
 
     #[test]
     fn r9_another_source_cannot_take_over_or_remove_a_listing() {

@@ -18,8 +18,9 @@ use std::time::Duration;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use proto::tracker::udp::{
-    AnnounceInterval, AnnounceResponse, ConnectResponse, PeerList, Request, RequestParseError,
-    Response, ScrapeResponse, TorrentScrapeStats, encode_error,
+    AnnounceInterval, AnnounceResponse, ConnectResponse, FABRIC_SHARE_PARAM, PeerList, Request,
+    RequestParseError, Response, ScrapeResponse, TorrentScrapeStats, append_fabric_share,
+    encode_error,
 };
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -158,6 +159,11 @@ impl Processor {
                             peers,
                         };
                         resp.encode(&mut self.out);
+                        if let Some(share) = c.fabric_share
+                            && r.url_param(FABRIC_SHARE_PARAM).is_some()
+                        {
+                            append_fabric_share(share, &mut self.out);
+                        }
                         // Hand the list's allocation back for the next announce.
                         match resp.peers {
                             PeerList::V4(v) => self.peers4 = v,

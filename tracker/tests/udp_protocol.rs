@@ -57,6 +57,41 @@ fn connect_announce_scrape() {
     assert_eq!(t.handle.stats().peers, 2);
 }
 
+/// Issue 13: a peer that asks with `fabric_share=1` in its URL data gets its rank among its
+/// fabric's downloading hosts as a trailer after the peers; one that does not ask (any other
+/// client) gets a plain BEP 15 answer.
+#[test]
+fn fabric_share_trailer_only_for_those_who_ask() {
+    use proto::picker::FabricShare;
+    use proto::tracker::udp::split_fabric_share;
+    let t = open_tracker();
+    let mut cl = UdpClient::new(t.udp);
+    let cid = cl.connect();
+    for n in [30u32, 10, 20] {
+        let tid = cl.tid();
+        cl.send(&announce(cid, tid, H, n, 7000 + n as u16, 1, Some("a")));
+        assert!(matches!(cl.recv(), Response::Announce(_)));
+    }
+    let tid = cl.tid();
+    let mut req = announce(cid, tid, H, 20, 7020, 1, Some("a"));
+    if let Request::Announce(a) = &mut req {
+        a.url_data = b"/announce?fabric=a&fabric_share=1".to_vec();
+    }
+    cl.send(&req);
+    let raw = cl.recv_raw();
+    let (rest, share) = split_fabric_share(&raw, false);
+    assert_eq!(share, Some(FabricShare { rank: 1, of: 3 }));
+    let Ok(Response::Announce(r)) = Response::parse(rest, false) else {
+        panic!("announce reply under the trailer")
+    };
+    assert_eq!(r.peers.len(), 2);
+    let tid = cl.tid();
+    cl.send(&announce(cid, tid, H, 20, 7020, 1, Some("a")));
+    let plain = cl.recv_raw();
+    assert_eq!(split_fabric_share(&plain, false).1, None);
+    assert!(Response::parse(&plain, false).is_ok());
+}
+
 #[test]
 fn fabric_in_url_data_puts_same_fabric_peers_first() {
     let mut c = loopback_config();

@@ -126,7 +126,7 @@ impl Tools {
                 for b in ["instream-seed", "instream-peer"] {
                     ensure!(
                         self.bin_dir.join(b).is_file(),
-                        "{} not found in {}: build it with `cargo build --release -p instream-engine` \
+                        "{} not found in {}: build them with `cargo build --release -p instream-engine -p instream-agent` \
                          (or pass --bin-dir)",
                         b,
                         self.bin_dir.display()

@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail, ensure};
 use super::clients::{
     ClientKind, DoneSource, Tools, event_time, instream_done_at, secs_between, summary_u64,
 };
+use super::delay_line::Impairment;
 use super::netns;
 use super::process::Child;
 use super::report::{Table, f, median};
@@ -84,10 +85,25 @@ pub struct SwarmArgs {
     /// Extra arguments for `instream-peer get`, space-separated.
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub instream_peer_args: String,
+    /// Transports instream runs with (`--transport` of its seed and peers), each its own
+    /// column: `tcp,quic` puts QUIC beside TCP in the same rounds.
+    #[arg(long, value_delimiter = ',', default_value = "tcp")]
+    pub transports: Vec<String>,
+    /// One-way delay added to every frame a host sends, ms (a userspace delay line; round
+    /// trips between hosts take twice this). 0: none.
+    #[arg(long, default_value_t = 0.0)]
+    pub delay_ms: f64,
+    /// Share of the frames each host sends that are dropped, percent (with the delay line).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss_pct: f64,
     /// Time libtorrent peers from their spawn (python start-up included) instead of from the
     /// "go" sent once every peer is set up. instream peers are always timed from their spawn.
     #[arg(long)]
     pub lt_from_spawn: bool,
+    /// Do not pass `--fabric-share` to instream peers (default flags: they rank themselves
+    /// among the same-fabric peers they connect to, or take the tracker's share).
+    #[arg(long)]
+    pub no_fabric_share: bool,
 }
 
 /// One client's figures for one round.
@@ -133,6 +149,9 @@ impl Ctx<'_> {
     /// `RANK/OF` of peer `i` among the peers of its fabric, as the control plane's
     /// dispatcher would pass it (`None` with one fabric or alone in its fabric).
     fn fabric_share(&self, i: usize) -> Option<String> {
+        if self.a.no_fabric_share {
+            return None;
+        }
         let mine = self.fabric(i)?;
         let same: Vec<usize> = (1..=self.a.peers)
             .filter(|&j| self.fabric(j) == Some(mine))
@@ -206,7 +225,7 @@ pub fn run(a: SwarmArgs) -> Result<()> {
     let torrent = work.path().join("swarm.torrent");
     mktorrent(&payload, a.piece_size, &torrent)?;
 
-    let spec = TopologySpec::star(
+    let mut spec = TopologySpec::star(
         a.peers,
         a.fabrics,
         Link {
@@ -215,6 +234,33 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         },
         a.fabric_mbit,
     );
+    if a.delay_ms > 0.0 || a.loss_pct > 0.0 {
+        spec = spec.impaired(Impairment {
+            delay: Duration::from_secs_f64(a.delay_ms / 1000.0),
+            loss: a.loss_pct / 100.0,
+        });
+    }
+    // One column per (client, transport): libtorrent has one, instream one per transport.
+    let entries: Vec<(ClientKind, Option<&str>)> = a
+        .clients
+        .iter()
+        .flat_map(|&c| match c {
+            ClientKind::Instream => a.transports.iter().map(|t| (c, Some(t.as_str()))).collect(),
+            ClientKind::Libtorrent => vec![(c, None)],
+        })
+        .collect();
+    let entry_tools: Vec<super::clients::Tools> = entries
+        .iter()
+        .map(|(_, t)| {
+            let mut tools = tools.clone();
+            if let Some(t) = t {
+                for args in [&mut tools.seed_args, &mut tools.peer_args] {
+                    args.extend(["--transport".to_string(), t.to_string()]);
+                }
+            }
+            tools
+        })
+        .collect();
     let terms = spec.lower_bound(a.size);
     let bound = terms[0].secs;
     let topo = Topology::build(spec).context("build the network namespaces")?;
@@ -243,6 +289,13 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         .map(|t| format!("{} = {:.3} s", t.name, t.secs))
         .collect();
     println!("lower bound {bound:.3} s  ({})", shown.join(", "));
+    if let Some(imp) = spec_impair(&topo) {
+        println!(
+            "every host link: {:.1} ms one-way delay, {:.2} % loss (userspace delay line: this kernel has no netem)",
+            imp.delay.as_secs_f64() * 1000.0,
+            imp.loss * 100.0
+        );
+    }
     println!(
         "timing: instream peers from their spawn; libtorrent peers from {}\n",
         if a.lt_from_spawn {
@@ -252,8 +305,8 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         }
     );
 
-    let labels = labels(&a.clients);
-    let mut per_client: Vec<Vec<Round>> = a.clients.iter().map(|_| Vec::new()).collect();
+    let labels = entry_labels(&entries);
+    let mut per_client: Vec<Vec<Round>> = entries.iter().map(|_| Vec::new()).collect();
     let mut rounds = Table::new(&[
         "round",
         "client",
@@ -266,13 +319,13 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         "note",
     ]);
     for r in 1..=a.rounds {
-        for (ci, c) in a.clients.iter().enumerate() {
+        for (ci, (c, _)) in entries.iter().enumerate() {
             ctx.fresh_outputs()?;
             sync_disks();
             let ingress0 = topo.fabric_ingress_bytes()?;
             let mut res = match c {
                 ClientKind::Libtorrent => lt_round(&ctx),
-                ClientKind::Instream => instream_round(&ctx),
+                ClientKind::Instream => instream_round(&ctx, &entry_tools[ci]),
             }
             .with_context(|| format!("round {r}, {}", labels[ci]))?;
             res.cross_fabric = cross_fabric_copies(&topo, &ingress0, a.size)?;
@@ -312,7 +365,7 @@ pub fn run(a: SwarmArgs) -> Result<()> {
 
     let med =
         |ci: usize, g: fn(&Round) -> f64| median(&per_client[ci].iter().map(g).collect::<Vec<_>>());
-    let base = a.clients.len() - 1;
+    let base = entries.len() - 1;
     let mut summary = Table::new(&[
         "client (median)",
         "fanout s",
@@ -355,6 +408,29 @@ fn cross_fabric_copies(topo: &Topology, before: &[u64], payload: u64) -> Result<
         .filter(|&k| k != origin)
         .map(|k| after[k].saturating_sub(before[k]) as f64 / payload as f64)
         .fold(f64::NAN, f64::max))
+}
+
+fn spec_impair(topo: &Topology) -> Option<Impairment> {
+    topo.spec.impair
+}
+
+/// Display names of the entries: the client, `/TRANSPORT` on instream's unless every one is
+/// plain TCP, numbered when the same name comes twice.
+fn entry_labels(entries: &[(ClientKind, Option<&str>)]) -> Vec<String> {
+    let plain_tcp = entries.iter().all(|(_, t)| t.is_none_or(|t| t == "tcp"));
+    let mut seen = std::collections::HashMap::new();
+    entries
+        .iter()
+        .map(|(c, t)| {
+            let name = match t {
+                Some(t) if !plain_tcp => format!("{}/{t}", c.name()),
+                _ => c.name().to_string(),
+            };
+            let n = seen.entry(name.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { name } else { format!("{name}#{n}") }
+        })
+        .collect()
 }
 
 /// Display names, numbered when a client is listed more than once.
@@ -447,9 +523,9 @@ fn lt_round(ctx: &Ctx) -> Result<Round> {
     })
 }
 
-fn instream_round(ctx: &Ctx) -> Result<Round> {
+fn instream_round(ctx: &Ctx, tools: &super::clients::Tools) -> Result<Round> {
     let n = ctx.a.peers;
-    let mut seed = ctx.tools.instream_seed(
+    let mut seed = tools.instream_seed(
         "instream-seed",
         &ctx.torrent,
         &ctx.payload,
@@ -461,7 +537,7 @@ fn instream_round(ctx: &Ctx) -> Result<Round> {
     let t0 = SystemTime::now();
     let mut peers = Vec::new();
     for i in 1..=n {
-        peers.push(ctx.tools.instream_peer(
+        peers.push(tools.instream_peer(
             &format!("instream-peer{i}"),
             &ctx.torrent,
             &ctx.out_dir(i),
@@ -493,6 +569,7 @@ fn instream_round(ctx: &Ctx) -> Result<Round> {
     let mut done = Vec::new();
     let mut sources = Vec::new();
     let (mut down, mut up, mut cpu) = (0u64, 0u64, seed_cpu);
+    let mut quic = 0u64;
     for p in &peers {
         let (at, src) =
             instream_done_at(p, ctx.a.seed_for).context("peer exited without a completion time")?;
@@ -500,6 +577,7 @@ fn instream_round(ctx: &Ctx) -> Result<Round> {
         sources.push(src);
         down += summary_u64(p, "bytes_downloaded")?;
         up += summary_u64(p, "bytes_uploaded")?;
+        quic += summary_u64(p, "quic_connections").unwrap_or(0);
         cpu += p.exit().map_or(0.0, |e| e.cpu_secs);
     }
     let note = if sources.contains(&DoneSource::ExitMinusSeedFor) {
@@ -510,6 +588,9 @@ fn instream_round(ctx: &Ctx) -> Result<Round> {
     let fanout = done.iter().copied().fold(f64::NAN, f64::max);
     let first = done.iter().copied().fold(f64::NAN, f64::min);
     let mut note = note;
+    if quic > 0 {
+        note.push_str(&format!(" {quic} QUIC conns"));
+    }
     if fanout - first > ctx.a.seed_for {
         note.push_str(" (spread > seed-for: early finishers left before the last)");
     }

@@ -14,11 +14,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::BytesMut;
+#[cfg(feature = "manifest")]
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha1::{Digest, Sha1};
 
 use crate::bencode as bencode_codec;
 use crate::fabric::FabricMap;
+#[cfg(feature = "manifest")]
 use crate::manifest::{self as manifest_codec, Manifest};
 use crate::metainfo::{ValidMetainfo, path};
 use crate::wire::extension::ExtendedHandshake;
@@ -34,6 +36,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("handshake", handshake),
     ("wire_message", wire_message),
     ("extension", extension),
+    #[cfg(feature = "manifest")]
     ("manifest", manifest),
     ("fabric_map", fabric_map),
     ("mse_responder", mse_responder),
@@ -43,11 +46,13 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("http_announce", http_announce),
 ];
 
+#[cfg(feature = "manifest")]
 /// Seed of the key the [`manifest`] entry trusts, so a corpus file signed with it reaches
 /// the code behind the signature check.
 pub const FUZZ_MANIFEST_KEY_SEED: [u8; 32] = [7; 32];
 
 /// The public key of [`FUZZ_MANIFEST_KEY_SEED`].
+#[cfg(feature = "manifest")]
 pub fn fuzz_manifest_key() -> VerifyingKey {
     SigningKey::from_bytes(&FUZZ_MANIFEST_KEY_SEED).verifying_key()
 }
@@ -120,6 +125,7 @@ pub fn extension(data: &[u8]) {
     }
 }
 
+#[cfg(feature = "manifest")]
 /// Signed manifest: verification against the fuzz key, and payload validation on its own
 /// (which the signature check would otherwise keep the fuzzer from reaching).
 pub fn manifest(data: &[u8]) {

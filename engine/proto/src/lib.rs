@@ -8,7 +8,6 @@
 //! `handle_*(now, ...)`, then drain `poll_action()` until it returns `None`, then arm a timer
 //! for `poll_timeout()`. Time (`now`) and randomness (`rng`) are always arguments.
 #![warn(missing_docs, unreachable_pub)]
-#![allow(missing_docs)] // TEMP while modules are stubs
 #![warn(clippy::cast_possible_truncation)]
 
 pub mod bencode;
@@ -16,6 +15,7 @@ pub mod bitfield;
 pub mod choker;
 pub mod fabric;
 pub mod lengths;
+#[cfg(feature = "manifest")]
 pub mod manifest;
 pub mod metainfo;
 pub mod mse;

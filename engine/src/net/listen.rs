@@ -66,13 +66,13 @@ impl Default for ListenLimits {
 
 /// Incoming connections open now, in total and by source address.
 #[derive(Debug, Default)]
-struct Open {
+pub(super) struct Open {
     total: usize,
     by_ip: HashMap<IpAddr, usize>,
 }
 
 /// One admitted connection's share of [`Open`], given back on drop.
-struct Slot {
+pub(super) struct Slot {
     open: Arc<Mutex<Open>>,
     ip: IpAddr,
 }
@@ -91,7 +91,11 @@ impl Drop for Slot {
 }
 
 /// Takes a slot for a connection from `ip`, or says which cap it would pass.
-fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &ListenLimits) -> Result<Slot, &'static str> {
+pub(super) fn admit(
+    open: &Arc<Mutex<Open>>,
+    ip: IpAddr,
+    limits: &ListenLimits,
+) -> Result<Slot, &'static str> {
     let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
     if limits.max_connections != 0 && o.total >= limits.max_connections {
         return Err("too many incoming connections");

@@ -21,7 +21,7 @@ use proto::wire::{HANDSHAKE_LEN, Handshake};
 use proto::{InfoHash, PeerId};
 use socket2::SockRef;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -108,7 +108,7 @@ impl HandshakeFailed {
     /// True if a plaintext dial may still work after an MSE dial failed this way (the
     /// peer dropped or garbled the encrypted attempt, or never answered it; not when the
     /// dial itself failed).
-    fn worth_plain_retry(&self) -> bool {
+    pub(crate) fn worth_plain_retry(&self) -> bool {
         use io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable};
         match self {
             Self::Io(e) => !matches!(
@@ -124,8 +124,8 @@ impl HandshakeFailed {
 /// Reads the peer's handshake after the bytes already in `buf`; returns it and any bytes
 /// that followed it. With `decrypt`, bytes read from the socket are decrypted first (`buf`
 /// is already plain).
-pub async fn read_handshake(
-    stream: &mut TcpStream,
+pub async fn read_handshake<S: AsyncRead + Unpin>(
+    stream: &mut S,
     mut buf: BytesMut,
     mut decrypt: Option<&mut Rc4>,
 ) -> Result<(Handshake, BytesMut), HandshakeFailed> {
@@ -146,8 +146,8 @@ pub async fn read_handshake(
 }
 
 /// Writes our handshake, through the payload cipher if there is one.
-pub async fn write_handshake(
-    stream: &mut TcpStream,
+pub async fn write_handshake<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     ours: &Handshake,
     encrypt: Option<&mut Rc4>,
 ) -> io::Result<()> {
@@ -253,8 +253,9 @@ async fn dial(
 }
 
 /// Dials `addr` for the torrent behind `route` and runs the connection; a failure before
-/// the handshake completes is reported as [`NetEvent::ConnectFailed`].
-pub async fn connect_peer(addr: SocketAddr, route: Route, opts: SocketOptions) {
+/// the handshake completes is reported as [`NetEvent::ConnectFailed`]. Returns false if the
+/// dial or the handshake failed.
+pub async fn connect_peer(addr: SocketAddr, route: Route, opts: SocketOptions) -> bool {
     match dial(addr, &route, &opts).await {
         Ok(d) => {
             let peer = route.next_key();
@@ -268,14 +269,17 @@ pub async fn connect_peer(addr: SocketAddr, route: Route, opts: SocketOptions) {
                 &route.cancel,
             )
             .await;
+            true
         }
         Err(HandshakeFailed::SelfConnection) => {
             debug!(%addr, "dialled ourselves; never again");
             let _ = route.events.send(NetEvent::ReachedOurselves { addr }).await;
+            false
         }
         Err(e) => {
             debug!(%addr, error = %e, "connect failed");
             let _ = route.events.send(NetEvent::ConnectFailed { addr }).await;
+            false
         }
     }
 }

@@ -1,11 +1,10 @@
-//! The engine's programs, `instream-peer` ([`peer`]) and `instream-seed` ([`seed`]), as
-//! library entry points: the binaries in `src/bin/` are one call each, and the `instream`
-//! multi-call binary runs them when started under their names (so `instream up` needs one
-//! build). This module holds what they share: argument parsing with one-line errors,
+//! The engine's program `instream-seed` ([`seed`]) as a library entry point, and what it
+//! shares with `instream-peer` (in instream-agent): the binaries are one call each, and the
+//! `instream` multi-call binary runs them when started under their names (so `instream up`
+//! needs one build). The shared part: argument parsing with one-line errors,
 //! logging set-up, signals, and the exit contract of docs/ARCHITECTURE.md ("error: ..." on
 //! stderr, non-zero status; a closed stdout is not an error).
 
-pub mod peer;
 pub mod seed;
 
 use std::io::IsTerminal;
@@ -108,6 +107,45 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// `--transport` and the QUIC keys, shared by `instream-seed serve` and `instream-peer get`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TransportArgs {
+    /// Transport to instream peers: `tcp` (TCP only), `quic` (dial QUIC first, TCP within a
+    /// second if UDP is blocked), `auto` (accept both, dial TCP; see README, QUIC). Other
+    /// clients always get TCP.
+    #[arg(long, default_value = "tcp", value_name = "tcp|quic|auto")]
+    pub transport: crate::net::Transport,
+    /// PEM certificate of this host for QUIC (with --quic-key and --quic-ca); without them
+    /// QUIC uses a fresh self-signed certificate and does not authenticate peers.
+    #[arg(long, value_name = "FILE", requires_all = ["quic_key", "quic_ca"])]
+    pub quic_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --quic-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["quic_cert", "quic_ca"])]
+    pub quic_key: Option<std::path::PathBuf>,
+    /// PEM CA that QUIC peers' certificates must be signed by (both ways).
+    #[arg(long, value_name = "FILE", requires_all = ["quic_cert", "quic_key"])]
+    pub quic_ca: Option<std::path::PathBuf>,
+    /// QUIC congestion control: `cubic` (default) or `bbr`.
+    #[arg(long, default_value = "cubic", value_name = "cubic|bbr")]
+    pub quic_congestion: crate::net::quic::Congestion,
+}
+
+impl TransportArgs {
+    /// Fills the session's transport settings.
+    pub fn apply(&self, config: &mut crate::session::SessionConfig) {
+        config.transport = self.transport;
+        config.quic.congestion = self.quic_congestion;
+        if let (Some(cert), Some(key), Some(ca)) = (&self.quic_cert, &self.quic_key, &self.quic_ca)
+        {
+            config.quic.identity = crate::net::QuicIdentity::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            };
+        }
     }
 }
 

@@ -29,6 +29,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size of `Serve` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Make a .torrent for a file or a directory.
@@ -76,9 +78,14 @@ enum Cmd {
         /// A peer to connect to; repeatable.
         #[arg(long = "peer")]
         peers: Vec<SocketAddr>,
-        /// Origin mode: give each peer pieces nobody else has yet (BEP 16-like).
-        #[arg(long)]
+        /// Accepted for scripts written before super-seeding became the default; no effect.
+        #[arg(long, conflicts_with = "no_super_seed")]
         super_seed: bool,
+        /// Serve like a plain seed (advertise every piece) instead of the default origin
+        /// mode, which reveals to each peer a few pieces the swarm has least of (BEP 16-like),
+        /// so each piece leaves the origin about once and distinct pieces reach each fabric.
+        #[arg(long)]
+        no_super_seed: bool,
         /// Trust the data without hashing it first (it was just created from these files).
         #[arg(long)]
         skip_check: bool,
@@ -113,10 +120,12 @@ enum Cmd {
             value_name = "plaintext|prefer|require"
         )]
         encryption: proto::mse::Policy,
+        #[command(flatten)]
+        transport: super::TransportArgs,
         /// Also seed every version dropped into DIR while running: DIR/<key>/ holds the
         /// payload, DIR/<key>.torrent appears last (by rename); the origin answers with
         /// DIR/<key>.seeding (or DIR/<key>.error) and announces it to the torrent's
-        /// trackers. `instream publish` uses this (see crate::agent::origin).
+        /// trackers. `instream publish` uses this (see crate::origin).
         #[arg(long, value_name = "DIR")]
         watch: Option<PathBuf>,
         /// Serve Prometheus text at http://ADDR/metrics (bytes served and received, peers,
@@ -228,7 +237,8 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         announce_ip,
         fabric,
         peers,
-        super_seed,
+        super_seed: _,
+        no_super_seed,
         skip_check,
         max_peers,
         max_connections,
@@ -238,6 +248,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         no_tracker,
         io_backend,
         encryption,
+        transport,
         watch,
         metrics,
     } = cmd
@@ -257,9 +268,11 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     };
     let mut config = SessionConfig::default();
     config.torrent.fabric = fabric;
-    config.torrent.super_seed = super_seed;
+    // Origin mode by default: a seed's uplink is the scarcest link in a rollout.
+    config.torrent.super_seed = !no_super_seed;
     config.socket.encryption = encryption;
     config.announce_ip = announce_ip;
+    transport.apply(&mut config);
     if let Some(m) = max_peers {
         config.torrent.max_peers = m;
     }
@@ -353,10 +366,10 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
     let serving = async {
         match watch {
             Some(dir) => {
-                let mut cfg = crate::agent::origin::WatchConfig::new(dir.clone());
+                let mut cfg = crate::origin::WatchConfig::new(dir.clone());
                 cfg.io_backend = io_backend;
                 info!(dir = %dir.display(), %addr, "watching for new versions");
-                crate::agent::origin::watch(session.clone(), cfg, super::shutdown_signal())
+                crate::origin::watch(session.clone(), cfg, super::shutdown_signal())
                     .await
                     .with_context(|| format!("watch {}", dir.display()))
             }

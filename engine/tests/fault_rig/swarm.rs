@@ -41,8 +41,8 @@ pub struct SwarmSpec {
     pub impair: Option<Impairment>,
     /// Announce over BEP 15 UDP (else HTTP).
     pub udp_tracker: bool,
-    /// The origin in super-seed mode (as `instream serve` runs origins), handing out each
-    /// piece once before any twice.
+    /// The origin in super-seed mode (its default), handing out each piece once before any
+    /// twice; false runs it with `--no-super-seed`.
     pub super_seed: bool,
 }
 
@@ -170,8 +170,9 @@ impl Swarm {
             .arg(self.work.path().join("src/payload.bin"))
             .arg("--listen")
             .arg(Self::addr(ORIGIN).to_string());
-        if self.spec.super_seed {
-            cmd.arg("--super-seed");
+        // Super-seeding is the origin's default.
+        if !self.spec.super_seed {
+            cmd.arg("--no-super-seed");
         }
         let mut proc = Proc::spawn("origin", cmd);
         wait_for(

@@ -85,14 +85,17 @@ pub fn repo_root() -> PathBuf {
 /// Path of one of our binaries. Cargo sets `CARGO_BIN_EXE_<name>` for integration tests of the
 /// package that owns the binary; `option_env!` keeps this file compiling before the binary
 /// exists, and the run-time fallback finds it next to the test executable's profile dir.
+/// `instream-peer` belongs to instream-agent, so it is built on first use (see [`peer_bin`]).
 pub fn bin(name: &str) -> PathBuf {
     let from_cargo = match name {
         "instream-seed" => option_env!("CARGO_BIN_EXE_instream-seed"),
-        "instream-peer" => option_env!("CARGO_BIN_EXE_instream-peer"),
         _ => None,
     };
     if let Some(p) = from_cargo {
         return PathBuf::from(p);
+    }
+    if name == "instream-peer" {
+        build_peer();
     }
     // target/<profile>/deps/<test-binary> -> target/<profile>/<name>
     let exe = std::env::current_exe().expect("find the test executable");
@@ -103,8 +106,8 @@ pub fn bin(name: &str) -> PathBuf {
     let candidate = profile_dir.join(name);
     assert!(
         candidate.is_file(),
-        "binary {name} not found at {}: it is built by `cargo test -p instream-engine` once \
-         engine/src/bin/{name}.rs exists",
+        "binary {name} not found at {}: it is built by `cargo test -p instream-engine` \
+         (instream-peer by `cargo build -p instream-agent`)",
         candidate.display()
     );
     candidate
@@ -128,6 +131,41 @@ pub fn tracker_bin() -> PathBuf {
         );
     });
     bin("instream-tracker")
+}
+
+/// `instream-peer`, built on first use: the host agent's program lives in instream-agent
+/// (which depends on this crate), so cargo does not build it for this package's tests.
+pub fn peer_bin() -> PathBuf {
+    bin("instream-peer")
+}
+
+fn build_peer() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // The profile of this test run (target/<dir>/deps/<test>), so the binary lands
+        // where `bin` looks: `debug` is the dev profile's directory.
+        let exe = std::env::current_exe().expect("find the test executable");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|d| d.to_str())
+            .unwrap_or("debug");
+        let profile = if dir == "debug" { "dev" } else { dir };
+        run_ok(
+            "cargo build -p instream-agent",
+            Command::new(cargo).current_dir(repo_root()).args([
+                "build",
+                "--profile",
+                profile,
+                "-p",
+                "instream-agent",
+                "--bin",
+                "instream-peer",
+            ]),
+        );
+    });
 }
 
 /// Path of a helper script in tests/reference/.

@@ -37,7 +37,7 @@ pub struct PlayHost<'a> {
 }
 
 /// The extra vars of one job (`-e @FILE`): holds credentials, so its file is 0600.
-/// `kafka_options` goes to the agents' `INSTREAM_KAFKA_OPTIONS` (see `local::AGENT_USAGE`).
+/// `kafka_options` goes to the agents' `INSTREAM_KAFKA_OPTIONS` (see `local::KAFKA_OPTIONS_ENV`).
 pub fn extra_vars(hosts: &[PlayHost<'_>], async_secs: u64, kafka_options: &str) -> String {
     let mut per_host = serde_json::Map::new();
     for h in hosts {

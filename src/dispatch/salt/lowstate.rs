@@ -123,23 +123,6 @@ pub fn compound_target(hosts: &[JobHost], variant: Option<(&str, &str)>) -> Stri
     t
 }
 
-/// Each host's `(rank, of)` among the job's hosts of its fabric, by name: the same rule as
-/// the local dispatcher's `--fabric-share`, computed for the whole job in one pass.
-pub fn fabric_shares(job: &Job) -> BTreeMap<&str, (usize, usize)> {
-    let mut by_fabric: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for h in &job.hosts {
-        by_fabric.entry(&h.fabric).or_default().push(&h.name);
-    }
-    let mut out = BTreeMap::new();
-    for names in by_fabric.values_mut() {
-        names.sort_unstable();
-        for (rank, n) in names.iter().enumerate() {
-            out.insert(*n, (rank, names.len()));
-        }
-    }
-    out
-}
-
 /// Refuses a static part of the command (agent path, URLs, file paths) that Jinja would
 /// interpret.
 pub fn check_static(what: &str, s: &str) -> Result<(), String> {
@@ -154,20 +137,23 @@ pub fn check_static(what: &str, s: &str) -> Result<(), String> {
 /// A `{% set %}` table maps each minion id to its fabric and its `--fabric-share` words;
 /// `--host` and the data root come from `grains.id`. `argv` is the local dispatcher's
 /// argument vector for host [`HOST_EXPR`] in fabric [`FABRIC_EXPR`]
-/// (`AgentCommand::args`, the [`AGENT_USAGE`] contract; that host is not in the job, so
-/// it carries no `--fabric-share` of its own), quoted here for `shlex.split` (cmd.run with
-/// `python_shell=False`: no shell on the minion).
-///
-/// [`AGENT_USAGE`]: crate::dispatch::local::AGENT_USAGE
+/// (`AgentCommand::args`, the rendered [`contract::AgentArgs`]; that host is not in the job,
+/// so it carries no `--fabric-share` of its own: the table holds each host's, from
+/// [`contract::fabric_shares`] as the local dispatcher's), quoted here for `shlex.split`
+/// (cmd.run with `python_shell=False`: no shell on the minion).
 pub fn command_template(program: &str, argv: &[OsString], job: &Job) -> String {
-    let shares = fabric_shares(job);
+    let shares = contract::fabric_shares(
+        job.hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.fabric.as_str())),
+    );
     let table: BTreeMap<&str, [String; 2]> = job
         .hosts
         .iter()
         .map(|h| {
             let share = match shares.get(h.name.as_str()) {
-                Some((rank, of)) if *of > 1 => format!("--fabric-share {rank}/{of}"),
-                _ => String::new(),
+                Some(share) => format!("--fabric-share {share}"),
+                None => String::new(),
             };
             (h.name.as_str(), [h.fabric.clone(), share])
         })
@@ -348,25 +334,6 @@ mod tests {
 --fabric '{{ instream[grains.id][0] }}' --root '/var/lib/instream/{{ grains.id }}' \
 --product app --version 2 --variant 12 --trusted-key /etc/instream/publisher.pub \
 {{ instream[grains.id][1] }}"
-        );
-    }
-
-    #[test]
-    fn fabric_shares_rank_hosts_by_name_within_their_fabric() {
-        // The local dispatcher's rule (its own test: h1 0/2, h3 1/2, x9 alone).
-        let j = job(
-            &[("h3", "f1"), ("h1", "f1"), ("x9", "f2"), ("h2", "f1")],
-            None,
-        );
-        let shares: Vec<(&str, (usize, usize))> = fabric_shares(&j).into_iter().collect();
-        assert_eq!(
-            shares,
-            [
-                ("h1", (0, 3)),
-                ("h2", (1, 3)),
-                ("h3", (2, 3)),
-                ("x9", (0, 1))
-            ]
         );
     }
 

@@ -139,6 +139,14 @@ impl UdpClient {
         self.sock.send(bytes).unwrap();
     }
 
+    /// Next datagram as bytes; panics after 5 s of silence.
+    #[allow(dead_code)] // not every test binary that includes this module uses it
+    pub fn recv_raw(&self) -> Vec<u8> {
+        let mut buf = [0u8; 8192];
+        let n = self.sock.recv(&mut buf).expect("a reply within 5 s");
+        buf[..n].to_vec()
+    }
+
     /// Next datagram, parsed; panics after 5 s of silence.
     pub fn recv(&self) -> Response {
         let mut buf = [0u8; 8192];

@@ -121,6 +121,8 @@ pub struct Picker {
     /// How long a piece must have been visible in other fabrics, and still absent from ours,
     /// before a host outside its share may bring it in.
     fallback_delay: Duration,
+    /// Keep no block bytes (see `torrent::Config::dataless`).
+    dataless: bool,
 }
 
 impl std::str::FromStr for FabricShare {
@@ -173,7 +175,14 @@ impl Picker {
             remote_seen: vec![None; n],
             now: None,
             fallback_delay: Duration::ZERO,
+            dataless: false,
         }
+    }
+
+    /// Keeps no block bytes: completed pieces are handed out empty (a simulation of
+    /// thousands of hosts without payload; see `torrent::Config::dataless`).
+    pub fn set_dataless(&mut self, dataless: bool) {
+        self.dataless = dataless;
     }
 
     /// Sets which pieces this host brings in from other fabrics (see [`FabricShare`]).
@@ -352,7 +361,8 @@ impl Picker {
             };
             let Some(piece) = found else { break };
             let one_only = probation;
-            let buf = self.buffers.take(self.lengths.piece_len(piece) as usize);
+            let buf =
+                (!self.dataless).then(|| self.buffers.take(self.lengths.piece_len(piece) as usize));
             let mut pp = PartialPiece::new(&self.lengths, piece, buf);
             pp.fallback = fallback;
             if probation || self.failed.contains_key(&piece.get()) {

@@ -38,6 +38,8 @@ pub(crate) struct PartialPiece {
     /// Blocks in state `Missing`.
     pub(crate) missing: u32,
     buffer: BytesMut,
+    /// Blocks' bytes are not kept (a simulation without payload, see `Config::dataless`).
+    dataless: bool,
     /// Started from another fabric outside our share, because no same-fabric peer had
     /// anything for us (at most one such piece at a time).
     pub(crate) fallback: bool,
@@ -48,9 +50,15 @@ pub(crate) struct PartialPiece {
 }
 
 impl PartialPiece {
-    /// `buffer` is empty with room for the piece (see [`super::buffer_pool`]).
-    pub(crate) fn new(lengths: &Lengths, piece: ValidPieceIndex, buffer: BytesMut) -> Self {
-        debug_assert!(buffer.is_empty() && buffer.capacity() >= lengths.piece_len(piece) as usize);
+    /// `buffer` is empty with room for the piece (see [`super::buffer_pool`]); `None` keeps
+    /// no bytes at all (dataless simulation).
+    pub(crate) fn new(lengths: &Lengths, piece: ValidPieceIndex, buffer: Option<BytesMut>) -> Self {
+        let dataless = buffer.is_none();
+        let buffer = buffer.unwrap_or_default();
+        debug_assert!(
+            buffer.is_empty()
+                && (dataless || buffer.capacity() >= lengths.piece_len(piece) as usize)
+        );
         let n = lengths.blocks_in_piece(piece);
         Self {
             blocks: vec![BlockState::Missing; n as usize],
@@ -58,6 +66,7 @@ impl PartialPiece {
             received: 0,
             missing: n,
             buffer,
+            dataless,
             fallback: false,
             owner: None,
         }
@@ -71,7 +80,9 @@ impl PartialPiece {
     pub(crate) fn store(&mut self, block_index: u32, from: PeerKey, data: &[u8]) {
         let start = (block_index * BLOCK_LEN) as usize;
         let end = start + data.len();
-        if start >= self.buffer.len() {
+        if self.dataless {
+            // Nothing to assemble.
+        } else if start >= self.buffer.len() {
             self.buffer.resize(start, 0);
             self.buffer.extend_from_slice(data);
         } else {

@@ -43,6 +43,16 @@ impl EventQueue {
         }
     }
 
+    /// The time of the earliest entry, without taking it.
+    pub(crate) fn peek_time(&mut self) -> Option<u64> {
+        if self.current.is_empty() {
+            let (bucket, entries) = self.later.pop_first()?;
+            self.current_bucket = bucket;
+            self.current = entries.into_iter().map(Reverse).collect();
+        }
+        self.current.peek().map(|Reverse((nanos, _, _))| *nanos)
+    }
+
     /// The earliest entry: (time in nanoseconds, payload).
     pub(crate) fn pop(&mut self) -> Option<(u64, u32)> {
         if self.current.is_empty() {

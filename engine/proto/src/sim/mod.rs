@@ -5,7 +5,9 @@
 //! can be narrower (`cross_fabric_rate`). A `piece` message occupies the sender's uplink and
 //! the receiver's downlink for its length; every message keeps the order of its connection,
 //! as TCP would. Disk and hashing are instantaneous: a node "verifies" a piece by comparing it
-//! with the payload. Tests use it with a handful of nodes; `bench/` runs it with thousands.
+//! with the payload. Tests use it with a handful of nodes; `bench/` runs it with thousands,
+//! dataless ([`Swarm::new_dataless`]): no payload in memory, blocks carry a shared static
+//! buffer and the machines keep no block bytes, so a host costs only its protocol state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,7 +19,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::PeerId;
 use crate::bitfield::Bitfield;
-use crate::lengths::Lengths;
+use crate::lengths::{BLOCK_LEN, Lengths};
+use crate::picker::FabricShare;
 use crate::torrent::{Action, Config, Input, PeerInfo, PeerKey, Torrent};
 use crate::wire::Message;
 use event_queue::EventQueue;
@@ -27,9 +30,24 @@ mod event_queue;
 /// Where nodes learn about each other: a tracker model. `bench/` plugs the real tracker
 /// registry in; tests use [`FullMesh`].
 pub trait PeerSource {
-    /// Node `node` (in `fabric`) announces at virtual time `now`; returns the nodes to hand it.
-    fn announce(&mut self, node: usize, fabric: &str, now: Duration) -> Vec<usize>;
+    /// Node `node` (in `fabric`, `complete` or not) announces at virtual time `now`; returns
+    /// the nodes to hand it and, as an instream tracker does, its fabric share.
+    fn announce(
+        &mut self,
+        node: usize,
+        fabric: &str,
+        complete: bool,
+        now: Duration,
+    ) -> (Vec<usize>, Option<FabricShare>);
 }
+
+/// Re-announce this soon after the tracker's fabric share changed (as
+/// `engine::tracker_client` does), at most [`SHARE_SETTLES`] times.
+const SHARE_SETTLE: Duration = Duration::from_secs(2);
+const SHARE_SETTLES: u32 = 5;
+
+/// What every dataless block carries (its bytes are never looked at).
+static ZEROS: [u8; BLOCK_LEN as usize] = [0; BLOCK_LEN as usize];
 
 /// Every node learns every other node.
 #[derive(Debug, Default)]
@@ -45,8 +63,14 @@ impl FullMesh {
 }
 
 impl PeerSource for FullMesh {
-    fn announce(&mut self, node: usize, _fabric: &str, _now: Duration) -> Vec<usize> {
-        (0..self.nodes).filter(|&j| j != node).collect()
+    fn announce(
+        &mut self,
+        node: usize,
+        _fabric: &str,
+        _complete: bool,
+        _now: Duration,
+    ) -> (Vec<usize>, Option<FabricShare>) {
+        ((0..self.nodes).filter(|&j| j != node).collect(), None)
     }
 }
 
@@ -113,6 +137,8 @@ struct Node {
     timer_at: Option<Duration>,
     /// Shut down and left the swarm (see [`Swarm::seed_for`]).
     gone: bool,
+    /// The fabric share of the last announce, and early re-announces made since it changed.
+    share: (Option<FabricShare>, u32),
 }
 
 #[derive(Debug)]
@@ -131,6 +157,8 @@ pub struct Swarm {
     now: Duration,
     lengths: Lengths,
     payload: Bytes,
+    /// No payload in memory (see [`Swarm::new_dataless`]).
+    dataless: bool,
     nodes: Vec<Node>,
     /// Slots of `events` by virtual nanoseconds, first in first out within a time.
     queue: EventQueue,
@@ -181,7 +209,30 @@ impl std::fmt::Debug for Swarm {
 impl Swarm {
     /// A swarm for `payload` cut into `piece_len` pieces.
     pub fn new(payload: Bytes, piece_len: u32, specs: Vec<NodeSpec>) -> Self {
-        let lengths = Lengths::new(payload.len() as u64, piece_len).expect("valid geometry");
+        let len = payload.len() as u64;
+        Self::build(payload, len, piece_len, specs, false)
+    }
+
+    /// A swarm for a payload of `len` bytes that exists nowhere: blocks carry a static
+    /// buffer, every piece verifies, and each node's machine runs with `Config::dataless`
+    /// (set here). No [`Role::Liar`] (there is nothing to lie about).
+    pub fn new_dataless(len: u64, piece_len: u32, mut specs: Vec<NodeSpec>) -> Self {
+        for s in &mut specs {
+            assert!(s.role != Role::Liar, "a dataless swarm has no liars");
+            s.config.dataless = true;
+            s.config.piece_buffer_pool_bytes = 0;
+        }
+        Self::build(Bytes::new(), len, piece_len, specs, true)
+    }
+
+    fn build(
+        payload: Bytes,
+        len: u64,
+        piece_len: u32,
+        specs: Vec<NodeSpec>,
+        dataless: bool,
+    ) -> Self {
+        let lengths = Lengths::new(len, piece_len).expect("valid geometry");
         let nodes = (0u32..)
             .zip(specs)
             .map(|(i, spec)| Node {
@@ -194,6 +245,7 @@ impl Swarm {
                 report: NodeReport::default(),
                 timer_at: None,
                 gone: false,
+                share: (None, 0),
             })
             .collect();
         let mut s = Self {
@@ -201,6 +253,7 @@ impl Swarm {
             now: Duration::ZERO,
             lengths,
             payload,
+            dataless,
             nodes,
             queue: EventQueue::default(),
             events: Vec::new(),
@@ -273,14 +326,17 @@ impl Swarm {
         self.queue.push(nanos, slot);
     }
 
-    /// Runs until every leecher completes or `limit` of virtual time passes; returns the
-    /// virtual time at the end.
+    /// Runs until every leecher completes or `limit` of virtual time passes (then the clock
+    /// reads `limit`, and a later call goes on from there); returns the virtual time at the
+    /// end.
     pub fn run(&mut self, limit: Duration) -> Duration {
-        while let Some((nanos, slot)) = self.queue.pop() {
+        while let Some(nanos) = self.queue.peek_time() {
             let at = Duration::from_nanos(nanos);
             if at > limit {
+                self.now = self.now.max(limit);
                 break;
             }
+            let (_, slot) = self.queue.pop().expect("peeked");
             self.now = at;
             let (node, ev) = self.events[slot as usize].take().expect("event stored");
             self.free_slots.push(slot as usize);
@@ -361,13 +417,28 @@ impl Swarm {
 
     fn announce(&mut self, i: usize, now: Instant) {
         let fabric = self.nodes[i].spec.fabric.clone();
-        let peers = self.peer_source.announce(i, &fabric, self.now);
+        let complete =
+            self.nodes[i].report.completed_at.is_some() || self.nodes[i].spec.role != Role::Leecher;
+        let (peers, share) = self.peer_source.announce(i, &fabric, complete, self.now);
         let addrs: Vec<_> = peers.into_iter().map(|j| self.nodes[j].addr).collect();
         self.with_torrent(i, |t| t.handle_input(now, Input::PeersDiscovered { addrs }));
-        let done =
-            self.nodes[i].report.completed_at.is_some() || self.nodes[i].spec.role != Role::Leecher;
-        if !self.reannounce.is_zero() && !done {
-            self.schedule(self.now + self.reannounce, i, Event::Announce);
+        let mut next = self.reannounce;
+        if let Some(share) = share {
+            self.with_torrent(i, |t| {
+                t.handle_input(now, Input::FabricShareLearned { share })
+            });
+            // As the engine's tracker client does: ask again soon while the count changes.
+            let (last, settles) = &mut self.nodes[i].share;
+            if *last != Some(share) {
+                *last = Some(share);
+                if *settles < SHARE_SETTLES {
+                    *settles += 1;
+                    next = next.min(SHARE_SETTLE);
+                }
+            }
+        }
+        if !next.is_zero() && !complete {
+            self.schedule(self.now + next, i, Event::Announce);
         }
     }
 
@@ -409,7 +480,9 @@ impl Swarm {
                 let start = self.payload_index(
                     self.lengths.piece_offset(block.piece) + u64::from(block.offset),
                 );
-                let data = if self.nodes[i].spec.role == Role::Liar {
+                let data = if self.dataless {
+                    Bytes::from_static(&ZEROS[..block.len as usize])
+                } else if self.nodes[i].spec.role == Role::Liar {
                     Bytes::from(vec![0xA5; block.len as usize])
                 } else {
                     self.payload.slice(start..start + block.len as usize)
@@ -419,7 +492,7 @@ impl Swarm {
             }
             Action::VerifyAndWrite { piece, data } => {
                 let start = self.payload_index(self.lengths.piece_offset(piece));
-                let ok = data[..] == self.payload[start..start + data.len()];
+                let ok = self.dataless || data[..] == self.payload[start..start + data.len()];
                 self.schedule(
                     self.now + self.verify_delay,
                     i,
@@ -573,12 +646,20 @@ impl Swarm {
 
     /// Payload length in bytes.
     pub fn payload_len(&self) -> u64 {
-        self.payload.len() as u64
+        self.lengths.total_len()
     }
 
     /// True when every leecher completed.
     pub fn is_done(&self) -> bool {
         self.leechers_left == 0
+    }
+
+    /// Node `i`'s verified pieces (0 before it started).
+    pub fn pieces_of(&self, i: usize) -> u32 {
+        self.nodes[i]
+            .torrent
+            .as_ref()
+            .map_or(0, |t| t.have().count())
     }
 
     /// Pieces each node has (for debugging stalls).

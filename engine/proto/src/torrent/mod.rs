@@ -88,6 +88,8 @@ pub struct Torrent {
     banned_ids: Fifo<PeerId, ()>,
     peers_seen: Fifo<PeerId, ()>,
     super_seed: Option<super_seed::SuperSeed>,
+    /// Our fabric share as the tracker last counted it (see [`Input::FabricShareLearned`]).
+    tracker_share: Option<FabricShare>,
     stats: Stats,
     completed: bool,
     shutting_down: bool,
@@ -131,6 +133,7 @@ impl Torrent {
             banned_ids: Fifo::new(bounded::MAX_BANS),
             peers_seen: Fifo::new(bounded::MAX_SEEN),
             super_seed,
+            tracker_share: None,
             stats: Stats::default(),
             completed: complete,
             shutting_down: false,
@@ -146,6 +149,7 @@ impl Torrent {
         t.picker.set_fabric_share(t.config.fabric_share);
         t.picker.set_fallback_delay(t.config.fabric_fallback_delay);
         t.picker.set_buffer_pool(t.config.piece_buffer_pool_bytes);
+        t.picker.set_dataless(t.config.dataless);
         t
     }
 
@@ -171,6 +175,10 @@ impl Torrent {
                     self.book.add(addr, now);
                 }
                 self.dial(now);
+            }
+            Input::FabricShareLearned { share } => {
+                self.tracker_share = Some(share);
+                self.update_fabric_share();
             }
             Input::BlockRead { peer, block, data } => self.on_block_read(now, peer, block, data),
             Input::ReadFailed { peer, block } => self.on_read_failed(peer, block),
@@ -395,7 +403,15 @@ impl Torrent {
             self.actions.push_back(Action::Send { peer: key, msg });
         }
         if let Some(ss) = self.super_seed.as_mut() {
-            ss.top_up(key, &mut p, &self.picker, &mut self.rng, &mut self.actions);
+            let lone = !self.peers.values().any(Peer::downloads_revealed);
+            ss.top_up(
+                key,
+                &mut p,
+                lone,
+                &self.picker,
+                &mut self.rng,
+                &mut self.actions,
+            );
         }
         self.peers.insert(key, p);
         // Nobody is choked for long in a cooperative swarm: open a slot right away if free.
@@ -639,6 +655,12 @@ impl Torrent {
     }
 
     fn after_peer_pieces_changed(&mut self, key: PeerKey) {
+        // Only an origin asks (an O(peers) scan per `have` it receives).
+        let lone = self.super_seed.is_some()
+            && !self
+                .peers
+                .iter()
+                .any(|(k, q)| *k != key && q.downloads_revealed());
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
@@ -657,7 +679,7 @@ impl Torrent {
             });
         }
         if let Some(ss) = self.super_seed.as_mut() {
-            ss.top_up(key, p, &self.picker, &mut self.rng, &mut self.actions);
+            ss.top_up(key, p, lone, &self.picker, &mut self.rng, &mut self.actions);
         }
         self.dirty.insert(key);
     }
@@ -684,7 +706,9 @@ impl Torrent {
         self.update_fabric_share();
     }
 
-    /// Re-ranks us among the same-fabric peers we know (see [`FabricShare`]).
+    /// Re-ranks us among the same-fabric peers we know (see [`FabricShare`]), or takes the
+    /// tracker's ranking when it counts more of them: both order hosts by peer id, and the
+    /// tracker sees the whole fabric while we see only our connections.
     fn update_fabric_share(&mut self) {
         let Some(ours) = &self.config.fabric else {
             return;
@@ -706,10 +730,15 @@ impl Torrent {
             .iter()
             .position(|id| *id == self.config.peer_id)
             .unwrap_or(0);
-        self.picker.set_fabric_share(Some(FabricShare {
+        let local = FabricShare {
             rank: u32::try_from(rank).unwrap_or(u32::MAX),
             of: u32::try_from(ids.len()).unwrap_or(u32::MAX),
-        }));
+        };
+        let share = match self.tracker_share {
+            Some(t) if t.of >= local.of => t,
+            _ => local,
+        };
+        self.picker.set_fabric_share(Some(share));
     }
 
     /// True when no same-fabric peer has anything we need, so remote peers may be asked for

@@ -99,6 +99,11 @@ pub(crate) const MAX_ALLOWED_FAST: usize = 64;
 pub(crate) const MAX_SUGGESTED: usize = 16;
 
 impl Peer {
+    /// A peer our origin reveals pieces to and that still misses some.
+    pub(crate) fn downloads_revealed(&self) -> bool {
+        self.revealed.is_some() && !self.closing && !self.pieces.is_full()
+    }
+
     pub(crate) fn new(info: PeerInfo, num_pieces: u32, queue_depth: u32, now: Instant) -> Self {
         Self {
             info,

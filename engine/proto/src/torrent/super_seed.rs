@@ -2,6 +2,11 @@
 //! to each peer a small window of pieces that the swarm has least of, topping the window up
 //! as the peer completes them. The origin's uplink is the scarcest link in a rollout, so each
 //! piece should leave it about once; peers trade the rest among themselves.
+//!
+//! A peer always has at least one revealed piece it lacks (so it never idles on us); beyond
+//! that, its window holds only pieces that no connected peer has and none is revealed to.
+//! With many peers and few pieces, per-peer windows would otherwise reveal each piece to
+//! several peers and the origin would send it several times.
 
 use std::collections::VecDeque;
 
@@ -70,11 +75,15 @@ impl SuperSeed {
         }
     }
 
-    /// Reveals pieces to `peer` until its window is full.
+    /// Reveals pieces to `peer` until its window is full. A `lone` peer (the only one
+    /// downloading from us) gets the widest window at once: nobody else could use the
+    /// pieces, and its measured rate, which sizes the window, would otherwise take several
+    /// ticks to grow out of the smallest window's round trips.
     pub(crate) fn top_up(
         &mut self,
         key: PeerKey,
         peer: &mut Peer,
+        lone: bool,
         picker: &Picker,
         rng: &mut SmallRng,
         actions: &mut VecDeque<Action>,
@@ -86,14 +95,17 @@ impl SuperSeed {
         let piece_len = lengths.default_piece_len().max(1) as f64;
         // A float-to-int `as` saturates, and the clamp bounds it anyway.
         #[allow(clippy::cast_possible_truncation)]
-        let window =
-            ((peer.up.per_sec() * WINDOW_SECS / piece_len) as u32).clamp(MIN_WINDOW, MAX_WINDOW);
-        let pending = revealed
+        let window = if lone {
+            MAX_WINDOW
+        } else {
+            ((peer.up.per_sec() * WINDOW_SECS / piece_len) as u32).clamp(MIN_WINDOW, MAX_WINDOW)
+        };
+        let mut pending = revealed
             .iter_set()
             .filter(|&i| !peer.pieces.get_raw(i))
             .count();
         let n = lengths.num_pieces();
-        for _ in pending..window as usize {
+        while pending < window as usize {
             // Least spread first: peers that have it plus peers it is already revealed to.
             let offset = if n > 0 { rng.gen_range(0..n) } else { return };
             let mut best: Option<(u32, u32)> = None;
@@ -117,13 +129,17 @@ impl SuperSeed {
                     }
                 }
             }
-            let Some((_, i)) = best else { return };
+            let Some((score, i)) = best else { return };
+            if score > 0 && pending > 0 {
+                return; // the rest is spread already: peers trade it
+            }
             revealed.set_raw(i);
             self.outstanding[i as usize] = self.outstanding[i as usize].saturating_add(1);
             actions.push_back(Action::Send {
                 peer: key,
                 msg: Message::Have(i),
             });
+            pending += 1;
         }
     }
 }

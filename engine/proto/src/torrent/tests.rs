@@ -96,6 +96,110 @@ fn super_seed_origin_sends_each_piece_about_once() {
     assert!(seed_up < 1.6, "origin uploaded {seed_up:.2} copies");
 }
 
+/// Super-seeding is the origin's default: a lone downloader must still get the whole
+/// payload about as fast as from a plain seed (each peer has its own reveal window; a budget
+/// shared across peers once starved a single one). 25 ms each way, as a deep uplink queue.
+#[test]
+fn a_lone_peer_of_a_super_seeding_origin_is_not_slowed() {
+    let run = |super_seed: bool| {
+        let mut seed = node(Role::Seed, "f1", 50.0);
+        seed.config.super_seed = super_seed;
+        let specs = vec![seed, node(Role::Leecher, "f1", 50.0)];
+        let mut s = Swarm::new(payload(16 << 20), 256 * 1024, specs);
+        s.latency = Duration::from_millis(25);
+        s.run(Duration::from_secs(60));
+        assert!(
+            s.is_done(),
+            "super_seed={super_seed}: stalled {:?}",
+            s.progress()
+        );
+        let r = s.reports();
+        assert_eq!(r[1].bytes_down, 16 << 20, "no byte twice");
+        r[1].completed_at.expect("done").as_secs_f64()
+    };
+    let (plain, origin) = (run(false), run(true));
+    eprintln!("lone peer: plain seed {plain:.2} s, super-seeding origin {origin:.2} s");
+    // 16 MiB at 50 MiB/s is 0.32 s.
+    assert!(
+        origin < plain * 1.15 + 0.05,
+        "plain {plain:.2} s, origin {origin:.2} s"
+    );
+}
+
+/// The fleet default (issue 13): a super-seeding origin and hosts that learn their fabric
+/// share from the tracker as they announce (ranks by peer id among the fabric's hosts seen
+/// so far, as `tracker::swarm` answers) bring each piece into each fabric about once.
+#[test]
+fn each_piece_enters_each_fabric_about_once() {
+    use crate::sim::PeerSource;
+
+    /// Every node learns every other; a leecher's share counts the hosts of its fabric that
+    /// announced so far, so early hosts see small counts, as they would from a tracker.
+    struct TrackerLike {
+        fabric_of: Vec<String>,
+        seen: Vec<bool>,
+    }
+    impl PeerSource for TrackerLike {
+        fn announce(
+            &mut self,
+            node: usize,
+            fabric: &str,
+            _complete: bool,
+            _now: Duration,
+        ) -> (Vec<usize>, Option<FabricShare>) {
+            self.seen[node] = true;
+            let peers = (0..self.fabric_of.len()).filter(|&j| j != node).collect();
+            if node == 0 {
+                return (peers, None); // the origin is nobody's share
+            }
+            let mates: Vec<usize> = (1..self.fabric_of.len())
+                .filter(|&j| self.seen[j] && self.fabric_of[j] == fabric)
+                .collect();
+            let rank = mates.iter().position(|&j| j == node).expect("seen") as u32;
+            let share = FabricShare {
+                rank,
+                of: mates.len() as u32,
+            };
+            (peers, Some(share))
+        }
+    }
+
+    let len = 4usize << 20;
+    let mut origin = node(Role::Seed, "f1", 10.0);
+    origin.config.super_seed = true;
+    let mut specs = vec![origin];
+    for h in 0..12 {
+        let mut n = node(Role::Leecher, &format!("f{}", h % 3 + 1), 10.0);
+        // Hosts arrive over a second, as a dispatcher starts them.
+        n.start_at = Duration::from_millis(80 * h);
+        specs.push(n);
+    }
+    let fabric_of: Vec<String> = specs.iter().map(|n| n.fabric.clone()).collect();
+    let mut s = Swarm::new(payload(len), 64 * 1024, specs);
+    for f in ["f1", "f2", "f3"] {
+        s.set_fabric_ingress(f, 10.0 * MB);
+    }
+    s.set_peer_source(Box::new(TrackerLike {
+        seen: vec![false; fabric_of.len()],
+        fabric_of: fabric_of.clone(),
+    }));
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    let r = s.reports();
+    for f in ["f2", "f3"] {
+        let into: u64 = (1..r.len())
+            .filter(|&i| fabric_of[i] == f)
+            .map(|i| r[i].cross_fabric_down)
+            .sum();
+        let copies = into as f64 / len as f64;
+        eprintln!("into {f}: {copies:.2} x payload");
+        assert!(copies < 1.3, "{copies:.2} copies crossed into {f}");
+    }
+    let origin_copies = r[0].bytes_up as f64 / len as f64;
+    eprintln!("origin: {origin_copies:.2} x payload, fanout {:?}", s.now());
+    assert!(origin_copies < 1.6, "origin sent {origin_copies:.2} copies");
+}
+
 #[test]
 fn a_liar_is_banned_and_the_download_completes() {
     let data = payload(2 << 20);

@@ -67,6 +67,13 @@ pub enum Input {
         /// Their addresses.
         addrs: Vec<SocketAddr>,
     },
+    /// An instream tracker counted our fabric's downloading hosts and ranked us among
+    /// them: our share of what crosses into the fabric, unless `Config::fabric_share` was
+    /// given (the control plane's word wins).
+    FabricShareLearned {
+        /// Rank and count.
+        share: crate::picker::FabricShare,
+    },
     /// Answer to [`Action::Read`].
     BlockRead {
         /// Who asked.
@@ -224,6 +231,10 @@ pub struct Config {
     /// Reused buffers spare the allocator and the page faults of a fresh buffer per piece;
     /// a simulation of thousands of hosts in one process sets 0 to save memory.
     pub piece_buffer_pool_bytes: usize,
+    /// Simulation only: keep no block bytes, hand completed pieces out empty in
+    /// [`Action::VerifyAndWrite`] (the caller's verdict is all there is), so thousands of
+    /// simulated hosts cost no payload memory. Default false.
+    pub dataless: bool,
     /// Requests a peer may have queued with us before we reject more (default 1024; sent as
     /// our BEP 10 `reqq`). A queued request costs a few bytes; its data is read only within
     /// `max_peer_upload_bytes`.
@@ -266,6 +277,7 @@ impl Default for Config {
             max_queue_depth: 512,
             max_pending_write_bytes: 8 * 1024 * 1024,
             piece_buffer_pool_bytes: 4 * 1024 * 1024,
+            dataless: false,
             max_peer_requests: 1024,
             // 4 MiB: 256 blocks of 16 KiB.
             max_peer_upload_bytes: 4 * 1024 * 1024,

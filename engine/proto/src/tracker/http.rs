@@ -267,6 +267,11 @@ pub struct AnnounceResponse {
     pub peers6: Vec<SocketAddrV6>,
     /// A non-fatal message for the user (`warning message`).
     pub warning: Option<String>,
+    /// An instream tracker's answer to a peer of known fabric: the peer's rank among the
+    /// fabric's downloading hosts and how many they are (keys `instream fabric rank` and
+    /// `instream fabric count`; other clients ignore unknown keys, as BEP 3 dictionaries
+    /// allow). See [`crate::picker::FabricShare`].
+    pub fabric_share: Option<crate::picker::FabricShare>,
 }
 
 fn bytes_field(out: &mut Vec<u8>, key: &str, value: &[u8]) {
@@ -284,6 +289,10 @@ impl AnnounceResponse {
         out.push(b'd');
         int_field(out, "complete", self.complete.into());
         int_field(out, "incomplete", self.incomplete.into());
+        if let Some(sh) = self.fabric_share {
+            int_field(out, "instream fabric count", sh.of.into());
+            int_field(out, "instream fabric rank", sh.rank.into());
+        }
         int_field(out, "interval", self.interval.into());
         if let Some(m) = self.min_interval {
             int_field(out, "min interval", m.into());
@@ -423,6 +432,16 @@ impl AnnounceReply {
                 .get(b"warning message")
                 .and_then(Value::as_bytes)
                 .map(|w| String::from_utf8_lossy(w).into_owned()),
+            // A broken or out-of-range share is dropped, not an error: it is only a hint.
+            fabric_share: match (
+                u32_field(&v, "instream fabric rank").ok().flatten(),
+                u32_field(&v, "instream fabric count").ok().flatten(),
+            ) {
+                (Some(rank), Some(of)) if rank < of => {
+                    Some(crate::picker::FabricShare { rank, of })
+                }
+                _ => None,
+            },
             ..Default::default()
         };
         match v.get(b"peers") {
@@ -623,6 +642,29 @@ mod tests {
         assert_eq!(parse_scrape_query(b"", 4), Ok(vec![]));
     }
 
+    /// The fabric share rides in two extra integer keys, sorted among the standard ones.
+    #[test]
+    fn fabric_share_keys_round_trip_and_bad_ones_are_dropped() {
+        let resp = AnnounceResponse {
+            interval: 30,
+            fabric_share: Some(crate::picker::FabricShare { rank: 2, of: 5 }),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        resp.encode(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("21:instream fabric counti5e20:instream fabric ranki2e8:interval"),
+            "{text}"
+        );
+        assert_eq!(AnnounceReply::parse(&out), Ok(AnnounceReply::Ok(resp)));
+        let bad = b"d21:instream fabric counti2e20:instream fabric ranki2e8:intervali30e5:peers0:e";
+        match AnnounceReply::parse(bad) {
+            Ok(AnnounceReply::Ok(r)) => assert_eq!(r.fabric_share, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// BEP 23 compact reply, byte for byte.
     #[test]
     fn compact_reply_fixture() {
@@ -634,6 +676,7 @@ mod tests {
             peers: vec!["10.0.0.1:6881".parse().unwrap()],
             peers6: vec![],
             warning: None,
+            fabric_share: None,
         };
         let mut out = Vec::new();
         resp.encode(&mut out);
@@ -733,12 +776,15 @@ mod tests {
             peers in proptest::collection::vec((any::<u32>(), any::<u16>()), 0..40),
             peers6 in proptest::collection::vec((any::<[u8; 16]>(), any::<u16>()), 0..40),
             warning in proptest::option::of(".{0,40}"),
+            share in proptest::option::of((0u32..1000, 1u32..1000)),
         ) -> AnnounceResponse {
             AnnounceResponse {
                 interval, min_interval, complete, incomplete,
                 peers: peers.into_iter().map(|(ip, p)| SocketAddrV4::new(ip.into(), p)).collect(),
                 peers6: peers6.into_iter().map(|(ip, p)| SocketAddrV6::new(ip.into(), p, 0, 0)).collect(),
                 warning,
+                fabric_share: share
+                    .map(|(r, o)| crate::picker::FabricShare { rank: r % o, of: o }),
             }
         }
     }
@@ -788,6 +834,7 @@ mod tests {
             peers: vec!["1.2.3.4:5".parse().unwrap()],
             peers6: vec!["[::2]:7".parse().unwrap()],
             warning: Some("w".into()),
+            fabric_share: Some(crate::picker::FabricShare { rank: 1, of: 3 }),
         }
     }
 }

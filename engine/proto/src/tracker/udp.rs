@@ -696,6 +696,45 @@ impl AnnounceResponse {
     }
 }
 
+/// The URL-data parameter (`fabric_share=1`) by which an instream client asks for
+/// [`append_fabric_share`]'s trailer; nobody else sends it, so no other client sees one.
+pub const FABRIC_SHARE_PARAM: &str = "fabric_share";
+/// Last bytes of the fabric-share trailer.
+const FABRIC_SHARE_MAGIC: &[u8; 3] = b"ifs";
+/// Trailer length: rank 4 + count 4 + magic 3. Eleven is not a multiple of 6 or 18, so a
+/// trailer is never mistaken for whole peers: a list with one is "ragged" to a parser that
+/// does not strip it, and one without one is never stripped.
+pub const FABRIC_SHARE_TRAILER_LEN: usize = 4 + 4 + 3;
+
+/// Appends an instream tracker's fabric share (the announcer's rank among its fabric's
+/// downloading hosts and their count, see [`crate::picker::FabricShare`]) after an
+/// announce response's peers. Only for requests that asked with [`FABRIC_SHARE_PARAM`]:
+/// BEP 15 has no room for extensions, and other clients would read it as a peer.
+pub fn append_fabric_share(share: crate::picker::FabricShare, out: &mut Vec<u8>) {
+    out.extend_from_slice(&share.rank.to_be_bytes());
+    out.extend_from_slice(&share.of.to_be_bytes());
+    out.extend_from_slice(FABRIC_SHARE_MAGIC);
+}
+
+/// Splits a fabric-share trailer off an announce response datagram (IP family as in
+/// [`Response::parse`]): the datagram without it, and the share if there was a valid one.
+pub fn split_fabric_share(bytes: &[u8], ipv6: bool) -> (&[u8], Option<crate::picker::FabricShare>) {
+    let entry = if ipv6 { PEER_V6_LEN } else { PEER_V4_LEN };
+    let n = bytes.len();
+    let is_announce = n >= RESPONSE_HEADER_LEN && be_u32(bytes, 0) == action::ANNOUNCE;
+    if !is_announce
+        || n < ANNOUNCE_RESPONSE_HEADER_LEN + FABRIC_SHARE_TRAILER_LEN
+        || !bytes.ends_with(FABRIC_SHARE_MAGIC)
+        || !(n - ANNOUNCE_RESPONSE_HEADER_LEN - FABRIC_SHARE_TRAILER_LEN).is_multiple_of(entry)
+    {
+        return (bytes, None);
+    }
+    let at = n - FABRIC_SHARE_TRAILER_LEN;
+    let (rank, of) = (be_u32(bytes, at), be_u32(bytes, at + 4));
+    let share = (rank < of).then_some(crate::picker::FabricShare { rank, of });
+    (&bytes[..at], share)
+}
+
 /// Appends an error response without building an [`ErrorResponse`] (no allocation).
 pub fn encode_error(transaction_id: TransactionId, message: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&action::ERROR.to_be_bytes());
@@ -998,6 +1037,39 @@ mod tests {
         Request::Announce(a.clone()).encode(&mut b);
         assert_eq!(b.len(), ANNOUNCE_REQUEST_LEN + 3 * 2 + 600 + 1);
         assert_eq!(Request::parse(&b, 74), Ok(Request::Announce(a)));
+    }
+
+    #[test]
+    fn fabric_share_trailer_is_stripped_only_when_whole() {
+        use crate::picker::FabricShare;
+        for ipv6 in [false, true] {
+            let peers = if ipv6 {
+                PeerList::V6(vec!["[::1]:5".parse().unwrap(); 2])
+            } else {
+                PeerList::V4(vec!["1.2.3.4:5".parse().unwrap(); 3])
+            };
+            let resp = Response::Announce(AnnounceResponse {
+                transaction_id: TransactionId(9),
+                interval: AnnounceInterval(30),
+                leechers: 1,
+                seeders: 2,
+                peers,
+            });
+            let mut plain = Vec::new();
+            resp.encode(&mut plain);
+            let mut with = plain.clone();
+            append_fabric_share(FabricShare { rank: 3, of: 7 }, &mut with);
+            // A parser that does not know the trailer refuses the list rather than
+            // inventing a peer from it.
+            assert!(Response::parse(&with, ipv6).is_err());
+            let (rest, share) = split_fabric_share(&with, ipv6);
+            assert_eq!(share, Some(FabricShare { rank: 3, of: 7 }));
+            assert_eq!(Response::parse(rest, ipv6), Ok(resp.clone()));
+            assert_eq!(split_fabric_share(&plain, ipv6), (&plain[..], None));
+            for len in 0..with.len() {
+                let _ = split_fabric_share(&with[..len], ipv6);
+            }
+        }
     }
 
     #[test]

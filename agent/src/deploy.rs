@@ -18,13 +18,6 @@
 //! The library never reads argv or the environment: the binary turns [`DeployArgs`] into
 //! an [`AgentConfig`] and calls [`deploy`].
 
-pub mod control;
-pub mod origin;
-pub mod report;
-pub mod splay;
-pub mod swarm;
-
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -33,12 +26,14 @@ use proto::manifest::{ManifestError, VerifiedManifest};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::control::{ControlClient, ControlError, enc};
 use crate::install::{HookPolicy, HostIdentity, InstallError, Installer, RecordFile};
-use crate::meta::TorrentMeta;
-use control::{ControlClient, ControlError, enc};
-use report::kafka::{KafkaReportConfig, KafkaSink};
-use report::{HostState, ReportIdentity, Reporter, Transport};
-use swarm::{Seeder, SwarmConfig, SwarmError};
+use crate::report::kafka::{KafkaReportConfig, KafkaSink};
+use crate::report::{self, HostState, ReportIdentity, Reporter, Transport};
+use crate::splay;
+use crate::swarm::{self, Seeder, SwarmConfig, SwarmError};
+use contract::AgentArgs;
+use engine::meta::TorrentMeta;
 
 /// Why a deployment failed on this host; its one-line rendering is the reported reason.
 #[derive(Debug, Error)]
@@ -138,7 +133,7 @@ pub struct AgentConfig {
     /// Run this service command on the active version instead of deploying (`--service`).
     pub service: Option<crate::install::ServiceAction>,
     /// The only root an https `server` is checked against.
-    pub ca: Option<crate::https::Ca>,
+    pub ca: Option<engine::https::Ca>,
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
@@ -226,134 +221,30 @@ impl Outcome {
     }
 }
 
-/// The `deploy` command line (docs/ARCHITECTURE.md contract: `src/dispatch/local.rs` `AGENT_USAGE`).
+/// The `deploy` command line: the contract's [`AgentArgs`] (what the dispatchers render)
+/// plus this host's disk back end and transport, which no dispatcher sets.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeployArgs {
-    /// Control server URL (manifest, torrent, status events).
-    #[arg(long, value_name = "URL")]
-    pub server: String,
-    /// CA file (PEM) an https --server's certificate must be signed by; the only root
-    /// trusted (required for https).
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// File holding this host's agent credential (mode 0600; refused if its group or
-    /// others may read it).
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "token_env",
-        conflicts_with = "token_env"
-    )]
-    pub token_file: Option<PathBuf>,
-    /// Environment variable holding this host's agent credential (how the Salt dispatcher
-    /// hands it over: never on the command line).
-    #[arg(long, value_name = "VAR")]
-    pub token_env: Option<String>,
-    /// Deployment id the events are for.
-    #[arg(long, value_name = "ID")]
-    pub deployment: String,
-    /// This host's name.
-    #[arg(long, value_name = "NAME")]
-    pub host: String,
-    /// This host's fabric (data center).
-    #[arg(long, value_name = "FABRIC")]
-    pub fabric: String,
-    /// This host's share of the pieces to bring into its fabric, `RANK/OF` among the
-    /// fabric's hosts in this job (the dispatcher knows them all); without it the host
-    /// ranks itself among the same-fabric peers it meets.
-    #[arg(long, value_name = "RANK/OF")]
-    pub fabric_share: Option<proto::picker::FabricShare>,
-    /// This host's data root (versions, `current` links, downloads).
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
-    /// Product.
-    #[arg(long)]
-    pub product: String,
-    /// Version to end up running (for a rollback: the old one, usually still on disk).
-    #[arg(long)]
-    pub version: String,
-    /// Variant of the build.
-    #[arg(long, value_name = "NAME")]
-    pub variant: Option<String>,
-    /// Publisher public key file (hex); manifests not signed by it are refused (repeatable).
-    #[arg(long = "trusted-key", value_name = "FILE")]
-    pub trusted_keys: Vec<PathBuf>,
-    /// Versions of the product kept on disk (rollbacks to them need no download).
-    #[arg(long, default_value_t = 3, value_name = "K")]
-    pub keep: usize,
-    /// Seconds to keep seeding after a successful download, for the hosts after us.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub seed_for: u64,
-    /// Peer listener address. A specific IP is also the source of tracker announces and
-    /// peer dials, so the tracker lists the address peers must dial.
-    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR")]
-    pub listen: SocketAddr,
-    /// Address trackers should list this host under (behind NAT): sent as `ip=` (HTTP) and
-    /// in the BEP 15 IP field (UDP), and never dialled by this host.
-    #[arg(long, value_name = "ADDR")]
-    pub announce_ip: Option<std::net::IpAddr>,
-    /// Give up a download after this many seconds.
-    #[arg(long, default_value_t = 1800, value_name = "SECS")]
-    pub download_timeout: u64,
-    /// Seconds between `downloading` progress events.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
-    pub progress_every: f64,
-    /// Seconds a hook may run before it is killed.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub hook_timeout: u64,
-    /// Times the health hook is tried.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub health_attempts: u32,
-    /// Seconds undelivered status events are retried at the end (the control server may
-    /// be restarting).
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
-    pub report_for: u64,
-    /// Send status events to these Kafka brokers (`host:port,...`) instead of posting them
-    /// to the control server (which then consumes them with `--reporter kafka`).
-    #[arg(long, value_name = "BROKERS")]
-    pub report_kafka: Option<String>,
-    /// Kafka topic for status events [default: instream-status].
-    #[arg(long, value_name = "TOPIC", requires = "report_kafka")]
-    pub report_topic: Option<String>,
-    /// Wait up to SECS before starting, by a delay fixed per host and deployment, so that
-    /// a fabric's hosts start spread over the window (the dispatcher's `deploy --splay`).
-    #[arg(long, default_value_t = 0, value_name = "SECS")]
-    pub splay: u64,
-    /// Instead of deploying, run a service command on the product's active version
-    /// (`start`, `stop`, `restart`, `status`, `check`) and report it with the hook's last
-    /// output line; `--version` is the version the server believes is active.
-    #[arg(long, value_name = "ACTION")]
-    pub service: Option<crate::install::ServiceAction>,
-    /// A librdkafka setting for the producer (repeatable), e.g.
-    /// `security.protocol=sasl_plaintext`.
-    #[arg(long, value_name = "KEY=VALUE", requires = "report_kafka")]
-    pub report_kafka_option: Vec<String>,
-    /// Environment variable with more producer settings, one `KEY=VALUE` a line (how the
-    /// dispatchers hand over the server's `--kafka-option`s: `sasl.password` must not be a
-    /// command-line word).
-    #[arg(long, value_name = "VAR", requires = "report_kafka")]
-    pub report_kafka_options_env: Option<String>,
-    /// Print the outcome as one JSON line on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// MSE/PE: `plaintext` dials plain and accepts both; `prefer` dials encrypted
-    /// (retrying plain once); `require` is encrypted (RC4) only, both ways.
-    #[arg(
-        long,
-        default_value = "plaintext",
-        value_name = "plaintext|prefer|require"
-    )]
-    pub encryption: proto::mse::Policy,
+    /// The deployment on this host.
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// Disk I/O back end: `auto` (io_uring where the kernel allows it, else pread/pwrite),
     /// `uring` (an error if it cannot work) or `portable`.
     #[arg(long, default_value = "auto", value_name = "auto|uring|portable")]
-    pub io_backend: crate::storage::IoBackend,
+    pub io_backend: engine::storage::IoBackend,
+    /// Transport to other instream hosts (`--transport tcp|quic|auto`, QUIC keys), a host
+    /// setting like the disk back end: the dispatchers leave it at its default.
+    #[command(flatten)]
+    pub transport: engine::programs::TransportArgs,
 }
 
 impl DeployArgs {
     /// Reads the token and key files and checks names.
     pub fn into_config(self) -> Result<AgentConfig, AgentError> {
-        let token = match (&self.token_file, &self.token_env) {
+        let io_backend = self.io_backend;
+        let transport = self.transport;
+        let a = self.agent;
+        let token = match (&a.token_file, &a.token_env) {
             (Some(f), _) => read_token_file(f)?,
             (None, Some(var)) => read_token_env(var)?,
             (None, None) => {
@@ -362,10 +253,10 @@ impl DeployArgs {
                 ));
             }
         };
-        let ca = crate::https::load_optional(self.ca.as_deref())
-            .and_then(|ca| crate::https::require_ca_for(&self.server, ca.as_ref()).map(|()| ca))
+        let ca = engine::https::load_optional(a.ca.as_deref())
+            .and_then(|ca| engine::https::require_ca_for(&a.server, ca.as_ref()).map(|()| ca))
             .map_err(|e| AgentError::Config(error_line(&e)))?;
-        let from_env = match &self.report_kafka_options_env {
+        let from_env = match &a.report_kafka_options_env {
             Some(var) => std::env::var(var).map_err(|_| {
                 AgentError::Config(format!(
                     "environment variable {var} (--report-kafka-options-env) is not set"
@@ -376,11 +267,11 @@ impl DeployArgs {
         let kafka_options = report::kafka::parse_options(
             from_env
                 .lines()
-                .chain(self.report_kafka_option.iter().map(String::as_str)),
+                .chain(a.report_kafka_option.iter().map(String::as_str)),
         )
         .map_err(AgentError::Config)?;
         let mut trusted_keys = Vec::new();
-        for f in &self.trusted_keys {
+        for f in &a.trusted_keys {
             let text = std::fs::read_to_string(f).map_err(|e| {
                 AgentError::Config(format!("read trusted key {}: {e}", f.display()))
             })?;
@@ -390,46 +281,47 @@ impl DeployArgs {
                 })?);
         }
         Ok(AgentConfig {
-            server: self.server,
+            server: a.server,
             token,
-            deployment: self.deployment,
-            host: self.host,
-            fabric: self.fabric.clone(),
-            root: std::path::absolute(&self.root).unwrap_or(self.root),
-            product: self.product,
-            version: self.version,
-            variant: self.variant,
+            deployment: a.deployment,
+            host: a.host,
+            fabric: a.fabric.clone(),
+            root: std::path::absolute(&a.root).unwrap_or(a.root),
+            product: a.product,
+            version: a.version,
+            variant: a.variant,
             trusted_keys,
-            keep: self.keep,
-            seed_for: Duration::from_secs(self.seed_for),
-            download_timeout: Duration::from_secs(self.download_timeout),
-            progress_every: Duration::from_secs_f64(self.progress_every.clamp(0.05, 3600.0)),
-            report_for: Duration::from_secs(self.report_for),
+            keep: a.keep,
+            seed_for: Duration::from_secs(a.seed_for),
+            download_timeout: Duration::from_secs(a.download_timeout),
+            progress_every: Duration::from_secs_f64(a.progress_every.clamp(0.05, 3600.0)),
+            report_for: Duration::from_secs(a.report_for),
             ca,
-            report_kafka: self.report_kafka.map(|brokers| KafkaReportConfig {
+            report_kafka: a.report_kafka.map(|brokers| KafkaReportConfig {
                 options: kafka_options,
                 ..KafkaReportConfig::new(
                     &brokers,
-                    self.report_topic
+                    a.report_topic
                         .as_deref()
                         .unwrap_or(report::kafka::DEFAULT_TOPIC),
                 )
             }),
-            splay: Duration::from_secs(self.splay),
-            service: self.service,
+            splay: Duration::from_secs(a.splay),
+            service: a.service,
             hooks: HookPolicy {
-                timeout: Duration::from_secs(self.hook_timeout),
-                health_attempts: self.health_attempts.max(1),
+                timeout: Duration::from_secs(a.hook_timeout),
+                health_attempts: a.health_attempts.max(1),
                 ..HookPolicy::default()
             },
             swarm: SwarmConfig {
-                listen: self.listen,
-                fabric: Some(self.fabric),
-                fabric_share: self.fabric_share,
+                listen: a.listen,
+                fabric: Some(a.fabric),
+                fabric_share: a.fabric_share,
                 tracker: swarm::fleet_tracker_config(),
-                encryption: self.encryption,
-                io_backend: self.io_backend,
-                announce_ip: self.announce_ip,
+                encryption: a.encryption,
+                io_backend,
+                transport,
+                announce_ip: a.announce_ip,
             },
         })
     }

@@ -78,10 +78,8 @@ pub struct KafkaSinkError {
     source: KafkaError,
 }
 
-/// The record key of an event: `deployment/host` (names cannot contain `/`).
-pub fn record_key(e: &HostEvent) -> String {
-    format!("{}/{}", e.deployment, e.host)
-}
+/// The record key (`deployment/host`), as the control server's consumer checks it.
+pub use contract::record_key;
 
 /// The record value of an event: its JSON, as in an HTTP batch.
 pub fn record_value(e: &HostEvent) -> Vec<u8> {
@@ -245,7 +243,7 @@ impl KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::report::HostState;
+    use crate::report::HostState;
 
     #[test]
     fn options_are_key_value_lines() {

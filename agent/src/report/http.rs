@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::{HostEvent, Sent};
-use crate::agent::control::{ControlClient, ControlError};
+use crate::control::{ControlClient, ControlError};
 
 #[derive(Serialize)]
 struct Batch<'a> {

@@ -2,7 +2,7 @@
 //! the swarm (peers from the torrent's trackers), and afterwards seed the installed version
 //! read-only from its version directory.
 //!
-//! The session announces each torrent to the trackers its torrent names (crate::announce),
+//! The session announces each torrent to the trackers its torrent names (engine::announce),
 //! with the tighter timing of [`fleet_tracker_config`].
 //!
 //! They are two sessions on purpose: the download writes through read-write descriptors,
@@ -18,10 +18,10 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use crate::meta::TorrentMeta;
-use crate::session::{AddOptions, Session, SessionConfig, TorrentHandle, TorrentState};
-use crate::storage::{Mode, OpenOptions, Storage};
-use crate::tracker_client::ClientConfig;
+use engine::meta::TorrentMeta;
+use engine::session::{AddOptions, Session, SessionConfig, TorrentHandle, TorrentState};
+use engine::storage::{Mode, OpenOptions, Storage};
+use engine::tracker_client::ClientConfig;
 
 /// Errors of downloading or seeding.
 #[derive(Debug, Error)]
@@ -33,7 +33,7 @@ pub enum SwarmError {
         dir: String,
         /// Why.
         #[source]
-        source: crate::storage::Error,
+        source: engine::storage::Error,
     },
     /// The listener could not be bound.
     #[error("bind peer listener {addr}")]
@@ -46,7 +46,7 @@ pub enum SwarmError {
     },
     /// The session refused.
     #[error("start the torrent")]
-    Session(#[from] crate::session::Error),
+    Session(#[from] engine::session::Error),
     /// The torrent names no tracker, so no peer can be found.
     #[error("the torrent names no tracker")]
     NoTracker,
@@ -102,7 +102,9 @@ pub struct SwarmConfig {
     /// MSE/PE policy (`--encryption`).
     pub encryption: proto::mse::Policy,
     /// Disk I/O back end (`--io-backend`).
-    pub io_backend: crate::storage::IoBackend,
+    pub io_backend: engine::storage::IoBackend,
+    /// Transport to other instream peers and the QUIC keys (`--transport`).
+    pub transport: engine::programs::TransportArgs,
     /// The address trackers should list us under (`--announce-ip`); see
     /// `SessionConfig::announce_ip`.
     pub announce_ip: Option<std::net::IpAddr>,
@@ -130,6 +132,7 @@ async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
     config.tracker = cfg.tracker.clone();
     config.socket.encryption = cfg.encryption;
     config.announce_ip = cfg.announce_ip;
+    cfg.transport.apply(&mut config);
     Ok(Session::start(config, Some(listener))?)
 }
 
@@ -152,7 +155,7 @@ pub async fn download(
         source,
     };
     std::fs::create_dir_all(dir).map_err(|e| {
-        storage_err(crate::storage::Error::Io {
+        storage_err(engine::storage::Error::Io {
             op: "create directory",
             path: dir.to_path_buf(),
             source: e,
@@ -162,7 +165,7 @@ pub async fn download(
         return Err(SwarmError::NoTracker);
     }
     let total = meta.lengths.total_len();
-    let storage: Arc<dyn Storage> = crate::storage::open_with(
+    let storage: Arc<dyn Storage> = engine::storage::open_with(
         dir,
         meta.layout().map_err(storage_err)?,
         OpenOptions::default(),
@@ -242,7 +245,7 @@ impl Seeder {
             None => meta.layout(),
         }
         .map_err(storage_err)?;
-        let storage = crate::storage::open_with(
+        let storage = engine::storage::open_with(
             dir,
             layout,
             OpenOptions {

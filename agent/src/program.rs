@@ -6,7 +6,7 @@
 //! A restarted `get` into the same directory checks what is there and fetches only the rest.
 //!
 //! With `--report URL` a bare `get` tells the control server where this host stands, as
-//! `deploy` does and through the same reporter (crate::agent::report): `downloading` at the
+//! `deploy` does and through the same reporter (crate::report): `downloading` at the
 //! start and then with the verified bytes every `--progress-every`, `verifying` once every
 //! piece is in, then `success`, or `failure` with the reason. The events are for
 //! `--deployment ID` and `--host NAME` (default: this machine's hostname), authenticated by
@@ -19,15 +19,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::agent::control::ControlClient;
-use crate::agent::report::{HostState, ReportIdentity, Reporter, Transport};
-use crate::meta::TorrentMeta;
-use crate::session::{
-    AddOptions, Session, SessionConfig, TorrentHandle, TorrentState, TorrentStatus,
-};
-use crate::storage::{self, OpenOptions};
+use crate::control::ControlClient;
+use crate::report::{HostState, ReportIdentity, Reporter, Transport};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use engine::meta::TorrentMeta;
+use engine::session::{
+    AddOptions, Session, SessionConfig, TorrentHandle, TorrentState, TorrentStatus,
+};
+use engine::storage::{self, OpenOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
@@ -48,8 +48,8 @@ enum Cmd {
     /// Download a torrent's payload, verify it, and seed it for a while.
     Get(GetArgs),
     /// Host agent: bring this host to a product version (fetch, verify, install, activate,
-    /// report to the control server); see crate::agent.
-    Deploy(crate::agent::DeployArgs),
+    /// report to the control server); see crate.
+    Deploy(crate::DeployArgs),
 }
 
 #[derive(clap::Args)]
@@ -68,7 +68,8 @@ struct GetArgs {
     #[arg(long)]
     fabric: Option<String>,
     /// This host's share of the pieces to bring in from other fabrics, `RANK/OF` among the
-    /// fabric's hosts (without it, the host ranks itself among the peers it meets).
+    /// fabric's hosts (without it, the host takes the rank an instream tracker answers, or
+    /// ranks itself among the peers it meets when that counts more hosts).
     #[arg(long, value_name = "RANK/OF")]
     fabric_share: Option<proto::picker::FabricShare>,
     /// Keep seeding this many seconds after completion.
@@ -119,7 +120,7 @@ struct GetArgs {
     /// Disk I/O back end: `auto` (io_uring where the kernel allows it, else pread/pwrite,
     /// with one log line saying why), `uring` (an error if it cannot work) or `portable`.
     #[arg(long, default_value = "auto", value_name = "auto|uring|portable")]
-    io_backend: crate::storage::IoBackend,
+    io_backend: engine::storage::IoBackend,
     /// Threads running the network and the torrent (1: a single-threaded runtime).
     #[arg(long, default_value_t = 2)]
     worker_threads: usize,
@@ -137,15 +138,17 @@ struct GetArgs {
         value_name = "plaintext|prefer|require"
     )]
     encryption: proto::mse::Policy,
+    #[command(flatten)]
+    transport: engine::programs::TransportArgs,
 }
 
 /// The program: parses `std::env::args`, runs, and returns the exit status.
 pub fn main() -> ExitCode {
-    crate::allocator::use_one_malloc_arena();
-    super::init_tracing();
-    let args = match super::parse_args::<Cli>().cmd {
+    engine::allocator::use_one_malloc_arena();
+    engine::programs::init_tracing();
+    let args = match engine::programs::parse_args::<Cli>().cmd {
         Cmd::Get(args) => args,
-        Cmd::Deploy(args) => return super::exit(deploy(args)),
+        Cmd::Deploy(args) => return engine::programs::exit(deploy(args)),
     };
     let rt = if args.worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -157,21 +160,21 @@ pub fn main() -> ExitCode {
             .enable_all()
             .build()
     };
-    super::exit(
+    engine::programs::exit(
         rt.context("start the runtime")
             .and_then(|rt| rt.block_on(get(args))),
     )
 }
 
 /// `deploy`: the host agent; exit 0 only if this host ends up on the version, healthy.
-fn deploy(args: crate::agent::DeployArgs) -> anyhow::Result<()> {
-    let json = args.json;
+fn deploy(args: crate::DeployArgs) -> anyhow::Result<()> {
+    let json = args.agent.json;
     let cfg = args.into_config()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the runtime")?;
-    let out = rt.block_on(crate::agent::deploy(cfg, super::shutdown_signal()));
+    let out = rt.block_on(crate::deploy(cfg, engine::programs::shutdown_signal()));
     if json {
         println!("{}", serde_json::to_string(&out)?);
     } else {
@@ -237,7 +240,7 @@ fn hostname() -> anyhow::Result<String> {
 /// The status reporter of `--report`, if asked for.
 fn start_reporter(
     args: &GetArgs,
-    ca: Option<&crate::https::Ca>,
+    ca: Option<&engine::https::Ca>,
 ) -> anyhow::Result<Option<Reporter>> {
     let Some(url) = &args.report else {
         if args.deployment.is_some() || args.host.is_some() || args.token_file.is_some() {
@@ -248,7 +251,7 @@ fn start_reporter(
     let (Some(deployment), Some(token_file)) = (&args.deployment, &args.token_file) else {
         bail!("--report needs --deployment ID and --token-file FILE");
     };
-    let token = crate::agent::read_token_file(token_file)?;
+    let token = crate::read_token_file(token_file)?;
     let host = match &args.host {
         Some(h) => h.clone(),
         None => hostname()?,
@@ -317,7 +320,7 @@ async fn wait_for_completion(
             Err(e) => Ended::Failed(e),
         },
         e = session.failed() => Ended::Failed(e),
-        _ = super::shutdown_signal() => Ended::Signal,
+        _ = engine::programs::shutdown_signal() => Ended::Signal,
         _ = deadline => Ended::Timeout,
         _ = progress => unreachable!("progress never ends"),
         _ = reports => unreachable!("reports never end"),
@@ -332,6 +335,7 @@ async fn wait_for_completion(
 fn summary(
     handle: &TorrentHandle,
     status: &TorrentStatus,
+    transport: engine::net::TransportCounts,
     wall: Duration,
     total: Duration,
     error: Option<&str>,
@@ -354,17 +358,19 @@ fn summary(
         "pieces": s.pieces_have,
         "pieces_total": s.pieces_total,
         "pieces_at_start": status.pieces_at_start,
+        "quic_connections": transport.quic_connections,
+        "quic_fallbacks": transport.quic_fallbacks,
         "error": error,
     })
 }
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let ca = crate::https::load_optional(args.ca.as_deref())?;
+    let ca = engine::https::load_optional(args.ca.as_deref())?;
     // First, so that a torrent that cannot be fetched or read is reported too.
     let reporter = start_reporter(&args, ca.as_ref())?;
     let result = async {
-        let bytes = super::load_torrent(&args.source, ca.as_ref()).await?;
+        let bytes = engine::programs::load_torrent(&args.source, ca.as_ref()).await?;
         let meta = TorrentMeta::from_torrent_bytes(&bytes)
             .with_context(|| format!("read torrent {}", args.source))?;
         fetch(&args, meta, started, reporter.as_ref()).await
@@ -431,6 +437,7 @@ async fn fetch(
     config.socket.encryption = args.encryption;
     config.disk_threads = args.disk_threads;
     config.announce_ip = args.announce_ip;
+    args.transport.apply(&mut config);
     if let Some(m) = args.max_peers {
         config.torrent.max_peers = m;
     }
@@ -476,16 +483,24 @@ async fn fetch(
     if matches!(ended, Ended::Complete) && args.seed_for > 0 {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(args.seed_for)) => {}
-            _ = super::shutdown_signal() => {}
+            _ = engine::programs::shutdown_signal() => {}
         }
     }
+    let transport = session.transport_counts();
     session.shutdown().await;
     let status = handle.status();
     if error.is_none() && !matches!(status.state, TorrentState::Seeding) {
         error = Some(format!("torrent ended in state {:?}", status.state));
     }
     Ok(Fetched {
-        summary: summary(&handle, &status, wall, started.elapsed(), error.as_deref()),
+        summary: summary(
+            &handle,
+            &status,
+            transport,
+            wall,
+            started.elapsed(),
+            error.as_deref(),
+        ),
         error,
         bytes: status.stats.bytes_have,
     })

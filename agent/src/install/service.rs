@@ -11,48 +11,8 @@
 use super::hooks::{HookOutcome, run_hook_output};
 use super::{HookFailure, InstallError, Installer, ProductLock, Result, VersionRecord};
 
-/// One service command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServiceAction {
-    Start,
-    Stop,
-    Restart,
-    Status,
-    Check,
-}
-
-impl ServiceAction {
-    pub const ALL: [ServiceAction; 5] = [
-        ServiceAction::Start,
-        ServiceAction::Stop,
-        ServiceAction::Restart,
-        ServiceAction::Status,
-        ServiceAction::Check,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceAction::Start => "start",
-            ServiceAction::Stop => "stop",
-            ServiceAction::Restart => "restart",
-            ServiceAction::Status => "status",
-            ServiceAction::Check => "check",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-}
-
-impl std::str::FromStr for ServiceAction {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Self::parse(s).ok_or_else(|| {
-            format!("unknown service action {s:?} (start, stop, restart, status, check)")
-        })
-    }
-}
+/// The service commands are the contract with the control server: one definition.
+pub use contract::ServiceAction;
 
 /// What a service command did on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]

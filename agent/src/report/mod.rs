@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::control::ControlClient;
+use crate::control::ControlClient;
 
 /// Sequence numbers one run reserves in the floor file; a run that uses more still counts
 /// on (the clock has moved past them by the next run, unless it went backwards).
@@ -91,43 +90,8 @@ impl Transport {
     }
 }
 
-/// A host's state in a deployment (docs/ARCHITECTURE.md, status model).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostState {
-    /// Fetching the payload.
-    Downloading,
-    /// Checking the payload against the manifest.
-    Verifying,
-    /// Installing and activating.
-    Installing,
-    /// Active and healthy.
-    Success,
-    /// Failed; `reason` says why.
-    Failure,
-}
-
-/// One event, as the control API takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HostEvent {
-    /// Deployment id.
-    pub deployment: String,
-    /// Host name.
-    pub host: String,
-    /// Fabric name.
-    pub fabric: String,
-    /// 1, 2, 3, ... per (deployment, host).
-    pub seq: u64,
-    /// State.
-    pub state: HostState,
-    /// Payload bytes received so far.
-    pub bytes: u64,
-    /// Milliseconds since the Unix epoch, this host's clock.
-    pub timestamp: u64,
-    /// For a failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
+/// The states and the event are the contract with the control server: one definition.
+pub use contract::{HostEvent, HostState};
 
 /// Who reports.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::https::{Ca, CaError};
+use engine::https::{Ca, CaError};
 
 /// Largest body the agent reads from the control API (a torrent or a manifest).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -92,7 +92,7 @@ impl ControlClient {
         retry_for: Duration,
         ca: Option<&Ca>,
     ) -> Result<Self, CaError> {
-        let http = crate::https::client_builder(base, ca)?
+        let http = engine::https::client_builder(base, ca)?
             .timeout(Duration::from_secs(30))
             .build()
             // Only TLS set-up can fail, and `Ca::load` already built a client with it.
@@ -100,7 +100,7 @@ impl ControlClient {
                 path: ca
                     .map(|c| c.path().display().to_string())
                     .unwrap_or_default(),
-                detail: crate::https::error_chain(&e),
+                detail: engine::https::error_chain(&e),
             })?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
@@ -128,7 +128,7 @@ impl ControlClient {
             };
             let status = resp.status();
             // Capped on the bytes read, not only on Content-Length (chunked bodies).
-            let body = match crate::net::body::read_capped(resp, MAX_BODY).await {
+            let body = match engine::net::body::read_capped(resp, MAX_BODY).await {
                 Ok(Some(b)) => b,
                 Ok(None) => {
                     return Attempt::Final(ControlError::TooLarge {
@@ -167,7 +167,7 @@ impl ControlClient {
             };
             let status = resp.status();
             // Capped on the bytes read, not only on Content-Length (chunked bodies).
-            let body = match crate::net::body::read_capped(resp, MAX_BODY).await {
+            let body = match engine::net::body::read_capped(resp, MAX_BODY).await {
                 Ok(Some(b)) => b,
                 Ok(None) => {
                     return Attempt::Final(ControlError::TooLarge {
@@ -215,7 +215,7 @@ impl ControlClient {
 /// A request that got no answer. A refused certificate will not be accepted on a retry:
 /// final, with the whole chain (reqwest's own message does not say what failed).
 fn transport_error<T>(e: &reqwest::Error, what: &str) -> Attempt<T> {
-    let chain = crate::https::error_chain(e);
+    let chain = engine::https::error_chain(e);
     if chain.contains("invalid peer certificate") {
         Attempt::Final(ControlError::Tls {
             what: what.to_string(),
