@@ -16,7 +16,8 @@ struct Cli {
 enum Cmd {
     /// One seed and N peers in network namespaces with tc-shaped links: fanout vs lower bound.
     Swarm(swarm::SwarmArgs),
-    /// One seed -> one peer on loopback: wall time, CPU-seconds per GiB, peak memory.
+    /// One seed -> one peer (or N peers: the loopback fanout) on loopback, instream once per
+    /// disk back end: wall time, CPU-seconds per GiB, peak memory.
     Datapath(datapath::DatapathArgs),
 }
 

@@ -4,7 +4,8 @@
 //!
 //! - [`swarm`]: one seed and N peers, each host in its own network namespace with its link
 //!   shaped by `tc`; fanout time against the lower bound, seed upload, CPU per GiB.
-//! - [`datapath`]: one seed -> one peer on loopback; wall time, CPU per GiB, peak memory.
+//! - [`datapath`]: one seed -> one peer (or `--peers N`, the loopback fanout) on loopback,
+//!   instream once per disk back end; wall time, CPU per GiB, peak memory.
 //!
 //! Support: [`topology`] builds namespaces, bridges and shaped veths from a spec that already
 //! knows about fabrics (K bridges joined by narrower shaped links), with netem-like delay and

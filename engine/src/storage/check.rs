@@ -87,41 +87,45 @@ pub fn check_existing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{FileEntry, FileLayout, OpenOptions, PortableStorage};
+    use crate::storage::{FileEntry, FileLayout, OpenOptions, available_backends, open_with};
 
     #[test]
     fn only_intact_pieces_are_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        // 3 files, 10 pieces of 1000 bytes; pieces straddle files.
-        let lens = [3500u64, 1500, 5000];
-        let layout = FileLayout::new(
-            lens.iter()
-                .enumerate()
-                .map(|(i, &len)| FileEntry {
-                    path: format!("t/f{i}").into(),
-                    len,
-                    pad: false,
-                })
-                .collect(),
-        )
-        .unwrap();
-        let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let lengths = Lengths::new(10_000, 1000).unwrap();
-        let hashes: Vec<[u8; 20]> = payload.chunks(1000).map(sha1_digest).collect();
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            // 3 files, 10 pieces of 1000 bytes; pieces straddle files.
+            let lens = [3500u64, 1500, 5000];
+            let layout = FileLayout::new(
+                lens.iter()
+                    .enumerate()
+                    .map(|(i, &len)| FileEntry {
+                        path: format!("t/f{i}").into(),
+                        len,
+                        pad: false,
+                    })
+                    .collect(),
+            )
+            .unwrap();
+            let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+            let lengths = Lengths::new(10_000, 1000).unwrap();
+            let hashes: Vec<[u8; 20]> = payload.chunks(1000).map(sha1_digest).collect();
+            let open = || open_with(dir.path(), layout.clone(), OpenOptions::default(), backend);
 
-        let s = PortableStorage::open(dir.path(), layout.clone(), OpenOptions::default()).unwrap();
-        // Fresh files: nothing is read, nothing is had.
-        assert_eq!(check_existing(&lengths, &hashes, &s, 2, None).count(), 0);
-        s.write_at(0, &payload).unwrap();
-        // Corrupt one byte in piece 4 (which lies in f1).
-        s.write_at(4321, &[payload[4321] ^ 1]).unwrap();
-        drop(s);
+            let s = open().unwrap();
+            // Fresh files: nothing is read, nothing is had.
+            let fresh = check_existing(&lengths, &hashes, &*s, 2, None);
+            assert_eq!(fresh.count(), 0, "{backend:?}");
+            s.write_at(0, &payload).unwrap();
+            // Corrupt one byte in piece 4 (which lies in f1).
+            s.write_at(4321, &[payload[4321] ^ 1]).unwrap();
+            drop(s);
 
-        let s = PortableStorage::open(dir.path(), layout, OpenOptions::default()).unwrap();
-        let progress = AtomicU64::new(0);
-        let have = check_existing(&lengths, &hashes, &s, 2, Some(&progress));
-        let got: Vec<u32> = have.iter_set().collect();
-        assert_eq!(got, vec![0, 1, 2, 3, 5, 6, 7, 8, 9]);
-        assert_eq!(progress.load(Ordering::Relaxed), 10_000);
+            let s = open().unwrap();
+            let progress = AtomicU64::new(0);
+            let have = check_existing(&lengths, &hashes, &*s, 2, Some(&progress));
+            let got: Vec<u32> = have.iter_set().collect();
+            assert_eq!(got, vec![0, 1, 2, 3, 5, 6, 7, 8, 9], "{backend:?}");
+            assert_eq!(progress.load(Ordering::Relaxed), 10_000, "{backend:?}");
+        }
     }
 }

@@ -104,30 +104,38 @@ impl<S: Storage> Storage for FaultStorage<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{OpenOptions, PortableStorage};
+    use crate::storage::{OpenOptions, available_backends, open_with};
 
     #[test]
     fn full_disk_fails_with_enospc_after_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let inner = PortableStorage::open(
-            dir.path(),
-            FileLayout::single("f", 100).unwrap(),
-            OpenOptions::default(),
-        )
-        .unwrap();
-        let s = FaultStorage::new(
-            inner,
-            Faults {
-                space: Some(60),
-                torn_writes: true,
-                ..Default::default()
-            },
-        );
-        s.write_at(0, &[1; 50]).unwrap();
-        let e = s.write_at(50, &[2; 50]).unwrap_err();
-        assert!(e.is_no_space(), "{e}");
-        let disk = std::fs::read(dir.path().join("f")).unwrap();
-        assert_eq!(&disk[50..60], &[2; 10], "torn write keeps its prefix");
-        assert_eq!(&disk[60..], &[0; 40]);
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let inner = open_with(
+                dir.path(),
+                FileLayout::single("f", 100).unwrap(),
+                OpenOptions::default(),
+                backend,
+            )
+            .unwrap();
+            let s = FaultStorage::new(
+                inner,
+                Faults {
+                    space: Some(60),
+                    torn_writes: true,
+                    ..Default::default()
+                },
+            );
+            s.write_at(0, &[1; 50]).unwrap();
+            let e = s.write_at(50, &[2; 50]).unwrap_err();
+            assert!(e.is_no_space(), "{backend:?}: {e}");
+            let disk = std::fs::read(dir.path().join("f")).unwrap();
+            assert_eq!(
+                &disk[50..60],
+                &[2; 10],
+                "{backend:?}: torn write keeps its prefix"
+            );
+            assert_eq!(&disk[60..], &[0; 40], "{backend:?}");
+            assert_eq!(s.written(), 100, "{backend:?}");
+        }
     }
 }

@@ -8,9 +8,11 @@
 //!
 //! Backends: [`portable::PortableStorage`] (std `FileExt`, works everywhere),
 //! `uring::UringStorage` (feature `io-uring`, on by default, probed at run time: see
-//! [`IoBackend`] and [`resolve_backend`]) and the test-only
-//! [`fault::FaultStorage`] middleware that injects full disks, slow disks and torn writes.
+//! [`IoBackend`] and [`resolve_backend`]; its header says which io_uring crate and why) and
+//! the test-only [`fault::FaultStorage`] middleware that injects full disks, slow disks and
+//! torn writes. Every storage test runs once per back end ([`available_backends`]).
 
+pub mod backends;
 pub mod check;
 pub mod fault;
 pub mod layout;
@@ -23,6 +25,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+pub use backends::available_backends;
 pub use check::check_existing;
 pub use layout::{FileEntry, FileLayout, Segment};
 pub use portable::PortableStorage;
@@ -72,6 +75,12 @@ pub enum Error {
         actual: u64,
         /// Length in the torrent.
         expected: u64,
+    },
+    /// `--io-backend uring` where io_uring cannot work (the probe's reason).
+    #[error("io_uring is not available: {why}")]
+    UringUnavailable {
+        /// Why: kernel, `kernel.io_uring_disabled`, seccomp, or the build.
+        why: String,
     },
     /// An operating-system error on one file.
     #[error("{op} {path}: {source}")]
@@ -181,19 +190,23 @@ pub fn uring_status() -> std::result::Result<(), String> {
 }
 
 /// Resolves `backend` to the one that will run: `Auto` becomes `Uring` or (with one log
-/// line saying why) `Portable`; a forced `Uring` that cannot work is an error.
-pub fn resolve_backend(backend: IoBackend) -> std::result::Result<IoBackend, String> {
+/// line saying why) `Portable`; a forced `Uring` that cannot work is
+/// [`Error::UringUnavailable`].
+pub fn resolve_backend(backend: IoBackend) -> Result<IoBackend> {
     match backend {
         IoBackend::Portable => Ok(IoBackend::Portable),
         IoBackend::Uring => uring_status()
             .map(|()| IoBackend::Uring)
-            .map_err(|why| format!("io_uring is not available: {why}")),
+            .map_err(|why| Error::UringUnavailable { why }),
         IoBackend::Auto => match uring_status() {
             Ok(()) => Ok(IoBackend::Uring),
             Err(why) => {
                 static SAID: std::sync::Once = std::sync::Once::new();
+                // warn, not info: the default filter shows it, once per process.
                 SAID.call_once(|| {
-                    tracing::info!(reason = %why, "io_uring unavailable; using portable disk I/O")
+                    tracing::warn!(
+                        "io_uring unavailable ({why}); falling back to portable disk I/O"
+                    )
                 });
                 Ok(IoBackend::Portable)
             }
@@ -208,11 +221,7 @@ pub fn open_with(
     opts: OpenOptions,
     backend: IoBackend,
 ) -> Result<std::sync::Arc<dyn Storage>> {
-    let chosen = resolve_backend(backend).map_err(|why| Error::Io {
-        op: "set up disk I/O",
-        path: root.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::Unsupported, why),
-    })?;
+    let chosen = resolve_backend(backend)?;
     #[cfg(feature = "io-uring")]
     if chosen == IoBackend::Uring {
         return Ok(std::sync::Arc::new(uring::UringStorage::open(

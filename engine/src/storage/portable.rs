@@ -199,8 +199,10 @@ impl Storage for PortableStorage {
 
 #[cfg(test)]
 mod tests {
+    //! Each case runs once per back end: io_uring opens files through this module too, and
+    //! must read and write them the same way.
     use super::*;
-    use crate::storage::FileEntry;
+    use crate::storage::{FileEntry, IoBackend, available_backends, open_with};
 
     fn layout(lens: &[u64]) -> FileLayout {
         FileLayout::new(
@@ -216,90 +218,129 @@ mod tests {
         .unwrap()
     }
 
+    fn open(
+        root: &Path,
+        lens: &[u64],
+        opts: OpenOptions,
+        backend: IoBackend,
+    ) -> Result<std::sync::Arc<dyn Storage>> {
+        open_with(root, layout(lens), opts, backend)
+    }
+
     #[test]
     fn write_across_files_lands_in_each_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = PortableStorage::open(dir.path(), layout(&[5, 0, 3, 8]), OpenOptions::default())
-            .unwrap();
-        let data: Vec<u8> = (0u8..16).collect();
-        s.write_at(0, &data).unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join("t/sub0/f0")).unwrap(),
-            &data[..5]
-        );
-        assert_eq!(std::fs::read(dir.path().join("t/sub1/f1")).unwrap(), b"");
-        assert_eq!(
-            std::fs::read(dir.path().join("t/sub0/f2")).unwrap(),
-            &data[5..8]
-        );
-        assert_eq!(
-            std::fs::read(dir.path().join("t/sub1/f3")).unwrap(),
-            &data[8..]
-        );
-        let mut back = vec![0u8; 10];
-        s.read_at(3, &mut back).unwrap();
-        assert_eq!(back, &data[3..13]);
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = open(dir.path(), &[5, 0, 3, 8], OpenOptions::default(), backend).unwrap();
+            let data: Vec<u8> = (0u8..16).collect();
+            s.write_at(0, &data).unwrap();
+            let file = |p: &str| std::fs::read(dir.path().join(p)).unwrap();
+            assert_eq!(file("t/sub0/f0"), &data[..5], "{backend:?}");
+            assert_eq!(file("t/sub1/f1"), b"", "{backend:?}");
+            assert_eq!(file("t/sub0/f2"), &data[5..8], "{backend:?}");
+            assert_eq!(file("t/sub1/f3"), &data[8..], "{backend:?}");
+            let mut back = vec![0u8; 10];
+            s.read_at(3, &mut back).unwrap();
+            assert_eq!(back, &data[3..13], "{backend:?}");
+        }
     }
 
     #[test]
     fn download_preallocates_full_lengths_and_reports_fresh_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = PortableStorage::open(dir.path(), layout(&[4096, 100]), OpenOptions::default())
-            .unwrap();
-        for (i, p) in s.paths().iter().enumerate() {
-            assert_eq!(
-                std::fs::metadata(p).unwrap().len(),
-                s.layout().files()[i].len
-            );
-            assert_eq!(s.existing_len(i), 0);
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let lens = [4096, 100];
+            let s = open(dir.path(), &lens, OpenOptions::default(), backend).unwrap();
+            for (i, f) in s.layout().files().iter().enumerate() {
+                let on_disk = std::fs::metadata(dir.path().join(&f.path)).unwrap().len();
+                assert_eq!(on_disk, lens[i], "{backend:?}");
+                assert_eq!(s.existing_len(i), 0, "{backend:?}");
+            }
+            drop(s);
+            let s = open(dir.path(), &lens, OpenOptions::default(), backend).unwrap();
+            assert_eq!(s.existing_len(0), 4096, "{backend:?}");
         }
-        drop(s);
-        let s = PortableStorage::open(dir.path(), layout(&[4096, 100]), OpenOptions::default())
-            .unwrap();
-        assert_eq!(s.existing_len(0), 4096);
     }
 
     #[test]
     fn read_only_refuses_wrong_size_and_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("t/sub0")).unwrap();
-        std::fs::write(dir.path().join("t/sub0/f0"), b"abc").unwrap();
         let ro = OpenOptions {
             mode: Mode::ReadOnly,
             ..Default::default()
         };
-        let err = PortableStorage::open(dir.path(), layout(&[4]), ro).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::WrongSize {
-                    actual: 3,
-                    expected: 4,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let s = PortableStorage::open(dir.path(), layout(&[3]), ro).unwrap();
-        assert!(s.write_at(0, b"x").is_err());
-        let mut b = [0u8; 3];
-        s.read_at(0, &mut b).unwrap();
-        assert_eq!(&b, b"abc");
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("t/sub0")).unwrap();
+            std::fs::write(dir.path().join("t/sub0/f0"), b"abc").unwrap();
+            let Err(err) = open(dir.path(), &[4], ro, backend) else {
+                panic!("{backend:?}: a file of the wrong size must be refused");
+            };
+            assert!(
+                matches!(
+                    err,
+                    Error::WrongSize {
+                        actual: 3,
+                        expected: 4,
+                        ..
+                    }
+                ),
+                "{backend:?}: {err}"
+            );
+            let s = open(dir.path(), &[3], ro, backend).unwrap();
+            assert!(s.write_at(0, b"x").is_err(), "{backend:?}");
+            let mut b = [0u8; 3];
+            s.read_at(0, &mut b).unwrap();
+            assert_eq!(&b, b"abc", "{backend:?}");
+        }
     }
 
     #[test]
     fn symlink_at_a_file_path_is_not_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside");
-        std::fs::write(&outside, b"secret").unwrap();
-        std::fs::create_dir_all(dir.path().join("out/t/sub0")).unwrap();
-        std::os::unix::fs::symlink(&outside, dir.path().join("out/t/sub0/f0")).unwrap();
-        let r = PortableStorage::open(
-            &dir.path().join("out"),
-            layout(&[6]),
-            OpenOptions::default(),
-        );
-        assert!(r.is_err());
-        assert_eq!(std::fs::read(&outside).unwrap(), b"secret");
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let outside = dir.path().join("outside");
+            std::fs::write(&outside, b"secret").unwrap();
+            std::fs::create_dir_all(dir.path().join("out/t/sub0")).unwrap();
+            std::os::unix::fs::symlink(&outside, dir.path().join("out/t/sub0/f0")).unwrap();
+            let r = open(
+                &dir.path().join("out"),
+                &[6],
+                OpenOptions::default(),
+                backend,
+            );
+            assert!(r.is_err(), "{backend:?}");
+            assert_eq!(std::fs::read(&outside).unwrap(), b"secret", "{backend:?}");
+        }
+    }
+
+    #[test]
+    fn pad_files_read_as_zeros_and_are_never_created() {
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let layout = FileLayout::new(vec![
+                FileEntry {
+                    path: "t/a".into(),
+                    len: 5,
+                    pad: false,
+                },
+                FileEntry {
+                    path: "t/.pad/3".into(),
+                    len: 3,
+                    pad: true,
+                },
+                FileEntry {
+                    path: "t/b".into(),
+                    len: 4,
+                    pad: false,
+                },
+            ])
+            .unwrap();
+            let s = open_with(dir.path(), layout, OpenOptions::default(), backend).unwrap();
+            s.write_at(0, b"hello\0\0\0ring").unwrap();
+            let mut back = [0xffu8; 12];
+            s.read_at(0, &mut back).unwrap();
+            assert_eq!(&back, b"hello\0\0\0ring", "{backend:?}");
+            assert!(!dir.path().join("t/.pad").exists(), "{backend:?}");
+        }
     }
 }

@@ -1,16 +1,22 @@
-//! io_uring storage backend (cargo feature `io-uring`, on by default, Linux only).
+//! io_uring storage backend (cargo feature `io-uring`, on by default, Linux only; the default
+//! back end wherever [`probe`] says the kernel allows it).
 //!
 //! Same files and layout as [`PortableStorage`] (which opens, sizes and syncs them); only
-//! reads and writes go through io_uring: the segments of one call (a piece straddling files)
-//! are submitted together and waited for with one `io_uring_enter`, instead of one
-//! `pread`/`pwrite` each. Each disk thread has its own ring (thread-local), so the storage
-//! stays `Sync` without a lock. [`supported`] probes the kernel once (io_uring can be
-//! disabled by `kernel.io_uring_disabled`, seccomp or an old kernel); callers fall back to
-//! the portable backend when it says no.
+//! reads and writes go through io_uring: the segments of one call (a piece straddling files,
+//! a piece written in [`WRITE_CHUNK`]s) are submitted together and waited for with one
+//! `io_uring_enter`, instead of one `pread`/`pwrite` each. Each disk thread has its own ring
+//! (thread-local), so the storage stays `Sync` without a lock.
 //!
-//! Measured on the 1 GiB loopback data path (2 cores, ext4, page cache): no gain over
-//! pread/pwrite, because the cost is the copy into the page cache, not the syscalls (about
-//! 1,000 piece writes per GiB). It therefore stays optional.
+//! Crate: `io-uring` (the tokio-rs low-level bindings), not `tokio-uring`. Our disk calls are
+//! blocking calls on [`crate::disk::DiskPool`] threads with borrowed buffers (`&[u8]` of a
+//! piece the session still owns); `io-uring` submits those as they are and waits on the
+//! calling thread. `tokio-uring` needs its own current-thread runtime per ring next to the
+//! session's runtime, and owned buffers moved into each operation and back, which is an extra
+//! hand-off per piece for the same system calls.
+//!
+//! Measured (`harness datapath`, README "Benchmarks"): on a page-cache-backed ext4 file the
+//! cost is the copy into and out of the page cache, not the system calls (about 4,000 writes
+//! per GiB of 256 KiB), so io_uring and pread/pwrite cost about the same CPU per GiB.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("the io-uring feature needs Linux");
@@ -21,7 +27,7 @@ use std::os::unix::io::RawFd;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use io_uring::{IoUring, opcode, types};
+use io_uring::{IoUring, opcode, squeue, types};
 
 use super::{Error, FileLayout, OpenOptions, PortableStorage, Result, Storage, WRITE_CHUNK};
 
@@ -55,9 +61,7 @@ pub fn probe() -> std::result::Result<(), &'static str> {
                     Some(libc::ENOSYS) => {
                         "io_uring_setup is not implemented (old kernel or seccomp)"
                     }
-                    Some(libc::EPERM) => {
-                        "io_uring_setup is not permitted (kernel.io_uring_disabled or seccomp)"
-                    }
+                    Some(libc::EPERM) => eperm_reason(),
                     Some(libc::ENOMEM) => {
                         "io_uring_setup ran out of locked memory (RLIMIT_MEMLOCK)"
                     }
@@ -85,6 +89,24 @@ pub fn probe() -> std::result::Result<(), &'static str> {
     })
 }
 
+/// Who refused `io_uring_setup` with EPERM: a seccomp filter on this process, or
+/// `kernel.io_uring_disabled=1` with this process outside `kernel.io_uring_group`.
+fn eperm_reason() -> &'static str {
+    let filtered = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.strip_prefix("Seccomp:").is_some_and(|v| v.trim() == "2"))
+    });
+    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .is_ok_and(|v| v.trim() == "1");
+    match (filtered, sysctl) {
+        (true, false) => "io_uring_setup is refused by a seccomp filter on this process",
+        (false, true) => {
+            "io_uring_setup is not permitted (kernel.io_uring_disabled=1 and this process is not in kernel.io_uring_group)"
+        }
+        _ => "io_uring_setup is not permitted (kernel.io_uring_disabled or seccomp)",
+    }
+}
+
 /// One positional transfer.
 struct Op {
     fd: RawFd,
@@ -104,12 +126,8 @@ pub struct UringStorage {
 impl UringStorage {
     /// Opens the files like [`PortableStorage::open`]; fails if io_uring is unavailable.
     pub fn open(root: &Path, layout: FileLayout, opts: OpenOptions) -> Result<Self> {
-        if !supported() {
-            return Err(Error::Io {
-                op: "set up io_uring",
-                path: root.to_path_buf(),
-                source: io::Error::from_raw_os_error(libc::ENOSYS),
-            });
+        if let Err(why) = probe() {
+            return Err(Error::UringUnavailable { why: why.into() });
         }
         let files = PortableStorage::open(root, layout, opts)?;
         let fds = files.raw_fds();
@@ -153,9 +171,20 @@ impl UringStorage {
                 for (i, op) in ops[..batch].iter().enumerate() {
                     let len = u32::try_from(op.len).unwrap_or(u32::MAX);
                     let sqe = if write {
-                        opcode::Write::new(types::Fd(op.fd), op.ptr, len)
+                        let sqe = opcode::Write::new(types::Fd(op.fd), op.ptr, len)
                             .offset(op.offset)
-                            .build()
+                            .build();
+                        // Buffered writes to ext4 cannot complete without blocking, so the
+                        // kernel hands each to an io-wq worker; unlinked, the chunks of one
+                        // piece run on as many workers at once and contend for the file's
+                        // lock. Linked, they run one after another on one worker. A short
+                        // write breaks the chain: the rest complete with ECANCELED and are
+                        // submitted again below.
+                        if i + 1 < batch {
+                            sqe.flags(squeue::Flags::IO_LINK)
+                        } else {
+                            sqe
+                        }
                     } else {
                         opcode::Read::new(types::Fd(op.fd), op.ptr, len)
                             .offset(op.offset)
@@ -181,7 +210,11 @@ impl UringStorage {
                             // counting so that no entry of ours is left in flight.
                             continue;
                         }
-                        if r < 0 {
+                        if write && r == -libc::ECANCELED {
+                            // Cancelled by a broken link (a short or failed write before
+                            // it): nothing was done; submitted again or superseded by the
+                            // error that broke the chain.
+                        } else if r < 0 {
                             first_err.get_or_insert_with(|| {
                                 self.err(ops[i].file, io::Error::from_raw_os_error(-r))
                             });
@@ -311,18 +344,11 @@ impl Storage for UringStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::FileEntry;
+    use crate::storage::{FileEntry, available_backends, open_with};
 
-    #[test]
-    fn uring_reads_back_what_it_wrote_across_files() {
-        if !supported() {
-            eprintln!("io_uring unavailable here; nothing to test");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let layout = FileLayout::new(
-            [7u64, 0, 100_000, 3]
-                .iter()
+    fn files(lens: &[u64]) -> FileLayout {
+        FileLayout::new(
+            lens.iter()
                 .enumerate()
                 .map(|(i, &len)| FileEntry {
                     path: format!("t/f{i}").into(),
@@ -331,16 +357,72 @@ mod tests {
                 })
                 .collect(),
         )
-        .unwrap();
-        let s = UringStorage::open(dir.path(), layout, OpenOptions::default()).unwrap();
-        let data: Vec<u8> = (0..100_010u32).map(|i| (i % 241) as u8).collect();
-        s.write_at(0, &data).unwrap();
-        let mut back = vec![0u8; data.len() - 5];
-        s.read_at(5, &mut back).unwrap();
-        assert_eq!(back, &data[5..]);
-        assert_eq!(
-            std::fs::read(dir.path().join("t/f3")).unwrap(),
-            &data[100_007..]
-        );
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_back_what_it_wrote_across_files() {
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = open_with(
+                dir.path(),
+                files(&[7, 0, 100_000, 3]),
+                OpenOptions::default(),
+                backend,
+            )
+            .unwrap();
+            let data: Vec<u8> = (0..100_010u32).map(|i| (i % 241) as u8).collect();
+            s.write_at(0, &data).unwrap();
+            let mut back = vec![0u8; data.len() - 5];
+            s.read_at(5, &mut back).unwrap();
+            assert_eq!(back, &data[5..], "{backend:?}");
+            assert_eq!(
+                std::fs::read(dir.path().join("t/f3")).unwrap(),
+                &data[100_007..],
+                "{backend:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_call_with_more_segments_than_ring_entries_completes() {
+        // 150 files of 10 bytes: one read or write is 150 operations, more than one ring's
+        // worth (RING_ENTRIES), so it runs in several batches on the same ring.
+        let n = RING_ENTRIES as usize * 2 + 22;
+        for backend in available_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let s = open_with(
+                dir.path(),
+                files(&vec![10; n]),
+                OpenOptions::default(),
+                backend,
+            )
+            .unwrap();
+            let data: Vec<u8> = (0..n * 10).map(|i| (i * 13 % 251) as u8).collect();
+            s.write_at(0, &data).unwrap();
+            let mut back = vec![0u8; data.len() - 3];
+            s.read_at(3, &mut back).unwrap();
+            assert_eq!(back, &data[3..], "{backend:?}");
+            assert_eq!(
+                std::fs::read(dir.path().join(format!("t/f{}", n - 1))).unwrap(),
+                &data[(n - 1) * 10..],
+                "{backend:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forcing_io_uring_opens_an_io_uring_storage_or_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        match UringStorage::open(dir.path(), files(&[4]), OpenOptions::default()) {
+            Ok(s) => {
+                assert!(supported());
+                s.write_at(0, b"ring").unwrap();
+            }
+            Err(e) => {
+                assert!(!supported());
+                assert!(matches!(e, Error::UringUnavailable { .. }), "{e}");
+            }
+        }
     }
 }
