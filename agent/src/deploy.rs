@@ -49,7 +49,7 @@ pub enum AgentError {
     Control(#[from] ControlError),
     /// The manifest is unsigned, mis-signed, malformed or does not match the torrent or
     /// the payload.
-    #[error("refused: {0}")]
+    #[error("refused")]
     Manifest(#[from] ManifestError),
     /// The manifest is for something else than what was asked.
     #[error(
@@ -64,7 +64,7 @@ pub enum AgentError {
         actual: String,
     },
     /// The torrent does not parse.
-    #[error("refused: invalid torrent: {0}")]
+    #[error("refused: invalid torrent")]
     Torrent(#[from] proto::metainfo::Error),
     /// Payload size differs from the manifest.
     #[error("refused: the torrent carries {actual} bytes, the manifest says {expected}")]
@@ -519,16 +519,15 @@ fn report_transport(cfg: &AgentConfig, control: &ControlClient) -> Transport {
     Transport::Http(control.with_retry_for(Duration::from_secs(2)))
 }
 
-/// An error and its sources on one line (`a: b: c`), for failure reasons.
+/// An error and its sources on one line (`a: b: c`), for failure reasons. Each layer's
+/// message says only its own context (the source is not interpolated), so the chain is
+/// walked once and nothing is said twice.
 pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
     let mut s = err.to_string();
     let mut cur = err.source();
     while let Some(e) = cur {
-        let msg = e.to_string();
-        if !s.ends_with(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
+        s.push_str(": ");
+        s.push_str(&e.to_string());
         cur = e.source();
     }
     s.replace('\n', " ")
@@ -901,6 +900,15 @@ async fn steps(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn error_line_says_each_cause_once() {
+        let cause = proto::metainfo::ValidMetainfo::from_bytes(b"not bencode").unwrap_err();
+        let inner = cause.to_string();
+        let line = error_line(&AgentError::Torrent(cause));
+        assert_eq!(line, format!("refused: invalid torrent: {inner}"));
+        assert_eq!(line.matches(&inner).count(), 1, "{line}");
+    }
 
     #[test]
     fn token_file_readable_by_others_is_refused_and_a_private_one_is_read() {

@@ -64,9 +64,9 @@ struct GetArgs {
     /// must dial.
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
-    /// This host's fabric (data center), told to peers.
+    /// This host's fabric (data center), told to peers; checked here, where it enters.
     #[arg(long)]
-    fabric: Option<String>,
+    fabric: Option<proto::fabric::FabricName>,
     /// This host's share of the pieces to bring in from other fabrics, `RANK/OF` among the
     /// fabric's hosts (without it, the host takes the rank an instream tracker answers, or
     /// ranks itself among the peers it meets when that counts more hosts).
@@ -264,7 +264,10 @@ fn start_reporter(
         ReportIdentity {
             deployment: deployment.clone(),
             host,
-            fabric: args.fabric.clone().unwrap_or_else(|| "default".into()),
+            fabric: args
+                .fabric
+                .clone()
+                .map_or_else(|| "default".into(), String::from),
         },
     )))
 }
@@ -432,7 +435,7 @@ async fn fetch(
         .await
         .with_context(|| format!("bind TCP listener {}", args.listen))?;
     let mut config = SessionConfig::default();
-    config.torrent.fabric = args.fabric.clone();
+    config.torrent.fabric = args.fabric.clone().map(String::from);
     config.torrent.fabric_share = args.fabric_share;
     config.socket.encryption = args.encryption;
     config.disk_threads = args.disk_threads;

@@ -20,8 +20,8 @@ const CHUNK: usize = 8 * 1024 * 1024;
 /// Why a torrent could not be made.
 #[derive(Debug, Error)]
 pub enum Error {
-    /// File system error on a path.
-    #[error("{op} {path}: {source}")]
+    /// File system error on a path (the message names the path; the cause is the source).
+    #[error("{op} {path}")]
     Io {
         /// What we were doing.
         op: &'static str,

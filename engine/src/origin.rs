@@ -54,17 +54,17 @@ impl WatchConfig {
 /// Why one watched torrent could not be seeded (written to `<key>.error`).
 #[derive(Debug, Error)]
 enum LoadError {
-    #[error("read {path}: {source}")]
+    #[error("read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid torrent: {0}")]
+    #[error("invalid torrent")]
     Torrent(#[from] proto::metainfo::Error),
-    #[error("open the data: {0}")]
+    #[error("open the data")]
     Storage(#[from] crate::storage::Error),
-    #[error("add to the session: {0}")]
+    #[error("add to the session")]
     Session(#[from] crate::session::Error),
     #[error("the data does not match the torrent: {have} of {total} pieces verified")]
     Mismatch { have: u32, total: u32 },
@@ -115,8 +115,9 @@ pub async fn watch(
                     seeding.insert(key.clone(), Seeding { handle });
                 }
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "cannot seed");
-                    write_marker(&cfg.dir, key, "error", &e.to_string());
+                    let line = crate::https::error_chain(&e);
+                    tracing::warn!(%key, error = %line, "cannot seed");
+                    write_marker(&cfg.dir, key, "error", &line);
                     failed.insert(key.clone(), *mtime);
                 }
             }

@@ -112,7 +112,7 @@ pub enum Error {
         torrent: u64,
     },
     /// Starting a thread or a socket failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The QUIC endpoint could not be set up (keys, UDP socket).
     #[error(transparent)]

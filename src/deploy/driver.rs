@@ -49,7 +49,7 @@ enum Msg {
 pub enum PromoteError {
     #[error("no deployment {0}")]
     NotFound(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(#[from] CommandError),
     #[error("deployment {id} is {state}")]
     Finished { id: String, state: &'static str },

@@ -64,8 +64,9 @@ pub struct AgentArgs {
     /// This host's name.
     #[arg(long, value_name = "NAME")]
     pub host: String,
-    /// This host's fabric (data center).
-    #[arg(long, value_name = "FABRIC")]
+    /// This host's fabric (data center); checked by the one rule (`proto::fabric`) as it
+    /// is parsed, kept a `String` because this struct is also rendered for the dispatchers.
+    #[arg(long, value_name = "FABRIC", value_parser = fabric_name)]
     pub fabric: String,
     /// This host's share of the pieces to bring into its fabric, `RANK/OF` among the
     /// fabric's hosts in this job (the dispatcher knows them all: [`crate::fabric_shares`]);
@@ -309,6 +310,11 @@ impl AgentArgs {
     }
 }
 
+/// `--fabric`'s parser: the one fabric-name rule, the value kept as text.
+fn fabric_name(s: &str) -> Result<String, proto::fabric::InvalidFabricName> {
+    proto::fabric::FabricName::new(s).map(String::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +332,25 @@ mod tests {
     fn parse(argv: &[OsString]) -> Result<AgentArgs, clap::Error> {
         let words = std::iter::once(OsString::from("instream-peer")).chain(argv.iter().cloned());
         Peer::try_parse_from(words).map(|Peer::Deploy(a)| a)
+    }
+
+    #[test]
+    fn a_fabric_outside_the_rule_is_refused_at_parse() {
+        let mut args = AgentArgs::new(
+            "http://c",
+            Token::Env("T".into()),
+            "d",
+            "h",
+            "f1",
+            "/r".into(),
+            "p",
+            "1",
+        );
+        let ok = parse(&args.argv());
+        assert_eq!(ok.map(|a| a.fabric).ok(), Some("f1".to_string()));
+        args.fabric = "dc+1".into();
+        let err = parse(&args.argv()).unwrap_err().to_string();
+        assert!(err.contains("not a valid fabric name"), "{err}");
     }
 
     fn words(a: &AgentArgs) -> String {
@@ -396,7 +421,7 @@ mod tests {
         fn identity()(
             server in word(), ca in proptest::option::of(word()),
             token in prop_oneof![word().prop_map(|f| Token::File(f.into())), word().prop_map(Token::Env)],
-            deployment in word(), host in word(), fabric in word(), root in word(),
+            deployment in word(), host in word(), fabric in "[A-Za-z0-9][A-Za-z0-9._-]{0,63}", root in word(),
             product in word(), version in word(), variant in proptest::option::of(word()),
         ) -> AgentArgs {
             AgentArgs {

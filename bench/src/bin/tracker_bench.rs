@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use proto::tracker::udp::{ConnectRequest, Request, Response, TransactionId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -93,10 +94,9 @@ fn hex(b: &[u8]) -> String {
 fn wait_ready(port: u16, child: &mut Child, name: &str) -> Result<()> {
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let transaction_id = TransactionId(1);
     let mut req = Vec::new();
-    req.extend(0x417_2710_1980u64.to_be_bytes());
-    req.extend(0u32.to_be_bytes());
-    req.extend(1u32.to_be_bytes());
+    Request::Connect(ConnectRequest { transaction_id }).encode(&mut req);
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut buf = [0u8; 64];
     while Instant::now() < deadline {
@@ -105,7 +105,8 @@ fn wait_ready(port: u16, child: &mut Child, name: &str) -> Result<()> {
         }
         sock.send_to(&req, ("127.0.0.1", port))?;
         if let Ok((n, _)) = sock.recv_from(&mut buf)
-            && n >= 16
+            && let Ok(Response::Connect(r)) = Response::parse(&buf[..n], false)
+            && r.transaction_id == transaction_id
         {
             return Ok(());
         }

@@ -14,24 +14,9 @@ pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 pub const GIB: u64 = 1024 * MIB;
 
-/// Parses `64MiB`, `256KiB`, `1GiB`, `1G`, `4096` (bytes).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad size {s:?}: expected e.g. 64MiB"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => KIB,
-        "m" | "mb" | "mib" => MIB,
-        "g" | "gb" | "gib" => GIB,
-        other => return Err(format!("bad size unit {other:?} in {s:?}")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} overflows"))
-}
+/// Sizes parse by the one rule in `proto::size` (`10MB` is 10,000,000 bytes, `10MiB` is
+/// 10,485,760), the same as the programs the harness drives.
+pub use proto::size::parse_size;
 
 /// `64 MiB`-style rendering.
 pub fn fmt_size(n: u64) -> String {
@@ -223,21 +208,6 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_binary_suffixes() {
-        for (s, n) in [
-            ("64MiB", 64 * MIB),
-            ("256KiB", 256 * KIB),
-            ("1GiB", GIB),
-            ("1g", GIB),
-            ("4096", 4096),
-        ] {
-            assert_eq!(parse_size(s), Ok(n), "{s}");
-        }
-        assert!(parse_size("12parsecs").is_err());
-        assert!(parse_size("MiB").is_err());
-    }
 
     #[test]
     fn sizes_render_in_the_largest_exact_unit() {

@@ -30,6 +30,61 @@ pub fn is_valid_fabric_name(name: impl AsRef<[u8]>) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// A fabric name known to pass [`is_valid_fabric_name`]: built only by [`FabricName::new`]
+/// (or `parse`), so a value of this type needs no second check. Used where names enter
+/// (command lines), where the rule is checked once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FabricName(String);
+
+/// A string that is not a fabric name; says the rule.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error(
+    "{0:?} is not a valid fabric name (1-{MAX_FABRIC_NAME_LEN} letters, digits, '-', '_', '.')"
+)]
+pub struct InvalidFabricName(pub String);
+
+impl FabricName {
+    /// Checks `name` against the one rule.
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidFabricName> {
+        let name = name.into();
+        if is_valid_fabric_name(&name) {
+            Ok(Self(name))
+        } else {
+            Err(InvalidFabricName(name))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for FabricName {
+    type Err = InvalidFabricName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl std::fmt::Display for FabricName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for FabricName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<FabricName> for String {
+    fn from(name: FabricName) -> Self {
+        name.0
+    }
+}
+
 /// A line of a fabric map that could not be read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("fabric map line {line}: {kind}")]
@@ -71,8 +126,8 @@ pub enum FabricMapErrorKind {
         len: u8,
     },
     /// The fabric name is not valid (see [`is_valid_fabric_name`]).
-    #[error("{0:?} is not a valid fabric name (1-64 letters, digits, '-', '_', '.')")]
-    BadFabricName(String),
+    #[error(transparent)]
+    BadFabricName(InvalidFabricName),
     /// The same network appears twice.
     #[error("{cidr} is already mapped on line {first_line}")]
     Duplicate {
@@ -181,9 +236,7 @@ impl FabricMap {
                 return Err(err(FabricMapErrorKind::TrailingText(extra.to_owned())));
             }
             let (addr, len) = parse_cidr(cidr).map_err(err)?;
-            if !is_valid_fabric_name(fabric) {
-                return Err(err(FabricMapErrorKind::BadFabricName(fabric.to_owned())));
-            }
+            FabricName::new(fabric).map_err(|e| err(FabricMapErrorKind::BadFabricName(e)))?;
             let name = match map.names.iter().position(|n| n == fabric) {
                 Some(idx) => idx,
                 None => {
@@ -266,6 +319,19 @@ mod tests {
 2001:db8::/32     dc-west
 2001:db8:1::/48   dc-west.lab
 ";
+
+    #[test]
+    fn fabric_name_is_built_only_from_valid_names() {
+        let ok: FabricName = "dc-1.eu_2".parse().unwrap();
+        assert_eq!(ok.as_str(), "dc-1.eu_2");
+        assert_eq!(String::from(ok), "dc-1.eu_2");
+        let long = "x".repeat(MAX_FABRIC_NAME_LEN + 1);
+        for bad in ["", "a b", "dc/east", long.as_str()] {
+            let e = FabricName::new(bad).unwrap_err();
+            assert_eq!(e, InvalidFabricName(bad.to_owned()));
+            assert!(e.to_string().contains("1-64 letters"), "{e}");
+        }
+    }
 
     #[test]
     fn longest_prefix_wins() {
@@ -351,7 +417,11 @@ mod tests {
                     len: 16,
                 },
             ),
-            ("10.0.0.0/8 dc/east\n", 1, BadFabricName("dc/east".into())),
+            (
+                "10.0.0.0/8 dc/east\n",
+                1,
+                BadFabricName(InvalidFabricName("dc/east".into())),
+            ),
             (
                 "10.0.0.0/8 a\n10.0.0.0/8 b\n",
                 2,

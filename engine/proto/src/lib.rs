@@ -22,6 +22,7 @@ pub mod mse;
 pub mod picker;
 pub mod prometheus;
 pub mod sim;
+pub mod size;
 pub mod torrent;
 pub mod tracker;
 pub mod wire;

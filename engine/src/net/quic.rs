@@ -206,7 +206,7 @@ pub enum QuicError {
     #[error("QUIC peer verifier")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// No TLS 1.3 cipher suite QUIC can use.
-    #[error("QUIC TLS configuration: {0}")]
+    #[error("QUIC TLS configuration")]
     CipherSuite(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     /// The UDP socket.
     #[error("QUIC endpoint")]
@@ -388,7 +388,7 @@ pub async fn connect_peer(
     let conn = match dialled {
         Ok(c) => c,
         Err(e) => {
-            debug!(%addr, error = %e, "QUIC dial failed; dialling TCP");
+            debug!(%addr, error = %crate::https::error_chain(&e), "QUIC dial failed; dialling TCP");
             q.mark_unreachable(addr);
             if !tcp::connect_peer(addr, route, opts).await {
                 // TCP failed too: the host was down, which says nothing about its UDP; the
@@ -410,7 +410,7 @@ pub async fn connect_peer(
             let _ = route.events.send(NetEvent::ReachedOurselves { addr }).await;
         }
         Err(e) => {
-            debug!(%addr, error = %e, "QUIC handshake failed");
+            debug!(%addr, error = %crate::https::error_chain(&e), "QUIC handshake failed");
             let _ = route.events.send(NetEvent::ConnectFailed { addr }).await;
         }
     }
@@ -450,7 +450,9 @@ pub async fn accept_loop(
                 .unwrap_or(Err(HandshakeFailed::Timeout));
             match r {
                 Ok((e, route)) => e.run(&quic, &route, false).await,
-                Err(e) => debug!(%addr, error = %e, "incoming QUIC handshake failed"),
+                Err(e) => {
+                    debug!(%addr, error = %crate::https::error_chain(&e), "incoming QUIC handshake failed")
+                }
             }
         });
     }

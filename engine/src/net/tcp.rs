@@ -76,7 +76,7 @@ pub fn configure(stream: &TcpStream, opts: &SocketOptions) -> io::Result<()> {
 #[derive(Debug, Error)]
 pub enum HandshakeFailed {
     /// Socket error.
-    #[error("handshake i/o: {0}")]
+    #[error("handshake i/o")]
     Io(#[from] io::Error),
     /// Not a BitTorrent stream.
     #[error(transparent)]
@@ -245,7 +245,7 @@ async fn dial(
     let first = attempt(policy.dials_encrypted().then(|| policy.methods())).await;
     match first {
         Err(e) if policy == Policy::Prefer && e.worth_plain_retry() => {
-            debug!(%addr, error = %e, "MSE dial failed; retrying in plaintext");
+            debug!(%addr, error = %crate::https::error_chain(&e), "MSE dial failed; retrying in plaintext");
             attempt(None).await
         }
         r => r,
@@ -277,7 +277,7 @@ pub async fn connect_peer(addr: SocketAddr, route: Route, opts: SocketOptions) -
             false
         }
         Err(e) => {
-            debug!(%addr, error = %e, "connect failed");
+            debug!(%addr, error = %crate::https::error_chain(&e), "connect failed");
             let _ = route.events.send(NetEvent::ConnectFailed { addr }).await;
             false
         }

@@ -72,9 +72,9 @@ enum Cmd {
         /// (HTTP) and in the BEP 15 IP field (UDP), and never dialled by this seed.
         #[arg(long, value_name = "ADDR")]
         announce_ip: Option<IpAddr>,
-        /// This host's fabric (data center), told to peers.
+        /// This host's fabric (data center), told to peers; checked here, where it enters.
         #[arg(long)]
-        fabric: Option<String>,
+        fabric: Option<proto::fabric::FabricName>,
         /// A peer to connect to; repeatable.
         #[arg(long = "peer")]
         peers: Vec<SocketAddr>,
@@ -267,7 +267,7 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
         None => None,
     };
     let mut config = SessionConfig::default();
-    config.torrent.fabric = fabric;
+    config.torrent.fabric = fabric.map(String::from);
     // Origin mode by default: a seed's uplink is the scarcest link in a rollout.
     config.torrent.super_seed = !no_super_seed;
     config.socket.encryption = encryption;

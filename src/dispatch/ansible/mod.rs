@@ -51,7 +51,7 @@ pub struct AnsibleDispatcher {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnsibleError {
-    #[error("run {program}: {source} (install ansible-core, or pass --ansible-bin-dir)")]
+    #[error("run {program} (install ansible-core, or pass --ansible-bin-dir)")]
     Spawn {
         program: String,
         source: std::io::Error,
@@ -76,7 +76,7 @@ pub enum AnsibleError {
 
 impl From<AnsibleError> for DispatchError {
     fn from(e: AnsibleError) -> Self {
-        DispatchError::Backend(e.to_string())
+        DispatchError::Backend(crate::error_chain(&e))
     }
 }
 

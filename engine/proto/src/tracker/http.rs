@@ -20,7 +20,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encod
 use thiserror::Error;
 
 use super::AnnounceEvent;
-use super::bvalue::{self, Value};
+use crate::bencode::{self, Node, Value};
 use crate::{InfoHash, PeerId};
 
 /// Bytes a client may leave unescaped in a query value (RFC 3986 "unreserved").
@@ -370,7 +370,7 @@ pub enum ResponseError {
     },
 }
 
-fn u32_field(v: &Value<'_>, key: &'static str) -> Result<Option<u32>, ResponseError> {
+fn u32_field(v: &Node<'_>, key: &'static str) -> Result<Option<u32>, ResponseError> {
     match v.get(key.as_bytes()) {
         None => Ok(None),
         Some(x) => x
@@ -412,8 +412,8 @@ fn v6(c: &[u8]) -> SocketAddrV6 {
 impl AnnounceReply {
     /// Parses a bencoded announce reply (compact or dictionary peer lists).
     pub fn parse(body: &[u8]) -> Result<Self, ResponseError> {
-        let v = bvalue::parse(body).map_err(|e| ResponseError::Bencode { offset: e.offset })?;
-        if !matches!(v, Value::Dict(_)) {
+        let v = bencode::decode(body).map_err(|e| ResponseError::Bencode { offset: e.offset })?;
+        if !matches!(v.value(), Value::Dict(_)) {
             return Err(ResponseError::Bencode { offset: 0 });
         }
         if let Some(reason) = v.get(b"failure reason") {
@@ -430,7 +430,7 @@ impl AnnounceReply {
             incomplete: u32_field(&v, "incomplete")?.unwrap_or(0),
             warning: v
                 .get(b"warning message")
-                .and_then(Value::as_bytes)
+                .and_then(Node::as_bytes)
                 .map(|w| String::from_utf8_lossy(w).into_owned()),
             // A broken or out-of-range share is dropped, not an error: it is only a hint.
             fabric_share: match (
@@ -444,7 +444,7 @@ impl AnnounceReply {
             },
             ..Default::default()
         };
-        match v.get(b"peers") {
+        match v.get(b"peers").map(Node::value) {
             None => {}
             Some(Value::Bytes(raw)) => resp.peers = compact_peers(raw, "peers", 6, v4)?,
             Some(Value::List(items)) => {
@@ -452,12 +452,12 @@ impl AnnounceReply {
                 for item in items {
                     let ip = item
                         .get(b"ip")
-                        .and_then(Value::as_bytes)
+                        .and_then(Node::as_bytes)
                         .and_then(|b| std::str::from_utf8(b).ok())
                         .and_then(|s| s.parse::<IpAddr>().ok());
                     let port = item
                         .get(b"port")
-                        .and_then(Value::as_int)
+                        .and_then(Node::as_int)
                         .and_then(|p| u16::try_from(p).ok());
                     match (ip, port) {
                         (Some(IpAddr::V4(ip)), Some(port)) => {
@@ -473,7 +473,7 @@ impl AnnounceReply {
             }
             Some(_) => return Err(ResponseError::BadField { key: "peers" }),
         }
-        match v.get(b"peers6") {
+        match v.get(b"peers6").map(Node::value) {
             None => {}
             Some(Value::Bytes(raw)) => resp.peers6.extend(compact_peers(raw, "peers6", 18, v6)?),
             Some(_) => return Err(ResponseError::BadField { key: "peers6" }),
@@ -521,8 +521,8 @@ impl ScrapeResponse {
 
     /// Parses a bencoded scrape reply.
     pub fn parse(body: &[u8]) -> Result<Self, ResponseError> {
-        let v = bvalue::parse(body).map_err(|e| ResponseError::Bencode { offset: e.offset })?;
-        let Some(Value::Dict(files)) = v.get(b"files") else {
+        let v = bencode::decode(body).map_err(|e| ResponseError::Bencode { offset: e.offset })?;
+        let Some(Value::Dict(files)) = v.get(b"files").map(Node::value) else {
             return Err(ResponseError::BadField { key: "files" });
         };
         let mut out = Vec::with_capacity(files.len());
@@ -712,6 +712,43 @@ mod tests {
         };
         assert_eq!(r.peers, vec!["10.0.0.2:7000".parse().unwrap()]);
         assert_eq!(r.peers6, vec!["[::1]:7001".parse().unwrap()]);
+    }
+
+    #[test]
+    fn malformed_bencode_replies_are_refused() {
+        // The shared decoder (`crate::bencode`) reads replies; these were the cases of the
+        // tracker's former private reader, kept so both reply parsers still refuse them.
+        let mut deep = vec![b'l'; 10_000];
+        deep.extend(vec![b'e'; 10_000]);
+        for bad in [
+            &b""[..],
+            b"i01e",
+            b"i-0e",
+            b"ie",
+            b"5:abc",
+            b"l",
+            b"d1:a",
+            b"i1ei2e",
+            b"99999999999999999999999:x",
+            b"i99999999999999999999e",
+            &deep,
+        ] {
+            let what = String::from_utf8_lossy(&bad[..bad.len().min(16)]).into_owned();
+            assert!(
+                matches!(
+                    AnnounceReply::parse(bad),
+                    Err(ResponseError::Bencode { .. })
+                ),
+                "announce {what:?}"
+            );
+            assert!(
+                matches!(
+                    ScrapeResponse::parse(bad),
+                    Err(ResponseError::Bencode { .. })
+                ),
+                "scrape {what:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! socket or a clock; every length read from the wire is bounded before anything is
 //! allocated for it.
 
-mod bvalue;
 pub mod http;
 pub mod udp;
 
