@@ -299,7 +299,9 @@ impl Driver {
                     let storage = self.storage.clone();
                     let tx = self.ctl_tx.clone();
                     self.disk.spawn(move || {
-                        let _ = tx.send(Control::Synced(storage.sync().map_err(|e| e.to_string())));
+                        let _ = tx.send(Control::Synced(
+                            storage.sync().map_err(|e| crate::https::error_chain(&e)),
+                        ));
                     });
                     self.publish(r);
                 }

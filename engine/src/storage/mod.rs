@@ -82,8 +82,9 @@ pub enum Error {
         /// Why: kernel, `kernel.io_uring_disabled`, seccomp, or the build.
         why: String,
     },
-    /// An operating-system error on one file.
-    #[error("{op} {path}: {source}")]
+    /// An operating-system error on one file (the cause is the source, printed once by
+    /// whoever walks the chain).
+    #[error("{op} {path}")]
     Io {
         /// What we were doing ("open", "write", ...).
         op: &'static str,
