@@ -452,7 +452,7 @@ pub fn run(a: UpArgs) -> Result<()> {
         ran.fanout_secs
     );
     println!(
-        "lower bound: {:.1}s = {} hosts x {} / {}/s, set by {}: the slowest of loopback {}/s, disk writes {}/s and every host's SHA-1 + BLAKE3 on {} cores {}/s (SHA-1 {}/s, BLAKE3 {}/s a core; measured here just before); fanout = {:.1}x the bound",
+        "lower bound: {:.1}s = {} hosts x {} / {}/s, set by {}: the slowest of loopback {}/s, disk writes {}/s, every host's SHA-1 + BLAKE3 on {} cores {}/s (SHA-1 {}/s, BLAKE3 {}/s a core) and a byte's copy, write and hashes on those cores {}/s (measured here just before); fanout = {:.1}x the bound",
         bound_secs,
         a.hosts,
         HumanBytes(a.size),
@@ -464,6 +464,7 @@ pub fn run(a: UpArgs) -> Result<()> {
         HumanBytes(machine.hash_rate() as u64),
         HumanBytes(machine.sha1 as u64),
         HumanBytes(machine.blake3 as u64),
+        HumanBytes(machine.cpu_rate() as u64),
         ran.fanout_secs / bound_secs.max(1e-9)
     );
     if v.state == "halted" {
