@@ -32,25 +32,6 @@ fn fixture(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (data, torrent)
 }
 
-fn get_cmd(torrent: &Path, out: &Path, seed: std::net::SocketAddr, backend: &str) -> Command {
-    let mut cmd = instream_get_cmd(
-        torrent,
-        out,
-        &[
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--no-tracker".into(),
-            "--peer".into(),
-            seed.to_string(),
-            "--io-backend".into(),
-            backend.into(),
-        ],
-    );
-    // The default log filter, as an operator runs it: what it prints is the contract.
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
-
 #[test]
 fn a_download_completes_with_each_back_end_forced_on_both_sides() {
     for backend in available_backends() {
@@ -65,7 +46,7 @@ fn a_download_completes_with_each_back_end_forced_on_both_sides() {
         let out = dir.path().join("out");
         let mut peer = Proc::spawn(
             &format!("instream-peer get --io-backend {}", flag(backend)),
-            get_cmd(&torrent, &out, addr, flag(backend)),
+            direct_get_cmd(&torrent, &out, addr, flag(backend)),
         );
         peer.wait_success(TRANSFER_TIMEOUT);
         assert_same_file(&data, &out.join("payload.bin"));
@@ -170,7 +151,7 @@ fn under_seccomp_a_forced_uring_fails_in_one_line_and_auto_falls_back() {
         "warn",
     );
     let out = dir.path().join("forced");
-    let mut cmd = get_cmd(&torrent, &out, addr, "uring");
+    let mut cmd = direct_get_cmd(&torrent, &out, addr, "uring");
     without_io_uring(&mut cmd);
     let mut peer = Proc::spawn("instream-peer get --io-backend uring (seccomp)", cmd);
     let st = peer.wait_exit(TRANSFER_TIMEOUT);
@@ -188,7 +169,7 @@ fn under_seccomp_a_forced_uring_fails_in_one_line_and_auto_falls_back() {
 
     // auto: one line naming the fallback, then a complete, correct download.
     let out = dir.path().join("auto");
-    let mut cmd = get_cmd(&torrent, &out, addr, "auto");
+    let mut cmd = direct_get_cmd(&torrent, &out, addr, "auto");
     without_io_uring(&mut cmd);
     let mut peer = Proc::spawn("instream-peer get --io-backend auto (seccomp)", cmd);
     peer.wait_success(TRANSFER_TIMEOUT);

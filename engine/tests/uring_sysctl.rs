@@ -35,20 +35,7 @@ impl Drop for Disabled {
 }
 
 fn get(torrent: &Path, out: &Path, seed: std::net::SocketAddr, backend: &str) -> Proc {
-    let mut cmd = instream_get_cmd(
-        torrent,
-        out,
-        &[
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--no-tracker".into(),
-            "--peer".into(),
-            seed.to_string(),
-            "--io-backend".into(),
-            backend.into(),
-        ],
-    );
-    cmd.env_remove("RUST_LOG");
+    let cmd = direct_get_cmd(torrent, out, seed, backend);
     Proc::spawn(&format!("instream-peer get --io-backend {backend}"), cmd)
 }
 

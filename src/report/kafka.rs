@@ -436,16 +436,8 @@ mod tests {
 
     #[test]
     fn what_the_agent_produces_decodes_to_the_same_event() {
-        let sent = agent::report::HostEvent {
-            deployment: "d-1".into(),
-            host: "host-7".into(),
-            fabric: "f2".into(),
-            seq: 4,
-            state: agent::report::HostState::Installing,
-            bytes: 1300,
-            timestamp: 1_700_000_000_000,
-            reason: None,
-        };
+        // One type on both sides (the contract); the bytes are what the agent writes.
+        let sent = event();
         let key = agent::report::kafka::record_key(&sent);
         let value = agent::report::kafka::record_value(&sent);
         assert_eq!(

@@ -869,6 +869,31 @@ pub fn instream_serve_on(
     proc
 }
 
+/// `instream-peer get` from one seed and no tracker, with the disk back end forced, at the
+/// default log filter (what it prints there is what an operator sees).
+pub fn direct_get_cmd(
+    torrent: &Path,
+    out: &Path,
+    seed: std::net::SocketAddr,
+    backend: &str,
+) -> Command {
+    let mut cmd = instream_get_cmd(
+        torrent,
+        out,
+        &[
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--no-tracker".into(),
+            "--peer".into(),
+            seed.to_string(),
+            "--io-backend".into(),
+            backend.into(),
+        ],
+    );
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
 /// `instream-peer get TORRENT --out DIR --json` plus `extra` arguments; not yet spawned.
 pub fn instream_get_cmd(torrent: &Path, out: &Path, extra: &[String]) -> Command {
     let mut cmd = Command::new(bin("instream-peer"));
