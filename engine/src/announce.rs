@@ -1,6 +1,8 @@
-//! Glue between one torrent and its trackers: starts the [`TrackerClient`] for the torrent's
-//! announce URLs, feeds the peers it discovers to the torrent, keeps its transfer counters
-//! current, says `completed` when the last piece lands and `stopped` when the torrent stops.
+//! One torrent's side of its announces: the task that wires a [`TrackerClient`] to a
+//! torrent. It starts the client for the torrent's announce URLs, feeds the peers it
+//! discovers to the torrent, keeps the transfer counters current, says `completed` when the
+//! last piece lands and `stopped` when the torrent stops. (The client knows trackers, not
+//! torrents; this file knows torrents, not trackers.)
 //!
 //! One task per torrent; it ends after the torrent task has ended and the `stopped`
 //! announces went out (or a short deadline passed), so a shutdown never hangs on a dead
