@@ -16,8 +16,10 @@
 
 mod address_book;
 mod bounded;
+mod config;
 mod leniency;
 mod peer;
+mod stats;
 mod super_seed;
 mod types;
 mod uploads;
@@ -44,8 +46,10 @@ use crate::wire::extension::ExtendedHandshake;
 use crate::wire::{BlockSpec, Message};
 use address_book::AddressBook;
 use bounded::Fifo;
+pub use config::Config;
 use leniency::{Treatment, View};
 use peer::{MAX_ALLOWED_FAST, MAX_SUGGESTED, Peer};
+pub use stats::Stats;
 pub use types::*;
 
 /// Housekeeping period: rates, request timeouts, keep-alives, dials.
