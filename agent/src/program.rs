@@ -176,9 +176,13 @@ fn deploy(args: crate::DeployArgs) -> anyhow::Result<()> {
         .context("start the runtime")?;
     let out = rt.block_on(crate::deploy(cfg, engine::programs::shutdown_signal()));
     if json {
-        println!("{}", serde_json::to_string(&out)?);
+        writeln!(std::io::stdout(), "{}", serde_json::to_string(&out)?)
+            .context("write the outcome")?;
     } else {
-        eprintln!(
+        // The outcome is already reported; a full disk under the log must not make it a
+        // panic (exit 101) the dispatcher would count as a crash.
+        let _ = writeln!(
+            std::io::stderr(),
             "{} {} {} on {}: {} ({} bytes downloaded{}{})",
             out.state,
             out.product,

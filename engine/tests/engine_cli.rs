@@ -296,3 +296,44 @@ fn errors_are_one_line_with_a_non_zero_exit() {
     assert!(!st.success(), "serving wrong data must fail");
     assert!(stderr.contains("0 of 1 pieces verified"), "{stderr:?}");
 }
+
+/// A full disk under the log (here /dev/full as stderr) leaves an error an exit status of 1,
+/// not a panic's 101: dispatchers and scripts tell a failure from a crash by it.
+#[test]
+fn a_full_stderr_is_a_failure_not_a_crash() {
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full");
+    if full().is_err() {
+        panic!("/dev/full is needed to simulate a full disk under stderr");
+    }
+    let work = tempfile::tempdir().unwrap();
+    for (what, mut cmd) in [
+        ("instream-peer get", Command::new(bin("instream-peer"))),
+        ("instream-seed create", Command::new(bin("instream-seed"))),
+    ] {
+        if what.ends_with("get") {
+            cmd.args(["get", "/nonexistent/x.torrent", "--out"])
+                .arg(work.path());
+        } else {
+            cmd.args(["create", "/nonexistent/dir", "-o"])
+                .arg(work.path().join("t.torrent"));
+        }
+        let mut child = cmd
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(full().unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let t = Instant::now();
+        let st = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if t.elapsed() > WAIT {
+                let _ = child.kill();
+                panic!("{what} did not exit within {WAIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(st.code(), Some(1), "{what} with a full stderr: {st}");
+    }
+}

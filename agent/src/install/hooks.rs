@@ -5,7 +5,7 @@
 //! settings), its
 //! stdout and stderr echoed to ours, and its last stderr line kept as the failure reason.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -142,7 +142,9 @@ fn last_line(output: impl Read, hook: &str) -> Option<String> {
     let mut last = None;
     for line in BufReader::new(output).lines() {
         let Ok(line) = line else { break };
-        eprintln!("[hook {hook}] {line}");
+        // Not eprintln!: on a full disk the agent's log cannot take the line, and a panic here
+        // would stop draining the hook's pipe until the hook times out.
+        let _ = writeln!(io::stderr(), "[hook {hook}] {line}");
         let t = line.trim();
         if !t.is_empty() {
             let mut cut = t.len().min(MAX_REASON);

@@ -7,7 +7,7 @@
 
 pub mod seed;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -40,7 +40,8 @@ pub fn exit_usage(e: clap::Error) -> ! {
             )
         }
         _ => {
-            eprintln!("error: {}", usage_error_line(&e));
+            // Not eprintln!: a full or closed stderr must not turn the exit into a panic (101).
+            let _ = writeln!(std::io::stderr(), "error: {}", usage_error_line(&e));
             std::process::exit(2)
         }
     }
@@ -87,7 +88,7 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }
