@@ -31,7 +31,7 @@ use crate::install::{HookPolicy, HostIdentity, InstallError, Installer, RecordFi
 use crate::report::kafka::{KafkaReportConfig, KafkaSink};
 use crate::report::{self, HostState, ReportIdentity, Reporter, Transport};
 use crate::splay;
-use crate::swarm::{self, Seeder, SwarmConfig, SwarmError};
+use crate::swarm::{self, Seeder, PeerConfig, SwarmError};
 use contract::AgentArgs;
 use engine::meta::TorrentMeta;
 
@@ -137,7 +137,7 @@ pub struct AgentConfig {
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
-    pub swarm: SwarmConfig,
+    pub swarm: PeerConfig,
 }
 
 /// What a run did; printed as JSON by `instream-peer deploy --json`.
@@ -313,7 +313,7 @@ impl DeployArgs {
                 health_attempts: a.health_attempts.max(1),
                 ..HookPolicy::default()
             },
-            swarm: SwarmConfig {
+            swarm: PeerConfig {
                 listen: a.listen,
                 fabric: Some(a.fabric),
                 fabric_share: a.fabric_share,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use instream_tracker::{Config, Handle, Tracker, bind};
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    AnnounceRequest, ConnectRequest, ConnectionId, NumWant, PeerKey, Request, Response,
+    AnnounceRequest, ConnectRequest, ConnectionId, NumWant, AnnounceKey, Request, Response,
     TransactionId,
 };
 use proto::{InfoHash, PeerId};
@@ -213,7 +213,7 @@ pub fn announce(
         uploaded: 0,
         event: AnnounceEvent::Started,
         ip_address: std::net::Ipv4Addr::UNSPECIFIED,
-        key: PeerKey(n),
+        key: AnnounceKey(n),
         num_want: NumWant::DEFAULT,
         port,
         url_data: fabric
