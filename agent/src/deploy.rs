@@ -31,7 +31,7 @@ use crate::install::{HookPolicy, HostIdentity, InstallError, Installer, RecordFi
 use crate::report::kafka::{KafkaReportConfig, KafkaSink};
 use crate::report::{self, HostState, ReportIdentity, Reporter, Transport};
 use crate::splay;
-use crate::swarm::{self, Seeder, PeerConfig, SwarmError};
+use crate::swarm::{self, PeerConfig, Seeder, SwarmError};
 use contract::AgentArgs;
 use engine::meta::TorrentMeta;
 

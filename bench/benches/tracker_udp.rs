@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    AnnounceInterval, AnnounceRequest, AnnounceResponse, ConnectRequest, ConnectionId,
-    MAX_SCRAPE_INFO_HASHES, NumWant, AnnounceKey, PeerList, Request, Response, TransactionId,
+    AnnounceInterval, AnnounceKey, AnnounceRequest, AnnounceResponse, ConnectRequest, ConnectionId,
+    MAX_SCRAPE_INFO_HASHES, NumWant, PeerList, Request, Response, TransactionId,
 };
 use proto::{InfoHash, PeerId};
 use rand::rngs::SmallRng;

@@ -17,7 +17,7 @@ pub struct Config {
     /// BEP 3 HTTP tracker and the admin API.
     pub http: HttpConfig,
     /// The swarm registry's section, `[swarm]`: peer handout and expiry, as written in the
-/// file ([`crate::swarm::SwarmConfig`] is the registry's run-time copy, in its own units).
+    /// file ([`crate::swarm::SwarmConfig`] is the registry's run-time copy, in its own units).
     pub swarm: RegistryConfig,
     /// Fabric awareness.
     pub fabric: FabricConfig,

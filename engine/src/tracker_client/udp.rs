@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    self, ConnectRequest, ConnectionId, NumWant, AnnounceKey, Request, Response, TransactionId,
+    self, AnnounceKey, ConnectRequest, ConnectionId, NumWant, Request, Response, TransactionId,
 };
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};

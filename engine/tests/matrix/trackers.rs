@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    AnnounceRequest, ConnectRequest, ConnectionId, NumWant, AnnounceKey, Request, Response,
+    AnnounceKey, AnnounceRequest, ConnectRequest, ConnectionId, NumWant, Request, Response,
     ScrapeRequest, TorrentScrapeStats, TransactionId,
 };
 use proto::{InfoHash, PeerId};

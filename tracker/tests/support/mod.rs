@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use instream_tracker::{Config, Handle, Tracker, bind};
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    AnnounceRequest, ConnectRequest, ConnectionId, NumWant, AnnounceKey, Request, Response,
+    AnnounceKey, AnnounceRequest, ConnectRequest, ConnectionId, NumWant, Request, Response,
     TransactionId,
 };
 use proto::{InfoHash, PeerId};

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use thiserror::Error;
 
-use super::fields::{ConnectionId, NumWant, AnnounceKey, TransactionId};
+use super::fields::{AnnounceKey, ConnectionId, NumWant, TransactionId};
 use super::layout::{
     ANNOUNCE_REQUEST_LEN, CONNECT_REQUEST_LEN, PROTOCOL_ID, SCRAPE_REQUEST_HEADER_LEN, action,
     array20, be_u16, be_u32, be_u64,
