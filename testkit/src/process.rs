@@ -19,13 +19,15 @@ pub struct Proc {
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
     status: Option<ExitStatus>,
+    /// The stdout and stderr reader threads; finished once their pipe reached EOF.
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 fn collect_lines(
     src: impl Read + Send + 'static,
     sink: Arc<Mutex<Vec<String>>>,
     echo: Option<String>,
-) {
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         // A line ends at '\n' or at '\r': a progress line that a program rewrites in place
         // (transmission-cli) arrives as one line per update instead of one line at exit.
@@ -58,7 +60,7 @@ fn collect_lines(
             reader.consume(n);
         }
         flush(&mut line);
-    });
+    })
 }
 
 impl Proc {
@@ -75,14 +77,17 @@ impl Proc {
         let echo = std::env::var_os("INSTREAM_TEST_ECHO").map(|_| label.to_string());
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect_lines(child.stdout.take().unwrap(), stdout.clone(), echo.clone());
-        collect_lines(child.stderr.take().unwrap(), stderr.clone(), echo);
+        let readers = vec![
+            collect_lines(child.stdout.take().unwrap(), stdout.clone(), echo.clone()),
+            collect_lines(child.stderr.take().unwrap(), stderr.clone(), echo),
+        ];
         Proc {
             label: label.to_string(),
             child,
             stdout,
             stderr,
             status: None,
+            readers,
         }
     }
 
@@ -100,6 +105,15 @@ impl Proc {
 
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stdout and stderr reached end of file, so every line the process (and
+    /// anything it started) wrote is collected; panics after `timeout`.
+    pub fn wait_output_closed(&self, timeout: Duration) {
+        let what = format!("{} to close its stdout and stderr", self.label);
+        wait_for(timeout, &what, || {
+            self.readers.iter().all(thread::JoinHandle::is_finished)
+        });
     }
 
     /// Every stdout line that parses as a JSON object.
