@@ -71,16 +71,26 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {label} ({cmd:?}): {e}"));
+        Proc::adopt(label, child)
+    }
+
+    /// Takes over a child the caller spawned its own way (a log file for its output, its
+    /// stdout read by the caller): the stdout and stderr it still has piped are collected,
+    /// and it is killed on drop like any `Proc` (with its process group if it leads one).
+    pub fn adopt(label: &str, mut child: Child) -> Proc {
         let echo = std::env::var_os("INSTREAM_TEST_ECHO").map(|_| label.to_string());
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect_lines(child.stdout.take().unwrap(), stdout.clone(), echo.clone()),
-            collect_lines(child.stderr.take().unwrap(), stderr.clone(), echo),
-        ];
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(collect_lines(out, stdout.clone(), echo.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(collect_lines(err, stderr.clone(), echo));
+        }
         Proc {
             label: label.to_string(),
             child,
@@ -218,6 +228,8 @@ impl Proc {
             return s;
         }
         self.signal(libc::SIGKILL);
+        // The leader itself too: an adopted child may lead no group.
+        let _ = self.child.kill();
         let s = self
             .child
             .wait()
