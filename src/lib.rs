@@ -18,8 +18,5 @@ pub mod timefmt;
 pub mod tracker_admin;
 pub mod up;
 
-/// An error and its sources on one line, `a: b: c` (what anyhow's `{:#}` prints), for
-/// library errors that end up in logs, failure reasons and API answers.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    agent::error_line(err)
-}
+/// The one error-chain walker (crate `exit`), under the name this crate's callers use.
+pub use exit::error_chain;

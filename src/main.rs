@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         }
     };
     // Help and usage errors exit the way every instream program does (one `error:` line).
-    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| engine::programs::exit_usage(e));
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| exit::exit_usage(e));
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
@@ -41,18 +41,5 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::SUCCESS;
-            }
-            let line = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {line}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::exit(run(cli))
 }

@@ -41,7 +41,7 @@ fn seed(torrent: &Path, data: &Path) -> (Proc, String) {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("instream-seed printed no `listening` line within 30s");
-    (Proc::new(child), addr)
+    (Proc::adopt("instream-seed", child), addr)
 }
 
 /// Runs `instream-peer get ... --report` for `host` with `extra`; its exit status and

@@ -74,7 +74,10 @@ fn http_server(dir: &Path) -> (Proc, String) {
     let port = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("http.server printed its port within 30 s");
-    (Proc::new(child), format!("http://127.0.0.1:{port}"))
+    (
+        Proc::adopt("http.server", child),
+        format!("http://127.0.0.1:{port}"),
+    )
 }
 
 /// `instream publish -p app -v 1 SOURCE`, which must fail: its one error line.

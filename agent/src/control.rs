@@ -100,7 +100,7 @@ impl ControlClient {
                 path: ca
                     .map(|c| c.path().display().to_string())
                     .unwrap_or_default(),
-                detail: engine::https::error_chain(&e),
+                detail: exit::error_chain(&e),
             })?;
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
@@ -215,7 +215,7 @@ impl ControlClient {
 /// A request that got no answer. A refused certificate will not be accepted on a retry:
 /// final, with the whole chain (reqwest's own message does not say what failed).
 fn transport_error<T>(e: &reqwest::Error, what: &str) -> Attempt<T> {
-    let chain = engine::https::error_chain(e);
+    let chain = exit::error_chain(e);
     if chain.contains("invalid peer certificate") {
         Attempt::Final(ControlError::Tls {
             what: what.to_string(),

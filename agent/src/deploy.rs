@@ -31,7 +31,7 @@ use crate::install::{HookPolicy, HostIdentity, InstallError, Installer, RecordFi
 use crate::report::kafka::{KafkaReportConfig, KafkaSink};
 use crate::report::{self, HostState, ReportIdentity, Reporter, Transport};
 use crate::splay;
-use crate::swarm::{self, Seeder, SwarmConfig, SwarmError};
+use crate::swarm::{self, PeerConfig, Seeder, SwarmError};
 use contract::AgentArgs;
 use engine::meta::TorrentMeta;
 
@@ -137,7 +137,7 @@ pub struct AgentConfig {
     /// Hook timing.
     pub hooks: HookPolicy,
     /// Swarm access.
-    pub swarm: SwarmConfig,
+    pub swarm: PeerConfig,
 }
 
 /// What a run did; printed as JSON by `instream-peer deploy --json`.
@@ -255,7 +255,7 @@ impl DeployArgs {
         };
         let ca = engine::https::load_optional(a.ca.as_deref())
             .and_then(|ca| engine::https::require_ca_for(&a.server, ca.as_ref()).map(|()| ca))
-            .map_err(|e| AgentError::Config(error_line(&e)))?;
+            .map_err(|e| AgentError::Config(exit::error_chain(&e)))?;
         let from_env = match &a.report_kafka_options_env {
             Some(var) => std::env::var(var).map_err(|_| {
                 AgentError::Config(format!(
@@ -313,7 +313,7 @@ impl DeployArgs {
                 health_attempts: a.health_attempts.max(1),
                 ..HookPolicy::default()
             },
-            swarm: SwarmConfig {
+            swarm: PeerConfig {
                 listen: a.listen,
                 fabric: Some(a.fabric),
                 fabric_share: a.fabric_share,
@@ -428,7 +428,7 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
             (c, transport)
         }
         Err(e) => {
-            let mut out = Outcome::failed(&cfg, error_line(&e));
+            let mut out = Outcome::failed(&cfg, exit::error_chain(&e));
             out.secs = started.elapsed().as_secs_f64();
             return out;
         }
@@ -457,7 +457,7 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
     let staging_cleaned = match installer.clean_staging(&cfg.product) {
         Ok(n) => n,
         Err(e) => {
-            tracing::warn!(error = %error_line(&e), "cannot clean staging");
+            tracing::warn!(error = %exit::error_chain(&e), "cannot clean staging");
             0
         }
     };
@@ -489,7 +489,7 @@ pub async fn deploy(cfg: AgentConfig, stop: impl std::future::Future<Output = ()
             }
         }
         Err(e) => {
-            let reason = error_line(&e);
+            let reason = exit::error_chain(&e);
             tracing::warn!(%reason, "deployment failed on this host");
             reporter.report(HostState::Failure, 0, Some(reason.clone()));
             out.state = "failure";
@@ -510,27 +510,13 @@ fn report_transport(cfg: &AgentConfig, control: &ControlClient) -> Transport {
         match KafkaSink::new(k, &format!("instream-peer-{}", cfg.host)) {
             Ok(sink) => return Transport::Kafka(sink),
             Err(e) => {
-                tracing::warn!(error = %error_line(&e), "reporting over HTTP instead of Kafka")
+                tracing::warn!(error = %exit::error_chain(&e), "reporting over HTTP instead of Kafka")
             }
         }
     }
     // Reports retry in their own loop; each post gives up quickly so new events join it.
     // Same connection pool as the fetches: one TLS handshake per agent, not two.
     Transport::Http(control.with_retry_for(Duration::from_secs(2)))
-}
-
-/// An error and its sources on one line (`a: b: c`), for failure reasons. Each layer's
-/// message says only its own context (the source is not interpolated), so the chain is
-/// walked once and nothing is said twice.
-pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s.replace('\n', " ")
 }
 
 async fn seed_for_a_while(
@@ -744,7 +730,7 @@ async fn steps(
             other => {
                 let why = match other {
                     Ok(Err(e)) => e.to_string(),
-                    Err(e) => error_line(&e),
+                    Err(e) => exit::error_chain(&e),
                     Ok(Ok(())) => unreachable!(),
                 };
                 if installer.current(&product)?.as_deref() == Some(version.as_str()) {
@@ -795,7 +781,7 @@ async fn steps(
             Err(e) => tracing::warn!(
                 product = %p,
                 version = %v,
-                error = %error_line(&e),
+                error = %exit::error_chain(&e),
                 "cannot copy the same payload from disk; downloading"
             ),
         }
@@ -870,7 +856,7 @@ async fn steps(
     let seeder = match Seeder::start(meta, &vdir, &cfg.swarm).await {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(error = %error_line(&e), "cannot seed the installed version");
+            tracing::warn!(error = %exit::error_chain(&e), "cannot seed the installed version");
             None
         }
     };
@@ -905,7 +891,7 @@ mod tests {
     fn error_line_says_each_cause_once() {
         let cause = proto::metainfo::ValidMetainfo::from_bytes(b"not bencode").unwrap_err();
         let inner = cause.to_string();
-        let line = error_line(&AgentError::Torrent(cause));
+        let line = exit::error_chain(&AgentError::Torrent(cause));
         assert_eq!(line, format!("refused: invalid torrent: {inner}"));
         assert_eq!(line.matches(&inner).count(), 1, "{line}");
     }

@@ -18,6 +18,5 @@ pub mod splay;
 pub mod swarm;
 
 pub use deploy::{
-    AgentConfig, AgentError, DeployArgs, Outcome, deploy, error_line, read_token_env,
-    read_token_file,
+    AgentConfig, AgentError, DeployArgs, Outcome, deploy, read_token_env, read_token_file,
 };

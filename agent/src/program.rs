@@ -146,9 +146,9 @@ struct GetArgs {
 pub fn main() -> ExitCode {
     engine::allocator::use_one_malloc_arena();
     engine::programs::init_tracing();
-    let args = match engine::programs::parse_args::<Cli>().cmd {
+    let args = match exit::parse_args::<Cli>().cmd {
         Cmd::Get(args) => args,
-        Cmd::Deploy(args) => return engine::programs::exit(deploy(args)),
+        Cmd::Deploy(args) => return exit::exit(deploy(args)),
     };
     let rt = if args.worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -160,7 +160,7 @@ pub fn main() -> ExitCode {
             .enable_all()
             .build()
     };
-    engine::programs::exit(
+    exit::exit(
         rt.context("start the runtime")
             .and_then(|rt| rt.block_on(get(args))),
     )

@@ -88,9 +88,9 @@ pub fn fleet_tracker_config() -> ClientConfig {
     }
 }
 
-/// How to reach the swarm.
+/// This host as a peer of the swarm: its listener, fabric, tracker client and transport.
 #[derive(Debug, Clone)]
-pub struct SwarmConfig {
+pub struct PeerConfig {
     /// Peer listener address (port 0: any).
     pub listen: SocketAddr,
     /// Our fabric, told to the tracker and to peers.
@@ -119,7 +119,7 @@ pub struct Transfer {
     pub uploaded: u64,
 }
 
-async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
+async fn start_session(cfg: &PeerConfig) -> Result<Session, SwarmError> {
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| SwarmError::Bind {
@@ -144,7 +144,7 @@ async fn start_session(cfg: &SwarmConfig) -> Result<Session, SwarmError> {
 pub async fn download(
     meta: TorrentMeta,
     dir: &Path,
-    cfg: &SwarmConfig,
+    cfg: &PeerConfig,
     timeout: Duration,
     every: Duration,
     mut progress: impl FnMut(u64),
@@ -234,7 +234,7 @@ impl Seeder {
     pub async fn start(
         meta: TorrentMeta,
         dir: &Path,
-        cfg: &SwarmConfig,
+        cfg: &PeerConfig,
     ) -> Result<Self, SwarmError> {
         let storage_err = |source| SwarmError::Storage {
             dir: dir.display().to_string(),

@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    AnnounceInterval, AnnounceRequest, AnnounceResponse, ConnectRequest, ConnectionId,
-    MAX_SCRAPE_INFO_HASHES, NumWant, PeerKey, PeerList, Request, Response, TransactionId,
+    AnnounceInterval, AnnounceKey, AnnounceRequest, AnnounceResponse, ConnectRequest, ConnectionId,
+    MAX_SCRAPE_INFO_HASHES, NumWant, PeerList, Request, Response, TransactionId,
 };
 use proto::{InfoHash, PeerId};
 use rand::rngs::SmallRng;
@@ -31,7 +31,7 @@ fn announce(cid: ConnectionId, info_hash: InfoHash, peer: u32, left: u64) -> Req
         uploaded: 0,
         event: AnnounceEvent::None,
         ip_address: Ipv4Addr::UNSPECIFIED,
-        key: PeerKey(peer),
+        key: AnnounceKey(peer),
         num_want: NumWant(30),
         port: 6881,
         url_data: Vec::new(),

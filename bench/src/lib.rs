@@ -1,4 +1,6 @@
-//! instream benchmarks: criterion micro-benchmarks live in `benches/`; this library holds the
-//! whole-system [`harness`] (instream vs reference clients) and, later, the fabric simulator.
+//! instream benchmarks' library: the whole-system [`harness`] (instream against reference
+//! clients). The criterion micro-benchmarks are in `benches/`; the binaries (`harness`,
+//! `tracker_bench`, `fabric_sim` over `proto::sim`, `fabric_chart`, `reliability_table`) in
+//! `src/bin/`.
 
 pub mod harness;

@@ -300,7 +300,7 @@ impl Driver {
                     let tx = self.ctl_tx.clone();
                     self.disk.spawn(move || {
                         let _ = tx.send(Control::Synced(
-                            storage.sync().map_err(|e| crate::https::error_chain(&e)),
+                            storage.sync().map_err(|e| exit::error_chain(&e)),
                         ));
                     });
                     self.publish(r);

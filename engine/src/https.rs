@@ -121,20 +121,8 @@ pub fn client_builder(url: &str, ca: Option<&Ca>) -> Result<reqwest::ClientBuild
     })
 }
 
-/// An error and its causes on one line, innermost last, each said once: reqwest's
-/// "error sending request" alone does not say that the certificate was refused.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
-}
+/// The one error-chain walker, re-exported for this crate's callers that name it here.
+pub use exit::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -115,7 +115,7 @@ pub async fn watch(
                     seeding.insert(key.clone(), Seeding { handle });
                 }
                 Err(e) => {
-                    let line = crate::https::error_chain(&e);
+                    let line = exit::error_chain(&e);
                     tracing::warn!(%key, error = %line, "cannot seed");
                     write_marker(&cfg.dir, key, "error", &line);
                     failed.insert(key.clone(), *mtime);

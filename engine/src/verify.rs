@@ -59,7 +59,7 @@ pub fn verify_and_write(
         Ok(()) => PieceOutcome::Written,
         Err(e) => PieceOutcome::WriteFailed {
             no_space: e.is_no_space(),
-            error: crate::https::error_chain(&e),
+            error: exit::error_chain(&e),
         },
     }
 }

@@ -42,22 +42,18 @@ fn start_tracker(prefix: &[&str], args: &[String], http: SocketAddr) -> Proc {
     cmd.args(args).env("RUST_LOG", "info");
     let mut proc = Proc::spawn("instream-tracker", cmd);
     let addr = format!("addr={http}");
-    wait_for(
-        || {
-            if let Some(s) = proc.try_wait() {
-                panic!(
-                    "instream-tracker exited ({})\n{}",
-                    describe(s),
-                    proc.output_tail()
-                );
-            }
-            proc.output_tail()
-                .lines()
-                .any(|l| l.contains("HTTP tracker listening") && l.contains(&addr))
-        },
-        STARTUP_TIMEOUT,
-        "instream-tracker to listen",
-    );
+    wait_for(STARTUP_TIMEOUT, "instream-tracker to listen", || {
+        if let Some(s) = proc.try_wait() {
+            panic!(
+                "instream-tracker exited ({})\n{}",
+                describe(s),
+                proc.output_tail()
+            );
+        }
+        proc.output_tail()
+            .lines()
+            .any(|l| l.contains("HTTP tracker listening") && l.contains(&addr))
+    });
     proc
 }
 
@@ -373,22 +369,18 @@ fn ns_seed(ns: &Netns, torrent: &Path, data: &Path, extra: &[&str]) -> Proc {
         .args(extra)
         .env("RUST_LOG", "info");
     let mut proc = Proc::spawn("instream-seed", cmd);
-    wait_for(
-        || {
-            if let Some(s) = proc.try_wait() {
-                panic!(
-                    "instream-seed exited ({})\n{}",
-                    describe(s),
-                    proc.output_tail()
-                );
-            }
-            proc.stdout_lines()
-                .iter()
-                .any(|l| l.starts_with("listening "))
-        },
-        STARTUP_TIMEOUT,
-        "instream-seed to listen",
-    );
+    wait_for(STARTUP_TIMEOUT, "instream-seed to listen", || {
+        if let Some(s) = proc.try_wait() {
+            panic!(
+                "instream-seed exited ({})\n{}",
+                describe(s),
+                proc.output_tail()
+            );
+        }
+        proc.stdout_lines()
+            .iter()
+            .any(|l| l.starts_with("listening "))
+    });
     proc
 }
 
@@ -400,13 +392,13 @@ fn wait_listed(ns: &Netns, ih: InfoHash, want: SocketAddr, never: SocketAddr) {
         "http://10.77.0.1:6970/announce",
     ] {
         let list = ns.run(move || {
-            wait_for_some(
+            wait_for(
+                STARTUP_TIMEOUT,
+                "the seed's listen address in the tracker's list",
                 || {
                     let l = observe(url, ih, Some("10.77.0.4".parse().unwrap()));
                     l.contains(&want).then_some(l)
                 },
-                STARTUP_TIMEOUT,
-                "the seed's listen address in the tracker's list",
             )
         });
         assert!(!list.contains(&never), "{url} lists {never}: {list:?}");

@@ -106,9 +106,9 @@ fn libtorrent_with_mse_forced_offering_plaintext_gets_a_plaintext_payload() {
 /// Waits until the seed's first announce was answered (so the tracker lists it).
 fn wait_for_announce(seed: &Proc) {
     wait_for(
-        || !log_lines(seed, "peers from tracker").is_empty(),
         STARTUP_TIMEOUT,
         "the seed's announce to be answered",
+        || !log_lines(seed, "peers from tracker").is_empty(),
     );
 }
 
@@ -145,18 +145,14 @@ fn aria2_leeches_with(extra: &[&str], seed_method: &str) {
     let mut leecher = Proc::spawn("aria2c", cmd);
     // Fail fast, and say why, if the seed drops aria2 for its wire habits (see
     // REFERENCE-CLIENTS.md: it re-sends full bitfields) rather than for the handshake.
-    wait_for(
-        || {
-            let dropped = log_lines(&seed, "ProtocolViolation");
-            assert!(
-                dropped.is_empty(),
-                "the seed dropped aria2c after the handshake: {dropped:?}"
-            );
-            leecher.try_wait().is_some()
-        },
-        TRANSFER_TIMEOUT,
-        "aria2c to finish",
-    );
+    wait_for(TRANSFER_TIMEOUT, "aria2c to finish", || {
+        let dropped = log_lines(&seed, "ProtocolViolation");
+        assert!(
+            dropped.is_empty(),
+            "the seed dropped aria2c after the handshake: {dropped:?}"
+        );
+        leecher.try_wait().is_some()
+    });
     leecher.wait_success(STARTUP_TIMEOUT);
     assert_same_file(&data, &out.join(&info.name));
     assert_seed_saw_mse(&seed, seed_method);
@@ -231,9 +227,9 @@ fn a_seed_requiring_encryption_refuses_a_plaintext_peer() {
         "a plaintext peer downloaded from a require seed"
     );
     wait_for(
-        || !log_lines(&seed, "plaintext handshake refused").is_empty(),
         STARTUP_TIMEOUT,
         "the seed to log the refused plaintext handshake",
+        || !log_lines(&seed, "plaintext handshake refused").is_empty(),
     );
 }
 

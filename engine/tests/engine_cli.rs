@@ -5,16 +5,22 @@
 //! Every process is spawned by PID and killed on drop; every wait is bounded and says what
 //! it waited for.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
 
 mod support;
+use support::{Proc, wait_for};
+
+/// `cmd` spawned as a [`Proc`] (its own process group, killed on drop); takes the
+/// `&mut Command` a builder chain yields.
+fn spawn(label: &str, cmd: &mut Command) -> Proc {
+    Proc::spawn(label, std::mem::replace(cmd, Command::new("true")))
+}
 
 fn bin(name: &str) -> PathBuf {
     match name {
@@ -24,82 +30,33 @@ fn bin(name: &str) -> PathBuf {
     }
 }
 
-/// A child killed on drop.
-struct Proc {
-    child: Child,
-    what: &'static str,
-}
-
-impl Proc {
-    fn spawn(what: &'static str, cmd: &mut Command) -> Self {
-        let child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        Self { child, what }
-    }
-
-    /// Waits for exit; panics with the process name if it takes longer than `within`.
-    fn wait(&mut self, within: Duration) -> (ExitStatus, String, String) {
-        let t = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let mut out = String::new();
-                let mut err = String::new();
-                if let Some(mut o) = self.child.stdout.take() {
-                    o.read_to_string(&mut out).unwrap();
-                }
-                if let Some(mut e) = self.child.stderr.take() {
-                    e.read_to_string(&mut err).unwrap();
-                }
-                return (st, out, err);
-            }
-            assert!(
-                t.elapsed() < within,
-                "{} did not exit within {within:?}",
-                self.what
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits for `p` to exit and for its output to be read whole; panics (with its output)
+/// after `within`.
+fn finish(p: &mut Proc, within: Duration) -> (ExitStatus, String, String) {
+    let st = p.wait_exit(within);
+    p.wait_output_closed(within);
+    (st, p.stdout_lines().join("\n"), p.stderr_lines().join("\n"))
 }
 
 /// Starts `instream-seed serve` on port 0 and reads back the address it prints.
 fn serve(torrent: &Path, data: &Path) -> (Proc, SocketAddr) {
-    let mut p = Proc::spawn(
-        "instream-seed serve",
-        Command::new(bin("instream-seed"))
-            .arg("serve")
-            .arg(torrent)
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--no-tracker"])
-            // Quiet: nobody drains its stderr pipe while it runs.
-            .env_remove("RUST_LOG"),
+    let mut cmd = Command::new(bin("instream-seed"));
+    cmd.arg("serve")
+        .arg(torrent)
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--no-tracker"])
+        .env_remove("RUST_LOG");
+    let p = Proc::spawn("instream-seed serve", cmd);
+    let addr = wait_for(
+        WAIT,
+        "instream-seed serve to print its listening address",
+        || {
+            p.stdout_lines()
+                .iter()
+                .find_map(|l| l.strip_prefix("listening ")?.parse::<SocketAddr>().ok())
+        },
     );
-    let stdout = p.child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(a) = line.strip_prefix("listening ") {
-                let _ = tx.send(a.parse::<SocketAddr>().unwrap());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(WAIT)
-        .expect("instream-seed serve did not print its listening address");
-    // Keep a readable stdout for wait(): the reader thread owns the pipe now.
-    p.child.stdout = None;
     (p, addr)
 }
 
@@ -116,7 +73,7 @@ fn create(path: &Path, out: &Path, extra: &[&str]) {
 }
 
 fn get(source: &str, out: &Path, peer: SocketAddr) -> (ExitStatus, serde_json::Value, String) {
-    let mut p = Proc::spawn(
+    let mut p = spawn(
         "instream-peer get",
         Command::new(bin("instream-peer"))
             .args(["get", source, "--out"])
@@ -132,7 +89,7 @@ fn get(source: &str, out: &Path, peer: SocketAddr) -> (ExitStatus, serde_json::V
             .args(["--peer", &peer.to_string()])
             .env_remove("RUST_LOG"),
     );
-    let (st, stdout, stderr) = p.wait(WAIT);
+    let (st, stdout, stderr) = finish(&mut p, WAIT);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines.len(),
@@ -190,8 +147,8 @@ fn multi_file_torrent_goes_from_seed_to_peer_byte_for_byte() {
 
     // SIGTERM ends the seed cleanly.
     // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(seed.child.id() as i32, libc::SIGTERM) };
-    let (st, _, stderr) = seed.wait(Duration::from_secs(20));
+    unsafe { libc::kill(seed.pid() as i32, libc::SIGTERM) };
+    let (st, _, stderr) = finish(&mut seed, Duration::from_secs(20));
     assert!(
         st.success(),
         "seed exited with {st} after SIGTERM\n{stderr}"
@@ -246,14 +203,14 @@ fn peer_fetches_the_torrent_over_http() {
 #[test]
 fn errors_are_one_line_with_a_non_zero_exit() {
     let work = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn(
+    let mut p = spawn(
         "instream-peer get (missing torrent)",
         Command::new(bin("instream-peer"))
             .args(["get", "/nonexistent/x.torrent", "--out"])
             .arg(work.path())
             .env_remove("RUST_LOG"),
     );
-    let (st, _, stderr) = p.wait(WAIT);
+    let (st, _, stderr) = finish(&mut p, WAIT);
     assert!(!st.success(), "a missing torrent must fail");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "expected one error line, got {stderr:?}");
@@ -262,7 +219,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
 
     let data = work.path().join("f");
     std::fs::write(&data, b"x").unwrap();
-    let mut p = Proc::spawn(
+    let mut p = spawn(
         "instream-seed create (bad piece size)",
         Command::new(bin("instream-seed"))
             .arg("create")
@@ -271,7 +228,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
             .arg(work.path().join("t.torrent"))
             .env_remove("RUST_LOG"),
     );
-    let (st, _, stderr) = p.wait(WAIT);
+    let (st, _, stderr) = finish(&mut p, WAIT);
     assert!(!st.success(), "a bad piece size must fail");
     assert!(
         stderr.starts_with("error: ") && stderr.lines().count() == 1,
@@ -282,7 +239,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
     let torrent = work.path().join("t.torrent");
     create(&data, &torrent, &[]);
     std::fs::write(&data, b"y").unwrap();
-    let mut p = Proc::spawn(
+    let mut p = spawn(
         "instream-seed serve (wrong data)",
         Command::new(bin("instream-seed"))
             .arg("serve")
@@ -292,7 +249,7 @@ fn errors_are_one_line_with_a_non_zero_exit() {
             .args(["--listen", "127.0.0.1:0", "--no-tracker"])
             .env_remove("RUST_LOG"),
     );
-    let (st, _, stderr) = p.wait(WAIT);
+    let (st, _, stderr) = finish(&mut p, WAIT);
     assert!(!st.success(), "serving wrong data must fail");
     assert!(stderr.contains("0 of 1 pieces verified"), "{stderr:?}");
 }
@@ -319,11 +276,11 @@ fn a_full_stderr_is_a_failure_not_a_crash() {
         }
         let mut child = cmd
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(std::process::Stdio::null())
             .stderr(full().unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        let t = Instant::now();
+        let t = std::time::Instant::now();
         let st = loop {
             if let Some(st) = child.try_wait().unwrap() {
                 break st;

@@ -175,7 +175,9 @@ fn origin_killed_once_every_piece_is_in_the_swarm_peers_finish_from_each_other()
         s.start_peer(k);
     }
     let n = s.num_pieces();
-    let missing = wait_for_some(
+    let missing = wait_for(
+        Duration::from_secs(60),
+        "every piece to exist on some peer",
         || {
             let have: Vec<Vec<bool>> = (0..4).map(|k| s.pieces_of(k)).collect();
             let somewhere = (0..n).all(|i| have.iter().any(|h| h[i]));
@@ -185,8 +187,6 @@ fn origin_killed_once_every_piece_is_in_the_swarm_peers_finish_from_each_other()
                     .collect::<Vec<_>>()
             })
         },
-        Duration::from_secs(60),
-        "every piece to exist on some peer",
     );
     let status = s.origin.as_mut().unwrap().kill();
     eprintln!(
@@ -222,9 +222,9 @@ fn peer_sigkilled_mid_download_and_restarted_keeps_its_verified_pieces_and_all_f
     }
     let n = s.num_pieces();
     wait_for(
-        || s.count_of(0) >= 3,
         Duration::from_secs(60),
         "peer-0 to have 3 pieces (mid-download)",
+        || s.count_of(0) >= 3,
     );
     // A host that dies: its half-received pieces and its uploads to the others stop at once.
     let status = s.peers[0].as_mut().unwrap().kill();
@@ -267,9 +267,9 @@ fn tracker_killed_and_restarted_mid_download_peers_recover_and_finish() {
     s.start_peer(0);
     s.start_peer(1);
     wait_for(
-        || s.count_of(0) >= 2,
         Duration::from_secs(60),
         "peer-0 to have 2 pieces (mid-download)",
+        || s.count_of(0) >= 2,
     );
     let status = s.tracker.as_mut().unwrap().kill();
     eprintln!("tracker SIGKILLed ({})", describe(status));
@@ -280,9 +280,9 @@ fn tracker_killed_and_restarted_mid_download_peers_recover_and_finish() {
     for k in [2, 3] {
         let pid = s.peer(k).pid();
         wait_for(
-            || udp_connected_to(pid, tracker),
             Duration::from_secs(30),
             &format!("peer-{k} to try the tracker while it is down"),
+            || udp_connected_to(pid, tracker),
         );
     }
     assert!(
@@ -334,11 +334,9 @@ fn silent_peer_is_timed_out_and_replaced() {
     cmd.env("RUST_LOG", "info,instream_engine=debug");
     let start = Instant::now();
     let mut peer = Proc::spawn("instream-peer", cmd);
-    wait_for(
-        || is_listening(listen.port()),
-        STARTUP_TIMEOUT,
-        "instream-peer to listen",
-    );
+    wait_for(STARTUP_TIMEOUT, "instream-peer to listen", || {
+        is_listening(listen.port())
+    });
     // The other direction: a peer that dials us and never sends its handshake.
     let mut mute = TcpStream::connect(listen).expect("dial instream-peer");
     let muted = Instant::now();

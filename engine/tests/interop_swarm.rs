@@ -214,6 +214,8 @@ fn peer_killed_half_way_resumes_without_refetching_verified_pieces() {
         instream_get_cmd(&torrent, &out, &extra),
     );
     wait_for(
+        TRANSFER_TIMEOUT,
+        "a quarter of the pieces verified on disk",
         || {
             if let Some(s) = first.try_wait() {
                 panic!(
@@ -224,8 +226,6 @@ fn peer_killed_half_way_resumes_without_refetching_verified_pieces() {
             }
             pieces_matching(&payload, &downloaded, PIECE) >= NUM_PIECES / 4
         },
-        TRANSFER_TIMEOUT,
-        "a quarter of the pieces verified on disk",
     );
     first.kill();
     let kept = pieces_matching(&payload, &downloaded, PIECE);

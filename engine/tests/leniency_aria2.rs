@@ -59,11 +59,9 @@ fn r9_aria2c_downloads_from_instream_seed() {
     let _tracker = Opentracker::start(port, &[&ih.to_string()]);
     let (mut seed, _) = instream_serve(&torrent, &data);
     // aria2c asks the tracker once and then waits its interval: the seed must be known first.
-    wait_for(
-        || tracker_has_seed(port, &ih),
-        STARTUP_TIMEOUT,
-        "opentracker to list instream-seed",
-    );
+    wait_for(STARTUP_TIMEOUT, "opentracker to list instream-seed", || {
+        tracker_has_seed(port, &ih)
+    });
 
     let out = work.path().join("aria2-out");
     std::fs::create_dir_all(&out).unwrap();

@@ -91,13 +91,13 @@ fn r15_incoming_connections_are_capped_per_ip_in_total_and_in_handshake_time() {
         "info",
     );
     // The seed listens before its torrent is routed: retry the first handshake until then.
-    let first = wait_for_some(
+    let first = wait_for(
+        STARTUP_TIMEOUT,
+        "the seed to answer a handshake for its torrent",
         || {
             let mut s = connect_from([127, 0, 0, 1], addr);
             handshake(&mut s, ih, 1).then_some(s)
         },
-        STARTUP_TIMEOUT,
-        "the seed to answer a handshake for its torrent",
     );
     let mut held = vec![first];
     for n in 2..=3 {
@@ -122,18 +122,20 @@ fn r15_incoming_connections_are_capped_per_ip_in_total_and_in_handshake_time() {
     );
     // A slot freed is a slot taken again (the seed sees the close asynchronously).
     drop(held.remove(0));
-    let again = wait_for_some(
+    let again = wait_for(
+        Duration::from_secs(10),
+        "a freed slot to admit a new connection",
         || {
             let mut s = connect_from([127, 0, 0, 3], addr);
             handshake(&mut s, ih, 8).then_some(s)
         },
-        Duration::from_secs(10),
-        "a freed slot to admit a new connection",
     );
     held.push(again);
     drop(held);
     // A connection that never sends its handshake is closed after --handshake-timeout.
-    let mut silent = wait_for_some(
+    let mut silent = wait_for(
+        Duration::from_secs(10),
+        "the seed to admit a silent connection",
         || {
             let mut s = connect_from([127, 0, 0, 4], addr);
             // Refused ones close at once; admitted ones stay open past a short read.
@@ -147,8 +149,6 @@ fn r15_incoming_connections_are_capped_per_ip_in_total_and_in_handshake_time() {
                 _ => None,
             }
         },
-        Duration::from_secs(10),
-        "the seed to admit a silent connection",
     );
     silent
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -187,14 +187,10 @@ fn r15_a_full_torrent_evicts_its_longest_idle_peer_for_a_newcomer() {
         &["--max-peers", "2", "--idle-evict-after", "3"],
         "info",
     );
-    let mut first = wait_for_some(
-        || {
-            let mut s = connect_from([127, 0, 0, 1], addr);
-            (handshake(&mut s, ih, 1) && admitted(&mut s)).then_some(s)
-        },
-        STARTUP_TIMEOUT,
-        "the seed to take a first peer",
-    );
+    let mut first = wait_for(STARTUP_TIMEOUT, "the seed to take a first peer", || {
+        let mut s = connect_from([127, 0, 0, 1], addr);
+        (handshake(&mut s, ih, 1) && admitted(&mut s)).then_some(s)
+    });
     let mut second = connect_from([127, 0, 0, 2], addr);
     assert!(handshake(&mut second, ih, 2) && admitted(&mut second));
     // Both are young: a third is refused. (They stay idle: a seed wants nothing of them,
@@ -205,13 +201,13 @@ fn r15_a_full_torrent_evicts_its_longest_idle_peer_for_a_newcomer() {
         "a third peer was taken while both slots were held by young peers"
     );
     // Once they are old enough, a newcomer gets in and the longest-idle (the first) goes.
-    let _fourth = wait_for_some(
+    let _fourth = wait_for(
+        Duration::from_secs(20),
+        "a newcomer to take an idle peer's slot",
         || {
             let mut s = connect_from([127, 0, 0, 4], addr);
             (handshake(&mut s, ih, 4) && admitted(&mut s)).then_some(s)
         },
-        Duration::from_secs(20),
-        "a newcomer to take an idle peer's slot",
     );
     assert!(closed(&mut first), "the longest-idle peer was not evicted");
     second

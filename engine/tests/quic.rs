@@ -219,11 +219,9 @@ fn with_udp_blocked_quic_peers_fall_back_to_tcp_and_complete() {
         .args(["--listen", &addr(0).to_string(), "--transport", "quic"])
         .env("RUST_LOG", "info");
     let mut seed = Proc::spawn("instream-seed", seed_cmd);
-    wait_for(
-        || listening_in(seed.pid(), PORT) || seed.try_wait().is_some(),
-        STARTUP_TIMEOUT,
-        "instream-seed to listen",
-    );
+    wait_for(STARTUP_TIMEOUT, "instream-seed to listen", || {
+        listening_in(seed.pid(), PORT) || seed.try_wait().is_some()
+    });
     assert!(
         seed.try_wait().is_none(),
         "seed exited\n{}",

@@ -100,10 +100,10 @@ fn r15_peers_that_never_read_hold_at_most_their_bound_and_an_honest_peer_complet
         instream_serve_with(&torrent, &data, &["--max-connections-per-ip", "64"], &log);
     let baseline = vm_rss(seed.pid());
 
-    let first = wait_for_some(
-        || flood(seed_addr, ih, 0).ok(),
+    let first = wait_for(
         STARTUP_TIMEOUT,
         "the seed to answer a handshake for its torrent",
+        || flood(seed_addr, ih, 0).ok(),
     );
     let mut flooders = vec![first];
     for n in 1..FLOODERS {
@@ -196,7 +196,9 @@ fn r9_a_128_kib_request_is_answered_whole_and_a_larger_one_rejected() {
     instream_create(&data, "256KiB", &[], &torrent);
     let ih = info_hash(&torrent);
     let (_seed, seed_addr) = instream_serve(&torrent, &data);
-    let mut s = wait_for_some(
+    let mut s = wait_for(
+        STARTUP_TIMEOUT,
+        "the seed to answer a handshake for its torrent",
         || {
             let mut s = TcpStream::connect(seed_addr).ok()?;
             s.set_read_timeout(Some(STARTUP_TIMEOUT)).ok()?;
@@ -206,8 +208,6 @@ fn r9_a_128_kib_request_is_answered_whole_and_a_larger_one_rejected() {
             s.read_exact(&mut theirs).ok()?;
             Some(s)
         },
-        STARTUP_TIMEOUT,
-        "the seed to answer a handshake for its torrent",
     );
     let mut out = bytes::BytesMut::new();
     Message::Interested.encode(&mut out);
@@ -271,10 +271,10 @@ fn r15_an_oversized_extension_handshake_disconnects_and_many_small_ones_are_tole
     instream_create(&data, "256KiB", &[], &torrent);
     let ih = info_hash(&torrent);
     let (mut seed, seed_addr) = instream_serve(&torrent, &data);
-    let mut big = wait_for_some(
-        || handshaken(seed_addr, ih, b'B'),
+    let mut big = wait_for(
         STARTUP_TIMEOUT,
         "the seed to answer a handshake for its torrent",
+        || handshaken(seed_addr, ih, b'B'),
     );
     let mut out = bytes::BytesMut::new();
     Message::Extended {

@@ -49,7 +49,9 @@ fn the_seeds_metrics_count_what_a_real_peer_downloaded() {
 
     let (mut seed, _addr) =
         instream_serve_with(&torrent, &data, &["--metrics", "127.0.0.1:0"], "info");
-    let url = wait_for_some(
+    let url = wait_for(
+        STARTUP_TIMEOUT,
+        "instream-seed to print its metrics URL",
         || {
             if let Some(s) = seed.try_wait() {
                 panic!(
@@ -62,8 +64,6 @@ fn the_seeds_metrics_count_what_a_real_peer_downloaded() {
                 .iter()
                 .find_map(|l| l.strip_prefix("metrics ").map(str::to_string))
         },
-        STARTUP_TIMEOUT,
-        "instream-seed to print its metrics URL",
     );
     assert!(
         url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"),
@@ -71,13 +71,13 @@ fn the_seeds_metrics_count_what_a_real_peer_downloaded() {
     );
 
     // The seed's `started` reached the tracker: a peer asking now is told about it.
-    let before = wait_for_some(
+    let before = wait_for(
+        STARTUP_TIMEOUT,
+        "the seed's first announce to be counted",
         || {
             let t = scrape(&url);
             (sample(&t, "instream_seed_announces_total")? >= 1).then_some(t)
         },
-        STARTUP_TIMEOUT,
-        "the seed's first announce to be counted",
     );
     assert_eq!(
         sample(&before, "instream_seed_uploaded_bytes_total"),
@@ -103,14 +103,14 @@ fn the_seeds_metrics_count_what_a_real_peer_downloaded() {
     );
 
     // The torrent publishes its counters at most every 100 ms: wait for the last batch.
-    let after = wait_for_some(
+    let after = wait_for(
+        Duration::from_secs(10),
+        "the seed's metrics to count the whole payload as served",
         || {
             let t = scrape(&url);
             let served = sample(&t, "instream_seed_uploaded_bytes_total").unwrap();
             (served >= payload.len() as u64).then_some(t)
         },
-        Duration::from_secs(10),
-        "the seed's metrics to count the whole payload as served",
     );
     assert_eq!(
         sample(&after, "instream_seed_piece_verification_failures_total"),

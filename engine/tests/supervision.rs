@@ -66,11 +66,9 @@ fn r15_a_panicking_disk_thread_ends_the_seed_with_an_error() {
     let work = temp_dir();
     let (data, torrent) = payload_and_torrent(work.path());
     let (mut seed, addr) = seed_with_panic("disk", &torrent, &data);
-    wait_for(
-        || is_listening(addr.port()) || seed.try_wait().is_some(),
-        STARTUP_TIMEOUT,
-        "instream-seed to listen",
-    );
+    wait_for(STARTUP_TIMEOUT, "instream-seed to listen", || {
+        is_listening(addr.port()) || seed.try_wait().is_some()
+    });
     // A real peer asks for blocks: the seed's first disk read panics on its disk thread.
     let out = work.path().join("out");
     let _peer = Proc::spawn(

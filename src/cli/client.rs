@@ -52,7 +52,7 @@ impl Client {
         let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
             // The whole chain: reqwest's own line does not say that a certificate was
             // refused, nor which CA it was checked against.
-            let chain = engine::https::error_chain(&e);
+            let chain = exit::error_chain(&e);
             match &self.ca {
                 Some(ca) if engine::https::is_https(&self.base) => anyhow!(
                     "reach control server {} (certificate checked against CA {}): {chain}",

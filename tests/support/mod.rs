@@ -1,6 +1,7 @@
 //! Whole-system test support: real processes spawned by PID and killed on Drop, bound to
 //! 127.0.0.1 port 0 (the same port after a restart), the CLI run as a subprocess with an
-//! isolated config dir, bounded waits with a message.
+//! isolated config dir, bounded waits with a message (the process handle and the waits are
+//! `testkit`'s, re-exported here).
 //!
 //! Two kinds of environment:
 //! - [`Env::fleet`]: the real system. `instream-tracker` (admin token), an origin
@@ -21,23 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+pub use testkit::{Proc, wait_for};
 
 pub const TOKEN: &str = "test-token-0123456789";
 pub const TRACKER_TOKEN: &str = "tracker-token-0123456789";
-
-/// Polls `cond` every 50 ms until it holds or `timeout` passes; panics with `what`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Where `.ci/run` keeps the tools the tests use (salt venv, Kafka broker), outside any
 /// clone: `$INSTREAM_CI_CACHE`, or /var/cache/instream-ci.
@@ -101,39 +89,6 @@ pub fn engine_bin(name: &str) -> PathBuf {
         std::fs::rename(&tmp, &link).expect("move the program link into place");
     }
     link
-}
-
-/// A child process killed (with its process group, if it leads one) on Drop.
-pub struct Proc {
-    pub child: Child,
-    group: bool,
-}
-
-impl Proc {
-    /// A child of the test's own (not a group leader), killed on drop.
-    pub fn new(child: Child) -> Proc {
-        Proc {
-            child,
-            group: false,
-        }
-    }
-
-    fn kill_group(&self) {
-        if self.group {
-            // SAFETY: kill(2) on the process group this child leads.
-            unsafe {
-                libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.kill_group();
-    }
 }
 
 /// Copies `reader`'s lines into `log`; returns the first line `pick` accepts (bounded).
@@ -227,10 +182,7 @@ impl Env {
             .spawn()
             .expect("spawn instream-tracker");
         let stderr = child.stderr.take().unwrap();
-        let tracker = Proc {
-            child,
-            group: false,
-        };
+        let tracker = Proc::adopt("instream-tracker", child);
         let addr = read_until(stderr, p.join("tracker.log"), "instream-tracker", |l| {
             l.contains("HTTP tracker listening")
                 .then(|| l.split("addr=").nth(1))
@@ -241,8 +193,9 @@ impl Env {
 
         let origin_dir = p.join("origin");
         let log = std::fs::File::create(p.join("origin.log")).unwrap();
-        let origin = Proc {
-            child: Command::new(engine_bin("instream-seed"))
+        let origin = Proc::adopt(
+            "instream-seed",
+            Command::new(engine_bin("instream-seed"))
                 .args(["serve", "--listen", "127.0.0.1:0", "--watch"])
                 .arg(&origin_dir)
                 .env("RUST_LOG", "info")
@@ -251,8 +204,7 @@ impl Env {
                 .stderr(log)
                 .spawn()
                 .expect("spawn instream-seed"),
-            group: false,
-        };
+        );
         Self {
             dir,
             fleet: Some(Fleet {

@@ -16,8 +16,9 @@ pub struct Config {
     pub udp: UdpConfig,
     /// BEP 3 HTTP tracker and the admin API.
     pub http: HttpConfig,
-    /// Peer handout and expiry.
-    pub swarm: SwarmConfig,
+    /// The swarm registry's section, `[swarm]`: peer handout and expiry, as written in the
+    /// file ([`crate::swarm::SwarmConfig`] is the registry's run-time copy, in its own units).
+    pub swarm: RegistryConfig,
     /// Fabric awareness.
     pub fabric: FabricConfig,
     /// Which info-hashes are served.
@@ -78,7 +79,7 @@ pub struct HttpConfig {
 /// Peer handout and expiry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SwarmConfig {
+pub struct RegistryConfig {
     /// Seconds between regular announces, told to clients. Default 300; 0 is read as 1.
     pub announce_interval_secs: u32,
     /// Seconds a silent peer is kept after its interval. Default 60; 0: none.
@@ -151,7 +152,7 @@ impl Default for HttpConfig {
     }
 }
 
-impl Default for SwarmConfig {
+impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             announce_interval_secs: 300,

@@ -186,24 +186,7 @@ fn run(args: Args) -> Result<()> {
 
 /// The program: parses `std::env::args`, runs, and returns the exit status.
 pub fn main() -> std::process::ExitCode {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return std::process::ExitCode::SUCCESS;
-            }
-            let text = e.render().to_string();
-            let line = text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("");
-            eprintln!("error: {}", line.strip_prefix("error: ").unwrap_or(line));
-            return std::process::ExitCode::from(2);
-        }
-    };
+    let args = exit::parse_args::<Args>();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -212,19 +195,5 @@ pub fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    exit::exit(run(args))
 }

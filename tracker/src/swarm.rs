@@ -59,7 +59,8 @@ impl FabricId {
     }
 }
 
-/// Knobs of peer handout and expiry (a copy of the relevant config fields).
+/// Knobs of peer handout and expiry: the registry's run-time copy of the `[swarm]` section
+/// ([`crate::config::RegistryConfig`]) and of `[fabric] bridges`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SwarmConfig {
     /// Seconds between regular announces, sent to clients.

@@ -3,10 +3,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use proto::InfoHash;
@@ -85,58 +83,34 @@ fn errors_are_one_line_and_nonzero() {
     );
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, sig: i32) {
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-}
-
 #[test]
 fn sighup_reloads_the_whitelist_and_sigterm_stops() {
     let dir = tempfile::tempdir().unwrap();
     let wl = dir.path().join("wl.txt");
     let h = InfoHash([0x66; 20]);
     std::fs::write(&wl, "# empty at first\n").unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--udp",
-            "127.0.0.1:0",
-            "--http",
-            "none",
-            "--workers",
-            "2",
-            "--whitelist",
-        ])
-        .arg(&wl)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut child = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr: SocketAddr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a 'UDP tracker listening' log line");
-        if line.contains("UDP tracker listening") {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--udp",
+        "127.0.0.1:0",
+        "--http",
+        "none",
+        "--workers",
+        "2",
+        "--whitelist",
+    ])
+    .arg(&wl);
+    let mut child = Proc::spawn("instream-tracker", cmd);
+    let addr: SocketAddr = wait_for(
+        Duration::from_secs(10),
+        "a 'UDP tracker listening' log line",
+        || {
+            let lines = child.stderr_lines();
+            let line = lines.iter().find(|l| l.contains("UDP tracker listening"))?;
             let a = line.split("addr=").nth(1).expect("addr= field");
-            break a.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+            Some(a.split_whitespace().next().unwrap().parse().unwrap())
+        },
+    );
     let mut cl = UdpClient::new(addr);
     let announce_ok = |cl: &mut UdpClient| {
         let cid = cl.connect();
@@ -146,18 +120,14 @@ fn sighup_reloads_the_whitelist_and_sigterm_stops() {
     };
     assert!(!announce_ok(&mut cl), "not listed yet");
     std::fs::write(&wl, format!("{}\n", h.to_hex())).unwrap();
-    signal(&child.0, libc::SIGHUP);
+    child.signal(libc::SIGHUP);
     wait_for(
         Duration::from_secs(10),
         "the reloaded whitelist to serve the hash",
         || announce_ok(&mut cl),
     );
 
-    signal(&child.0, libc::SIGTERM);
-    let mut status = None;
-    wait_for(Duration::from_secs(10), "exit after SIGTERM", || {
-        status = child.0.try_wait().unwrap();
-        status.is_some()
-    });
-    assert!(status.unwrap().success(), "SIGTERM is a clean stop");
+    child.signal(libc::SIGTERM);
+    let status = child.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "SIGTERM is a clean stop");
 }

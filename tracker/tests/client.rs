@@ -4,7 +4,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use engine::tracker_client::{
@@ -245,7 +245,7 @@ fn refusals_and_dead_trackers_are_errors_and_the_live_tracker_still_serves() {
 
 /// opentracker from Debian, run by PID in its own chroot dir, killed on drop.
 struct OpenTracker {
-    child: Child,
+    _proc: Proc,
     port: u16,
     _dir: tempfile::TempDir,
 }
@@ -265,41 +265,25 @@ impl OpenTracker {
         std::fs::write(&wl, text).unwrap();
         std::fs::set_permissions(&wl, std::fs::Permissions::from_mode(0o644)).unwrap();
         // opentracker cannot report a port-0 bind: pick a port free for both TCP and UDP.
-        let port = loop {
-            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = tcp.local_addr().unwrap().port();
-            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-                break port;
-            }
-        };
-        let child = Command::new("opentracker")
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-P",
-                &port.to_string(),
-            ])
-            .arg("-d")
-            .arg(dir.path())
-            .args(["-w", "/wl.txt"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("opentracker is installed (apt-get install opentracker)");
+        let port = testkit::free_port();
+        let mut cmd = Command::new("opentracker");
+        cmd.args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-P",
+            &port.to_string(),
+        ])
+        .arg("-d")
+        .arg(dir.path())
+        .args(["-w", "/wl.txt"]);
+        // Proc panics naming the command if it cannot spawn: apt-get install opentracker.
         Self {
-            child,
+            _proc: Proc::spawn("opentracker", cmd),
             port,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for OpenTracker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -190,8 +190,11 @@ fn tick_step(span: f64, n: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
-fn main() -> Result<()> {
-    let a = Args::parse();
+fn main() -> std::process::ExitCode {
+    exit::exit(run(exit::parse_args()))
+}
+
+fn run(a: Args) -> Result<()> {
     let text =
         std::fs::read_to_string(&a.csv).with_context(|| format!("read {}", a.csv.display()))?;
     // fabric -> (secs, fraction) in file order

@@ -21,14 +21,10 @@ enum Cmd {
     Datapath(datapath::DatapathArgs),
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let result = match cli.cmd {
+fn main() -> std::process::ExitCode {
+    let cli = exit::parse_args::<Cli>();
+    exit::exit(match cli.cmd {
         Cmd::Swarm(a) => swarm::run(a),
         Cmd::Datapath(a) => datapath::run(a),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    })
 }

@@ -23,8 +23,11 @@ struct Args {
 const BEGIN: &str = "<!-- reliability:begin -->";
 const END: &str = "<!-- reliability:end -->";
 
-fn main() -> Result<()> {
-    let a = Args::parse();
+fn main() -> std::process::ExitCode {
+    exit::exit(run(exit::parse_args()))
+}
+
+fn run(a: Args) -> Result<()> {
     let rows_dir = a.rows.unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)

@@ -279,11 +279,8 @@ fn load(env: &Env, one_core: bool, port: u16) -> Result<(f64, f64)> {
     Ok((responses, errors))
 }
 
-fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+fn main() -> std::process::ExitCode {
+    exit::exit(run(exit::parse_args()))
 }
 
 fn run(args: Args) -> Result<()> {

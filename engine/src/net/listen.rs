@@ -254,7 +254,7 @@ pub async fn run(
             } = match r {
                 Ok(x) => x,
                 Err(e) => {
-                    debug!(%addr, error = %crate::https::error_chain(&e), "incoming handshake failed");
+                    debug!(%addr, error = %exit::error_chain(&e), "incoming handshake failed");
                     return;
                 }
             };

@@ -245,7 +245,7 @@ async fn dial(
     let first = attempt(policy.dials_encrypted().then(|| policy.methods())).await;
     match first {
         Err(e) if policy == Policy::Prefer && e.worth_plain_retry() => {
-            debug!(%addr, error = %crate::https::error_chain(&e), "MSE dial failed; retrying in plaintext");
+            debug!(%addr, error = %exit::error_chain(&e), "MSE dial failed; retrying in plaintext");
             attempt(None).await
         }
         r => r,
@@ -277,7 +277,7 @@ pub async fn connect_peer(addr: SocketAddr, route: Route, opts: SocketOptions) -
             false
         }
         Err(e) => {
-            debug!(%addr, error = %crate::https::error_chain(&e), "connect failed");
+            debug!(%addr, error = %exit::error_chain(&e), "connect failed");
             let _ = route.events.send(NetEvent::ConnectFailed { addr }).await;
             false
         }

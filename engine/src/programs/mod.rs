@@ -1,67 +1,14 @@
 //! The engine's program `instream-seed` ([`seed`]) as a library entry point, and what it
 //! shares with `instream-peer` (in instream-agent): the binaries are one call each, and the
 //! `instream` multi-call binary runs them when started under their names (so `instream up`
-//! needs one build). The shared part: argument parsing with one-line errors,
-//! logging set-up, signals, and the exit contract of docs/ARCHITECTURE.md ("error: ..." on
-//! stderr, non-zero status; a closed stdout is not an error).
+//! needs one build). The shared part: logging set-up, signals, `--transport`, loading a
+//! .torrent. Parsing and the exit contract (one `error: ...` line) are the `exit` crate's.
 
 pub mod seed;
 
-use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
+use std::io::IsTerminal;
 
 use anyhow::{Context, bail};
-
-/// Parses the command line, or exits: `--help`/`--version` print and exit 0; any other
-/// problem prints one `error: ...` line (clap's first line, without its usage block) and
-/// exits 2, the status clap uses for usage errors.
-pub fn parse_args<P: clap::Parser>() -> P {
-    match P::try_parse() {
-        Ok(p) => p,
-        Err(e) => exit_usage(e),
-    }
-}
-
-/// Prints a clap error the way every instream program does (see [`parse_args`]) and exits.
-pub fn exit_usage(e: clap::Error) -> ! {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            // Help asked for (or a bare command): the full text, as clap prints it.
-            let _ = e.print();
-            std::process::exit(
-                if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    2
-                } else {
-                    0
-                },
-            )
-        }
-        _ => {
-            // Not eprintln!: a full or closed stderr must not turn the exit into a panic (101).
-            let _ = writeln!(std::io::stderr(), "error: {}", usage_error_line(&e));
-            std::process::exit(2)
-        }
-    }
-}
-
-/// clap's message without its `error: ` prefix, usage block and tips: one line.
-pub fn usage_error_line(e: &clap::Error) -> String {
-    // The message may continue on indented lines; usage and tips follow a blank line.
-    let text = e.render().to_string();
-    let line = text
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    match line.strip_prefix("error: ").unwrap_or(&line) {
-        "" => "invalid arguments".to_string(),
-        l => l.to_string(),
-    }
-}
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings only, so pipes stay quiet).
 pub fn init_tracing() {
@@ -72,26 +19,6 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-}
-
-/// True if the error chain holds a broken pipe (stdout closed by `head` and friends).
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// Turns `main`'s result into the process exit: one `error: ...` line, or 0.
-pub fn exit(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -164,7 +91,7 @@ pub async fn load_torrent(source: &str, ca: Option<&crate::https::Ca>) -> anyhow
             .get(source)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(crate::https::error_chain(&e)))
+            .map_err(|e| anyhow::anyhow!(exit::error_chain(&e)))
             .with_context(|| format!("fetch {source}"))?;
         if !resp.status().is_success() {
             bail!("fetch {source}: HTTP {}", resp.status());

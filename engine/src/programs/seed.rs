@@ -145,8 +145,8 @@ fn parse_piece_size(s: &str) -> Result<u32, String> {
 pub fn main() -> ExitCode {
     crate::allocator::use_one_malloc_arena();
     super::init_tracing();
-    let cli = super::parse_args::<Cli>();
-    super::exit(match cli.cmd {
+    let cli = exit::parse_args::<Cli>();
+    exit::exit(match cli.cmd {
         Cmd::Create {
             path,
             piece_size,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    self, ConnectRequest, ConnectionId, NumWant, PeerKey, Request, Response, TransactionId,
+    self, AnnounceKey, ConnectRequest, ConnectionId, NumWant, Request, Response, TransactionId,
 };
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -116,7 +116,7 @@ impl TrackerConn {
                 Some(IpAddr::V4(v4)) => v4,
                 _ => Ipv4Addr::UNSPECIFIED,
             },
-            key: PeerKey(id.key),
+            key: AnnounceKey(id.key),
             num_want: NumWant(i32::try_from(cfg.numwant).unwrap_or(i32::MAX)),
             port: id.port,
             url_data: url_data.into_bytes(),

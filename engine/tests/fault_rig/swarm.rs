@@ -142,22 +142,18 @@ impl Swarm {
             .arg(self.work.path().join("whitelist.txt"))
             .args(["--interval", "1", "--workers", "1"]);
         let mut proc = Proc::spawn("instream-tracker", cmd);
-        wait_for(
-            || {
-                if let Some(s) = proc.try_wait() {
-                    panic!(
-                        "instream-tracker exited ({})\n{}",
-                        describe(s),
-                        proc.output_tail()
-                    );
-                }
-                proc.stderr_lines()
-                    .iter()
-                    .any(|l| l.contains("tracker listening"))
-            },
-            STARTUP_TIMEOUT,
-            "instream-tracker to listen",
-        );
+        wait_for(STARTUP_TIMEOUT, "instream-tracker to listen", || {
+            if let Some(s) = proc.try_wait() {
+                panic!(
+                    "instream-tracker exited ({})\n{}",
+                    describe(s),
+                    proc.output_tail()
+                );
+            }
+            proc.stderr_lines()
+                .iter()
+                .any(|l| l.contains("tracker listening"))
+        });
         self.tracker = Some(proc);
     }
 
@@ -175,16 +171,12 @@ impl Swarm {
             cmd.arg("--no-super-seed");
         }
         let mut proc = Proc::spawn("origin", cmd);
-        wait_for(
-            || {
-                if let Some(s) = proc.try_wait() {
-                    panic!("origin exited ({})\n{}", describe(s), proc.output_tail());
-                }
-                listening_in(proc.pid(), PORT)
-            },
-            STARTUP_TIMEOUT,
-            "the origin to listen",
-        );
+        wait_for(STARTUP_TIMEOUT, "the origin to listen", || {
+            if let Some(s) = proc.try_wait() {
+                panic!("origin exited ({})\n{}", describe(s), proc.output_tail());
+            }
+            listening_in(proc.pid(), PORT)
+        });
         self.origin = Some(proc);
     }
 
@@ -241,22 +233,18 @@ impl Swarm {
             .filter(|k| self.peers[*k].is_some())
             .collect();
         let what = format!("peers {started:?} to have all {n} pieces");
-        wait_for(
-            || {
-                for &k in &started {
-                    if let Some(s) = self.peers[k].as_mut().unwrap().try_wait() {
-                        panic!(
-                            "peer-{k} exited ({}) with {} of {n} pieces",
-                            describe(s),
-                            self.count_of(k)
-                        );
-                    }
+        wait_for(timeout, &what, || {
+            for &k in &started {
+                if let Some(s) = self.peers[k].as_mut().unwrap().try_wait() {
+                    panic!(
+                        "peer-{k} exited ({}) with {} of {n} pieces",
+                        describe(s),
+                        self.count_of(k)
+                    );
                 }
-                started.iter().all(|&k| self.count_of(k) == n)
-            },
-            timeout,
-            &what,
-        );
+            }
+            started.iter().all(|&k| self.count_of(k) == n)
+        });
     }
 
     /// Stops every peer (SIGTERM ends its seeding), checks it exits 0 with a complete summary

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    AnnounceRequest, ConnectRequest, ConnectionId, NumWant, PeerKey, Request, Response,
+    AnnounceKey, AnnounceRequest, ConnectRequest, ConnectionId, NumWant, Request, Response,
     ScrapeRequest, TorrentScrapeStats, TransactionId,
 };
 use proto::{InfoHash, PeerId};
@@ -177,7 +177,7 @@ impl Tracker {
                 uploaded: 0,
                 event: AnnounceEvent::Started,
                 ip_address: Ipv4Addr::UNSPECIFIED,
-                key: PeerKey(1),
+                key: AnnounceKey(1),
                 num_want: NumWant(50),
                 port: 9,
                 url_data: Vec::new(),

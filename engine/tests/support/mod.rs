@@ -2,27 +2,24 @@
 //! python3-libtorrent (tests/reference/lt_peer.py), a lying peer (tests/reference/liar_peer.py),
 //! mktorrent and opentracker.
 //!
-//! Invariants the tests rely on:
-//! - every process is spawned in its own process group and the whole group is SIGKILLed and
-//!   reaped when its [`Proc`] drops, so a failing test leaves nothing running;
-//! - nothing sleeps to synchronise: waits poll a condition with a deadline and fail with a
-//!   message naming what was awaited ([`wait_for`]);
-//! - every port is picked by the kernel (port 0) or probed free just before use;
-//! - scratch directories are [`tempfile::TempDir`]s, removed on drop.
-#![allow(dead_code)] // each test file uses a different subset
+//! The process handle, bounded waits, ports, payloads and mktorrent are `testkit`'s (its
+//! header lists the rules every suite relies on) and re-exported here, so a test names
+//! `support::Proc` as before. Scratch directories are [`tempfile::TempDir`]s, removed on
+//! drop.
+#![allow(dead_code, unused_imports)] // each test file uses a different subset
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
+pub use testkit::{
+    Proc, assert_same_file, assert_same_tree, describe, free_addr, free_port, is_listening,
+    list_tree, listening_in, mktorrent, payload_bytes, pieces_matching, run_ok, wait_for,
+    write_payload, write_tree,
+};
 
 /// Deadline for a whole transfer in a test. Generous: CI has two cores and runs the dev
 /// profile, and tests run in parallel; the tests never assert speed.
@@ -31,28 +28,6 @@ pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(180);
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Debian's interpreter: python3-libtorrent is built for it, not for any other python3.
 pub const PYTHON: &str = "/usr/bin/python3";
-
-/// Polls `cond` until it holds; panics after `timeout` naming `what` was awaited.
-pub fn wait_for(mut cond: impl FnMut() -> bool, timeout: Duration, what: &str) {
-    wait_for_some(|| cond().then_some(()), timeout, what)
-}
-
-/// Polls `f` until it returns `Some`; panics after `timeout` naming `what` was awaited.
-pub fn wait_for_some<T>(mut f: impl FnMut() -> Option<T>, timeout: Duration, what: &str) -> T {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        // Back off to 100 ms: a poll interval, not a synchronisation point.
-        thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
 
 /// Records one row of the README's reliability table once a fault test has passed: what was
 /// done, how the run ended, what was lost (the same rows as tests/support/mod.rs writes;
@@ -183,454 +158,8 @@ pub fn temp_dir() -> tempfile::TempDir {
         .expect("create a temp dir")
 }
 
-/// One child process in its own process group, with its output collected line by line.
-pub struct Proc {
-    label: String,
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    status: Option<ExitStatus>,
-}
-
-fn collect_lines(
-    src: impl Read + Send + 'static,
-    sink: Arc<Mutex<Vec<String>>>,
-    echo: Option<String>,
-) {
-    thread::spawn(move || {
-        // A line ends at '\n' or at '\r': a progress line that a program rewrites in place
-        // (transmission-cli) arrives as one line per update instead of one line at exit.
-        let mut reader = BufReader::new(src);
-        let mut line = Vec::new();
-        let flush = |line: &mut Vec<u8>| {
-            if line.is_empty() {
-                return;
-            }
-            let text = String::from_utf8_lossy(line).into_owned();
-            line.clear();
-            if let Some(label) = &echo {
-                eprintln!("[{label}] {text}");
-            }
-            sink.lock().unwrap().push(text);
-        };
-        loop {
-            let buf = match reader.fill_buf() {
-                Ok([]) | Err(_) => break,
-                Ok(buf) => buf,
-            };
-            let n = buf.len();
-            for &b in buf {
-                if b == b'\n' || b == b'\r' {
-                    flush(&mut line);
-                } else {
-                    line.push(b);
-                }
-            }
-            reader.consume(n);
-        }
-        flush(&mut line);
-    });
-}
-
-impl Proc {
-    /// Spawns `cmd` with piped stdin/stdout/stderr in a new process group. Set
-    /// `INSTREAM_TEST_ECHO=1` to see every line as it arrives.
-    pub fn spawn(label: &str, mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {label} ({cmd:?}): {e}"));
-        let echo = std::env::var_os("INSTREAM_TEST_ECHO").map(|_| label.to_string());
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect_lines(child.stdout.take().unwrap(), stdout.clone(), echo.clone());
-        collect_lines(child.stderr.take().unwrap(), stderr.clone(), echo);
-        Proc {
-            label: label.to_string(),
-            child,
-            stdout,
-            stderr,
-            status: None,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    pub fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Every stdout line that parses as a JSON object.
-    pub fn json_lines(&self) -> Vec<Value> {
-        self.stdout_lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(Value::is_object)
-            .collect()
-    }
-
-    /// The first JSON line whose `event` is `event`, if printed yet.
-    pub fn event(&self, event: &str) -> Option<Value> {
-        self.json_lines().into_iter().find(|v| v["event"] == event)
-    }
-
-    /// Waits for a JSON line with this `event`; fails early if the process exits without it.
-    pub fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
-        let what = format!("{} to print event {event:?}", self.label);
-        wait_for_some(
-            || {
-                if let Some(v) = self.event(event) {
-                    return Some(v);
-                }
-                if let Some(status) = self.try_wait() {
-                    // Output readers may lag the exit by a moment: look once more.
-                    thread::sleep(Duration::from_millis(50));
-                    if let Some(v) = self.event(event) {
-                        return Some(v);
-                    }
-                    panic!(
-                        "{} exited ({status}) before event {event:?}\n{}",
-                        self.label,
-                        self.output_tail()
-                    );
-                }
-                None
-            },
-            timeout,
-            &what,
-        )
-    }
-
-    /// Writes one line to the child's stdin (e.g. "go" to lt_peer.py --wait-go).
-    pub fn send_line(&mut self, line: &str) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("stdin piped");
-        writeln!(stdin, "{line}").unwrap_or_else(|e| panic!("write to {} stdin: {e}", self.label));
-    }
-
-    /// Non-blocking: the exit status if the process has ended.
-    pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self
-                .child
-                .try_wait()
-                .unwrap_or_else(|e| panic!("wait for {}: {e}", self.label));
-        }
-        self.status
-    }
-
-    /// Waits for the process to exit by itself; panics (with its output) after `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        loop {
-            if let Some(s) = self.try_wait() {
-                // Let the reader threads drain the pipes (they end at EOF).
-                thread::sleep(Duration::from_millis(20));
-                return s;
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "timed out after {timeout:?} waiting for {} to exit\n{}",
-                    self.label,
-                    self.output_tail()
-                );
-            }
-            thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for exit and asserts status 0.
-    pub fn wait_success(&mut self, timeout: Duration) {
-        let s = self.wait_exit(timeout);
-        assert!(
-            s.success(),
-            "{} failed: {s}\n{}",
-            self.label,
-            self.output_tail()
-        );
-    }
-
-    /// Sends `sig` to the whole process group.
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) with a negative pid signals a process group we created.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), sig);
-        }
-    }
-
-    /// SIGKILLs the process group and reaps the leader.
-    pub fn kill(&mut self) -> ExitStatus {
-        if let Some(s) = self.try_wait() {
-            return s;
-        }
-        self.signal(libc::SIGKILL);
-        let s = self
-            .child
-            .wait()
-            .unwrap_or_else(|e| panic!("reap {}: {e}", self.label));
-        self.status = Some(s);
-        s
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        if let Some(s) = self.try_wait() {
-            return s;
-        }
-        self.signal(libc::SIGTERM);
-        self.wait_exit(timeout)
-    }
-
-    /// The last lines of stdout and stderr, for failure messages.
-    pub fn output_tail(&self) -> String {
-        let tail = |v: &Arc<Mutex<Vec<String>>>| {
-            let v = v.lock().unwrap();
-            v[v.len().saturating_sub(40)..].join("\n")
-        };
-        format!(
-            "--- {} stdout (tail) ---\n{}\n--- {} stderr (tail) ---\n{}",
-            self.label,
-            tail(&self.stdout),
-            self.label,
-            tail(&self.stderr)
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let was_running = self.try_wait().is_none();
-        if was_running {
-            self.kill();
-        }
-        if thread::panicking() {
-            eprintln!(
-                "{} ({}):\n{}",
-                self.label,
-                if was_running {
-                    "killed at test end".to_string()
-                } else {
-                    format!("{:?}", self.status)
-                },
-                self.output_tail()
-            );
-        }
-    }
-}
-
-/// Describes how a process ended, e.g. "exit 0" or "signal 9".
-pub fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit {c}"),
-        (None, Some(s)) => format!("signal {s}"),
-        _ => format!("{status}"),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// Ports
-
-/// A port free for both TCP and UDP on 127.0.0.1 right now (for programs that cannot be
-/// told to bind port 0 and report it, such as opentracker).
-pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a TCP probe socket");
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP after 50 tries");
-}
-
-/// A free 127.0.0.1 address for a program's `--listen`.
-pub fn free_addr() -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()))
-}
-
-/// True when some socket listens on TCP `port` (read from /proc/net/tcp{,6}). Unlike a probe
-/// connection, this does not show up as a peer in the program under test.
-pub fn is_listening(port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        fs::read_to_string(f)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|l| {
-                let cols: Vec<&str> = l.split_whitespace().collect();
-                // cols[1] = local addr:port (hex), cols[3] = state, 0A = LISTEN
-                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
-            })
-    })
-}
-
-/// True when a TCP socket listens on `port` in the network namespace of process `pid`
-/// (its /proc/PID/net/tcp). Unlike a probe connection, this is invisible to the program.
-pub fn listening_in(pid: u32, port: u16) -> bool {
-    let needle = format!(":{port:04X}");
-    fs::read_to_string(format!("/proc/{pid}/net/tcp"))
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .any(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            // cols[1] = local addr:port (hex), cols[3] = state, 0A = LISTEN
-            cols.len() > 3 && cols[1].ends_with(&needle) && cols[3] == "0A"
-        })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Payloads
-
-/// Deterministic pseudo-random bytes (xorshift64*): the same `seed` gives the same payload.
-pub fn payload_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Writes a deterministic file of `len` bytes (creating parent dirs) and returns its bytes.
-pub fn write_payload(path: &Path, len: usize, seed: u64) -> Vec<u8> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).unwrap();
-    }
-    let bytes = payload_bytes(len, seed);
-    fs::write(path, &bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    bytes
-}
-
-/// Writes a tree of deterministic files under `root`: (relative path, length).
-pub fn write_tree(root: &Path, files: &[(&str, usize)], seed: u64) {
-    for (i, (rel, len)) in files.iter().enumerate() {
-        write_payload(&root.join(rel), *len, seed + i as u64);
-    }
-}
-
-/// Asserts two files are byte-for-byte identical, naming the first differing offset.
-pub fn assert_same_file(expected: &Path, actual: &Path) {
-    let a = fs::read(expected).unwrap_or_else(|e| panic!("read {}: {e}", expected.display()));
-    let b = fs::read(actual)
-        .unwrap_or_else(|e| panic!("read {} (the download): {e}", actual.display()));
-    if a != b {
-        let first = a
-            .iter()
-            .zip(&b)
-            .position(|(x, y)| x != y)
-            .unwrap_or(a.len().min(b.len()));
-        panic!(
-            "{} differs from {}: lengths {} vs {}, first difference at byte {first}",
-            actual.display(),
-            expected.display(),
-            a.len(),
-            b.len()
-        );
-    }
-}
-
-/// Relative path -> length of every regular file under `root`.
-pub fn list_tree(root: &Path) -> BTreeMap<PathBuf, u64> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, u64>) {
-        for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("list {}: {e}", dir.display())) {
-            let e = e.unwrap();
-            let ty = e.file_type().unwrap();
-            if ty.is_dir() {
-                walk(root, &e.path(), out);
-            } else if ty.is_file() {
-                out.insert(
-                    e.path().strip_prefix(root).unwrap().to_path_buf(),
-                    e.metadata().unwrap().len(),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// Asserts `actual` holds exactly the files of `expected` (same names, same bytes).
-pub fn assert_same_tree(expected: &Path, actual: &Path) {
-    assert!(
-        actual.is_dir(),
-        "download dir {} does not exist",
-        actual.display()
-    );
-    let want = list_tree(expected);
-    let got = list_tree(actual);
-    assert_eq!(
-        want.keys().collect::<Vec<_>>(),
-        got.keys().collect::<Vec<_>>(),
-        "file lists differ between {} and {}",
-        expected.display(),
-        actual.display()
-    );
-    for rel in want.keys() {
-        assert_same_file(&expected.join(rel), &actual.join(rel));
-    }
-}
-
-/// Number of `piece_len` pieces of `actual` equal to those of `expected` (single-file torrent:
-/// torrent offsets are file offsets). A missing or short file counts what is there.
-pub fn pieces_matching(expected: &[u8], actual: &Path, piece_len: usize) -> usize {
-    let got = fs::read(actual).unwrap_or_default();
-    expected
-        .chunks(piece_len)
-        .enumerate()
-        .filter(|(i, want)| got.get(i * piece_len..i * piece_len + want.len()) == Some(*want))
-        .count()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reference tools: mktorrent, opentracker, libtorrent, the liar
-
-/// Runs a command to completion and panics with its output unless it succeeds.
-pub fn run_ok(what: &str, cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: spawn {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {cmd:?}\nstdout: {}\nstderr: {}",
-        describe(out.status),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `mktorrent -l piece_log2 [-a announce] -o out path`: a torrent we did not write.
-pub fn mktorrent(path: &Path, piece_log2: u32, announce: Option<&str>, out: &Path) {
-    let mut cmd = Command::new("mktorrent");
-    cmd.arg("-l").arg(piece_log2.to_string());
-    if let Some(url) = announce {
-        cmd.arg("-a").arg(url);
-    }
-    cmd.arg("-o").arg(out).arg(path);
-    run_ok("mktorrent", &mut cmd);
-}
+// Reference tools: opentracker, libtorrent, the liar (mktorrent is testkit's)
 
 /// What libtorrent reads from a torrent file (lt_peer.py info).
 pub struct TorrentInfo {
@@ -696,20 +225,16 @@ impl Opentracker {
         .arg(chroot.path())
         .args(["-w", "whitelist.txt"]);
         let mut proc = Proc::spawn("opentracker", cmd);
-        wait_for(
-            || {
-                if let Some(s) = proc.try_wait() {
-                    panic!(
-                        "opentracker exited ({}) on port {port}\n{}",
-                        describe(s),
-                        proc.output_tail()
-                    );
-                }
-                is_listening(port)
-            },
-            STARTUP_TIMEOUT,
-            "opentracker to listen",
-        );
+        wait_for(STARTUP_TIMEOUT, "opentracker to listen", || {
+            if let Some(s) = proc.try_wait() {
+                panic!(
+                    "opentracker exited ({}) on port {port}\n{}",
+                    describe(s),
+                    proc.output_tail()
+                );
+            }
+            is_listening(port)
+        });
         Opentracker {
             proc,
             port,
@@ -852,20 +377,16 @@ pub fn instream_serve_on(
         .args(extra)
         .env("RUST_LOG", rust_log);
     let mut proc = Proc::spawn("instream-seed", cmd);
-    wait_for(
-        || {
-            if let Some(s) = proc.try_wait() {
-                panic!(
-                    "instream-seed serve exited ({}) before listening on {addr}\n{}",
-                    describe(s),
-                    proc.output_tail()
-                );
-            }
-            is_listening(addr.port())
-        },
-        STARTUP_TIMEOUT,
-        "instream-seed to listen",
-    );
+    wait_for(STARTUP_TIMEOUT, "instream-seed to listen", || {
+        if let Some(s) = proc.try_wait() {
+            panic!(
+                "instream-seed serve exited ({}) before listening on {addr}\n{}",
+                describe(s),
+                proc.output_tail()
+            );
+        }
+        is_listening(addr.port())
+    });
     proc
 }
 

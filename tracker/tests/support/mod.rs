@@ -1,6 +1,7 @@
 //! Shared helpers of the tracker's integration tests: an in-process tracker on
-//! `127.0.0.1:0` stopped on drop, a blocking BEP 15 client, and bounded waiting.
-#![allow(dead_code)] // each test file uses a different subset
+//! `127.0.0.1:0` stopped on drop, the binary as a [`BinTracker`], a blocking BEP 15 client.
+//! Bounded waits and the process handle are `testkit`'s.
+#![allow(dead_code, unused_imports)] // each test file uses a different subset
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -9,10 +10,11 @@ use std::time::{Duration, Instant};
 use instream_tracker::{Config, Handle, Tracker, bind};
 use proto::tracker::AnnounceEvent;
 use proto::tracker::udp::{
-    AnnounceRequest, ConnectRequest, ConnectionId, NumWant, PeerKey, Request, Response,
+    AnnounceKey, AnnounceRequest, ConnectRequest, ConnectionId, NumWant, Request, Response,
     TransactionId,
 };
 use proto::{InfoHash, PeerId};
+pub use testkit::{Proc, wait_for};
 
 /// A tracker running on its own thread and runtime; stopped (and checked) on drop.
 pub struct TestTracker {
@@ -92,15 +94,6 @@ impl Drop for TestTracker {
         if !std::thread::panicking() {
             r.expect("tracker ended with an error");
         }
-    }
-}
-
-/// Polls `cond` every 20 ms until it holds or `within` passes, then panics with `what`.
-pub fn wait_for(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -213,7 +206,7 @@ pub fn announce(
         uploaded: 0,
         event: AnnounceEvent::Started,
         ip_address: std::net::Ipv4Addr::UNSPECIFIED,
-        key: PeerKey(n),
+        key: AnnounceKey(n),
         num_want: NumWant::DEFAULT,
         port,
         url_data: fabric
@@ -251,13 +244,14 @@ pub fn get(addr: SocketAddr, target: &str) -> (u16, Vec<u8>) {
     ))
 }
 
-/// The real `instream-tracker` binary on loopback ports 0, killed on drop. Its stderr is
-/// read by a thread and kept, so tests can wait for log lines and print them on failure.
+/// The real `instream-tracker` binary on loopback ports 0, its process group killed on drop
+/// (a [`Proc`], which also prints its output if the test fails). Tests wait for its log
+/// lines one by one.
 pub struct BinTracker {
-    pub child: std::process::Child,
+    pub proc: Proc,
     pub udp: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
-    lines: std::sync::mpsc::Receiver<String>,
+    /// stderr lines returned by [`BinTracker::next_line`] so far.
     pub log: Vec<String>,
 }
 
@@ -265,7 +259,6 @@ impl BinTracker {
     /// Starts the binary with `args` (add `--udp none` or `--http none` to skip one) and
     /// waits up to 10 s for its listening lines.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_instream-tracker"));
         let mut all: Vec<&str> = Vec::new();
         if !args.contains(&"--udp") {
@@ -278,28 +271,13 @@ impl BinTracker {
         cmd.args(&all)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn instream-tracker");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            .env("RUST_BACKTRACE", "0");
         let want_udp = !all.windows(2).any(|w| w == ["--udp", "none"]);
         let want_http = !all.windows(2).any(|w| w == ["--http", "none"]);
         let mut t = Self {
-            child,
+            proc: Proc::spawn("instream-tracker", cmd),
             udp: None,
             http: None,
-            lines,
             log: Vec::new(),
         };
         while (want_udp && t.udp.is_none()) || (want_http && t.http.is_none()) {
@@ -317,18 +295,13 @@ impl BinTracker {
         t
     }
 
-    /// The next stderr line, kept in `log`; panics (printing the log) after `within`.
+    /// The next stderr line, kept in `log`; panics after `within` (the [`Proc`] then prints
+    /// the output).
     pub fn next_line(&mut self, within: Duration, what: &str) -> String {
-        match self.lines.recv_timeout(within) {
-            Ok(line) => {
-                self.log.push(line.clone());
-                line
-            }
-            Err(_) => panic!(
-                "timed out waiting for {what}; stderr so far:\n{}",
-                self.log.join("\n")
-            ),
-        }
+        let seen = self.log.len();
+        let line = wait_for(within, what, || self.proc.stderr_lines().get(seen).cloned());
+        self.log.push(line.clone());
+        line
     }
 
     /// Reads stderr until a line contains `needle`, for at most `within`.
@@ -345,25 +318,16 @@ impl BinTracker {
 
     /// Waits up to `within` for the process to exit on its own.
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "instream-tracker still running after {within:?}; stderr:\n{}",
-                self.log.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.proc.wait_exit(within)
     }
 
     /// Every stderr line up to now (waits up to 5 s for the pipe to close once exited).
     pub fn drain_log(&mut self) -> &[String] {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.log.push(line);
+        if self.proc.try_wait().is_some() {
+            self.proc.wait_output_closed(Duration::from_secs(5));
         }
+        let all = self.proc.stderr_lines();
+        self.log.extend(all.into_iter().skip(self.log.len()));
         &self.log
     }
 
@@ -372,12 +336,5 @@ impl BinTracker {
         let (status, body) = get(self.http.expect("an HTTP listener"), "/stats");
         assert_eq!(status, 200);
         serde_json::from_slice(&body).expect("stats JSON")
-    }
-}
-
-impl Drop for BinTracker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

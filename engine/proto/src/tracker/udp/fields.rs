@@ -9,9 +9,10 @@ pub struct ConnectionId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TransactionId(pub u32);
 
-/// The announce `key`: lets a tracker recognise a peer whose address changed.
+/// The BEP 15 announce `key`: lets a tracker recognise a peer whose address changed. (Not
+/// `torrent::PeerKey`, which names one connection inside the torrent machine.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct PeerKey(pub u32);
+pub struct AnnounceKey(pub u32);
 
 /// The announce `num_want`; negative means "the tracker's default".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

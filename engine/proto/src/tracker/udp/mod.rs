@@ -30,7 +30,7 @@ mod url_data;
 pub use fabric_share::{
     FABRIC_SHARE_PARAM, FABRIC_SHARE_TRAILER_LEN, append_fabric_share, split_fabric_share,
 };
-pub use fields::{AnnounceInterval, ConnectionId, NumWant, PeerKey, TransactionId};
+pub use fields::{AnnounceInterval, AnnounceKey, ConnectionId, NumWant, TransactionId};
 pub use layout::{
     ANNOUNCE_REQUEST_LEN, ANNOUNCE_RESPONSE_HEADER_LEN, CONNECT_REQUEST_LEN, CONNECT_RESPONSE_LEN,
     MAX_SCRAPE_INFO_HASHES, PEER_V4_LEN, PEER_V6_LEN, PROTOCOL_ID, RESPONSE_HEADER_LEN,

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use thiserror::Error;
 
-use super::fields::{ConnectionId, NumWant, PeerKey, TransactionId};
+use super::fields::{AnnounceKey, ConnectionId, NumWant, TransactionId};
 use super::layout::{
     ANNOUNCE_REQUEST_LEN, CONNECT_REQUEST_LEN, PROTOCOL_ID, SCRAPE_REQUEST_HEADER_LEN, action,
     array20, be_u16, be_u32, be_u64,
@@ -53,8 +53,8 @@ pub struct AnnounceRequest {
     pub event: AnnounceEvent,
     /// The address the peer asks to be listed under; `0.0.0.0` means "the packet's source".
     pub ip_address: Ipv4Addr,
-    /// Peer key.
-    pub key: PeerKey,
+    /// BEP 15 `key`.
+    pub key: AnnounceKey,
     /// Peers asked for.
     pub num_want: NumWant,
     /// The peer's listening port.
@@ -221,7 +221,7 @@ impl Request {
                     uploaded: be_u64(bytes, 72),
                     event,
                     ip_address: Ipv4Addr::from(be_u32(bytes, 84)),
-                    key: PeerKey(be_u32(bytes, 88)),
+                    key: AnnounceKey(be_u32(bytes, 88)),
                     num_want: NumWant(be_u32(bytes, 92) as i32),
                     port: be_u16(bytes, 96),
                     url_data: parse_url_data(&bytes[ANNOUNCE_REQUEST_LEN..]),

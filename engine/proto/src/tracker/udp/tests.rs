@@ -24,7 +24,7 @@ fn announce() -> AnnounceRequest {
         uploaded: 3,
         event: AnnounceEvent::Started,
         ip_address: Ipv4Addr::UNSPECIFIED,
-        key: PeerKey(7),
+        key: AnnounceKey(7),
         num_want: NumWant::DEFAULT,
         port: 6881,
         url_data: b"/announce?fabric=f1".to_vec(),
@@ -390,7 +390,7 @@ prop_compose! {
         AnnounceRequest {
             connection_id: ConnectionId(cid), transaction_id: TransactionId(tid),
             info_hash, peer_id: PeerId(peer_id), downloaded, left, uploaded, event,
-            ip_address: Ipv4Addr::from(ip), key: PeerKey(key), num_want: NumWant(num_want),
+            ip_address: Ipv4Addr::from(ip), key: AnnounceKey(key), num_want: NumWant(num_want),
             port, url_data,
         }
     }
