@@ -1,5 +1,6 @@
-//! Ports for programs that cannot bind port 0 and report it, and listening checks that do
-//! not connect (a probe connection would show up as a peer in the program under test).
+//! Ports in tests: free ones for programs that cannot bind port 0 and report it; whether a
+//! port listens, read from /proc without connecting (a probe connection would show up as a
+//! peer in the program under test).
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};

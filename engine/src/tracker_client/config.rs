@@ -1,5 +1,5 @@
-//! The client's timeouts, retries and limits, with the announce counters every client made
-//! from one config shares.
+//! How the client is configured: timeouts, retries, limits, and where it counts its
+//! announces (every client made from clones of one config shares the counters).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
