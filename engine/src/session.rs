@@ -461,10 +461,9 @@ impl Session {
             disk: inner.disk.clone(),
             route,
             socket: inner.config.socket,
-            quic: inner
-                .quic
-                .clone()
-                .filter(|_| inner.config.transport.dials_quic()),
+            quic: inner.quic.clone(),
+            transport: inner.config.transport,
+            fabric: inner.config.torrent.fabric.clone(),
             own: inner.own.clone(),
             net_rx,
             ctl_rx,
