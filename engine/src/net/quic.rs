@@ -962,6 +962,98 @@ mod tests {
         stop.cancel();
     }
 
+    /// Item 4 of issue 11: messages queued just before a close still arrive. The dialler
+    /// queues a batch and closes at once; the other end must read every message before it
+    /// sees the connection end (a close that did not wait for the stream's acknowledgements,
+    /// or a writer that dropped its queue on cancel, loses them).
+    #[tokio::test]
+    async fn messages_queued_before_a_close_arrive() {
+        const N: u32 = 128;
+        let server = endpoint(QuicIdentity::SelfSigned);
+        let router = Arc::new(Router::default());
+        let (server_route, mut server_rx) = route(1);
+        router.insert(server_route);
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(
+            server.clone(),
+            router,
+            ListenLimits::default(),
+            stop.clone(),
+        ));
+        let client = endpoint(QuicIdentity::SelfSigned);
+        let (r, mut rx) = route(2);
+        tokio::spawn(connect_peer(
+            server.local_addr().unwrap(),
+            r,
+            SocketOptions::default(),
+            Some(client),
+        ));
+        let writer = match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(NetEvent::Connected { writer, via, .. })) => {
+                assert_eq!(via, connection::Via::Quic);
+                writer
+            }
+            other => panic!("no QUIC connection: {other:?}"),
+        };
+        // 2 MiB: far more than QUIC's first congestion window, so most of it is still
+        // unacknowledged when the writer ends.
+        let block = bytes::Bytes::from(vec![7u8; 16 * 1024]);
+        assert!(
+            writer.send(
+                (0..N)
+                    .map(|index| proto::wire::Message::Piece {
+                        index,
+                        begin: 0,
+                        data: block.clone(),
+                    })
+                    .collect()
+            )
+        );
+        writer.close();
+        let mut got = Vec::new();
+        let mut server_writer = None; // dropping it would close the server's end
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(ev) = server_rx.recv().await {
+                match ev {
+                    NetEvent::Connected { writer, .. } => server_writer = Some(writer),
+                    NetEvent::Messages { msgs, .. } => got.extend(msgs),
+                    NetEvent::Closed { .. } => return true,
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(closed, Ok(true), "the server never saw the connection end");
+        let haves: Vec<u32> = got
+            .iter()
+            .filter_map(|m| match m {
+                proto::wire::Message::Piece { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            haves.iter().copied().eq(0..N),
+            "messages queued before the close were lost: {} of {N} arrived",
+            haves.len()
+        );
+        drop(server_writer);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn announced_ports_redirect_dials_and_unknown_ones_keep_the_port_number() {
+        let q = endpoint(QuicIdentity::SelfSigned);
+        let tcp: SocketAddr = "10.0.0.1:6881".parse().unwrap();
+        assert_eq!(q.quic_addr_for(tcp), tcp);
+        q.learn_port(tcp, 7000);
+        assert_eq!(q.quic_addr_for(tcp), "10.0.0.1:7000".parse().unwrap());
+        assert_eq!(
+            q.quic_addr_for("10.0.0.2:6881".parse().unwrap()),
+            "10.0.0.2:6881".parse().unwrap()
+        );
+    }
+
     #[test]
     fn transport_names_round_trip() {
         for t in [Transport::Tcp, Transport::Quic, Transport::Auto] {
@@ -970,5 +1062,7 @@ mod tests {
         assert!("udp".parse::<Transport>().is_err());
         assert_eq!(Transport::default(), Transport::Tcp);
         assert!(!Transport::Tcp.listens_quic() && !Transport::Auto.dials_quic());
+        assert_eq!(Transport::Auto.default_congestion(), Congestion::Bbr);
+        assert_eq!(Transport::Quic.default_congestion(), Congestion::Cubic);
     }
 }

@@ -595,3 +595,71 @@ fn r15_a_full_torrent_evicts_its_longest_idle_peer_for_a_newcomer() {
     );
     assert!(disconnected_for(&actions, &DisconnectReason::Idle).is_empty());
 }
+
+/// Crossing dials: each end ends up with both connections, in either order; both ends must
+/// keep the same one (the one the lower peer id dialled), or each would close the one the
+/// other kept.
+#[test]
+fn crossing_dials_keep_the_connection_the_lower_peer_id_dialled_at_both_ends() {
+    let (low, high) = (PeerId([1; 20]), PeerId([2; 20]));
+    let info = |theirs: PeerId, outgoing: bool| PeerInfo {
+        addr: "10.0.0.9:6881".parse().unwrap(),
+        peer_id: theirs,
+        supports_fast: true,
+        supports_extensions: false,
+        outgoing,
+    };
+    let closed = |actions: &[Action]| -> Vec<PeerKey> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Disconnect {
+                    peer,
+                    reason: DisconnectReason::Duplicate,
+                } => Some(*peer),
+                _ => None,
+            })
+            .collect()
+    };
+    // Connection X is dialled by `low`, Y by `high`. Both orders of arrival, at both ends.
+    for x_first in [true, false] {
+        for (us, them) in [(low, high), (high, low)] {
+            let mut rig = Rig::leecher(4);
+            rig.t = Torrent::new(
+                Lengths::new(4 * u64::from(PIECE), PIECE).unwrap(),
+                Bitfield::new(4),
+                Config {
+                    peer_id: us,
+                    ..Config::default()
+                },
+                rig.now,
+                1,
+            );
+            rig.drain();
+            let we_dialled_x = us == low;
+            let (x, y) = (PeerKey(1), PeerKey(2));
+            let arrivals = if x_first {
+                [(x, we_dialled_x), (y, !we_dialled_x)]
+            } else {
+                [(y, !we_dialled_x), (x, we_dialled_x)]
+            };
+            let mut dropped = Vec::new();
+            for (peer, outgoing) in arrivals {
+                let a = rig.input(Input::PeerConnected {
+                    peer,
+                    info: info(them, outgoing),
+                });
+                dropped.extend(closed(&a));
+            }
+            assert_eq!(
+                dropped,
+                vec![y],
+                "x first: {x_first}, we are the low id: {}",
+                us == low
+            );
+            rig.input(Input::PeerDisconnected { peer: y });
+            assert_eq!(rig.t.peers.len(), 1);
+            assert!(rig.t.peers.contains_key(&x));
+        }
+    }
+}
