@@ -98,6 +98,9 @@ pub(crate) struct Driver {
 
 struct Round {
     peers: HashMap<PeerKey, PeerSlot>,
+    /// Peers a move to QUIC was started for (one per peer, crossing dials or not), until
+    /// their QUIC connection ends.
+    moving: std::collections::HashSet<proto::PeerId>,
     dirty: Vec<PeerKey>,
     reads: Vec<(PeerKey, BlockRef)>,
     state: TorrentState,
@@ -111,6 +114,7 @@ impl Driver {
         crate::supervise::test_panic_point("torrent");
         let mut r = Round {
             peers: HashMap::new(),
+            moving: Default::default(),
             dirty: Vec::new(),
             reads: Vec::new(),
             state: if self.machine.is_complete() {
@@ -241,7 +245,11 @@ impl Driver {
                 }
             }
             NetEvent::Closed { peer, error } => {
-                if r.peers.remove(&peer).is_some() {
+                if let Some(slot) = r.peers.remove(&peer) {
+                    if slot.via == Via::Quic {
+                        // A later TCP connection to this peer may move again.
+                        r.moving.remove(&slot.info.peer_id);
+                    }
                     debug!(
                         key = peer.0,
                         error = error.as_deref().unwrap_or(""),
@@ -362,7 +370,12 @@ impl Driver {
     /// The peer's BEP 10 handshake on a TCP connection: remember its QUIC port for later
     /// dials, and move the connection to QUIC if the transport's rule says so
     /// ([`auto::moves_to_quic`]). Looked at once per connection.
-    fn look_for_quic_port(&mut self, r: &mut Round, peer: proto::torrent::PeerKey, msgs: &[Message]) {
+    fn look_for_quic_port(
+        &mut self,
+        r: &mut Round,
+        peer: proto::torrent::PeerKey,
+        msgs: &[Message],
+    ) {
         let Some(q) = &self.quic else {
             return;
         };
@@ -396,7 +409,7 @@ impl Driver {
             return;
         };
         let facts = auto::PathFacts {
-            outgoing: slot.info.outgoing,
+            we_decide: self.route.our_id.0 < slot.info.peer_id.0,
             quic_port: Some(quic_port),
             min_rtt,
             our_fabric: self.fabric.as_deref(),
@@ -404,14 +417,18 @@ impl Driver {
         };
         let quic_addr = std::net::SocketAddr::new(slot.info.addr.ip(), quic_port);
         if r.stopping
+            || r.moving.contains(&slot.info.peer_id)
             || q.is_unreachable(quic_addr)
             || !auto::moves_to_quic(self.transport, &facts)
         {
             return;
         }
+        r.moving.insert(slot.info.peer_id);
         debug!(addr = %slot.info.addr, %quic_addr, ?min_rtt, "moving to QUIC");
+        // Reported as dialled to the peer's listen address, which the address book knows
+        // (an incoming connection's source port is ephemeral).
         tokio::spawn(quic::move_to_quic(
-            slot.info.addr,
+            tcp_addr.unwrap_or(slot.info.addr),
             quic_addr,
             self.route.clone(),
             q.clone(),

@@ -119,16 +119,7 @@ impl Netns {
     /// [`Self::egress_bytes`] can count what it sends.
     pub fn count_egress(&self, dev: &str) -> Result<()> {
         tc(&[
-            "-n",
-            &self.name,
-            "qdisc",
-            "replace",
-            "dev",
-            dev,
-            "root",
-            "pfifo",
-            "limit",
-            "10000",
+            "-n", &self.name, "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "10000",
         ])
         .with_context(|| format!("put a FIFO on {dev} in {}", self.name))
     }

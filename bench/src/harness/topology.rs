@@ -221,7 +221,10 @@ impl Topology {
                 topo.hub
                     .ip(&["link", "add", &up, "type", "veth", "peer", "name", &core])?;
                 topo.hub.ip(&["link", "set", &up, "master", &br, "up"])?;
-                match spec.impair.filter(|_| spec.impair_at() == ImpairAt::Uplinks) {
+                match spec
+                    .impair
+                    .filter(|_| spec.impair_at() == ImpairAt::Uplinks)
+                {
                     None => topo
                         .hub
                         .ip(&["link", "set", &core, "master", "core", "up"])?,

@@ -8,15 +8,17 @@
 //! every random loss as CUBIC does. Loss alone hurts TCP little at LAN round trips (CUBIC
 //! regrows its window in a few round trips), so the round trip is what tells the two cases
 //! apart at connect time. The rule, under `auto`:
-//! - only a connection **we dialled** moves (one side decides, so the two ends never race to
-//!   replace it), and only to a peer that announced a QUIC port (instream peers do; other
-//!   clients never do, and stay on TCP);
+//! - **one end decides**: the one with the lower peer id, as for crossing dials
+//!   (`proto::torrent`), so the two ends never both dial QUIC for one pair; and only for a
+//!   peer that announced a QUIC port (instream peers do; other clients never do, and stay on
+//!   TCP);
 //! - a peer that names **our own fabric** stays on TCP: one data center is a LAN;
 //! - otherwise the connection moves when TCP's smallest round-trip sample is at least
 //!   [`SLOW_PATH_RTT`] (a WAN-like path, where QUIC with BBR measured better).
 //!
-//! Under `quic` a connection we dialled moves whenever the peer announced a QUIC port (the
-//! first dial may have gone to the TCP port number). Under `tcp` nothing moves.
+//! Under `quic` a TCP connection (a fallback) moves whenever the peer announced a QUIC port
+//! (the first dial may have gone to the TCP port number), the same end deciding. Under
+//! `tcp` nothing moves.
 //!
 //! Moving is a QUIC dial to the announced port; if its handshake is not done within the
 //! dial timeout (1 s: UDP blocked), the TCP connection simply goes on, so a blocked UDP path
@@ -37,8 +39,8 @@ pub const SLOW_PATH_RTT: Duration = Duration::from_millis(10);
 /// What a TCP connection knows when the peer's extension handshake arrives.
 #[derive(Debug, Clone, Copy)]
 pub struct PathFacts<'a> {
-    /// We dialled it.
-    pub outgoing: bool,
+    /// Our peer id is the lower of the two: this end decides.
+    pub we_decide: bool,
     /// The QUIC port the peer announced (`None`: not an instream peer, or no QUIC there).
     pub quic_port: Option<u16>,
     /// TCP's smallest round-trip sample (`None`: unknown).
@@ -51,14 +53,15 @@ pub struct PathFacts<'a> {
 
 /// True if the connection should move to QUIC (see the module header).
 pub fn moves_to_quic(transport: Transport, f: &PathFacts<'_>) -> bool {
-    if !f.outgoing || f.quic_port.is_none() {
+    if !f.we_decide || f.quic_port.is_none() {
         return false;
     }
     match transport {
         Transport::Tcp => false,
         Transport::Quic => true,
         Transport::Auto => {
-            let same_fabric = matches!((f.our_fabric, f.their_fabric), (Some(a), Some(b)) if a == b);
+            let same_fabric =
+                matches!((f.our_fabric, f.their_fabric), (Some(a), Some(b)) if a == b);
             !same_fabric && f.min_rtt.is_some_and(|r| r >= SLOW_PATH_RTT)
         }
     }
@@ -70,7 +73,7 @@ mod tests {
 
     fn facts(rtt_ms: u64) -> PathFacts<'static> {
         PathFacts {
-            outgoing: true,
+            we_decide: true,
             quic_port: Some(6881),
             min_rtt: Some(Duration::from_millis(rtt_ms)),
             our_fabric: Some("f1"),
@@ -79,11 +82,14 @@ mod tests {
     }
 
     #[test]
-    fn auto_moves_only_slow_paths_to_other_fabrics_of_instream_peers_we_dialled() {
+    fn auto_moves_only_slow_paths_to_other_fabrics_of_instream_peers_and_one_end_decides() {
         let a = Transport::Auto;
         assert!(moves_to_quic(a, &facts(30)), "30 ms across fabrics moves");
         assert!(moves_to_quic(a, &facts(10)), "the threshold itself moves");
-        assert!(!moves_to_quic(a, &facts(1)), "a LAN round trip stays on TCP");
+        assert!(
+            !moves_to_quic(a, &facts(1)),
+            "a LAN round trip stays on TCP"
+        );
         let same = PathFacts {
             their_fabric: Some("f1"),
             ..facts(30)
@@ -94,17 +100,20 @@ mod tests {
             their_fabric: None,
             ..facts(30)
         };
-        assert!(moves_to_quic(a, &unknown), "no fabrics: the round trip decides");
+        assert!(
+            moves_to_quic(a, &unknown),
+            "no fabrics: the round trip decides"
+        );
         let libtorrent = PathFacts {
             quic_port: None,
             ..facts(30)
         };
         assert!(!moves_to_quic(a, &libtorrent), "no QUIC port: not ours");
-        let incoming = PathFacts {
-            outgoing: false,
+        let other_end = PathFacts {
+            we_decide: false,
             ..facts(30)
         };
-        assert!(!moves_to_quic(a, &incoming), "the dialler decides");
+        assert!(!moves_to_quic(a, &other_end), "the lower peer id decides");
         let no_rtt = PathFacts {
             min_rtt: None,
             ..facts(30)
@@ -115,6 +124,11 @@ mod tests {
     #[test]
     fn quic_moves_every_dialled_instream_peer_and_tcp_none() {
         assert!(moves_to_quic(Transport::Quic, &facts(0)));
+        let other_end = PathFacts {
+            we_decide: false,
+            ..facts(0)
+        };
+        assert!(!moves_to_quic(Transport::Quic, &other_end));
         assert!(!moves_to_quic(Transport::Tcp, &facts(30)));
         let libtorrent = PathFacts {
             quic_port: None,
