@@ -88,7 +88,8 @@ pub struct SwarmArgs {
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub instream_peer_args: String,
     /// Transports instream runs with (`--transport` of its seed and peers), each its own
-    /// column: `tcp,quic` puts QUIC beside TCP in the same rounds.
+    /// column: `tcp,quic` puts QUIC beside TCP in the same rounds; `quic+bbr` adds
+    /// `--quic-congestion bbr`.
     #[arg(long, value_delimiter = ',', default_value = "tcp")]
     pub transports: Vec<String>,
     /// One-way delay added to every frame a host sends, ms (a userspace delay line; round
@@ -253,8 +254,16 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         .map(|(_, t)| {
             let mut tools = tools.clone();
             if let Some(t) = t {
+                // `quic+bbr`: a transport and its QUIC congestion control.
+                let (t, cc) = match t.split_once('+') {
+                    Some((t, cc)) => (t, Some(cc)),
+                    None => (*t, None),
+                };
                 for args in [&mut tools.seed_args, &mut tools.peer_args] {
                     args.extend(["--transport".to_string(), t.to_string()]);
+                    if let Some(cc) = cc {
+                        args.extend(["--quic-congestion".to_string(), cc.to_string()]);
+                    }
                 }
             }
             tools
