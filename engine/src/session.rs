@@ -422,6 +422,9 @@ impl Session {
         let mut config = opts.config.unwrap_or_else(|| inner.config.torrent.clone());
         config.listen_port = inner.config.torrent.listen_port;
         config.quic_port = inner.config.torrent.quic_port;
+        // The machine compares it with peers' ids (crossing dials, fabric rank): it must be
+        // the id our handshakes carry.
+        config.peer_id = inner.our_id;
         let seed = rand::random::<u64>();
         let now = Instant::now();
         let machine = Torrent::new(meta.lengths, have, config, now, seed);

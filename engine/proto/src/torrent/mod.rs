@@ -56,6 +56,9 @@ const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
 const REQUEST_QUEUE_TIME: Duration = Duration::from_millis(300);
 /// A peer that dropped us is dialled again after this pause.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// A seed we left while complete ourselves is not dialled again for this long: neither will
+/// ever need the other (every redial was refused as not useful at once).
+const BOTH_SEEDS_PAUSE: Duration = Duration::from_secs(3600);
 /// Client name in our extension handshake.
 const CLIENT_NAME: &str = concat!("instream/", env!("CARGO_PKG_VERSION"));
 
@@ -510,15 +513,20 @@ impl Torrent {
                     .push(p.info.addr);
             }
         } else {
+            let pause = if self.picker.have().is_full() && p.is_seed() {
+                BOTH_SEEDS_PAUSE
+            } else {
+                RECONNECT_PAUSE
+            };
             if p.info.outgoing {
-                self.book.disconnected(p.info.addr, now, RECONNECT_PAUSE);
+                self.book.disconnected(p.info.addr, now, pause);
             }
             for addr in self
                 .duplicate_dials
                 .remove(&p.info.peer_id)
                 .unwrap_or_default()
             {
-                self.book.disconnected(addr, now, RECONNECT_PAUSE);
+                self.book.disconnected(addr, now, pause);
             }
         }
         if p.fabric.is_some() {

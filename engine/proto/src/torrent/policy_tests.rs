@@ -663,3 +663,53 @@ fn crossing_dials_keep_the_connection_the_lower_peer_id_dialled_at_both_ends() {
         }
     }
 }
+
+/// Two seeds part at once as not useful to each other; the complete side must not dial the
+/// other seed back a few seconds later (each such redial was refused at once, all through
+/// `--seed-for`), but a leecher that left is dialled again.
+#[test]
+fn a_complete_torrent_does_not_redial_a_seed_it_left() {
+    let mut rig = Rig::seed(4, Config::default());
+    let (seed, leecher): (std::net::SocketAddr, std::net::SocketAddr) = (
+        "10.0.0.1:6881".parse().unwrap(),
+        "10.0.0.2:6881".parse().unwrap(),
+    );
+    rig.input(Input::PeersDiscovered {
+        addrs: vec![seed, leecher],
+    });
+    for (k, addr) in [(1u64, seed), (2, leecher)] {
+        let info = PeerInfo {
+            addr,
+            peer_id: PeerId([k as u8; 20]),
+            supports_fast: true,
+            supports_extensions: false,
+            outgoing: true,
+        };
+        rig.input(Input::PeerConnected {
+            peer: PeerKey(k),
+            info,
+        });
+    }
+    let a = rig.send(PeerKey(1), Message::HaveAll);
+    assert_eq!(disconnects(&a), 1, "two seeds stay connected: {a:?}");
+    rig.input(Input::PeerDisconnected { peer: PeerKey(1) });
+    rig.input(Input::PeerDisconnected { peer: PeerKey(2) });
+    let mut dialled = Vec::new();
+    for _ in 0..(60 * 4) {
+        rig.now += Duration::from_millis(250);
+        rig.t.handle_timeout(rig.now);
+        for a in rig.drain() {
+            if let Action::Connect { addr } = a {
+                dialled.push(addr);
+            }
+        }
+    }
+    assert!(
+        dialled.contains(&leecher),
+        "the leecher was not dialled again"
+    );
+    assert!(
+        !dialled.contains(&seed),
+        "the seed was dialled again: {dialled:?}"
+    );
+}
