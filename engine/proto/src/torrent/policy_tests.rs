@@ -677,16 +677,16 @@ fn a_complete_torrent_does_not_redial_a_seed_it_left() {
     rig.input(Input::PeersDiscovered {
         addrs: vec![seed, leecher],
     });
-    for (k, addr) in [(1u64, seed), (2, leecher)] {
+    for (k, addr) in [(1u8, seed), (2, leecher)] {
         let info = PeerInfo {
             addr,
-            peer_id: PeerId([k as u8; 20]),
+            peer_id: PeerId([k; 20]),
             supports_fast: true,
             supports_extensions: false,
             outgoing: true,
         };
         rig.input(Input::PeerConnected {
-            peer: PeerKey(k),
+            peer: PeerKey(k.into()),
             info,
         });
     }
