@@ -23,7 +23,9 @@
 //! both are one `None` check per read or batch: the plaintext path is unchanged.
 //!
 //! Either task ending (EOF, error, protocol violation, or [`PeerWriter::close`]) cancels the
-//! other; the reader then reports [`NetEvent::Closed`] exactly once.
+//! other; the reader then reports [`NetEvent::Closed`] exactly once. A cancelled writer still
+//! writes what was queued before the close, as far as the stream takes it without waiting,
+//! then shuts its side down.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -53,6 +55,19 @@ const MAX_WRITE_BATCH: usize = 1024 * 1024;
 /// with their headers).
 const MAX_IOVECS: usize = 64;
 
+/// Which transport a connection runs on, with what it measured of the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// TCP; `min_rtt` is the kernel's smallest round-trip sample so far (TCP_INFO), taken
+    /// when the BitTorrent handshakes were done.
+    Tcp {
+        /// `None` where TCP_INFO is not available.
+        min_rtt: Option<std::time::Duration>,
+    },
+    /// A QUIC stream.
+    Quic,
+}
+
 /// What connection tasks tell their torrent task.
 #[derive(Debug)]
 pub enum NetEvent {
@@ -64,6 +79,8 @@ pub enum NetEvent {
         info: PeerInfo,
         /// The write side.
         writer: PeerWriter,
+        /// The transport.
+        via: Via,
     },
     /// Messages from one read, in order.
     Messages {
@@ -169,8 +186,11 @@ pub async fn run(
     events: mpsc::Sender<NetEvent>,
     parent: &CancellationToken,
 ) {
+    let via = Via::Tcp {
+        min_rtt: crate::net::tcp::min_rtt(&stream),
+    };
     let (rd, wr) = stream.into_split();
-    run_halves(rd, wr, leftover, ciphers, peer, info, events, parent).await
+    run_halves(rd, wr, leftover, ciphers, peer, info, via, events, parent).await
 }
 
 /// [`run`] over any pair of stream halves (a QUIC stream's receive and send sides).
@@ -182,6 +202,7 @@ pub async fn run_halves<R, W>(
     ciphers: Option<Ciphers>,
     peer: PeerKey,
     info: PeerInfo,
+    via: Via,
     events: mpsc::Sender<NetEvent>,
     parent: &CancellationToken,
 ) where
@@ -202,7 +223,12 @@ pub async fn run_halves<R, W>(
     };
     let span = tracing::debug_span!("peer", addr = %info.addr, key = peer.0);
     if events
-        .send(NetEvent::Connected { peer, info, writer })
+        .send(NetEvent::Connected {
+            peer,
+            info,
+            writer,
+            via,
+        })
         .await
         .is_err()
     {
@@ -353,9 +379,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut small = BytesMut::with_capacity(4096);
     let mut out = Outbox::default();
     loop {
+        // The queue before the close: what was queued before a close (a final reject or
+        // have) still goes out, and a closed writer stops once the queue is empty.
         let first = tokio::select! {
-            _ = cancel.cancelled() => break,
+            biased;
             b = rx.recv() => match b { Some(b) => b, None => break },
+            _ = cancel.cancelled() => break,
         };
         let mut payload = encode_batch(first, &mut small, &mut out);
         // Coalesce whatever else is already queued.
@@ -377,9 +406,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 .take(MAX_IOVECS)
                 .map(|c| IoSlice::new(c))
                 .collect();
+            // A write that can go now goes; one that waits (a peer that stopped reading)
+            // gives way to a close.
             let n = tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
+                biased;
                 r = wr.write_vectored(&slices) => r?,
+                _ = cancel.cancelled() => return Ok(()),
             };
             drop(slices);
             if n == 0 {
@@ -395,8 +427,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 bytes: payload,
             };
             tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
+                biased;
                 r = events.send(written) => if r.is_err() { return Ok(()) },
+                _ = cancel.cancelled() => return Ok(()),
             }
         }
         if small.capacity() < 1024 {

@@ -11,6 +11,11 @@
 //!
 //! Invariant: a peer is in `peers` from its `Connected` event until the machine has been
 //! told `PeerDisconnected` for it, exactly once, whichever side closed first.
+//!
+//! Transports: a QUIC connection of a peer id we hold over TCP replaces the TCP one (the
+//! TCP one is closed and its end told to the machine before the QUIC one is), at both ends,
+//! which is how a connection moves to QUIC (`net::auto`, `net::quic::move_to_quic`). The
+//! peer's BEP 10 handshake on a TCP connection is read here too, for its QUIC port.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,10 +28,10 @@ use proto::wire::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::connection::{NetEvent, PeerWriter};
+use crate::connection::{NetEvent, PeerWriter, Via};
 use crate::disk::DiskPool;
 use crate::meta::TorrentMeta;
-use crate::net::{OwnAddresses, Quic, Route, SocketOptions, quic};
+use crate::net::{OwnAddresses, Quic, Route, SocketOptions, Transport, auto, quic};
 use crate::session::{TorrentState, TorrentStatus};
 use crate::storage::Storage;
 use crate::verify::verify_and_write;
@@ -57,6 +62,10 @@ pub enum Control {
 struct PeerSlot {
     writer: PeerWriter,
     out: Vec<Message>,
+    info: proto::torrent::PeerInfo,
+    via: Via,
+    /// The peer's BEP 10 handshake was looked at (for TCP connections: its QUIC port).
+    ext_seen: bool,
 }
 
 /// Everything the torrent task owns.
@@ -67,8 +76,12 @@ pub(crate) struct Driver {
     pub disk: Arc<DiskPool>,
     pub route: Route,
     pub socket: SocketOptions,
-    /// Dial QUIC first (`Transport::Quic`), with TCP as the fallback.
+    /// The session's QUIC endpoint (any transport but `Tcp`).
     pub quic: Option<Arc<Quic>>,
+    /// `--transport`: whether dials try QUIC first, and which connections move to QUIC.
+    pub transport: Transport,
+    /// Our fabric, for the `auto` rule.
+    pub fabric: Option<String>,
     /// Where we would reach ourselves (never dialled).
     pub own: Arc<OwnAddresses>,
     pub net_rx: mpsc::Receiver<NetEvent>,
@@ -85,6 +98,9 @@ pub(crate) struct Driver {
 
 struct Round {
     peers: HashMap<PeerKey, PeerSlot>,
+    /// Peers a move to QUIC was started for (one per peer, crossing dials or not), until
+    /// their QUIC connection ends.
+    moving: std::collections::HashSet<proto::PeerId>,
     dirty: Vec<PeerKey>,
     reads: Vec<(PeerKey, BlockRef)>,
     state: TorrentState,
@@ -98,6 +114,7 @@ impl Driver {
         crate::supervise::test_panic_point("torrent");
         let mut r = Round {
             peers: HashMap::new(),
+            moving: Default::default(),
             dirty: Vec::new(),
             reads: Vec::new(),
             state: if self.machine.is_complete() {
@@ -191,22 +208,34 @@ impl Driver {
 
     fn on_net(&mut self, r: &mut Round, e: NetEvent) {
         match e {
-            NetEvent::Connected { peer, info, writer } => {
+            NetEvent::Connected {
+                peer,
+                info,
+                writer,
+                via,
+            } => {
                 if r.stopping {
                     writer.close();
                     return;
                 }
-                debug!(addr = %info.addr, key = peer.0, outgoing = info.outgoing, "peer connected");
+                debug!(addr = %info.addr, key = peer.0, outgoing = info.outgoing, ?via, "peer connected");
+                if via == Via::Quic {
+                    self.replace_tcp_of(r, &info);
+                }
                 r.peers.insert(
                     peer,
                     PeerSlot {
                         writer,
                         out: Vec::new(),
+                        info: info.clone(),
+                        via,
+                        ext_seen: via == Via::Quic,
                     },
                 );
                 self.feed(r, Input::PeerConnected { peer, info });
             }
             NetEvent::Messages { peer, msgs } => {
+                self.look_for_quic_port(r, peer, &msgs);
                 for msg in msgs {
                     // The machine may drop the peer half-way through a batch.
                     if !r.peers.contains_key(&peer) {
@@ -216,7 +245,11 @@ impl Driver {
                 }
             }
             NetEvent::Closed { peer, error } => {
-                if r.peers.remove(&peer).is_some() {
+                if let Some(slot) = r.peers.remove(&peer) {
+                    if slot.via == Via::Quic {
+                        // A later TCP connection to this peer may move again.
+                        r.moving.remove(&slot.info.peer_id);
+                    }
                     debug!(
                         key = peer.0,
                         error = error.as_deref().unwrap_or(""),
@@ -270,7 +303,7 @@ impl Driver {
                             addr,
                             self.route.clone(),
                             self.socket,
-                            self.quic.clone(),
+                            self.quic.clone().filter(|_| self.transport.dials_quic()),
                         ));
                     }
                 }
@@ -312,6 +345,94 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// A QUIC connection of `info`'s peer id came up: its TCP connection, if any, is closed
+    /// first, so the machine sees the QUIC one as the only one (not as a duplicate).
+    fn replace_tcp_of(&mut self, r: &mut Round, info: &proto::torrent::PeerInfo) {
+        let old = r
+            .peers
+            .iter()
+            .find(|(_, s)| s.info.peer_id == info.peer_id && matches!(s.via, Via::Tcp { .. }))
+            .map(|(k, _)| *k);
+        if let Some(old) = old
+            && let Some(slot) = r.peers.remove(&old)
+        {
+            debug!(key = old.0, addr = %slot.info.addr, "moved to QUIC; closing the TCP connection");
+            if !slot.out.is_empty() {
+                slot.writer.send(slot.out);
+            }
+            slot.writer.close();
+            self.feed(r, Input::PeerDisconnected { peer: old });
+        }
+    }
+
+    /// The peer's BEP 10 handshake on a TCP connection: remember its QUIC port for later
+    /// dials, and move the connection to QUIC if the transport's rule says so
+    /// ([`auto::moves_to_quic`]). Looked at once per connection.
+    fn look_for_quic_port(
+        &mut self,
+        r: &mut Round,
+        peer: proto::torrent::PeerKey,
+        msgs: &[Message],
+    ) {
+        let Some(q) = &self.quic else {
+            return;
+        };
+        let Some(slot) = r.peers.get_mut(&peer).filter(|s| !s.ext_seen) else {
+            return;
+        };
+        let Some(payload) = msgs.iter().find_map(|m| match m {
+            Message::Extended { id: 0, payload } => Some(payload),
+            _ => None,
+        }) else {
+            return;
+        };
+        slot.ext_seen = true;
+        let Ok(hs) = proto::wire::extension::ExtendedHandshake::decode(payload) else {
+            return; // the machine judges a bad handshake
+        };
+        let Some(quic_port) = hs.quic_port else {
+            return;
+        };
+        // The peer's TCP listen address: the one we dialled, or its source IP and `p`.
+        let tcp_addr = if slot.info.outgoing {
+            Some(slot.info.addr)
+        } else {
+            hs.listen_port
+                .map(|p| std::net::SocketAddr::new(slot.info.addr.ip(), p))
+        };
+        if let Some(a) = tcp_addr {
+            q.learn_port(a, quic_port);
+        }
+        let Via::Tcp { min_rtt } = slot.via else {
+            return;
+        };
+        let facts = auto::PathFacts {
+            we_decide: self.route.our_id.0 < slot.info.peer_id.0,
+            quic_port: Some(quic_port),
+            min_rtt,
+            our_fabric: self.fabric.as_deref(),
+            their_fabric: hs.fabric.as_deref(),
+        };
+        let quic_addr = std::net::SocketAddr::new(slot.info.addr.ip(), quic_port);
+        if r.stopping
+            || r.moving.contains(&slot.info.peer_id)
+            || q.is_unreachable(quic_addr)
+            || !auto::moves_to_quic(self.transport, &facts)
+        {
+            return;
+        }
+        r.moving.insert(slot.info.peer_id);
+        debug!(addr = %slot.info.addr, %quic_addr, ?min_rtt, "moving to QUIC");
+        // Reported as dialled to the peer's listen address, which the address book knows
+        // (an incoming connection's source port is ephemeral).
+        tokio::spawn(quic::move_to_quic(
+            tcp_addr.unwrap_or(slot.info.addr),
+            quic_addr,
+            self.route.clone(),
+            q.clone(),
+        ));
     }
 
     fn begin_stop(&mut self, r: &mut Round, waiter: Option<oneshot::Sender<()>>) {

@@ -422,6 +422,9 @@ impl Session {
         let mut config = opts.config.unwrap_or_else(|| inner.config.torrent.clone());
         config.listen_port = inner.config.torrent.listen_port;
         config.quic_port = inner.config.torrent.quic_port;
+        // The machine compares it with peers' ids (crossing dials, fabric rank): it must be
+        // the id our handshakes carry.
+        config.peer_id = inner.our_id;
         let seed = rand::random::<u64>();
         let now = Instant::now();
         let machine = Torrent::new(meta.lengths, have, config, now, seed);
@@ -461,10 +464,9 @@ impl Session {
             disk: inner.disk.clone(),
             route,
             socket: inner.config.socket,
-            quic: inner
-                .quic
-                .clone()
-                .filter(|_| inner.config.transport.dials_quic()),
+            quic: inner.quic.clone(),
+            transport: inner.config.transport,
+            fabric: inner.config.torrent.fabric.clone(),
             own: inner.own.clone(),
             net_rx,
             ctl_rx,

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::Command;
 
+use instream_bench::harness::delay_line::Impairment;
 use instream_bench::harness::topology::{Link, Topology, TopologySpec, host_addr};
 use support::*;
 
@@ -29,11 +30,20 @@ fn distinct_addrs(n: usize) -> Vec<SocketAddr> {
 }
 
 fn quic_args(listen: SocketAddr, peers: &[SocketAddr], seed_for: u32) -> Vec<String> {
+    transport_args("quic", listen, peers, seed_for)
+}
+
+fn transport_args(
+    transport: &str,
+    listen: SocketAddr,
+    peers: &[SocketAddr],
+    seed_for: u32,
+) -> Vec<String> {
     let mut a = vec![
         "--listen".to_string(),
         listen.to_string(),
         "--transport".into(),
-        "quic".into(),
+        transport.into(),
         "--seed-for".into(),
         seed_for.to_string(),
     ];
@@ -281,4 +291,104 @@ fn tc_in(topo: &Topology, i: usize, args: &[&str]) -> String {
             .args(["netns", "exec", topo.host_ns(i).name(), "tc"])
             .args(args),
     )
+}
+
+/// `--transport auto` across two fabrics whose uplinks add 15 ms each way (the delay line:
+/// 30 ms round trips between fabrics, LAN ones within): the seed and peer 1 share fabric f1,
+/// peer 2 is in f2. Connections start on TCP; the two that cross fabrics (peer 2 with the
+/// seed and with peer 1) move to QUIC, the one within f1 stays on TCP, and all complete.
+#[test]
+fn auto_moves_cross_fabric_connections_to_quic_and_keeps_tcp_within_a_fabric() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("auto_moves...: skipped: network namespaces need root");
+        return;
+    }
+    const LEN: usize = 4 * 1024 * 1024;
+    const PORT: u16 = 6881;
+    let work = temp_dir();
+    let payload = work.path().join("src/payload.bin");
+    write_payload(&payload, LEN, 114);
+    let torrent = work.path().join("t.torrent");
+    instream_create(&payload, PIECE, &[], &torrent);
+    let link = Link {
+        up_mbit: 200.0,
+        down_mbit: 200.0,
+    };
+    let imp = Impairment {
+        delay: std::time::Duration::from_millis(15),
+        loss: 0.0,
+    };
+    let topo =
+        Topology::build(TopologySpec::star(2, 2, link, None).impaired(imp)).expect("namespaces");
+    let fabric = |i: usize| topo.fabric_name(i).to_string();
+    assert_eq!(
+        (fabric(0), fabric(1), fabric(2)),
+        ("f1".into(), "f1".into(), "f2".into())
+    );
+    let addr = |i: usize| SocketAddr::from((host_addr(i), PORT));
+    let in_ns = |i: usize, program: &str| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", topo.host_ns(i).name()])
+            .arg(bin(program));
+        c
+    };
+    let mut seed_cmd = in_ns(0, "instream-seed");
+    seed_cmd
+        .arg("serve")
+        .arg(&torrent)
+        .arg("--data")
+        .arg(&payload)
+        .args(["--listen", &addr(0).to_string(), "--transport", "auto"])
+        .args(["--fabric", "f1"])
+        .env("RUST_LOG", "info");
+    let mut seed = Proc::spawn("instream-seed", seed_cmd);
+    wait_for(
+        || listening_in(seed.pid(), PORT) || seed.try_wait().is_some(),
+        STARTUP_TIMEOUT,
+        "instream-seed to listen",
+    );
+    assert!(
+        seed.try_wait().is_none(),
+        "seed exited\n{}",
+        seed.output_tail()
+    );
+    let mut peers: Vec<Proc> = (1..=2)
+        .map(|i| {
+            let mut c = in_ns(i, "instream-peer");
+            let args = transport_args("auto", addr(i), &[addr(0), addr(3 - i)], 3);
+            c.arg("get")
+                .arg(&torrent)
+                .arg("--out")
+                .arg(work.path().join(format!("out{i}")))
+                .arg("--json")
+                .args(args)
+                .args(["--fabric", &fabric(i)])
+                .env("RUST_LOG", "info");
+            Proc::spawn(&format!("instream-peer-{i}"), c)
+        })
+        .collect();
+    let mut quic = Vec::new();
+    for (k, p) in peers.iter_mut().enumerate() {
+        let i = k + 1;
+        p.wait_success(TRANSFER_TIMEOUT);
+        assert_same_file(&payload, &work.path().join(format!("out{i}/payload.bin")));
+        quic.push(PeerSummary::of(p));
+    }
+    seed.terminate(std::time::Duration::from_secs(10));
+    // Peer 1's only cross-fabric connection is to peer 2: one QUIC connection, and its
+    // connection to the seed (same fabric) stayed TCP (else it would count two).
+    assert_eq!(
+        quic[0].u64("quic_connections"),
+        1,
+        "peer 1 (f1): {}",
+        quic[0].0
+    );
+    // Peer 2 crosses fabrics to both.
+    assert_eq!(
+        quic[1].u64("quic_connections"),
+        2,
+        "peer 2 (f2): {}",
+        quic[1].0
+    );
 }

@@ -115,6 +115,15 @@ impl Netns {
         .with_context(|| format!("shape {dev} in {} to {mbit} Mbit/s", self.name))
     }
 
+    /// Gives unshaped `dev` a plain FIFO root qdisc (veths have none), so that
+    /// [`Self::egress_bytes`] can count what it sends.
+    pub fn count_egress(&self, dev: &str) -> Result<()> {
+        tc(&[
+            "-n", &self.name, "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "10000",
+        ])
+        .with_context(|| format!("put a FIFO on {dev} in {}", self.name))
+    }
+
     /// Bytes sent so far through the root qdisc of `dev` (wire bytes: headers and
     /// retransmissions included).
     pub fn egress_bytes(&self, dev: &str) -> Result<u64> {

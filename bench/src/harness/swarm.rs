@@ -20,9 +20,10 @@ use super::clients::{
 };
 use super::delay_line::Impairment;
 use super::netns;
+use super::path_probe;
 use super::process::Child;
 use super::report::{Table, f, median};
-use super::topology::{Link, Topology, TopologySpec, host_addr};
+use super::topology::{ImpairAt, Link, Topology, TopologySpec, host_addr};
 use super::util::{
     GIB, ScratchDir, fmt_size, fresh_dir, install_interrupt_handler, is_root, mktorrent,
     parse_size, same_file, sync_disks, wait_until, write_payload,
@@ -58,7 +59,8 @@ pub struct SwarmArgs {
     /// Number of fabrics (bridges); peers are spread round-robin, the seed is in the first.
     #[arg(long, default_value_t = 1)]
     pub fabrics: usize,
-    /// Rate of each fabric's link to the core, each way, Mbit/s (with --fabrics > 1).
+    /// Rate of each fabric's link to the core, each way, Mbit/s (with --fabrics > 1;
+    /// unshaped without it).
     #[arg(long)]
     pub fabric_mbit: Option<f64>,
     /// Give up on a round after this many seconds.
@@ -86,14 +88,16 @@ pub struct SwarmArgs {
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub instream_peer_args: String,
     /// Transports instream runs with (`--transport` of its seed and peers), each its own
-    /// column: `tcp,quic` puts QUIC beside TCP in the same rounds.
+    /// column: `tcp,quic` puts QUIC beside TCP in the same rounds; `quic+bbr` adds
+    /// `--quic-congestion bbr`.
     #[arg(long, value_delimiter = ',', default_value = "tcp")]
     pub transports: Vec<String>,
     /// One-way delay added to every frame a host sends, ms (a userspace delay line; round
-    /// trips between hosts take twice this). 0: none.
+    /// trips between hosts take twice this). With --fabrics > 1 it applies to every frame
+    /// leaving a fabric instead, so only cross-fabric round trips take twice this. 0: none.
     #[arg(long, default_value_t = 0.0)]
     pub delay_ms: f64,
-    /// Share of the frames each host sends that are dropped, percent (with the delay line).
+    /// Share of the frames dropped, percent (on the same links as --delay-ms).
     #[arg(long, default_value_t = 0.0)]
     pub loss_pct: f64,
     /// Time libtorrent peers from their spawn (python start-up included) instead of from the
@@ -201,10 +205,6 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         a.peers >= 1 && a.rounds >= 1 && !a.clients.is_empty(),
         "need at least one peer, round and client"
     );
-    ensure!(
-        a.fabrics == 1 || a.fabric_mbit.is_some(),
-        "--fabrics > 1 needs --fabric-mbit"
-    );
     let tools = Tools::for_run(
         a.bin_dir.clone(),
         a.verbose,
@@ -254,8 +254,16 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         .map(|(_, t)| {
             let mut tools = tools.clone();
             if let Some(t) = t {
+                // `quic+bbr`: a transport and its QUIC congestion control.
+                let (t, cc) = match t.split_once('+') {
+                    Some((t, cc)) => (t, Some(cc)),
+                    None => (*t, None),
+                };
                 for args in [&mut tools.seed_args, &mut tools.peer_args] {
                     args.extend(["--transport".to_string(), t.to_string()]);
+                    if let Some(cc) = cc {
+                        args.extend(["--quic-congestion".to_string(), cc.to_string()]);
+                    }
                 }
             }
             tools
@@ -289,12 +297,17 @@ pub fn run(a: SwarmArgs) -> Result<()> {
         .map(|t| format!("{} = {:.3} s", t.name, t.secs))
         .collect();
     println!("lower bound {bound:.3} s  ({})", shown.join(", "));
-    if let Some(imp) = spec_impair(&topo) {
+    if let Some(imp) = topo.spec.impair {
+        let at = match topo.spec.impair_at() {
+            ImpairAt::Hosts => "every host link",
+            ImpairAt::Uplinks => "every fabric uplink (cross-fabric paths only)",
+        };
         println!(
-            "every host link: {:.1} ms one-way delay, {:.2} % loss (userspace delay line: this kernel has no netem)",
+            "{at}: {:.1} ms one-way delay, {:.2} % loss (userspace delay line: this kernel has no netem)",
             imp.delay.as_secs_f64() * 1000.0,
             imp.loss * 100.0
         );
+        print_paths(&topo)?;
     }
     println!(
         "timing: instream peers from their spawn; libtorrent peers from {}\n",
@@ -410,8 +423,32 @@ fn cross_fabric_copies(topo: &Topology, before: &[u64], payload: u64) -> Result<
         .fold(f64::NAN, f64::max))
 }
 
-fn spec_impair(topo: &Topology) -> Option<Impairment> {
-    topo.spec.impair
+/// Measures the paths the impairment should (and, across fabrics, should not) touch, so
+/// that the figures say what the links really did.
+fn print_paths(topo: &Topology) -> Result<()> {
+    let n = topo.spec.hosts.len();
+    let mut pairs = vec![("origin to host 1", 0, 1)];
+    if topo.multi_fabric() {
+        // Peers are spread round-robin: host 1 and host 3 share fabric 0 with the origin,
+        // host 2 is in fabric 1.
+        if n > 3 {
+            pairs = vec![("within a fabric (1 to 3)", 1, 3)];
+        } else {
+            pairs.clear();
+        }
+        if n > 2 {
+            pairs.push(("across fabrics (1 to 2)", 1, 2));
+        }
+    }
+    for (what, a, b) in pairs {
+        let p = path_probe::probe(topo, a, b, 500).with_context(|| format!("probe {what}"))?;
+        println!(
+            "measured {what}: rtt median {:.1} ms, one-way loss {:.1} %",
+            p.rtt_median.as_secs_f64() * 1000.0,
+            p.one_way_loss() * 100.0
+        );
+    }
+    Ok(())
 }
 
 /// Display names of the entries: the client, `/TRANSPORT` on instream's unless every one is

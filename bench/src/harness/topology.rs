@@ -9,10 +9,20 @@
 //!
 //! All hosts share one /16, so fabrics are joined at layer 2 and no routing is needed. With one
 //! fabric there is no core bridge and hosts hang off `fab0` directly. Host 0 is the origin.
-//! With an [`Impairment`] (netem's delay and loss, which this kernel lacks), `h<i>` leaves the
-//! bridge and a [`DelayLine`] joins it to a veth `x<i>`/`y<i>` whose `y<i>` end takes its place:
-//! every frame a host sends is delayed (and some lost) once, so host-to-host round trips take
-//! twice the delay.
+//! With an [`Impairment`] (netem's delay and loss, which this kernel lacks) a [`DelayLine`]
+//! delays (and loses some of) every frame sent into it once; where it sits is
+//! [`ImpairAt`]:
+//! - one fabric ([`ImpairAt::Hosts`]): `h<i>` leaves the bridge and the line joins it to a
+//!   veth `x<i>`/`y<i>` whose `y<i>` end takes its place, so host-to-host round trips take
+//!   twice the delay;
+//! - several fabrics ([`ImpairAt::Uplinks`]): `f<k>core` leaves the core bridge and the line
+//!   joins it to a veth `u<k>`/`v<k>` whose `v<k>` end takes its place, so only cross-fabric
+//!   paths are impaired (a round trip crosses two uplinks: twice the delay) and hosts of one
+//!   fabric talk as on a clean link. This is the issue's "delay and loss on cross-fabric
+//!   links".
+//!
+//! Either way every host's `eth0` sends one packet per frame (`gso_max_segs 1`), so a lost
+//! frame is one lost packet.
 //! The [`TopologySpec`] is plain data (it also computes the lower bound), so a fabric variant
 //! is a different spec, not different code.
 
@@ -49,8 +59,17 @@ pub struct TopologySpec {
     /// Host 0 is the origin (seed).
     pub hosts: Vec<HostSpec>,
     pub fabrics: Vec<FabricSpec>,
-    /// Delay and loss on every frame a host sends (`None`: none).
+    /// Delay and loss (`None`: none), on the links [`TopologySpec::impair_at`] says.
     pub impair: Option<Impairment>,
+}
+
+/// Which links a [`TopologySpec::impair`] applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImpairAt {
+    /// Every host's access link (every frame a host sends).
+    Hosts,
+    /// Each fabric's link to the core (every frame leaving a fabric), not links within one.
+    Uplinks,
 }
 
 /// One term of the lower bound, for printing.
@@ -87,11 +106,21 @@ impl TopologySpec {
         }
     }
 
-    /// The same topology with `imp` on every host's link.
+    /// The same topology with `imp`: on the fabric uplinks with several fabrics, else on
+    /// every host's link ([`ImpairAt`]).
     pub fn impaired(self, imp: Impairment) -> TopologySpec {
         TopologySpec {
             impair: Some(imp),
             ..self
+        }
+    }
+
+    /// Where [`Self::impair`] applies: between fabrics when there are several.
+    pub fn impair_at(&self) -> ImpairAt {
+        if self.fabrics.len() > 1 {
+            ImpairAt::Uplinks
+        } else {
+            ImpairAt::Hosts
         }
     }
 
@@ -143,7 +172,10 @@ impl TopologySpec {
 pub struct Topology {
     pub spec: TopologySpec,
     // Field order matters for Drop: the delay lines stop first, hosts go before the hub.
+    /// Per host, with [`ImpairAt::Hosts`].
     lines: Vec<DelayLine>,
+    /// Per fabric, with [`ImpairAt::Uplinks`].
+    uplink_lines: Vec<DelayLine>,
     hosts: Vec<Netns>,
     hub: Netns,
 }
@@ -171,6 +203,7 @@ impl Topology {
         let mut topo = Topology {
             spec: spec.clone(),
             lines: Vec::new(),
+            uplink_lines: Vec::new(),
             hosts: Vec::new(),
             hub,
         };
@@ -188,11 +221,36 @@ impl Topology {
                 topo.hub
                     .ip(&["link", "add", &up, "type", "veth", "peer", "name", &core])?;
                 topo.hub.ip(&["link", "set", &up, "master", &br, "up"])?;
-                topo.hub
-                    .ip(&["link", "set", &core, "master", "core", "up"])?;
+                match spec
+                    .impair
+                    .filter(|_| spec.impair_at() == ImpairAt::Uplinks)
+                {
+                    None => topo
+                        .hub
+                        .ip(&["link", "set", &core, "master", "core", "up"])?,
+                    Some(imp) => {
+                        // Frames leaving the fabric arrive on f<k>core (after f<k>up's
+                        // shaping) and are delayed into u<k>; frames entering it come back
+                        // from v<k> and leave by f<k>core, whose qdisc shapes them.
+                        let (line, port) = (format!("u{k}"), format!("v{k}"));
+                        topo.hub
+                            .ip(&["link", "add", &line, "type", "veth", "peer", "name", &port])?;
+                        topo.hub
+                            .ip(&["link", "set", &port, "master", "core", "up"])?;
+                        topo.hub.ip(&["link", "set", &line, "up"])?;
+                        topo.hub.ip(&["link", "set", &core, "up"])?;
+                        let line = DelayLine::start(&topo.hub, &core, &line, imp, 1000 + k as u64)
+                            .with_context(|| format!("start the delay line of fabric {k}"))?;
+                        topo.uplink_lines.push(line);
+                    }
+                }
                 if let Some(w) = f.uplink_mbit {
                     topo.hub.shape_egress(&up, w)?; // fabric -> core
                     topo.hub.shape_egress(&core, w)?; // core -> fabric
+                } else {
+                    // Unshaped, but counted (cross-fabric bytes).
+                    topo.hub.count_egress(&up)?;
+                    topo.hub.count_egress(&core)?;
                 }
             }
         }
@@ -216,7 +274,7 @@ impl Topology {
             ])
             .with_context(|| format!("create the veth of host {i}"))?;
             let fabric_br = format!("fab{}", h.fabric);
-            match spec.impair {
+            match spec.impair.filter(|_| spec.impair_at() == ImpairAt::Hosts) {
                 None => topo
                     .hub
                     .ip(&["link", "set", &hub_end, "master", &fabric_br, "up"])?,
@@ -228,12 +286,15 @@ impl Topology {
                         .ip(&["link", "set", &port, "master", &fabric_br, "up"])?;
                     topo.hub.ip(&["link", "set", &line, "up"])?;
                     topo.hub.ip(&["link", "set", &hub_end, "up"])?;
-                    // One packet per frame, so that a lost frame is one lost packet.
-                    ns.ip(&["link", "set", "eth0", "gso_max_segs", "1"])?;
                     let line = DelayLine::start(&topo.hub, &hub_end, &line, imp, i as u64 + 1)
                         .with_context(|| format!("start the delay line of host {i}"))?;
                     topo.lines.push(line);
                 }
+            }
+            if spec.impair.is_some() {
+                // One packet per frame, so that a lost frame is one lost packet (also across
+                // the bridges to an impaired uplink).
+                ns.ip(&["link", "set", "eth0", "gso_max_segs", "1"])?;
             }
             ns.ip(&[
                 "addr",
@@ -254,9 +315,15 @@ impl Topology {
         &self.hosts[i]
     }
 
-    /// Frame counts of host `i`'s delay line (`None` without an impairment).
+    /// Frame counts of host `i`'s delay line (`None` without an impairment on host links).
     pub fn line_stats(&self, i: usize) -> Option<&LineStats> {
         self.lines.get(i).map(|l| &*l.stats)
+    }
+
+    /// Frame counts of fabric `k`'s uplink delay line (`None` without an impairment on
+    /// uplinks).
+    pub fn uplink_line_stats(&self, k: usize) -> Option<&LineStats> {
+        self.uplink_lines.get(k).map(|l| &*l.stats)
     }
 
     /// Fabric name of host `i` (for `--fabric`).
@@ -302,6 +369,22 @@ mod tests {
         assert!((terms[0].secs - 1.342).abs() < 0.001, "{terms:?}");
         let swarm = terms.iter().find(|t| t.name.starts_with("N*F")).unwrap();
         assert!((swarm.secs - 8.0 / 9.0 * 1.342).abs() < 0.001, "{terms:?}");
+    }
+
+    #[test]
+    fn impairment_goes_between_fabrics_when_there_are_several() {
+        let imp = Impairment {
+            delay: std::time::Duration::from_millis(15),
+            loss: 0.01,
+        };
+        let link = Link {
+            up_mbit: 400.0,
+            down_mbit: 400.0,
+        };
+        let one = TopologySpec::star(4, 1, link, None).impaired(imp);
+        assert_eq!(one.impair_at(), ImpairAt::Hosts);
+        let two = TopologySpec::star(4, 2, link, None).impaired(imp);
+        assert_eq!(two.impair_at(), ImpairAt::Uplinks);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Transports: TCP dialling and socket options ([`tcp`]), the listener that routes incoming
 //! connections to torrents by info-hash ([`listen`]), MSE/PE encryption over either
 //! ([`mse`]), our own addresses ([`own`]), capped HTTP bodies ([`body`]), and QUIC between
-//! instream peers ([`quic`]), dialled first under `--transport quic` with TCP as the fallback.
+//! instream peers ([`quic`]), dialled first under `--transport quic` with TCP as the fallback,
+//! and moved to under `--transport auto` on WAN-like paths ([`auto`]).
 
+pub mod auto;
 pub mod body;
 pub mod listen;
 pub mod mse;

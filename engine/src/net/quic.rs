@@ -4,14 +4,25 @@
 //! [`crate::connection`] reader and writer (generic over the stream halves).
 //!
 //! Negotiation: the QUIC endpoint listens on UDP at the TCP listen port when it can (so a
-//! `--peer ADDR` given for TCP is also where QUIC is dialled), and its port is announced in
-//! the BEP 10 handshake (`quic`, see `proto::wire::extension`). Under
-//! [`Transport::Quic`] an instream peer dials QUIC first; if the QUIC handshake has not
-//! completed within [`QuicConfig::dial_timeout`] (UDP blocked, a client with no QUIC such as
-//! libtorrent, whose UDP port is its uTP/DHT socket), the address is remembered as
-//! QUIC-unreachable and dialled over TCP. A BitTorrent handshake that fails after QUIC got
-//! through is a failed connection, as over TCP, and the next dial is QUIC again. [`Transport::Auto`] listens on both and dials TCP
-//! (QUIC measured no better here; README, QUIC). MSE does not apply: QUIC is TLS 1.3.
+//! `--peer ADDR` given for TCP is also where QUIC is dialled first), and its port is
+//! announced in the BEP 10 handshake (`quic`, see `proto::wire::extension`); once a peer
+//! has announced it, dials of that peer go to the announced port ([`Quic::learn_port`]).
+//! - [`Transport::Quic`]: an instream peer is dialled over QUIC first; if the QUIC handshake
+//!   has not completed within [`QuicConfig::dial_timeout`] (UDP blocked, a client with no
+//!   QUIC such as libtorrent, whose UDP port is its uTP/DHT socket), the QUIC address is
+//!   remembered as unreachable and the peer dialled over TCP. A BitTorrent handshake that
+//!   fails after QUIC got through is a failed connection, as over TCP, and the next dial is
+//!   QUIC again.
+//! - [`Transport::Auto`]: dials TCP; a connection we dialled to an instream peer moves to
+//!   QUIC ([`move_to_quic`]) when its path is WAN-like (the rule and its measurements:
+//!   [`super::auto`]), and its QUIC congestion control defaults to BBR, the one that
+//!   measured better there. Both ends then close the TCP connection (the driver prefers the
+//!   QUIC one of a peer id). A move that does not get through within the dial timeout
+//!   leaves the TCP connection as it was.
+//!
+//! Closing: the writer finishes the stream as it ends, and the connection is closed only
+//! once the peer has acknowledged all of it (or after [`LINGER`]), so the last messages
+//! queued before a close arrive, as they would over TCP. MSE does not apply: QUIC is TLS 1.3.
 //!
 //! Keys ([`QuicIdentity`]): `SelfSigned` makes a fresh certificate per session and accepts
 //! any peer certificate (encrypted, not authenticated: the embedded default); `Files` uses
@@ -21,7 +32,7 @@
 //!
 //! Incoming QUIC connections count against the same [`ListenLimits`] as TCP ones.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +66,11 @@ const SERVER_NAME: &str = "instream";
 /// Receive window per stream: 4 MiB covers 400 Mbit/s at 80 ms RTT (quinn's default,
 /// 1.25 MB, would cap a 30 ms path near 330 Mbit/s).
 const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+/// Longest wait, after a connection's writer ended, for the peer to acknowledge what it
+/// wrote, before the connection is closed anyway (a peer that is gone).
+pub const LINGER: Duration = Duration::from_secs(3);
+/// Most announced QUIC ports remembered (one per peer address; more are not recorded).
+const MAX_KNOWN_PORTS: usize = 4096;
 
 /// Which transport a session dials instream peers with (`--transport`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,8 +80,8 @@ pub enum Transport {
     Tcp,
     /// Listen on both; dial QUIC first, TCP after [`QuicConfig::dial_timeout`].
     Quic,
-    /// Listen on both (so `quic` peers reach us over QUIC); dial TCP, which measured
-    /// better (README, QUIC).
+    /// Listen on both; dial TCP, and move a connection to an instream peer over to QUIC
+    /// where its path is WAN-like ([`super::auto`]).
     Auto,
 }
 
@@ -78,6 +94,17 @@ impl Transport {
     /// True if dials try QUIC first.
     pub fn dials_quic(self) -> bool {
         self == Self::Quic
+    }
+
+    /// The congestion controller QUIC uses unless `--quic-congestion` says: BBR under
+    /// `auto` (it only moves WAN-like paths, where BBR is what measured better than TCP),
+    /// else CUBIC.
+    pub fn default_congestion(self) -> Congestion {
+        if self == Self::Auto {
+            Congestion::Bbr
+        } else {
+            Congestion::Cubic
+        }
     }
 }
 
@@ -228,8 +255,10 @@ pub struct Quic {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     dial_timeout: Duration,
-    /// Addresses whose QUIC dial failed once: dialled over TCP from then on.
+    /// QUIC addresses whose dial failed once: dialled over TCP from then on.
     unreachable: Mutex<HashSet<SocketAddr>>,
+    /// Announced QUIC address by the peer's TCP listen address.
+    ports: Mutex<HashMap<SocketAddr, SocketAddr>>,
     connections: AtomicU64,
     fallbacks: AtomicU64,
 }
@@ -258,6 +287,7 @@ impl Quic {
             client,
             dial_timeout: config.dial_timeout,
             unreachable: Mutex::new(HashSet::new()),
+            ports: Mutex::new(HashMap::new()),
             connections: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
         }))
@@ -281,7 +311,28 @@ impl Quic {
         self.endpoint.close(0u32.into(), b"shutdown");
     }
 
-    fn is_unreachable(&self, addr: SocketAddr) -> bool {
+    /// The peer listening for TCP at `tcp` announced QUIC on `quic_port` (BEP 10): dials
+    /// of `tcp` go there from now on.
+    pub fn learn_port(&self, tcp: SocketAddr, quic_port: u16) {
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        if ports.len() < MAX_KNOWN_PORTS || ports.contains_key(&tcp) {
+            ports.insert(tcp, SocketAddr::new(tcp.ip(), quic_port));
+        }
+    }
+
+    /// Where QUIC dials of the peer at TCP address `tcp` go: its announced port if known,
+    /// else the same port number.
+    pub fn quic_addr_for(&self, tcp: SocketAddr) -> SocketAddr {
+        self.ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tcp)
+            .copied()
+            .unwrap_or(tcp)
+    }
+
+    /// True if a QUIC dial of `addr` (a QUIC address) failed before.
+    pub fn is_unreachable(&self, addr: SocketAddr) -> bool {
         self.unreachable
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -349,11 +400,15 @@ struct Established {
 }
 
 impl Established {
-    /// Runs the peer wire protocol on the stream until the connection ends.
-    async fn run(self, quic: &Quic, route: &Route, outgoing: bool) {
+    /// Runs the peer wire protocol on the stream until the connection ends. `addr` is the
+    /// peer's address for the torrent machine: for a dial, the address it asked for (its
+    /// address book knows that one, not the QUIC port), else the source address.
+    async fn run(self, quic: &Quic, route: &Route, addr: SocketAddr, outgoing: bool) {
         quic.connections.fetch_add(1, Ordering::Relaxed);
-        let addr = self.conn.remote_address();
-        debug!(%addr, outgoing, "QUIC peer connection");
+        debug!(%addr, udp = %self.conn.remote_address(), outgoing, "QUIC peer connection");
+        // Resolves once our side is finished (the writer shuts down or drops the stream as
+        // it ends) and the peer has acknowledged every byte, or the peer stopped reading.
+        let delivered = self.send.stopped();
         connection::run_halves(
             self.recv,
             self.send,
@@ -361,11 +416,14 @@ impl Established {
             None,
             route.next_key(),
             tcp::peer_info(addr, &self.theirs, outgoing),
+            connection::Via::Quic,
             route.events.clone(),
             &route.cancel,
         )
         .await;
-        // The writer finished the stream; give the peer a moment's notice, not a timeout.
+        // Closing at once would discard stream data still in flight (the last messages
+        // queued before the close); wait for the acknowledgements first, briefly.
+        let _ = tokio::time::timeout(LINGER, delivered).await;
         self.conn.close(0u32.into(), b"done");
     }
 }
@@ -378,22 +436,28 @@ pub async fn connect_peer(
     opts: SocketOptions,
     quic: Option<Arc<Quic>>,
 ) {
-    let Some(q) = quic.filter(|q| !q.is_unreachable(addr)) else {
+    let Some((q, target)) = quic
+        .map(|q| {
+            let target = q.quic_addr_for(addr);
+            (q, target)
+        })
+        .filter(|(q, target)| !q.is_unreachable(*target))
+    else {
         tcp::connect_peer(addr, route, opts).await;
         return;
     };
-    let dialled = tokio::time::timeout(q.dial_timeout, q.connect(addr))
+    let dialled = tokio::time::timeout(q.dial_timeout, q.connect(target))
         .await
         .unwrap_or(Err(HandshakeFailed::Timeout));
     let conn = match dialled {
         Ok(c) => c,
         Err(e) => {
-            debug!(%addr, error = %crate::https::error_chain(&e), "QUIC dial failed; dialling TCP");
-            q.mark_unreachable(addr);
+            debug!(%addr, %target, error = %crate::https::error_chain(&e), "QUIC dial failed; dialling TCP");
+            q.mark_unreachable(target);
             if !tcp::connect_peer(addr, route, opts).await {
                 // TCP failed too: the host was down, which says nothing about its UDP; the
                 // next dial tries QUIC again.
-                q.forget_unreachable(addr);
+                q.forget_unreachable(target);
             }
             return;
         }
@@ -404,7 +468,7 @@ pub async fn connect_peer(
         .await
         .unwrap_or(Err(HandshakeFailed::Timeout));
     match r {
-        Ok(e) => e.run(&q, &route, true).await,
+        Ok(e) => e.run(&q, &route, addr, true).await,
         Err(HandshakeFailed::SelfConnection) => {
             debug!(%addr, "dialled ourselves over QUIC; never again");
             let _ = route.events.send(NetEvent::ReachedOurselves { addr }).await;
@@ -412,6 +476,39 @@ pub async fn connect_peer(
         Err(e) => {
             debug!(%addr, error = %crate::https::error_chain(&e), "QUIC handshake failed");
             let _ = route.events.send(NetEvent::ConnectFailed { addr }).await;
+        }
+    }
+}
+
+/// Moves the TCP connection we dialled to `addr` over to QUIC at `quic_addr` (the
+/// `auto` rule decided, [`super::auto`]): a QUIC dial and the BitTorrent handshakes, bounded
+/// by the dial timeout for QUIC and the handshake timeout for the rest. On success the
+/// connection runs as one dialled to `addr`, and the driver closes the TCP one when it
+/// sees a QUIC connection of the same peer id. On failure nothing is reported (the machine
+/// did not ask for this dial) and the TCP connection goes on; a QUIC address that did not
+/// answer is not tried again.
+pub async fn move_to_quic(addr: SocketAddr, quic_addr: SocketAddr, route: Route, q: Arc<Quic>) {
+    let dialled = tokio::time::timeout(q.dial_timeout, q.connect(quic_addr))
+        .await
+        .unwrap_or(Err(HandshakeFailed::Timeout));
+    let conn = match dialled {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(%addr, %quic_addr, error = %crate::https::error_chain(&e), "QUIC unreachable; staying on TCP");
+            q.mark_unreachable(quic_addr);
+            return;
+        }
+    };
+    let r = tokio::time::timeout(tcp::HANDSHAKE_TIMEOUT, handshake_on(conn, &route))
+        .await
+        .unwrap_or(Err(HandshakeFailed::Timeout));
+    match r {
+        Ok(e) => {
+            debug!(%addr, %quic_addr, "moved to QUIC");
+            e.run(&q, &route, addr, true).await
+        }
+        Err(e) => {
+            debug!(%addr, error = %crate::https::error_chain(&e), "QUIC handshake failed; staying on TCP")
         }
     }
 }
@@ -449,7 +546,7 @@ pub async fn accept_loop(
                 .await
                 .unwrap_or(Err(HandshakeFailed::Timeout));
             match r {
-                Ok((e, route)) => e.run(&quic, &route, false).await,
+                Ok((e, route)) => e.run(&quic, &route, addr, false).await,
                 Err(e) => {
                     debug!(%addr, error = %crate::https::error_chain(&e), "incoming QUIC handshake failed")
                 }
@@ -865,6 +962,98 @@ mod tests {
         stop.cancel();
     }
 
+    /// Item 4 of issue 11: messages queued just before a close still arrive. The dialler
+    /// queues a batch and closes at once; the other end must read every message before it
+    /// sees the connection end (a close that did not wait for the stream's acknowledgements,
+    /// or a writer that dropped its queue on cancel, loses them).
+    #[tokio::test]
+    async fn messages_queued_before_a_close_arrive() {
+        const N: u32 = 128;
+        let server = endpoint(QuicIdentity::SelfSigned);
+        let router = Arc::new(Router::default());
+        let (server_route, mut server_rx) = route(1);
+        router.insert(server_route);
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(
+            server.clone(),
+            router,
+            ListenLimits::default(),
+            stop.clone(),
+        ));
+        let client = endpoint(QuicIdentity::SelfSigned);
+        let (r, mut rx) = route(2);
+        tokio::spawn(connect_peer(
+            server.local_addr().unwrap(),
+            r,
+            SocketOptions::default(),
+            Some(client),
+        ));
+        let writer = match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(NetEvent::Connected { writer, via, .. })) => {
+                assert_eq!(via, connection::Via::Quic);
+                writer
+            }
+            other => panic!("no QUIC connection: {other:?}"),
+        };
+        // 2 MiB: far more than QUIC's first congestion window, so most of it is still
+        // unacknowledged when the writer ends.
+        let block = bytes::Bytes::from(vec![7u8; 16 * 1024]);
+        assert!(
+            writer.send(
+                (0..N)
+                    .map(|index| proto::wire::Message::Piece {
+                        index,
+                        begin: 0,
+                        data: block.clone(),
+                    })
+                    .collect()
+            )
+        );
+        writer.close();
+        let mut got = Vec::new();
+        let mut server_writer = None; // dropping it would close the server's end
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(ev) = server_rx.recv().await {
+                match ev {
+                    NetEvent::Connected { writer, .. } => server_writer = Some(writer),
+                    NetEvent::Messages { msgs, .. } => got.extend(msgs),
+                    NetEvent::Closed { .. } => return true,
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(closed, Ok(true), "the server never saw the connection end");
+        let haves: Vec<u32> = got
+            .iter()
+            .filter_map(|m| match m {
+                proto::wire::Message::Piece { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            haves.iter().copied().eq(0..N),
+            "messages queued before the close were lost: {} of {N} arrived",
+            haves.len()
+        );
+        drop(server_writer);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn announced_ports_redirect_dials_and_unknown_ones_keep_the_port_number() {
+        let q = endpoint(QuicIdentity::SelfSigned);
+        let tcp: SocketAddr = "10.0.0.1:6881".parse().unwrap();
+        assert_eq!(q.quic_addr_for(tcp), tcp);
+        q.learn_port(tcp, 7000);
+        assert_eq!(q.quic_addr_for(tcp), "10.0.0.1:7000".parse().unwrap());
+        assert_eq!(
+            q.quic_addr_for("10.0.0.2:6881".parse().unwrap()),
+            "10.0.0.2:6881".parse().unwrap()
+        );
+    }
+
     #[test]
     fn transport_names_round_trip() {
         for t in [Transport::Tcp, Transport::Quic, Transport::Auto] {
@@ -873,5 +1062,7 @@ mod tests {
         assert!("udp".parse::<Transport>().is_err());
         assert_eq!(Transport::default(), Transport::Tcp);
         assert!(!Transport::Tcp.listens_quic() && !Transport::Auto.dials_quic());
+        assert_eq!(Transport::Auto.default_congestion(), Congestion::Bbr);
+        assert_eq!(Transport::Quic.default_congestion(), Congestion::Cubic);
     }
 }

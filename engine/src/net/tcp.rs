@@ -72,6 +72,31 @@ pub fn configure(stream: &TcpStream, opts: &SocketOptions) -> io::Result<()> {
     Ok(())
 }
 
+/// The smallest round trip the kernel has sampled on `stream` so far (`tcpi_min_rtt`), or
+/// `None` if TCP_INFO cannot be read. Queueing only adds to a sample, so the minimum is
+/// the best view of the path itself that a young connection has.
+pub fn min_rtt(stream: &TcpStream) -> Option<Duration> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt(2) into a buffer of `len` bytes that we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    // Kernels older than 4.9 return a shorter struct without tcpi_min_rtt.
+    let has_min = len as usize
+        >= std::mem::offset_of!(libc::tcp_info, tcpi_min_rtt) + std::mem::size_of::<u32>();
+    (rc == 0 && has_min && info.tcpi_min_rtt != u32::MAX)
+        .then(|| Duration::from_micros(u64::from(info.tcpi_min_rtt)))
+}
+
 /// Why a handshake did not complete.
 #[derive(Debug, Error)]
 pub enum HandshakeFailed {

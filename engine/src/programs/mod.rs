@@ -42,8 +42,9 @@ pub async fn shutdown_signal() {
 #[derive(clap::Args, Debug, Clone)]
 pub struct TransportArgs {
     /// Transport to instream peers: `tcp` (TCP only), `quic` (dial QUIC first, TCP within a
-    /// second if UDP is blocked), `auto` (accept both, dial TCP; see README, QUIC). Other
-    /// clients always get TCP.
+    /// second if UDP is blocked), `auto` (dial TCP, move a connection to an instream peer in
+    /// another named fabric to QUIC when its round trip is 10 ms or more; see README,
+    /// QUIC). Other clients always get TCP.
     #[arg(long, default_value = "tcp", value_name = "tcp|quic|auto")]
     pub transport: crate::net::Transport,
     /// PEM certificate of this host for QUIC (with --quic-key and --quic-ca); without them
@@ -56,16 +57,19 @@ pub struct TransportArgs {
     /// PEM CA that QUIC peers' certificates must be signed by (both ways).
     #[arg(long, value_name = "FILE", requires_all = ["quic_cert", "quic_key"])]
     pub quic_ca: Option<std::path::PathBuf>,
-    /// QUIC congestion control: `cubic` (default) or `bbr`.
-    #[arg(long, default_value = "cubic", value_name = "cubic|bbr")]
-    pub quic_congestion: crate::net::quic::Congestion,
+    /// QUIC congestion control: `cubic` or `bbr` (default: `bbr` under `--transport auto`,
+    /// else `cubic`).
+    #[arg(long, value_name = "cubic|bbr")]
+    pub quic_congestion: Option<crate::net::quic::Congestion>,
 }
 
 impl TransportArgs {
     /// Fills the session's transport settings.
     pub fn apply(&self, config: &mut crate::session::SessionConfig) {
         config.transport = self.transport;
-        config.quic.congestion = self.quic_congestion;
+        config.quic.congestion = self
+            .quic_congestion
+            .unwrap_or(self.transport.default_congestion());
         if let (Some(cert), Some(key), Some(ca)) = (&self.quic_cert, &self.quic_key, &self.quic_ca)
         {
             config.quic.identity = crate::net::QuicIdentity::Files {

@@ -60,6 +60,9 @@ const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
 const REQUEST_QUEUE_TIME: Duration = Duration::from_millis(300);
 /// A peer that dropped us is dialled again after this pause.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// A seed we left while complete ourselves is not dialled again for this long: neither will
+/// ever need the other (every redial was refused as not useful at once).
+const BOTH_SEEDS_PAUSE: Duration = Duration::from_secs(3600);
 /// Client name in our extension handshake.
 const CLIENT_NAME: &str = concat!("instream/", env!("CARGO_PKG_VERSION"));
 
@@ -339,7 +342,7 @@ impl Torrent {
             Some(DisconnectReason::Shutdown)
         } else if self.banned_ids.contains(&info.peer_id) || self.book.is_banned(&info.addr) {
             Some(DisconnectReason::Banned)
-        } else if self.peers.values().any(|p| p.info.peer_id == info.peer_id) {
+        } else if !self.replaces_crossing_dial(&info) {
             Some(DisconnectReason::Duplicate)
         } else if self.peers.len() >= self.config.max_peers && !self.evict_idle_peer(now) {
             Some(DisconnectReason::TooManyPeers)
@@ -422,6 +425,35 @@ impl Torrent {
         self.quick_unchoke(key);
     }
 
+    /// A second connection to a peer we are connected to: false if it is the duplicate to
+    /// close. Crossing dials (one dialled by each side) end with both connections at both
+    /// ends, in either order; each end must keep the same one, or each closes the one the
+    /// other kept and both redial. So, as in TCP's simultaneous open, the rule depends on the
+    /// pair, not on arrival order: the connection dialled by the lower peer id stays, and when
+    /// that is the newcomer the older one is closed here (true). Two connections dialled by
+    /// the same side keep the first.
+    fn replaces_crossing_dial(&mut self, info: &PeerInfo) -> bool {
+        let Some((&old, p)) = self
+            .peers
+            .iter()
+            .find(|(_, p)| p.info.peer_id == info.peer_id && !p.closing)
+        else {
+            return true;
+        };
+        let lower_dialled_new = (self.config.peer_id.0 < info.peer_id.0) == info.outgoing;
+        if p.info.outgoing == info.outgoing || !lower_dialled_new {
+            return false;
+        }
+        if let Some(p) = self.peers.get_mut(&old) {
+            p.closing = true;
+        }
+        self.actions.push_back(Action::Disconnect {
+            peer: old,
+            reason: DisconnectReason::Duplicate,
+        });
+        true
+    }
+
     /// Makes room for a newcomer at `max_peers`: asks the edge to close the peer idle the
     /// longest among those connected at least `idle_evict_after`. False if none qualifies.
     fn evict_idle_peer(&mut self, now: Instant) -> bool {
@@ -471,15 +503,35 @@ impl Torrent {
         if let Some(ss) = self.super_seed.as_mut() {
             ss.peer_left(&p);
         }
-        if p.info.outgoing {
-            self.book.disconnected(p.info.addr, now, RECONNECT_PAUSE);
-        }
-        for addr in self
-            .duplicate_dials
-            .remove(&p.info.peer_id)
-            .unwrap_or_default()
-        {
-            self.book.disconnected(addr, now, RECONNECT_PAUSE);
+        let still_connected = self
+            .peers
+            .values()
+            .any(|q| q.info.peer_id == p.info.peer_id);
+        if still_connected {
+            // A crossing dial replaced this one: its address stays "connected" until the
+            // peer is gone, as a refused duplicate dial's does.
+            if p.info.outgoing {
+                self.duplicate_dials
+                    .entry(p.info.peer_id)
+                    .or_default()
+                    .push(p.info.addr);
+            }
+        } else {
+            let pause = if self.picker.have().is_full() && p.is_seed() {
+                BOTH_SEEDS_PAUSE
+            } else {
+                RECONNECT_PAUSE
+            };
+            if p.info.outgoing {
+                self.book.disconnected(p.info.addr, now, pause);
+            }
+            for addr in self
+                .duplicate_dials
+                .remove(&p.info.peer_id)
+                .unwrap_or_default()
+            {
+                self.book.disconnected(addr, now, pause);
+            }
         }
         if p.fabric.is_some() {
             self.update_fabric_share();

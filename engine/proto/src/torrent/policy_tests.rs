@@ -595,3 +595,121 @@ fn r15_a_full_torrent_evicts_its_longest_idle_peer_for_a_newcomer() {
     );
     assert!(disconnected_for(&actions, &DisconnectReason::Idle).is_empty());
 }
+
+/// Crossing dials: each end ends up with both connections, in either order; both ends must
+/// keep the same one (the one the lower peer id dialled), or each would close the one the
+/// other kept.
+#[test]
+fn crossing_dials_keep_the_connection_the_lower_peer_id_dialled_at_both_ends() {
+    let (low, high) = (PeerId([1; 20]), PeerId([2; 20]));
+    let info = |theirs: PeerId, outgoing: bool| PeerInfo {
+        addr: "10.0.0.9:6881".parse().unwrap(),
+        peer_id: theirs,
+        supports_fast: true,
+        supports_extensions: false,
+        outgoing,
+    };
+    let closed = |actions: &[Action]| -> Vec<PeerKey> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Disconnect {
+                    peer,
+                    reason: DisconnectReason::Duplicate,
+                } => Some(*peer),
+                _ => None,
+            })
+            .collect()
+    };
+    // Connection X is dialled by `low`, Y by `high`. Both orders of arrival, at both ends.
+    for x_first in [true, false] {
+        for (us, them) in [(low, high), (high, low)] {
+            let mut rig = Rig::leecher(4);
+            rig.t = Torrent::new(
+                Lengths::new(4 * u64::from(PIECE), PIECE).unwrap(),
+                Bitfield::new(4),
+                Config {
+                    peer_id: us,
+                    ..Config::default()
+                },
+                rig.now,
+                1,
+            );
+            rig.drain();
+            let we_dialled_x = us == low;
+            let (x, y) = (PeerKey(1), PeerKey(2));
+            let arrivals = if x_first {
+                [(x, we_dialled_x), (y, !we_dialled_x)]
+            } else {
+                [(y, !we_dialled_x), (x, we_dialled_x)]
+            };
+            let mut dropped = Vec::new();
+            for (peer, outgoing) in arrivals {
+                let a = rig.input(Input::PeerConnected {
+                    peer,
+                    info: info(them, outgoing),
+                });
+                dropped.extend(closed(&a));
+            }
+            assert_eq!(
+                dropped,
+                vec![y],
+                "x first: {x_first}, we are the low id: {}",
+                us == low
+            );
+            rig.input(Input::PeerDisconnected { peer: y });
+            assert_eq!(rig.t.peers.len(), 1);
+            assert!(rig.t.peers.contains_key(&x));
+        }
+    }
+}
+
+/// Two seeds part at once as not useful to each other; the complete side must not dial the
+/// other seed back a few seconds later (each such redial was refused at once, all through
+/// `--seed-for`), but a leecher that left is dialled again.
+#[test]
+fn a_complete_torrent_does_not_redial_a_seed_it_left() {
+    let mut rig = Rig::seed(4, Config::default());
+    let (seed, leecher): (std::net::SocketAddr, std::net::SocketAddr) = (
+        "10.0.0.1:6881".parse().unwrap(),
+        "10.0.0.2:6881".parse().unwrap(),
+    );
+    rig.input(Input::PeersDiscovered {
+        addrs: vec![seed, leecher],
+    });
+    for (k, addr) in [(1u8, seed), (2, leecher)] {
+        let info = PeerInfo {
+            addr,
+            peer_id: PeerId([k; 20]),
+            supports_fast: true,
+            supports_extensions: false,
+            outgoing: true,
+        };
+        rig.input(Input::PeerConnected {
+            peer: PeerKey(k.into()),
+            info,
+        });
+    }
+    let a = rig.send(PeerKey(1), Message::HaveAll);
+    assert_eq!(disconnects(&a), 1, "two seeds stay connected: {a:?}");
+    rig.input(Input::PeerDisconnected { peer: PeerKey(1) });
+    rig.input(Input::PeerDisconnected { peer: PeerKey(2) });
+    let mut dialled = Vec::new();
+    for _ in 0..(60 * 4) {
+        rig.now += Duration::from_millis(250);
+        rig.t.handle_timeout(rig.now);
+        for a in rig.drain() {
+            if let Action::Connect { addr } = a {
+                dialled.push(addr);
+            }
+        }
+    }
+    assert!(
+        dialled.contains(&leecher),
+        "the leecher was not dialled again"
+    );
+    assert!(
+        !dialled.contains(&seed),
+        "the seed was dialled again: {dialled:?}"
+    );
+}
