@@ -72,7 +72,7 @@ impl Ca {
         // fails here, naming the file, instead of on the first request.
         ca.apply(reqwest::Client::builder())
             .build()
-            .map_err(|e| invalid(error_chain(&e)))?;
+            .map_err(|e| invalid(exit::error_chain(&e)))?;
         Ok(ca)
     }
 
@@ -120,9 +120,6 @@ pub fn client_builder(url: &str, ca: Option<&Ca>) -> Result<reqwest::ClientBuild
         None => builder,
     })
 }
-
-/// The one error-chain walker, re-exported for this crate's callers that name it here.
-pub use exit::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -343,11 +343,9 @@ fn auto_moves_cross_fabric_connections_to_quic_and_keeps_tcp_within_a_fabric() {
         .args(["--fabric", "f1"])
         .env("RUST_LOG", "info");
     let mut seed = Proc::spawn("instream-seed", seed_cmd);
-    wait_for(
-        || listening_in(seed.pid(), PORT) || seed.try_wait().is_some(),
-        STARTUP_TIMEOUT,
-        "instream-seed to listen",
-    );
+    wait_for(STARTUP_TIMEOUT, "instream-seed to listen", || {
+        listening_in(seed.pid(), PORT) || seed.try_wait().is_some()
+    });
     assert!(
         seed.try_wait().is_none(),
         "seed exited\n{}",

@@ -452,7 +452,7 @@ pub async fn connect_peer(
     let conn = match dialled {
         Ok(c) => c,
         Err(e) => {
-            debug!(%addr, %target, error = %crate::https::error_chain(&e), "QUIC dial failed; dialling TCP");
+            debug!(%addr, %target, error = %exit::error_chain(&e), "QUIC dial failed; dialling TCP");
             q.mark_unreachable(target);
             if !tcp::connect_peer(addr, route, opts).await {
                 // TCP failed too: the host was down, which says nothing about its UDP; the
@@ -474,7 +474,7 @@ pub async fn connect_peer(
             let _ = route.events.send(NetEvent::ReachedOurselves { addr }).await;
         }
         Err(e) => {
-            debug!(%addr, error = %crate::https::error_chain(&e), "QUIC handshake failed");
+            debug!(%addr, error = %exit::error_chain(&e), "QUIC handshake failed");
             let _ = route.events.send(NetEvent::ConnectFailed { addr }).await;
         }
     }
@@ -494,7 +494,7 @@ pub async fn move_to_quic(addr: SocketAddr, quic_addr: SocketAddr, route: Route,
     let conn = match dialled {
         Ok(c) => c,
         Err(e) => {
-            debug!(%addr, %quic_addr, error = %crate::https::error_chain(&e), "QUIC unreachable; staying on TCP");
+            debug!(%addr, %quic_addr, error = %exit::error_chain(&e), "QUIC unreachable; staying on TCP");
             q.mark_unreachable(quic_addr);
             return;
         }
@@ -508,7 +508,7 @@ pub async fn move_to_quic(addr: SocketAddr, quic_addr: SocketAddr, route: Route,
             e.run(&q, &route, addr, true).await
         }
         Err(e) => {
-            debug!(%addr, error = %crate::https::error_chain(&e), "QUIC handshake failed; staying on TCP")
+            debug!(%addr, error = %exit::error_chain(&e), "QUIC handshake failed; staying on TCP")
         }
     }
 }
@@ -548,7 +548,7 @@ pub async fn accept_loop(
             match r {
                 Ok((e, route)) => e.run(&quic, &route, addr, false).await,
                 Err(e) => {
-                    debug!(%addr, error = %crate::https::error_chain(&e), "incoming QUIC handshake failed")
+                    debug!(%addr, error = %exit::error_chain(&e), "incoming QUIC handshake failed")
                 }
             }
         });
