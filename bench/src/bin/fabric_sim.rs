@@ -426,7 +426,11 @@ fn main() -> Result<()> {
                 cross_total - cross_share - cross_origin
             );
         }
-        println!("simulated in         {:.1} s wall", wall.as_secs_f64());
+        println!(
+            "simulated in         {:.1} s wall, {} events",
+            wall.as_secs_f64(),
+            swarm.events_handled()
+        );
     }
     if done < args.hosts {
         bail!(
