@@ -319,6 +319,12 @@ impl Swarm {
         s
     }
 
+    /// Node `node` shuts down at virtual time `at` (closing its connections) and never comes
+    /// back, finished or not: a host that dies.
+    pub fn leave_at(&mut self, node: usize, at: Duration) {
+        self.schedule(at, node, Event::Leave);
+    }
+
     /// Runs one set of specs under another schedule: `salt` changes every node's RNG seed and
     /// the simulator's own draws. Call before [`Swarm::run`].
     pub fn reseed(&mut self, salt: u64) {
@@ -432,6 +438,13 @@ impl Swarm {
                 self.with_torrent(i, Torrent::shutdown);
                 self.drain(i);
                 self.nodes[i].gone = true;
+                // A leecher that dies unfinished will never complete: the run waits for the
+                // others only.
+                if self.nodes[i].spec.role == Role::Leecher
+                    && self.nodes[i].report.completed_at.is_none()
+                {
+                    self.leechers_left -= 1;
+                }
                 return;
             }
         }
