@@ -85,6 +85,10 @@ struct Args {
     /// Most connections per host.
     #[arg(long, default_value_t = 60)]
     max_peers: usize,
+    /// Fall-back delay step, milliseconds (see `torrent::Config::fabric_fallback_delay`;
+    /// default: the machine's default).
+    #[arg(long)]
+    fallback_ms: Option<u64>,
     /// Turn the origin's super-seeding off.
     #[arg(long)]
     no_super_seed: bool,
@@ -203,6 +207,10 @@ fn main() -> Result<()> {
             super_seed: role == Role::Seed && !args.no_super_seed,
             max_peers: args.max_peers,
             fabric_share: share,
+            fabric_fallback_delay: args.fallback_ms.map_or(
+                Config::default().fabric_fallback_delay,
+                Duration::from_millis,
+            ),
             ..Config::default()
         },
         start_at: Duration::ZERO,
