@@ -85,6 +85,10 @@ struct Args {
     /// Most connections per host.
     #[arg(long, default_value_t = 60)]
     max_peers: usize,
+    /// Fall-back delay step, milliseconds (see `torrent::Config::fabric_fallback_delay`;
+    /// default: the machine's default).
+    #[arg(long)]
+    fallback_ms: Option<u64>,
     /// Turn the origin's super-seeding off.
     #[arg(long)]
     no_super_seed: bool,
@@ -168,8 +172,11 @@ impl PeerSource for TrackerModel {
     }
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    exit::exit(run(exit::parse_args()))
+}
+
+fn run(args: Args) -> Result<()> {
     if args.fabrics == 0 || args.hosts == 0 {
         bail!("need at least one host and one fabric");
     }
@@ -186,7 +193,7 @@ fn main() -> Result<()> {
             piece / (8 * 16 * 1024)
         })
         .max(1);
-    if piece % scale != 0 || size % scale != 0 {
+    if !piece.is_multiple_of(scale) || !size.is_multiple_of(scale) {
         bail!("--block-scale {scale} does not divide the piece ({piece} B) and payload ({size} B)");
     }
     // Rates in simulated bytes per second (see the module header): times stay real.
@@ -203,6 +210,10 @@ fn main() -> Result<()> {
             super_seed: role == Role::Seed && !args.no_super_seed,
             max_peers: args.max_peers,
             fabric_share: share,
+            fabric_fallback_delay: args.fallback_ms.map_or(
+                Config::default().fabric_fallback_delay,
+                Duration::from_millis,
+            ),
             ..Config::default()
         },
         start_at: Duration::ZERO,
@@ -426,7 +437,11 @@ fn main() -> Result<()> {
                 cross_total - cross_share - cross_origin
             );
         }
-        println!("simulated in         {:.1} s wall", wall.as_secs_f64());
+        println!(
+            "simulated in         {:.1} s wall, {} events",
+            wall.as_secs_f64(),
+            swarm.events_handled()
+        );
     }
     if done < args.hosts {
         bail!(

@@ -21,6 +21,7 @@ pub mod metainfo;
 pub mod mse;
 pub mod picker;
 pub mod prometheus;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod size;
 pub mod torrent;

@@ -379,6 +379,9 @@ fn fallback_fetches_wait_for_the_delay_and_go_one_at_a_time() {
     let first = pick(&mut p, 1);
     let pieces: HashSet<u32> = first.iter().map(|b| b.piece.get()).collect();
     assert_eq!(pieces.len(), 1, "one fall-back piece at a time: {first:?}");
+    // The first ripe one is piece 3: its owner (rank 3) ranks just before us (0 of 4), so
+    // we are its first backup; we are the third for piece 1.
+    assert!(pieces.contains(&3), "{first:?}");
     assert!(
         pick(&mut p, 2).is_empty(),
         "a second fall-back piece while one is in flight"
@@ -387,6 +390,29 @@ fn fallback_fetches_wait_for_the_delay_and_go_one_at_a_time() {
     // the share is asked of another fabric.
     let out = picks(&mut p, 3, &theirs, PeerScope::Remote, false, 16);
     assert!(out.is_empty(), "{out:?}");
+}
+
+/// Fall-back waits are staggered by rank: the host right after a piece's owner may bring it
+/// in after one delay, the next after two, and so on, so idle hosts do not all fetch the
+/// same piece when its owner is slow.
+#[test]
+fn fallback_waits_grow_with_the_distance_from_the_owner() {
+    let (_, mut p) = setup(8);
+    p.set_fabric_share(Some(FabricShare { rank: 0, of: 4 }));
+    p.set_fallback_delay(Duration::from_millis(100));
+    let t0 = Instant::now();
+    p.set_now(t0);
+    let theirs = bf(8, &[1]); // owner rank 1: we are its third backup
+    p.add_peer_pieces(&theirs, PeerScope::Remote);
+    p.set_now(t0 + Duration::from_millis(299));
+    let out = picks(&mut p, 1, &theirs, PeerScope::Remote, true, 16);
+    assert!(out.is_empty(), "fetched before three delays: {out:?}");
+    p.set_now(t0 + Duration::from_millis(300));
+    let out = picks(&mut p, 1, &theirs, PeerScope::Remote, true, 16);
+    assert!(
+        !out.is_empty() && out.iter().all(|b| b.piece.get() == 1),
+        "{out:?}"
+    );
 }
 
 /// End-game duplicates are asked of same-fabric peers only.

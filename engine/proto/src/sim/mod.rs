@@ -9,7 +9,7 @@
 //! dataless ([`Swarm::new_dataless`]): no payload in memory, blocks carry a shared static
 //! buffer and the machines keep no block bytes, so a host costs only its protocol state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -126,12 +126,12 @@ pub struct NodeReport {
 
 struct Node {
     spec: NodeSpec,
+    /// `spec.fabric` as an index into `Swarm::fabric_names`.
+    fabric: u32,
     addr: SocketAddr,
     torrent: Option<Torrent>,
     up_free_at: Duration,
     down_free_at: Duration,
-    /// PeerKey on this node -> (other node, PeerKey there).
-    links: HashMap<PeerKey, (usize, PeerKey)>,
     report: NodeReport,
     /// Virtual time up to which `torrent` has been given its timeout.
     timer_at: Option<Duration>,
@@ -139,6 +139,30 @@ struct Node {
     gone: bool,
     /// The fabric share of the last announce, and early re-announces made since it changed.
     share: (Option<FabricShare>, u32),
+}
+
+/// One end of a connection, at the index of its [`PeerKey`].
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    /// The node holding this key.
+    node: u32,
+    /// The node at the other end.
+    peer: u32,
+    /// The key of the other end (on `peer`).
+    peer_key: PeerKey,
+    /// When the last message on it arrives at `node`, so messages stay in order.
+    last_arrival: Duration,
+    open: bool,
+}
+
+impl Link {
+    const CLOSED: Link = Link {
+        node: 0,
+        peer: 0,
+        peer_key: PeerKey(0),
+        last_arrival: Duration::ZERO,
+        open: false,
+    };
 }
 
 #[derive(Debug)]
@@ -160,12 +184,8 @@ pub struct Swarm {
     /// No payload in memory (see [`Swarm::new_dataless`]).
     dataless: bool,
     nodes: Vec<Node>,
-    /// Slots of `events` by virtual nanoseconds, first in first out within a time.
-    queue: EventQueue,
-    /// Events waiting in `queue` with their node, by slot (a slab: millions of events pass
-    /// through a run).
-    events: Vec<Option<(usize, Event)>>,
-    free_slots: Vec<usize>,
+    /// Events with their node, by virtual nanoseconds, first in first out within a time.
+    queue: EventQueue<(u32, Event)>,
     /// Leechers that have not completed yet.
     leechers_left: usize,
     next_key: u64,
@@ -174,10 +194,13 @@ pub struct Swarm {
     /// Cap on throughput between two nodes of different fabrics, bytes per second (per
     /// connection; `f64::INFINITY` for none).
     pub cross_fabric_rate: f64,
-    /// Last arrival time per directed connection, so messages stay in order.
-    last_arrival: HashMap<(usize, PeerKey), Duration>,
+    /// Every connection end ever made, by its [`PeerKey`] (keys are never reused, so the
+    /// key is the index: no hashing on the per-message path).
+    links: Vec<Link>,
     /// Aggregate capacity into each fabric from outside it, bytes per second (absent = none).
-    fabric_ingress: HashMap<String, (f64, Duration)>,
+    fabric_ingress: Vec<Option<(f64, Duration)>>,
+    /// Fabric names; a node's `fabric` indexes this and `fabric_ingress`.
+    fabric_names: Vec<String>,
     peer_source: Box<dyn PeerSource>,
     /// How often nodes re-announce (zero: only at start).
     pub reannounce: Duration,
@@ -195,6 +218,8 @@ pub struct Swarm {
     /// A leecher that completes seeds this long, then shuts down and leaves, as an agent
     /// with `--seed-for` does (`None`: it stays).
     pub seed_for: Option<Duration>,
+    /// Events handled so far (the simulator's unit of work).
+    events_handled: u64,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -233,15 +258,22 @@ impl Swarm {
         dataless: bool,
     ) -> Self {
         let lengths = Lengths::new(len, piece_len).expect("valid geometry");
+        let mut fabric_names: Vec<String> = Vec::new();
         let nodes = (0u32..)
             .zip(specs)
             .map(|(i, spec)| Node {
+                fabric: match fabric_names.iter().position(|f| *f == spec.fabric) {
+                    Some(k) => u32::try_from(k).expect("fewer fabrics than nodes"),
+                    None => {
+                        fabric_names.push(spec.fabric.clone());
+                        u32::try_from(fabric_names.len() - 1).expect("fewer fabrics than nodes")
+                    }
+                },
                 spec,
                 addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i + 1)), 6881),
                 torrent: None,
                 up_free_at: Duration::ZERO,
                 down_free_at: Duration::ZERO,
-                links: HashMap::new(),
                 report: NodeReport::default(),
                 timer_at: None,
                 gone: false,
@@ -256,14 +288,14 @@ impl Swarm {
             dataless,
             nodes,
             queue: EventQueue::default(),
-            events: Vec::new(),
-            free_slots: Vec::new(),
             leechers_left: 0,
             next_key: 1,
             latency: Duration::from_millis(1),
             cross_fabric_rate: f64::INFINITY,
-            last_arrival: HashMap::new(),
-            fabric_ingress: HashMap::new(),
+            // Keys start at 1: slot 0 is never a connection.
+            links: vec![Link::CLOSED],
+            fabric_ingress: vec![None; fabric_names.len()],
+            fabric_names,
             peer_source: Box::new(FullMesh::new(0)),
             reannounce: Duration::from_secs(5),
             rng_salt: 0,
@@ -272,6 +304,7 @@ impl Swarm {
             seed_for: None,
             connect_jitter: Duration::ZERO,
             rng: SmallRng::seed_from_u64(0),
+            events_handled: 0,
         };
         s.peer_source = Box::new(FullMesh::new(s.nodes.len()));
         s.leechers_left = s
@@ -284,6 +317,12 @@ impl Swarm {
             s.schedule(at, i, Event::Start);
         }
         s
+    }
+
+    /// Node `node` shuts down at virtual time `at` (closing its connections) and never comes
+    /// back, finished or not: a host that dies.
+    pub fn leave_at(&mut self, node: usize, at: Duration) {
+        self.schedule(at, node, Event::Leave);
     }
 
     /// Runs one set of specs under another schedule: `salt` changes every node's RNG seed and
@@ -300,8 +339,9 @@ impl Swarm {
 
     /// Caps the aggregate rate of everything entering `fabric` from other fabrics.
     pub fn set_fabric_ingress(&mut self, fabric: &str, bytes_per_sec: f64) {
-        self.fabric_ingress
-            .insert(fabric.to_owned(), (bytes_per_sec, Duration::ZERO));
+        if let Some(k) = self.fabric_names.iter().position(|f| f == fabric) {
+            self.fabric_ingress[k] = Some((bytes_per_sec, Duration::ZERO));
+        }
     }
 
     /// Node addresses (what a tracker would hand out).
@@ -310,20 +350,10 @@ impl Swarm {
     }
 
     fn schedule(&mut self, at: Duration, node: usize, ev: Event) {
-        let slot = match self.free_slots.pop() {
-            Some(slot) => {
-                self.events[slot] = Some((node, ev));
-                slot
-            }
-            None => {
-                self.events.push(Some((node, ev)));
-                self.events.len() - 1
-            }
-        };
         // Runs are far shorter than the 584 years of u64 nanoseconds.
         let nanos = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
-        let slot = u32::try_from(slot).expect("fewer than 2^32 events waiting");
-        self.queue.push(nanos, slot);
+        let node = u32::try_from(node).expect("node index fits u32");
+        self.queue.push(nanos, (node, ev));
     }
 
     /// Runs until every leecher completes or `limit` of virtual time passes (then the clock
@@ -336,11 +366,10 @@ impl Swarm {
                 self.now = self.now.max(limit);
                 break;
             }
-            let (_, slot) = self.queue.pop().expect("peeked");
+            let (_, (node, ev)) = self.queue.pop().expect("peeked");
             self.now = at;
-            let (node, ev) = self.events[slot as usize].take().expect("event stored");
-            self.free_slots.push(slot as usize);
-            self.deliver(node, ev);
+            self.events_handled += 1;
+            self.deliver(node as usize, ev);
             if self.leechers_left == 0 {
                 break;
             }
@@ -409,6 +438,13 @@ impl Swarm {
                 self.with_torrent(i, Torrent::shutdown);
                 self.drain(i);
                 self.nodes[i].gone = true;
+                // A leecher that dies unfinished will never complete: the run waits for the
+                // others only.
+                if self.nodes[i].spec.role == Role::Leecher
+                    && self.nodes[i].report.completed_at.is_none()
+                {
+                    self.leechers_left -= 1;
+                }
                 return;
             }
         }
@@ -488,19 +524,15 @@ impl Swarm {
                     self.payload.slice(start..start + block.len as usize)
                 };
                 let input = Input::BlockRead { peer, block, data };
-                self.schedule(self.now + self.read_delay, i, Event::Input(input));
+                self.answer(i, self.read_delay, input);
             }
             Action::VerifyAndWrite { piece, data } => {
                 let start = self.payload_index(self.lengths.piece_offset(piece));
                 let ok = self.dataless || data[..] == self.payload[start..start + data.len()];
-                self.schedule(
-                    self.now + self.verify_delay,
-                    i,
-                    Event::Input(Input::PieceVerified { piece, ok }),
-                );
+                self.answer(i, self.verify_delay, Input::PieceVerified { piece, ok });
             }
             Action::Connect { addr } => {
-                let Some(j) = self.nodes.iter().position(|n| n.addr == addr) else {
+                let Some(j) = self.node_at(addr) else {
                     return;
                 };
                 if self.nodes[j].torrent.is_none() || self.nodes[j].gone {
@@ -513,8 +545,6 @@ impl Swarm {
                 }
                 let (ki, kj) = (PeerKey(self.next_key), PeerKey(self.next_key + 1));
                 self.next_key += 2;
-                self.nodes[i].links.insert(ki, (j, kj));
-                self.nodes[j].links.insert(kj, (i, ki));
                 // Each end learns of the connection when its handshake exchange is over, not
                 // necessarily at the same moment (so two crossing dials can each keep a
                 // different one); nothing on it arrives before that.
@@ -528,8 +558,17 @@ impl Swarm {
                         at + Duration::from_nanos(self.rng.gen_range(0..max)),
                     )
                 };
-                self.last_arrival.insert((i, ki), at_i);
-                self.last_arrival.insert((j, kj), at_j);
+                // Node counts are far below u32::MAX (addresses are 10.x.y.z).
+                let end = |node: usize, peer: usize, peer_key: PeerKey, at: Duration| Link {
+                    node: u32::try_from(node).expect("node index fits u32"),
+                    peer: u32::try_from(peer).expect("node index fits u32"),
+                    peer_key,
+                    last_arrival: at,
+                    open: true,
+                };
+                debug_assert_eq!(self.links.len() as u64, ki.0);
+                self.links.push(end(i, j, kj, at_i));
+                self.links.push(end(j, i, ki, at_j));
                 let info = |from: usize, outgoing: bool| PeerInfo {
                     addr: self.nodes[from].addr,
                     peer_id: Self::peer_id(from),
@@ -550,15 +589,11 @@ impl Swarm {
                 );
             }
             Action::Disconnect { peer, .. } => {
-                if let Some((j, kj)) = self.nodes[i].links.remove(&peer) {
-                    self.nodes[j].links.remove(&kj);
-                    let at = self
-                        .last_arrival
-                        .get(&(j, kj))
-                        .copied()
-                        .unwrap_or(self.now)
-                        .max(self.now)
-                        + self.latency;
+                if let Some((j, kj)) = self.link(i, peer) {
+                    self.links[Self::slot(peer)].open = false;
+                    let theirs = &mut self.links[Self::slot(kj)];
+                    theirs.open = false;
+                    let at = theirs.last_arrival.max(self.now) + self.latency;
                     self.schedule(self.now, i, Event::Input(Input::PeerDisconnected { peer }));
                     self.schedule(at, j, Event::Input(Input::PeerDisconnected { peer: kj }));
                 }
@@ -579,14 +614,27 @@ impl Swarm {
         }
     }
 
+    /// The edge's answer to node `i`'s disk or hash work, `delay` later: at once, without a
+    /// trip through the queue, when there is no delay (a quarter of a run's events were
+    /// reads answered at the same instant).
+    fn answer(&mut self, i: usize, delay: Duration, input: Input) {
+        if delay.is_zero() {
+            let now = self.base + self.now;
+            self.events_handled += 1;
+            self.with_torrent(i, |t| t.handle_input(now, input));
+        } else {
+            self.schedule(self.now + delay, i, Event::Input(input));
+        }
+    }
+
     fn send(&mut self, i: usize, peer: PeerKey, msg: Message) {
-        let Some(&(j, kj)) = self.nodes[i].links.get(&peer) else {
+        let Some((j, kj)) = self.link(i, peer) else {
             return;
         };
         let mut at = self.now + self.latency;
         if let Message::Piece { data, .. } = &msg {
             let len = data.len() as f64;
-            let cross = self.nodes[i].spec.fabric != self.nodes[j].spec.fabric;
+            let cross = self.nodes[i].fabric != self.nodes[j].fabric;
             let mut rate = self.nodes[i].spec.up_rate.min(self.nodes[j].spec.down_rate);
             if cross {
                 rate = rate.min(self.cross_fabric_rate);
@@ -604,7 +652,7 @@ impl Swarm {
             let mut down_done = down_start + Duration::from_secs_f64(len / rate);
             if cross
                 && let Some((ingress, free_at)) =
-                    self.fabric_ingress.get_mut(&self.nodes[j].spec.fabric)
+                    self.fabric_ingress[self.nodes[j].fabric as usize].as_mut()
             {
                 // The fabric's ingress is one shared pipe in front of every host in it.
                 let start = (*free_at).max(up_start + self.latency);
@@ -627,16 +675,40 @@ impl Swarm {
                 }
             }
         }
-        let last = self.last_arrival.entry((j, kj)).or_insert(Duration::ZERO);
+        let last = &mut self.links[Self::slot(kj)].last_arrival;
         at = at.max(*last);
         *last = at;
         self.schedule(at, j, Event::Input(Input::PeerMessage { peer: kj, msg }));
+    }
+
+    /// The node listening at `addr` (addresses are `10.0.0.1 + index`, see `build`).
+    fn node_at(&self, addr: SocketAddr) -> Option<usize> {
+        let IpAddr::V4(ip) = addr.ip() else {
+            return None;
+        };
+        let i = usize::try_from(u32::from(ip).checked_sub(0x0a00_0001)?).ok()?;
+        self.nodes.get(i).filter(|n| n.addr == addr).map(|_| i)
+    }
+
+    fn slot(key: PeerKey) -> usize {
+        usize::try_from(key.0).expect("keys count connections made: far below usize::MAX")
+    }
+
+    /// The other end (node, key there) of node `i`'s open connection `key`.
+    fn link(&self, i: usize, key: PeerKey) -> Option<(usize, PeerKey)> {
+        let l = self.links.get(Self::slot(key))?;
+        (l.open && l.node as usize == i).then_some((l.peer as usize, l.peer_key))
     }
 
     fn peer_id(i: usize) -> PeerId {
         let mut id = [0u8; 20];
         id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
         PeerId(id)
+    }
+
+    /// Events handled so far.
+    pub fn events_handled(&self) -> u64 {
+        self.events_handled
     }
 
     /// Current virtual time.

@@ -126,49 +126,46 @@ fn a_lone_peer_of_a_super_seeding_origin_is_not_slowed() {
     );
 }
 
-/// The fleet default (issue 13): a super-seeding origin and hosts that learn their fabric
-/// share from the tracker as they announce (ranks by peer id among the fabric's hosts seen
-/// so far, as `tracker::swarm` answers) bring each piece into each fabric about once.
-#[test]
-fn each_piece_enters_each_fabric_about_once() {
-    use crate::sim::PeerSource;
+/// Every node learns every other; a leecher's share counts the hosts of its fabric that
+/// announced so far, so early hosts see small counts, as they would from a tracker (which
+/// also goes on counting hosts that died until their listing expires).
+struct TrackerLike {
+    fabric_of: Vec<String>,
+    seen: Vec<bool>,
+}
 
-    /// Every node learns every other; a leecher's share counts the hosts of its fabric that
-    /// announced so far, so early hosts see small counts, as they would from a tracker.
-    struct TrackerLike {
-        fabric_of: Vec<String>,
-        seen: Vec<bool>,
-    }
-    impl PeerSource for TrackerLike {
-        fn announce(
-            &mut self,
-            node: usize,
-            fabric: &str,
-            _complete: bool,
-            _now: Duration,
-        ) -> (Vec<usize>, Option<FabricShare>) {
-            self.seen[node] = true;
-            let peers = (0..self.fabric_of.len()).filter(|&j| j != node).collect();
-            if node == 0 {
-                return (peers, None); // the origin is nobody's share
-            }
-            let mates: Vec<usize> = (1..self.fabric_of.len())
-                .filter(|&j| self.seen[j] && self.fabric_of[j] == fabric)
-                .collect();
-            let rank = mates.iter().position(|&j| j == node).expect("seen") as u32;
-            let share = FabricShare {
-                rank,
-                of: mates.len() as u32,
-            };
-            (peers, Some(share))
+impl crate::sim::PeerSource for TrackerLike {
+    fn announce(
+        &mut self,
+        node: usize,
+        fabric: &str,
+        _complete: bool,
+        _now: Duration,
+    ) -> (Vec<usize>, Option<FabricShare>) {
+        self.seen[node] = true;
+        let peers = (0..self.fabric_of.len()).filter(|&j| j != node).collect();
+        if node == 0 {
+            return (peers, None); // the origin is nobody's share
         }
+        let mates: Vec<usize> = (1..self.fabric_of.len())
+            .filter(|&j| self.seen[j] && self.fabric_of[j] == fabric)
+            .collect();
+        let rank = mates.iter().position(|&j| j == node).expect("seen") as u32;
+        let share = FabricShare {
+            rank,
+            of: mates.len() as u32,
+        };
+        (peers, Some(share))
     }
+}
 
-    let len = 4usize << 20;
+/// A super-seeding origin in f1 and `hosts` leechers spread over f1..f3 (10 MB/s links and
+/// a 10 MB/s ingress per fabric), arriving over `80 ms` each, with tracker-like shares.
+fn three_fabrics(len: usize, hosts: u64) -> (Swarm, Vec<String>) {
     let mut origin = node(Role::Seed, "f1", 10.0);
     origin.config.super_seed = true;
     let mut specs = vec![origin];
-    for h in 0..12 {
+    for h in 0..hosts {
         let mut n = node(Role::Leecher, &format!("f{}", h % 3 + 1), 10.0);
         // Hosts arrive over a second, as a dispatcher starts them.
         n.start_at = Duration::from_millis(80 * h);
@@ -183,21 +180,62 @@ fn each_piece_enters_each_fabric_about_once() {
         seen: vec![false; fabric_of.len()],
         fabric_of: fabric_of.clone(),
     }));
+    (s, fabric_of)
+}
+
+/// Payload copies that crossed into fabric `f` from the others.
+fn copies_into(s: &Swarm, fabric_of: &[String], f: &str, len: usize) -> f64 {
+    let r = s.reports();
+    let into: u64 = (1..r.len())
+        .filter(|&i| fabric_of[i] == f)
+        .map(|i| r[i].cross_fabric_down)
+        .sum();
+    into as f64 / len as f64
+}
+
+/// The fleet default (issue 13): a super-seeding origin and hosts that learn their fabric
+/// share from the tracker as they announce (ranks by peer id among the fabric's hosts seen
+/// so far, as `tracker::swarm` answers) bring each piece into each fabric about once.
+#[test]
+fn each_piece_enters_each_fabric_about_once() {
+    let len = 4usize << 20;
+    let (mut s, fabric_of) = three_fabrics(len, 12);
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    for f in ["f2", "f3"] {
+        let copies = copies_into(&s, &fabric_of, f, len);
+        eprintln!("into {f}: {copies:.2} x payload");
+        assert!(copies <= 1.25, "{copies:.2} copies crossed into {f}"); // measured 1.20, 1.20
+    }
+    let origin_copies = s.reports()[0].bytes_up as f64 / len as f64;
+    eprintln!("origin: {origin_copies:.2} x payload, fanout {:?}", s.now());
+    assert!(origin_copies < 1.6, "origin sent {origin_copies:.2} copies");
+}
+
+/// A host whose fabric-mates die mid-download, while the tracker still counts them in its
+/// share, brings their shares in itself after the (staggered) fall-back delays: it finishes,
+/// and the fabric still takes in about one copy.
+#[test]
+fn a_host_whose_fabric_mates_die_still_finishes() {
+    let len = 4usize << 20;
+    let (mut s, fabric_of) = three_fabrics(len, 9);
+    // f2 holds nodes 2, 5 and 8 (host h is node h + 1, in f(h % 3 + 1)); 5 and 8 die soon
+    // after they start, each with part of its share in flight.
+    s.leave_at(5, Duration::from_millis(450));
+    s.leave_at(8, Duration::from_millis(700));
     s.run(Duration::from_secs(120));
     assert!(s.is_done(), "stalled: {:?}", s.progress());
     let r = s.reports();
-    for f in ["f2", "f3"] {
-        let into: u64 = (1..r.len())
-            .filter(|&i| fabric_of[i] == f)
-            .map(|i| r[i].cross_fabric_down)
-            .sum();
-        let copies = into as f64 / len as f64;
-        eprintln!("into {f}: {copies:.2} x payload");
-        assert!(copies < 1.3, "{copies:.2} copies crossed into {f}");
-    }
-    let origin_copies = r[0].bytes_up as f64 / len as f64;
-    eprintln!("origin: {origin_copies:.2} x payload, fanout {:?}", s.now());
-    assert!(origin_copies < 1.6, "origin sent {origin_copies:.2} copies");
+    assert!(
+        r[5].completed_at.is_none() && r[8].completed_at.is_none(),
+        "they died first"
+    );
+    let done = r[2].completed_at.expect("the survivor finished");
+    let into = copies_into(&s, &fabric_of, "f2", len);
+    eprintln!("survivor done at {done:?}, {into:.2} x payload into f2");
+    assert!(into < 1.4, "{into:.2} copies crossed into f2");
+    // 4 MiB at 10 MB/s is 0.4 s: even with every fall-back wait, well within 5 s.
+    assert!(done < Duration::from_secs(5), "survivor took {done:?}");
 }
 
 #[test]
