@@ -6,7 +6,7 @@ Run it with Debian's /usr/bin/python3: python3-libtorrent is built for that inte
     lt_peer.py run --torrent T --data DIR [--seed] [--listen HOST:PORT] [--peer HOST:PORT]...
                    [--no-tracker] [--seed-for SECS] [--timeout SECS] [--wait-go]
                    [--upload-limit BYTES_PER_SEC] [--progress-interval SECS]
-                   [--encryption plaintext|disabled|forced-rc4|forced-both]
+                   [--encryption plaintext|accept-any|disabled|forced-rc4|forced-both]
     lt_peer.py info T        # one JSON line: info_hash, piece_length, num_pieces, total_size, files
 
 `run` prints JSON lines on stdout, one per event, each with `event` and `t` (unix time, float):
@@ -135,6 +135,14 @@ ENCRYPTION = {
         "out_enc_policy": int(lt.enc_policy.disabled),
         "in_enc_policy": int(lt.enc_policy.enabled),
         "allowed_enc_level": int(lt.enc_level.plaintext),
+    },
+    # Dials in plain text, accepts MSE with either payload as well as plain text: a seed that
+    # any client can reach with its default settings (transmission 3.00 offers only RC4).
+    "accept-any": {
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.enabled),
+        "allowed_enc_level": int(lt.enc_level.both),
+        "prefer_rc4": False,
     },
     # No MSE at all: an incoming MSE handshake is dropped (for the plaintext-retry test).
     "disabled": {

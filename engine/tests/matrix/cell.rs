@@ -28,9 +28,11 @@ pub const TRACKER_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
 pub const INSTREAM_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 /// The other client's host.
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 3);
+/// The reference seed's host (libtorrent, in the baseline cells).
+pub const REFERENCE_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 4);
 /// Where the harness's own scrapes come from (no program listens there).
 pub const HARNESS_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 254);
-pub const ALL_IPS: [Ipv4Addr; 4] = [TRACKER_IP, INSTREAM_IP, CLIENT_IP, HARNESS_IP];
+pub const ALL_IPS: [Ipv4Addr; 5] = [TRACKER_IP, INSTREAM_IP, CLIENT_IP, REFERENCE_IP, HARNESS_IP];
 
 /// 32 whole pieces and a short last one: the last piece's length is a case of its own.
 pub const PAYLOAD_LEN: usize = 8 * 1024 * 1024 + 12_345;
@@ -45,15 +47,23 @@ pub enum Direction {
     InstreamSeeds,
     /// The client serves, instream-peer downloads.
     ClientSeeds,
+    /// The baseline of `InstreamSeeds`: libtorrent serves the same torrent, the client
+    /// downloads, so a slow `InstreamSeeds` cell can be told apart from a slow client.
+    ReferenceSeeds,
 }
 
 impl Direction {
-    pub const ALL: [Direction; 2] = [Direction::InstreamSeeds, Direction::ClientSeeds];
+    pub const ALL: [Direction; 3] = [
+        Direction::InstreamSeeds,
+        Direction::ClientSeeds,
+        Direction::ReferenceSeeds,
+    ];
 
     pub fn id(self) -> &'static str {
         match self {
             Direction::InstreamSeeds => "instream-seeds",
             Direction::ClientSeeds => "client-seeds",
+            Direction::ReferenceSeeds => "libtorrent-seeds",
         }
     }
 }
@@ -83,6 +93,7 @@ impl Cell<'_> {
         match self.direction {
             Direction::InstreamSeeds => format!("instream-seed → {}", self.client.name()),
             Direction::ClientSeeds => format!("{} → instream-peer", self.client.name()),
+            Direction::ReferenceSeeds => format!("libtorrent → {} (baseline)", self.client.name()),
         }
     }
 }
@@ -198,7 +209,9 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
     let url = cell.tracker.url(tracker_addr, cell.proto);
     let torrent = dir.join("t.torrent");
     match cell.direction {
-        Direction::InstreamSeeds => instream_create(&payload, "256KiB", &[url], &torrent),
+        Direction::InstreamSeeds | Direction::ReferenceSeeds => {
+            instream_create(&payload, "256KiB", &[url], &torrent)
+        }
         Direction::ClientSeeds => mktorrent(&payload, PIECE_LOG2, Some(&url), &torrent),
     }
     let info_hash = read_info_hash(&torrent)?;
@@ -223,18 +236,22 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
     };
     let instream = host(INSTREAM_IP, 7000, "instream");
     let client = host(CLIENT_IP, 7100, "client");
+    let reference = host(REFERENCE_IP, 7200, "reference");
     let out = dir.join("out");
     fs::create_dir_all(&out).expect("create the download dir");
 
     let mut seed = match cell.direction {
         Direction::InstreamSeeds => clients::instream_seed(&instream, &torrent, &payload),
         Direction::ClientSeeds => cell.client.seed(&client, &torrent, &src),
+        Direction::ReferenceSeeds => clients::reference().seed(&reference, &torrent, &src),
     };
     wait_registered(rig, &tracker, &mut seed, &info_hash, deadline)?;
 
     let started = Instant::now();
     let mut leech = match cell.direction {
-        Direction::InstreamSeeds => cell.client.leech(&client, &torrent, &out),
+        Direction::InstreamSeeds | Direction::ReferenceSeeds => {
+            cell.client.leech(&client, &torrent, &out)
+        }
         Direction::ClientSeeds => clients::instream_peer(&instream, &torrent, &out),
     };
     let downloaded = out.join(NAME);
@@ -254,6 +271,7 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
         let seed_addr = match cell.direction {
             Direction::InstreamSeeds => instream.addr,
             Direction::ClientSeeds => client.addr,
+            Direction::ReferenceSeeds => reference.addr,
         };
         let listed = match tracker.peers(rig.ns, HARNESS_IP, &info_hash) {
             Ok(p) => format!("{p:?}"),

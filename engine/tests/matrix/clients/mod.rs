@@ -87,6 +87,11 @@ pub fn all() -> Vec<Box<dyn Client>> {
     ]
 }
 
+/// The seed of the baseline cells.
+pub fn reference() -> Box<dyn Client> {
+    Box::new(libtorrent::ReferenceSeed)
+}
+
 /// Tracker protocols instream's client speaks.
 pub const INSTREAM_PROTOCOLS: &[Proto] = &[Proto::Udp, Proto::Http];
 
@@ -103,6 +108,7 @@ pub fn instream_seed(host: &Host, torrent: &Path, data: &Path) -> Running {
         .arg(data)
         .arg("--listen")
         .arg(host.addr.to_string())
+        .args(extra_args("INSTREAM_MATRIX_SEED_ARGS"))
         .env("RUST_LOG", rust_log());
     Running::exits(Proc::spawn("instream-seed", cmd))
 }
@@ -120,8 +126,19 @@ pub fn instream_peer(host: &Host, torrent: &Path, out: &Path) -> Running {
         .args(["--json", "--seed-for", "0"])
         .arg("--timeout")
         .arg(host.timeout_secs.to_string())
+        .args(extra_args("INSTREAM_MATRIX_PEER_ARGS"))
         .env("RUST_LOG", rust_log());
     Running::exits(Proc::spawn("instream-peer", cmd))
+}
+
+/// Extra arguments from the environment, split on whitespace (for trying a flag across the
+/// matrix, e.g. `INSTREAM_MATRIX_SEED_ARGS=--no-super-seed`).
+fn extra_args(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The first line of `program --version`-style output, or why it cannot run.
