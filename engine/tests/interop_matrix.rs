@@ -113,7 +113,7 @@ fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
             for tracker in TrackerKind::ALL {
                 // The baseline is libtorrent seeding: one tracker is enough, and libtorrent
                 // against itself says nothing about instream.
-                if direction == Direction::ReferenceSeeds
+                if direction == Direction::Baseline
                     && (tracker != TrackerKind::Instream || client.name() == "libtorrent")
                 {
                     continue;

@@ -49,21 +49,21 @@ pub enum Direction {
     ClientSeeds,
     /// The baseline of `InstreamSeeds`: libtorrent serves the same torrent, the client
     /// downloads, so a slow `InstreamSeeds` cell can be told apart from a slow client.
-    ReferenceSeeds,
+    Baseline,
 }
 
 impl Direction {
     pub const ALL: [Direction; 3] = [
         Direction::InstreamSeeds,
         Direction::ClientSeeds,
-        Direction::ReferenceSeeds,
+        Direction::Baseline,
     ];
 
     pub fn id(self) -> &'static str {
         match self {
             Direction::InstreamSeeds => "instream-seeds",
             Direction::ClientSeeds => "client-seeds",
-            Direction::ReferenceSeeds => "libtorrent-seeds",
+            Direction::Baseline => "libtorrent-seeds",
         }
     }
 }
@@ -93,7 +93,7 @@ impl Cell<'_> {
         match self.direction {
             Direction::InstreamSeeds => format!("instream-seed → {}", self.client.name()),
             Direction::ClientSeeds => format!("{} → instream-peer", self.client.name()),
-            Direction::ReferenceSeeds => format!("libtorrent → {} (baseline)", self.client.name()),
+            Direction::Baseline => format!("libtorrent → {} (baseline)", self.client.name()),
         }
     }
 }
@@ -209,7 +209,7 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
     let url = cell.tracker.url(tracker_addr, cell.proto);
     let torrent = dir.join("t.torrent");
     match cell.direction {
-        Direction::InstreamSeeds | Direction::ReferenceSeeds => {
+        Direction::InstreamSeeds | Direction::Baseline => {
             instream_create(&payload, "256KiB", &[url], &torrent)
         }
         Direction::ClientSeeds => mktorrent(&payload, PIECE_LOG2, Some(&url), &torrent),
@@ -243,13 +243,13 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
     let mut seed = match cell.direction {
         Direction::InstreamSeeds => clients::instream_seed(&instream, &torrent, &payload),
         Direction::ClientSeeds => cell.client.seed(&client, &torrent, &src),
-        Direction::ReferenceSeeds => clients::reference().seed(&reference, &torrent, &src),
+        Direction::Baseline => clients::reference().seed(&reference, &torrent, &src),
     };
     wait_registered(rig, &tracker, &mut seed, &info_hash, deadline)?;
 
     let started = Instant::now();
     let mut leech = match cell.direction {
-        Direction::InstreamSeeds | Direction::ReferenceSeeds => {
+        Direction::InstreamSeeds | Direction::Baseline => {
             cell.client.leech(&client, &torrent, &out)
         }
         Direction::ClientSeeds => clients::instream_peer(&instream, &torrent, &out),
@@ -271,7 +271,7 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
         let seed_addr = match cell.direction {
             Direction::InstreamSeeds => instream.addr,
             Direction::ClientSeeds => client.addr,
-            Direction::ReferenceSeeds => reference.addr,
+            Direction::Baseline => reference.addr,
         };
         let listed = match tracker.peers(rig.ns, HARNESS_IP, &info_hash) {
             Ok(p) => format!("{p:?}"),
