@@ -352,6 +352,7 @@ fn wait_done(
         match (&leech.done, exited) {
             (Done::Exit, Some(s)) if s.success() => return Ok(Instant::now()),
             (Done::Marker(m), _) if m.exists() => return Ok(Instant::now()),
+            (Done::Probe(p), None) if p() == Ok(true) => return Ok(Instant::now()),
             (_, Some(s)) => {
                 return Err(format!(
                     "{} exited ({}) with {}",

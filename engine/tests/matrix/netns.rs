@@ -98,21 +98,7 @@ impl Netns {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, String> {
-        let path = format!("/var/run/netns/{}", self.name);
-        let file = fs::File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
-        std::thread::spawn(move || {
-            // SAFETY: setns(2) on a namespace fd we hold open; it changes only this thread,
-            // which ends when `f` returns.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!(
-                    "setns into {path}: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| "the thread inside the namespace panicked".to_string())?
+        enter_named(&self.name, f)
     }
 
     /// A UDP socket bound to `local` inside the namespace, with a read timeout.
@@ -124,6 +110,29 @@ impl Netns {
             .map_err(|e| format!("set UDP read timeout: {e}"))?;
         Ok(sock)
     }
+}
+
+/// [`Netns::enter`] for the namespace named `name`: for what outlives a borrow of the
+/// [`Netns`] (a leecher's completion probe), while the namespace exists.
+pub fn enter_named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let path = format!("/var/run/netns/{name}");
+    let file = fs::File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+    std::thread::spawn(move || {
+        // SAFETY: setns(2) on a namespace fd we hold open; it changes only this thread,
+        // which ends when `f` returns.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "setns into {path}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| "the thread inside the namespace panicked".to_string())?
 }
 
 impl Drop for Netns {

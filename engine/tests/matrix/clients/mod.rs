@@ -8,7 +8,9 @@
 //! through the cell's tracker, over TCP.
 
 mod aria2;
+mod ctorrent;
 mod libtorrent;
+mod qbittorrent;
 mod rtorrent;
 mod transmission;
 
@@ -42,6 +44,9 @@ pub enum Done {
     Exit,
     /// The client's on-completion hook creates this file; the process keeps running.
     Marker(PathBuf),
+    /// Asked of the client itself (its Web API): `Ok(true)` once it has everything, `Err`
+    /// when it cannot answer (the harness retries until the cell's deadline).
+    Probe(Box<dyn Fn() -> Result<bool, String>>),
 }
 
 /// A running seed or leecher.
@@ -84,6 +89,8 @@ pub fn all() -> Vec<Box<dyn Client>> {
         Box::new(aria2::Aria2),
         Box::new(transmission::Transmission),
         Box::new(rtorrent::Rtorrent),
+        Box::new(qbittorrent::Qbittorrent),
+        Box::new(ctorrent::Ctorrent),
     ]
 }
 
