@@ -126,6 +126,26 @@ fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
                     direction,
                     tracker,
                     proto,
+                    two_addresses: false,
+                });
+            }
+        }
+    }
+    // The client on a host with two addresses (listening on one, its unbound sockets leaving
+    // from the other), both directions, through instream-tracker (trusting the announced IP)
+    // and opentracker.
+    for client in &clients {
+        for direction in [Direction::InstreamSeeds, Direction::ClientSeeds] {
+            for tracker in TrackerKind::ALL {
+                let proto = cell::protocol_for(client.as_ref())
+                    .expect("a client that speaks no tracker protocol instream speaks");
+                cells.push(Cell {
+                    index: cells.len(),
+                    client: client.as_ref(),
+                    direction,
+                    tracker,
+                    proto,
+                    two_addresses: true,
                 });
             }
         }
@@ -188,7 +208,7 @@ fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
                 .version()
                 .unwrap_or_else(|_| c.client.name().into()),
             flow: c.flow(),
-            tracker: c.tracker.name(),
+            tracker: c.tracker_label(),
             proto: c.proto.name(),
             result,
         });

@@ -30,6 +30,11 @@ pub const INSTREAM_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 3);
 /// The reference seed's host (libtorrent, in the baseline cells).
 pub const REFERENCE_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 4);
+/// A two-address client host (its own namespace, [`Netns::create_host`]): where it listens and
+/// what it announces...
+pub const TWO_ADDR_LISTEN_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 13);
+/// ... and where everything it does not bind leaves from (its route's preferred source).
+pub const TWO_ADDR_SOURCE_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 14);
 /// Where the harness's own scrapes come from (no program listens there).
 pub const HARNESS_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 254);
 pub const ALL_IPS: [Ipv4Addr; 5] = [TRACKER_IP, INSTREAM_IP, CLIENT_IP, REFERENCE_IP, HARNESS_IP];
@@ -75,25 +80,54 @@ pub struct Cell<'a> {
     pub direction: Direction,
     pub tracker: TrackerKind,
     pub proto: Proto,
+    /// The client's host has two addresses: it listens on (and announces) one, and what it
+    /// does not bind (its dials, its tracker requests for most clients) leaves from the
+    /// other. instream-tracker then runs with `--trust-announced-ip`.
+    pub two_addresses: bool,
 }
 
 impl Cell<'_> {
-    /// `client/direction/tracker`, what `INSTREAM_MATRIX_ONLY` matches against.
+    /// `client/direction/tracker[/two-address]`, what `INSTREAM_MATRIX_ONLY` matches against.
     pub fn id(&self) -> String {
         format!(
-            "{}/{}/{}",
+            "{}/{}/{}{}",
             self.client.name(),
             self.direction.id(),
-            self.tracker.name()
+            self.tracker.name(),
+            if self.two_addresses {
+                "/two-address"
+            } else {
+                ""
+            }
         )
+    }
+
+    /// The tracker column: the program, and how it is run when that matters.
+    pub fn tracker_label(&self) -> String {
+        if self.trusts_announced_ip() {
+            format!("{} --trust-announced-ip", self.tracker.name())
+        } else {
+            self.tracker.name().to_string()
+        }
+    }
+
+    fn trusts_announced_ip(&self) -> bool {
+        self.two_addresses && self.tracker == TrackerKind::Instream
     }
 
     /// `instream-seed -> aria2` or `aria2 -> instream-peer`.
     pub fn flow(&self) -> String {
-        match self.direction {
+        let flow = match self.direction {
             Direction::InstreamSeeds => format!("instream-seed → {}", self.client.name()),
             Direction::ClientSeeds => format!("{} → instream-peer", self.client.name()),
             Direction::Baseline => format!("libtorrent → {} (baseline)", self.client.name()),
+        };
+        if self.two_addresses {
+            format!(
+                "{flow} (client: listens on {TWO_ADDR_LISTEN_IP}, sources {TWO_ADDR_SOURCE_IP})"
+            )
+        } else {
+            flow
         }
     }
 }
@@ -221,22 +255,52 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
         tracker_addr,
         &info_hash,
         &dir.join("tracker"),
+        cell.trusts_announced_ip(),
     )
     .map_err(Failure::bare)?;
 
-    let host = |ip: Ipv4Addr, base: u16, name: &str| -> Host {
+    // A two-address client is a host of its own, for this cell only.
+    let own_host = if cell.two_addresses {
+        let h = rig
+            .ns
+            .create_host(
+                &format!("c{}", cell.index),
+                &[TWO_ADDR_LISTEN_IP, TWO_ADDR_SOURCE_IP],
+                TWO_ADDR_SOURCE_IP,
+            )
+            .map_err(Failure::bare)?;
+        Some(h)
+    } else {
+        None
+    };
+    let timeout_secs = rig.timeout.as_secs();
+    let host = |ns, ip, base, name: &str, second| {
         let d = dir.join(name);
         fs::create_dir_all(&d).expect("create a host dir");
         Host {
-            ns: rig.ns,
+            ns,
             addr: SocketAddrV4::new(ip, port(base)),
+            second,
             dir: d,
-            timeout_secs: rig.timeout.as_secs(),
+            timeout_secs,
         }
     };
-    let instream = host(INSTREAM_IP, 7000, "instream");
-    let client = host(CLIENT_IP, 7100, "client");
-    let reference = host(REFERENCE_IP, 7200, "reference");
+    let instream = host(rig.ns, INSTREAM_IP, 7000, "instream", None);
+    let reference = host(rig.ns, REFERENCE_IP, 7200, "reference", None);
+    let client = match &own_host {
+        Some(ns) => {
+            let d = dir.join("client");
+            fs::create_dir_all(&d).expect("create a host dir");
+            Host {
+                ns,
+                addr: SocketAddrV4::new(TWO_ADDR_LISTEN_IP, port(7100)),
+                second: Some(TWO_ADDR_SOURCE_IP),
+                dir: d,
+                timeout_secs,
+            }
+        }
+        None => host(rig.ns, CLIENT_IP, 7100, "client", None),
+    };
     let out = dir.join("out");
     fs::create_dir_all(&out).expect("create the download dir");
 

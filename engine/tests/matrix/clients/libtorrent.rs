@@ -40,6 +40,11 @@ impl Libtorrent {
             .arg("--timeout")
             .arg(host.timeout_secs.to_string())
             .args(extra);
+        // On a two-address host it still binds everything to its listen address: with
+        // `--outgoing` set to the other address (`outgoing_interfaces`), libtorrent 2.0.8
+        // resets every incoming connection right after the peer's handshake, before any
+        // alert, whoever dials it (seen in the matrix; qBittorrent, on the same library
+        // with one bind address, passes).
         if seed {
             cmd.arg("--seed").args(["--progress-interval", "0"]);
         } else {

@@ -26,6 +26,9 @@ pub struct Host<'a> {
     pub ns: &'a Netns,
     /// Its own address (a /32 on the namespace's lo) and the port it accepts peers on.
     pub addr: SocketAddrV4,
+    /// A two-address host's other address: where what the client does not bind to `addr`
+    /// leaves from. A client that can bind its dials apart from its listener dials from it.
+    pub second: Option<Ipv4Addr>,
     /// Scratch for its config and logs; exists.
     pub dir: PathBuf,
     /// Deadline for the whole cell, for programs that take a timeout of their own.
