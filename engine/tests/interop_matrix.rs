@@ -8,15 +8,19 @@
 //! instream-tracker), so that a slow instream-seed cell can be told from a slow client: the
 //! 0.5 MB/s of transmission and the 2.7 MB/s of aria2 are theirs (transmission declares
 //! interest only on its 10 s rechoke pulse and grows its request queue once a second; aria2
-//! dials, finishes and exits on 1 s ticks), and the baseline shows the same figures. Cells run
+//! dials, finishes and exits on 1 s ticks), and the baseline shows the same figures. Then each
+//! client again, both directions, on a host with two addresses (its own namespace joined by a
+//! veth: it listens on and announces one, and what it does not bind, its dials and most
+//! clients' tracker requests, leaves from the other), through instream-tracker run with
+//! `--trust-announced-ip` and through opentracker (id suffix `/two-address`). Cells run
 //! one after another; a failing cell does not stop the others. The table goes to
 //! `<target dir>/interop-matrix.md` and to stderr, then the test fails naming every failing
 //! cell.
 //!
 //! Needs root (ip netns); skips with a message otherwise. Environment:
 //! - `INSTREAM_MATRIX_ONLY=aria2,libtorrent/client-seeds` runs only the cells whose id
-//!   (`client/instream-seeds|client-seeds|libtorrent-seeds/instream-tracker|opentracker`) contains one of the
-//!   comma-separated words;
+//!   (`client/instream-seeds|client-seeds|libtorrent-seeds/instream-tracker|opentracker`,
+//!   then `/two-address` for those cells) contains one of the comma-separated words;
 //! - `INSTREAM_MATRIX_SEED_ARGS`, `INSTREAM_MATRIX_PEER_ARGS`: extra arguments for every
 //!   instream-seed / instream-peer (e.g. `--no-super-seed`), to try a flag across clients;
 //! - `INSTREAM_MATRIX_CELL_SECS=N` bounds each cell (default 60 s);
