@@ -1,17 +1,28 @@
 //! The interop matrix (issue 9): instream against the BitTorrent clients people run, every
 //! client on its own address in a network namespace, as real hosts are.
 //!
-//! Cells: each client of `matrix::clients::all()` (libtorrent, aria2, transmission, rtorrent) × both
-//! directions (instream-seed seeds to the client; the client seeds to instream-peer) × both
-//! trackers (instream-tracker, opentracker), over UDP where the client announces over UDP and
-//! HTTP otherwise. Cells run one after another; a failing cell does not stop the others. The
-//! table goes to `<target dir>/interop-matrix.md` and to stderr, then the test fails naming
-//! every failing cell.
+//! Cells: each client of `matrix::clients::all()` × both directions (instream-seed seeds to
+//! the client; the client seeds to instream-peer) × both trackers (instream-tracker,
+//! opentracker), over UDP where the client announces over UDP and HTTP otherwise; plus, per
+//! client, one baseline cell (libtorrent seeds the same torrent to the client through
+//! instream-tracker), so that a slow instream-seed cell can be told from a slow client: the
+//! 0.5 MB/s of transmission and the 2.7 MB/s of aria2 are theirs (transmission declares
+//! interest only on its 10 s rechoke pulse and grows its request queue once a second; aria2
+//! dials, finishes and exits on 1 s ticks), and the baseline shows the same figures. Then each
+//! client again, both directions, on a host with two addresses (its own namespace joined by a
+//! veth: it listens on and announces one, and what it does not bind, its dials and most
+//! clients' tracker requests, leaves from the other), through instream-tracker run with
+//! `--trust-announced-ip` and through opentracker (id suffix `/two-address`). Cells run
+//! one after another; a failing cell does not stop the others. The table goes to
+//! `<target dir>/interop-matrix.md` and to stderr, then the test fails naming every failing
+//! cell.
 //!
 //! Needs root (ip netns); skips with a message otherwise. Environment:
 //! - `INSTREAM_MATRIX_ONLY=aria2,libtorrent/client-seeds` runs only the cells whose id
-//!   (`client/instream-seeds|client-seeds/instream-tracker|opentracker`) contains one of the
-//!   comma-separated words;
+//!   (`client/instream-seeds|client-seeds|libtorrent-seeds/instream-tracker|opentracker`,
+//!   then `/two-address` for those cells) contains one of the comma-separated words;
+//! - `INSTREAM_MATRIX_SEED_ARGS`, `INSTREAM_MATRIX_PEER_ARGS`: extra arguments for every
+//!   instream-seed / instream-peer (e.g. `--no-super-seed`), to try a flag across clients;
 //! - `INSTREAM_MATRIX_CELL_SECS=N` bounds each cell (default 60 s);
 //! - `INSTREAM_TEST_ECHO=1` echoes every process's output as it arrives.
 
@@ -104,6 +115,13 @@ fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
     for client in &clients {
         for direction in Direction::ALL {
             for tracker in TrackerKind::ALL {
+                // The baseline is libtorrent seeding: one tracker is enough, and libtorrent
+                // against itself says nothing about instream.
+                if direction == Direction::Baseline
+                    && (tracker != TrackerKind::Instream || client.name() == "libtorrent")
+                {
+                    continue;
+                }
                 let proto = cell::protocol_for(client.as_ref())
                     .expect("a client that speaks no tracker protocol instream speaks");
                 cells.push(Cell {
@@ -112,6 +130,26 @@ fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
                     direction,
                     tracker,
                     proto,
+                    two_addresses: false,
+                });
+            }
+        }
+    }
+    // The client on a host with two addresses (listening on one, its unbound sockets leaving
+    // from the other), both directions, through instream-tracker (trusting the announced IP)
+    // and opentracker.
+    for client in &clients {
+        for direction in [Direction::InstreamSeeds, Direction::ClientSeeds] {
+            for tracker in TrackerKind::ALL {
+                let proto = cell::protocol_for(client.as_ref())
+                    .expect("a client that speaks no tracker protocol instream speaks");
+                cells.push(Cell {
+                    index: cells.len(),
+                    client: client.as_ref(),
+                    direction,
+                    tracker,
+                    proto,
+                    two_addresses: true,
                 });
             }
         }
@@ -123,6 +161,11 @@ fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
         std::env::var("INSTREAM_MATRIX_ONLY").unwrap_or_default()
     );
 
+    // instream-peer is built on first use (another package's binary): before any cell's
+    // clock starts, so that a build never eats the first client-seeds cell's time.
+    if cells.iter().any(|c| c.direction == Direction::ClientSeeds) {
+        support::bin("instream-peer");
+    }
     let ns = Netns::create(&ALL_IPS).expect("create the matrix's network namespace");
     let work = support::temp_dir();
     let rig = Rig {
@@ -169,7 +212,7 @@ fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
                 .version()
                 .unwrap_or_else(|_| c.client.name().into()),
             flow: c.flow(),
-            tracker: c.tracker.name(),
+            tracker: c.tracker_label(),
             proto: c.proto.name(),
             result,
         });

@@ -6,7 +6,8 @@ Run it with Debian's /usr/bin/python3: python3-libtorrent is built for that inte
     lt_peer.py run --torrent T --data DIR [--seed] [--listen HOST:PORT] [--peer HOST:PORT]...
                    [--no-tracker] [--seed-for SECS] [--timeout SECS] [--wait-go]
                    [--upload-limit BYTES_PER_SEC] [--progress-interval SECS]
-                   [--encryption plaintext|disabled|forced-rc4|forced-both]
+                   [--outgoing IP] [--announce-ip IP]
+                   [--encryption plaintext|accept-any|disabled|forced-rc4|forced-both]
     lt_peer.py info T        # one JSON line: info_hash, piece_length, num_pieces, total_size, files
 
 `run` prints JSON lines on stdout, one per event, each with `event` and `t` (unix time, float):
@@ -18,6 +19,7 @@ Run it with Debian's /usr/bin/python3: python3-libtorrent is built for that inte
     finished  {secs, down, up}    leecher: every piece downloaded and hash-checked
     hash_failed {piece}           a piece failed its SHA-1 check (we downloaded bad data)
     peer_banned {peer}            libtorrent banned a peer
+    peer_disconnected {message}   libtorrent closed a peer connection, and why
     tracker_reply {url, peers}    an announce was answered; tracker_error {message} if not
     summary   {ok, finished, done_secs, bytes_downloaded, bytes_uploaded, wall_secs, cpu_user,
                cpu_sys, max_rss_kib, peers_seen, hash_failures, reason}
@@ -112,8 +114,11 @@ def session_settings(args, host, port):
         **ENCRYPTION[args.encryption],
         "connections_limit": 400,
         "listen_interfaces": f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
-        # Dial out from the address under test too (matters inside network namespaces).
-        "outgoing_interfaces": host if host not in ("0.0.0.0", "::") else "",
+        # Dial out from the address under test too (matters inside network namespaces), or
+        # from --outgoing's (a host with two addresses: listens on one, dials from the other).
+        "outgoing_interfaces": args.outgoing or (host if host not in ("0.0.0.0", "::") else ""),
+        # --announce-ip: the address trackers are told (`ip=`, the BEP 15 IP field).
+        "announce_ip": args.announce_ip or "",
         "upload_rate_limit": args.upload_limit,
         "download_rate_limit": 0,
         "alert_mask": (lt.alert_category.error | lt.alert_category.status
@@ -135,6 +140,14 @@ ENCRYPTION = {
         "out_enc_policy": int(lt.enc_policy.disabled),
         "in_enc_policy": int(lt.enc_policy.enabled),
         "allowed_enc_level": int(lt.enc_level.plaintext),
+    },
+    # Dials in plain text, accepts MSE with either payload as well as plain text: a seed that
+    # any client can reach with its default settings (transmission 3.00 offers only RC4).
+    "accept-any": {
+        "out_enc_policy": int(lt.enc_policy.disabled),
+        "in_enc_policy": int(lt.enc_policy.enabled),
+        "allowed_enc_level": int(lt.enc_level.both),
+        "prefer_rc4": False,
     },
     # No MSE at all: an incoming MSE handshake is dropped (for the plaintext-retry test).
     "disabled": {
@@ -201,6 +214,9 @@ class Run:
         elif isinstance(a, (lt.peer_connect_alert, lt.incoming_connection_alert)):
             ep = a.endpoint if hasattr(a, "endpoint") else a.ip
             self.peers_seen.add(f"{ep[0]}:{ep[1]}")
+        elif isinstance(a, lt.peer_disconnected_alert):
+            # Why libtorrent dropped a peer, for a failing test's tail.
+            emit("peer_disconnected", message=a.message())
         elif isinstance(a, lt.tracker_error_alert):
             emit("tracker_error", message=a.message())
         elif isinstance(a, lt.tracker_reply_alert):
@@ -335,6 +351,10 @@ def main(argv):
     r.add_argument("--setup-timeout", type=float, default=30.0)
     r.add_argument("--wait-go", action="store_true",
                    help="after 'ready', wait for a line on stdin before starting the torrent")
+    r.add_argument("--outgoing", default=None, metavar="IP",
+                   help="dial peers from this address instead of --listen's")
+    r.add_argument("--announce-ip", default=None, metavar="IP",
+                   help="the address to announce to trackers (ip=, BEP 15 IP field)")
     r.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_SEC")
     r.add_argument("--progress-interval", type=float, default=1.0, help="0 = no progress lines")
     r.add_argument("--encryption", choices=sorted(ENCRYPTION), default="plaintext",

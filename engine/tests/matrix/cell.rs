@@ -28,9 +28,16 @@ pub const TRACKER_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
 pub const INSTREAM_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 /// The other client's host.
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 3);
+/// The reference seed's host (libtorrent, in the baseline cells).
+pub const REFERENCE_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 4);
+/// A two-address client host (its own namespace, [`Netns::create_host`]): where it listens and
+/// what it announces...
+pub const TWO_ADDR_LISTEN_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 13);
+/// ... and where everything it does not bind leaves from (its route's preferred source).
+pub const TWO_ADDR_SOURCE_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 14);
 /// Where the harness's own scrapes come from (no program listens there).
 pub const HARNESS_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 254);
-pub const ALL_IPS: [Ipv4Addr; 4] = [TRACKER_IP, INSTREAM_IP, CLIENT_IP, HARNESS_IP];
+pub const ALL_IPS: [Ipv4Addr; 5] = [TRACKER_IP, INSTREAM_IP, CLIENT_IP, REFERENCE_IP, HARNESS_IP];
 
 /// 32 whole pieces and a short last one: the last piece's length is a case of its own.
 pub const PAYLOAD_LEN: usize = 8 * 1024 * 1024 + 12_345;
@@ -45,15 +52,23 @@ pub enum Direction {
     InstreamSeeds,
     /// The client serves, instream-peer downloads.
     ClientSeeds,
+    /// The baseline of `InstreamSeeds`: libtorrent serves the same torrent, the client
+    /// downloads, so a slow `InstreamSeeds` cell can be told apart from a slow client.
+    Baseline,
 }
 
 impl Direction {
-    pub const ALL: [Direction; 2] = [Direction::InstreamSeeds, Direction::ClientSeeds];
+    pub const ALL: [Direction; 3] = [
+        Direction::InstreamSeeds,
+        Direction::ClientSeeds,
+        Direction::Baseline,
+    ];
 
     pub fn id(self) -> &'static str {
         match self {
             Direction::InstreamSeeds => "instream-seeds",
             Direction::ClientSeeds => "client-seeds",
+            Direction::Baseline => "libtorrent-seeds",
         }
     }
 }
@@ -65,24 +80,54 @@ pub struct Cell<'a> {
     pub direction: Direction,
     pub tracker: TrackerKind,
     pub proto: Proto,
+    /// The client's host has two addresses: it listens on (and announces) one, and what it
+    /// does not bind (its dials, its tracker requests for most clients) leaves from the
+    /// other. instream-tracker then runs with `--trust-announced-ip`.
+    pub two_addresses: bool,
 }
 
 impl Cell<'_> {
-    /// `client/direction/tracker`, what `INSTREAM_MATRIX_ONLY` matches against.
+    /// `client/direction/tracker[/two-address]`, what `INSTREAM_MATRIX_ONLY` matches against.
     pub fn id(&self) -> String {
         format!(
-            "{}/{}/{}",
+            "{}/{}/{}{}",
             self.client.name(),
             self.direction.id(),
-            self.tracker.name()
+            self.tracker.name(),
+            if self.two_addresses {
+                "/two-address"
+            } else {
+                ""
+            }
         )
+    }
+
+    /// The tracker column: the program, and how it is run when that matters.
+    pub fn tracker_label(&self) -> String {
+        if self.trusts_announced_ip() {
+            format!("{} --trust-announced-ip", self.tracker.name())
+        } else {
+            self.tracker.name().to_string()
+        }
+    }
+
+    fn trusts_announced_ip(&self) -> bool {
+        self.two_addresses && self.tracker == TrackerKind::Instream
     }
 
     /// `instream-seed -> aria2` or `aria2 -> instream-peer`.
     pub fn flow(&self) -> String {
-        match self.direction {
+        let flow = match self.direction {
             Direction::InstreamSeeds => format!("instream-seed → {}", self.client.name()),
             Direction::ClientSeeds => format!("{} → instream-peer", self.client.name()),
+            Direction::Baseline => format!("libtorrent → {} (baseline)", self.client.name()),
+        };
+        if self.two_addresses {
+            format!(
+                "{flow} (client: listens on {TWO_ADDR_LISTEN_IP}, sources {TWO_ADDR_SOURCE_IP})"
+            )
+        } else {
+            flow
         }
     }
 }
@@ -198,7 +243,9 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
     let url = cell.tracker.url(tracker_addr, cell.proto);
     let torrent = dir.join("t.torrent");
     match cell.direction {
-        Direction::InstreamSeeds => instream_create(&payload, "256KiB", &[url], &torrent),
+        Direction::InstreamSeeds | Direction::Baseline => {
+            instream_create(&payload, "256KiB", &[url], &torrent)
+        }
         Direction::ClientSeeds => mktorrent(&payload, PIECE_LOG2, Some(&url), &torrent),
     }
     let info_hash = read_info_hash(&torrent)?;
@@ -208,33 +255,67 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
         tracker_addr,
         &info_hash,
         &dir.join("tracker"),
+        cell.trusts_announced_ip(),
     )
     .map_err(Failure::bare)?;
 
-    let host = |ip: Ipv4Addr, base: u16, name: &str| -> Host {
+    // A two-address client is a host of its own, for this cell only.
+    let own_host = if cell.two_addresses {
+        let h = rig
+            .ns
+            .create_host(
+                &format!("c{}", cell.index),
+                &[TWO_ADDR_LISTEN_IP, TWO_ADDR_SOURCE_IP],
+                TWO_ADDR_SOURCE_IP,
+            )
+            .map_err(Failure::bare)?;
+        Some(h)
+    } else {
+        None
+    };
+    let timeout_secs = rig.timeout.as_secs();
+    let host = |ns, ip, base, name: &str, second| {
         let d = dir.join(name);
         fs::create_dir_all(&d).expect("create a host dir");
         Host {
-            ns: rig.ns,
+            ns,
             addr: SocketAddrV4::new(ip, port(base)),
+            second,
             dir: d,
-            timeout_secs: rig.timeout.as_secs(),
+            timeout_secs,
         }
     };
-    let instream = host(INSTREAM_IP, 7000, "instream");
-    let client = host(CLIENT_IP, 7100, "client");
+    let instream = host(rig.ns, INSTREAM_IP, 7000, "instream", None);
+    let reference = host(rig.ns, REFERENCE_IP, 7200, "reference", None);
+    let client = match &own_host {
+        Some(ns) => {
+            let d = dir.join("client");
+            fs::create_dir_all(&d).expect("create a host dir");
+            Host {
+                ns,
+                addr: SocketAddrV4::new(TWO_ADDR_LISTEN_IP, port(7100)),
+                second: Some(TWO_ADDR_SOURCE_IP),
+                dir: d,
+                timeout_secs,
+            }
+        }
+        None => host(rig.ns, CLIENT_IP, 7100, "client", None),
+    };
     let out = dir.join("out");
     fs::create_dir_all(&out).expect("create the download dir");
 
     let mut seed = match cell.direction {
         Direction::InstreamSeeds => clients::instream_seed(&instream, &torrent, &payload),
         Direction::ClientSeeds => cell.client.seed(&client, &torrent, &src),
+        Direction::Baseline => clients::reference().seed(&reference, &torrent, &src),
     };
     wait_registered(rig, &tracker, &mut seed, &info_hash, deadline)?;
 
     let started = Instant::now();
     let mut leech = match cell.direction {
-        Direction::InstreamSeeds => cell.client.leech(&client, &torrent, &out),
+        Direction::InstreamSeeds | Direction::Baseline => {
+            cell.client.leech(&client, &torrent, &out)
+        }
         Direction::ClientSeeds => clients::instream_peer(&instream, &torrent, &out),
     };
     let downloaded = out.join(NAME);
@@ -254,6 +335,7 @@ fn run_in(rig: &Rig, cell: &Cell, dir: &Path) -> Result<Measured, Failure> {
         let seed_addr = match cell.direction {
             Direction::InstreamSeeds => instream.addr,
             Direction::ClientSeeds => client.addr,
+            Direction::Baseline => reference.addr,
         };
         let listed = match tracker.peers(rig.ns, HARNESS_IP, &info_hash) {
             Ok(p) => format!("{p:?}"),
@@ -334,6 +416,7 @@ fn wait_done(
         match (&leech.done, exited) {
             (Done::Exit, Some(s)) if s.success() => return Ok(Instant::now()),
             (Done::Marker(m), _) if m.exists() => return Ok(Instant::now()),
+            (Done::Probe(p), None) if p() == Ok(true) => return Ok(Instant::now()),
             (_, Some(s)) => {
                 return Err(format!(
                     "{} exited ({}) with {}",

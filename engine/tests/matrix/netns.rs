@@ -45,7 +45,11 @@ fn remove_stale() {
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(pid) = name.strip_prefix(PREFIX) else {
+        // `ismx-<pid>` or a host of it, `ismx-<pid>-<host>`.
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+        else {
             continue;
         };
         let alive = pid
@@ -80,6 +84,53 @@ impl Netns {
         Ok(ns)
     }
 
+    /// A host of its own joined to this namespace by a veth pair, as a machine with two
+    /// addresses is joined to its network: `addrs` on its end of the link, a route to
+    /// `10.88.0.0/24` through it whose preferred source is `src` (so a socket bound to no
+    /// address dials and announces from `src`), and in this namespace a /32 route to each of
+    /// `addrs` through the other end. Named `<this>-<suffix>`; deleted (link and all) on drop.
+    pub fn create_host(
+        &self,
+        suffix: &str,
+        addrs: &[Ipv4Addr],
+        src: Ipv4Addr,
+    ) -> Result<Netns, String> {
+        let name = format!("{}-{suffix}", self.name);
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name])?;
+        let host = Netns { name };
+        // Both ends are created inside their namespaces: no name ever exists in the
+        // machine's own namespace, so concurrent runs cannot collide.
+        let (here, there) = (format!("v{suffix}0"), format!("v{suffix}1"));
+        ip(&[
+            "link", "add", &here, "netns", &self.name, "type", "veth", "peer", "name", &there,
+            "netns", &host.name,
+        ])?;
+        ip(&["-n", &host.name, "link", "set", "lo", "up"])?;
+        ip(&["-n", &host.name, "link", "set", &there, "up"])?;
+        ip(&["-n", &self.name, "link", "set", &here, "up"])?;
+        for a in addrs {
+            let a32 = format!("{a}/32");
+            ip(&["-n", &host.name, "addr", "add", &a32, "dev", &there])?;
+            // `replace`: the route of an earlier cell's host can outlive its namespace for a
+            // moment (the kernel tears a namespace down in the background).
+            ip(&["-n", &self.name, "route", "replace", &a32, "dev", &here])?;
+        }
+        let src = src.to_string();
+        ip(&[
+            "-n",
+            &host.name,
+            "route",
+            "add",
+            "10.88.0.0/24",
+            "dev",
+            &there,
+            "src",
+            &src,
+        ])?;
+        Ok(host)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -98,21 +149,7 @@ impl Netns {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, String> {
-        let path = format!("/var/run/netns/{}", self.name);
-        let file = fs::File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
-        std::thread::spawn(move || {
-            // SAFETY: setns(2) on a namespace fd we hold open; it changes only this thread,
-            // which ends when `f` returns.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!(
-                    "setns into {path}: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| "the thread inside the namespace panicked".to_string())?
+        enter_named(&self.name, f)
     }
 
     /// A UDP socket bound to `local` inside the namespace, with a read timeout.
@@ -124,6 +161,29 @@ impl Netns {
             .map_err(|e| format!("set UDP read timeout: {e}"))?;
         Ok(sock)
     }
+}
+
+/// [`Netns::enter`] for the namespace named `name`: for what outlives a borrow of the
+/// [`Netns`] (a leecher's completion probe), while the namespace exists.
+pub fn enter_named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let path = format!("/var/run/netns/{name}");
+    let file = fs::File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+    std::thread::spawn(move || {
+        // SAFETY: setns(2) on a namespace fd we hold open; it changes only this thread,
+        // which ends when `f` returns.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "setns into {path}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| "the thread inside the namespace panicked".to_string())?
 }
 
 impl Drop for Netns {

@@ -11,7 +11,7 @@ pub struct Row {
     pub id: String,
     pub client: String,
     pub flow: String,
-    pub tracker: &'static str,
+    pub tracker: String,
     pub proto: &'static str,
     pub result: Result<Measured, Failure>,
 }

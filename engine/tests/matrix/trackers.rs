@@ -68,13 +68,15 @@ pub struct Tracker {
 
 impl Tracker {
     /// Starts `kind` on `addr` (UDP and TCP), serving only `info_hash`, and waits until it
-    /// listens. `dir` holds its whitelist (and is opentracker's chroot).
+    /// listens. `dir` holds its whitelist (and is opentracker's chroot). `trust_announced_ip`
+    /// lists peers under their `ip=` / BEP 15 IP field (instream-tracker only).
     pub fn start(
         kind: TrackerKind,
         ns: &Netns,
         addr: SocketAddrV4,
         info_hash: &InfoHash,
         dir: &Path,
+        trust_announced_ip: bool,
     ) -> Result<Tracker, String> {
         fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let wl = dir.join("whitelist.txt");
@@ -91,6 +93,9 @@ impl Tracker {
                     .arg(&wl)
                     .args(["--workers", "1"])
                     .env("RUST_LOG", "info");
+                if trust_announced_ip {
+                    cmd.arg("--trust-announced-ip");
+                }
                 cmd
             }
             TrackerKind::Opentracker => {

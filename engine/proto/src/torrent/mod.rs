@@ -383,6 +383,9 @@ impl Torrent {
                 quic_port: (self.config.quic_port != 0).then_some(self.config.quic_port),
                 client: Some(CLIENT_NAME.to_owned()),
                 reqq: Some(self.config.max_peer_requests),
+                // BEP 10 `yourip`: the address we see the peer at, so a client on a host with
+                // several addresses (or behind NAT) learns which one it dials from.
+                yourip: Some(p.info.addr.ip()),
                 ..Default::default()
             };
             self.actions.push_back(Action::Send {

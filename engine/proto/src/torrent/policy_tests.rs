@@ -713,3 +713,40 @@ fn a_complete_torrent_does_not_redial_a_seed_it_left() {
         "the seed was dialled again: {dialled:?}"
     );
 }
+
+/// BEP 10: our extended handshake tells the peer the address we see it at (`yourip`), the
+/// source of its connection for an incoming one (a two-address host dials from the address
+/// it does not listen on).
+#[test]
+fn the_extended_handshake_tells_the_peer_its_address_as_we_see_it() {
+    use crate::wire::extension::ExtendedHandshake;
+
+    let lengths = Lengths::new(4 * 16 * 1024, 16 * 1024).unwrap();
+    let t0 = Instant::now();
+    let mut t = Torrent::new(lengths, Bitfield::new(4), Config::default(), t0, 1);
+    let addr: std::net::SocketAddr = "10.88.0.14:50123".parse().unwrap();
+    let info = PeerInfo {
+        addr,
+        peer_id: PeerId([7; 20]),
+        supports_fast: true,
+        supports_extensions: true,
+        outgoing: false,
+    };
+    t.handle_input(
+        t0,
+        Input::PeerConnected {
+            peer: PeerKey(1),
+            info,
+        },
+    );
+    let hs = std::iter::from_fn(|| t.poll_action())
+        .find_map(|a| match a {
+            Action::Send {
+                msg: Message::Extended { id: 0, payload },
+                ..
+            } => Some(ExtendedHandshake::decode(&payload).expect("our handshake decodes")),
+            _ => None,
+        })
+        .expect("an extended handshake is sent to a peer that supports extensions");
+    assert_eq!(hs.yourip, Some(addr.ip()));
+}

@@ -29,11 +29,16 @@ impl Aria2 {
         ])
         .arg(format!("--log={}", log.display()))
         .arg(format!("--listen-port={}", host.addr.port()))
-        .arg(format!("--interface={}", host.ip()))
-        .arg(format!("--bt-external-ip={}", host.ip()))
-        .arg(format!("--stop={}", host.timeout_secs))
-        .arg("-d")
-        .arg(dir);
+        .arg(format!("--bt-external-ip={}", host.ip()));
+        if host.second.is_none() {
+            cmd.arg(format!("--interface={}", host.ip()));
+        }
+        // else: `--interface` would bind its dials and announces to the listen address too;
+        // without it aria2 listens on every address of its host, dials and announces from
+        // the other one, and tells the tracker `ip=` its address.
+        cmd.arg(format!("--stop={}", host.timeout_secs))
+            .arg("-d")
+            .arg(dir);
         if seed {
             // The data is there: no hash check first; seed until killed (ratio 0 = no limit).
             cmd.args(["--bt-seed-unverified=true", "--seed-ratio=0.0"]);

@@ -10,8 +10,24 @@ use crate::support::{PYTHON, Proc, reference_script};
 
 pub struct Libtorrent;
 
+/// libtorrent as the baseline cells' seed: it also accepts MSE with an RC4 payload, so every
+/// client reaches it with its default settings (transmission 3.00 offers RC4 only, and the
+/// script's default, plaintext payloads only, turns it away).
+pub struct ReferenceSeed;
+
 impl Libtorrent {
     fn run(&self, host: &Host, torrent: &Path, data: &Path, seed: bool) -> Running {
+        self.run_with(host, torrent, data, seed, &[])
+    }
+
+    fn run_with(
+        &self,
+        host: &Host,
+        torrent: &Path,
+        data: &Path,
+        seed: bool,
+        extra: &[&str],
+    ) -> Running {
         let mut cmd = host.ns.command(PYTHON);
         cmd.arg(reference_script("lt_peer.py"))
             .arg("run")
@@ -22,7 +38,13 @@ impl Libtorrent {
             .arg("--listen")
             .arg(host.addr.to_string())
             .arg("--timeout")
-            .arg(host.timeout_secs.to_string());
+            .arg(host.timeout_secs.to_string())
+            .args(extra);
+        // On a two-address host it still binds everything to its listen address: with
+        // `--outgoing` set to the other address (`outgoing_interfaces`), libtorrent 2.0.8
+        // resets every incoming connection right after the peer's handshake, before any
+        // alert, whoever dials it (seen in the matrix; qBittorrent, on the same library
+        // with one bind address, passes).
         if seed {
             cmd.arg("--seed").args(["--progress-interval", "0"]);
         } else {
@@ -63,5 +85,33 @@ impl Client for Libtorrent {
 
     fn leech(&self, host: &Host, torrent: &Path, out_dir: &Path) -> Running {
         self.run(host, torrent, out_dir, false)
+    }
+}
+
+impl Client for ReferenceSeed {
+    fn name(&self) -> &'static str {
+        "libtorrent"
+    }
+
+    fn version(&self) -> Result<String, String> {
+        Libtorrent.version()
+    }
+
+    fn protocols(&self) -> &'static [Proto] {
+        Libtorrent.protocols()
+    }
+
+    fn seed(&self, host: &Host, torrent: &Path, data_dir: &Path) -> Running {
+        Libtorrent.run_with(
+            host,
+            torrent,
+            data_dir,
+            true,
+            &["--encryption", "accept-any"],
+        )
+    }
+
+    fn leech(&self, host: &Host, torrent: &Path, out_dir: &Path) -> Running {
+        Libtorrent.leech(host, torrent, out_dir)
     }
 }

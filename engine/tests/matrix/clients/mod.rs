@@ -8,7 +8,9 @@
 //! through the cell's tracker, over TCP.
 
 mod aria2;
+mod ctorrent;
 mod libtorrent;
+mod qbittorrent;
 mod rtorrent;
 mod transmission;
 
@@ -24,6 +26,9 @@ pub struct Host<'a> {
     pub ns: &'a Netns,
     /// Its own address (a /32 on the namespace's lo) and the port it accepts peers on.
     pub addr: SocketAddrV4,
+    /// A two-address host's other address: where what the client does not bind to `addr`
+    /// leaves from. A client that can bind its dials apart from its listener dials from it.
+    pub second: Option<Ipv4Addr>,
     /// Scratch for its config and logs; exists.
     pub dir: PathBuf,
     /// Deadline for the whole cell, for programs that take a timeout of their own.
@@ -42,6 +47,9 @@ pub enum Done {
     Exit,
     /// The client's on-completion hook creates this file; the process keeps running.
     Marker(PathBuf),
+    /// Asked of the client itself (its Web API): `Ok(true)` once it has everything, `Err`
+    /// when it cannot answer (the harness retries until the cell's deadline).
+    Probe(Box<dyn Fn() -> Result<bool, String>>),
 }
 
 /// A running seed or leecher.
@@ -84,7 +92,14 @@ pub fn all() -> Vec<Box<dyn Client>> {
         Box::new(aria2::Aria2),
         Box::new(transmission::Transmission),
         Box::new(rtorrent::Rtorrent),
+        Box::new(qbittorrent::Qbittorrent),
+        Box::new(ctorrent::Ctorrent),
     ]
+}
+
+/// The seed of the baseline cells.
+pub fn reference() -> Box<dyn Client> {
+    Box::new(libtorrent::ReferenceSeed)
 }
 
 /// Tracker protocols instream's client speaks.
@@ -103,6 +118,7 @@ pub fn instream_seed(host: &Host, torrent: &Path, data: &Path) -> Running {
         .arg(data)
         .arg("--listen")
         .arg(host.addr.to_string())
+        .args(extra_args("INSTREAM_MATRIX_SEED_ARGS"))
         .env("RUST_LOG", rust_log());
     Running::exits(Proc::spawn("instream-seed", cmd))
 }
@@ -120,8 +136,19 @@ pub fn instream_peer(host: &Host, torrent: &Path, out: &Path) -> Running {
         .args(["--json", "--seed-for", "0"])
         .arg("--timeout")
         .arg(host.timeout_secs.to_string())
+        .args(extra_args("INSTREAM_MATRIX_PEER_ARGS"))
         .env("RUST_LOG", rust_log());
     Running::exits(Proc::spawn("instream-peer", cmd))
+}
+
+/// Extra arguments from the environment, split on whitespace (for trying a flag across the
+/// matrix, e.g. `INSTREAM_MATRIX_SEED_ARGS=--no-super-seed`).
+fn extra_args(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The first line of `program --version`-style output, or why it cannot run.
