@@ -209,14 +209,13 @@ fn start_fleet(a: &UpArgs, bins: &Path, work: &Path) -> Result<Fleet> {
 
     let origin_dir = work.join("origin");
     let mut cmd = Command::new(bins.join("instream-seed"));
-    // An origin super-seeds: each piece leaves it about once and hosts trade the rest.
+    // An origin super-seeds by default: each piece leaves it about once, hosts trade the rest.
     cmd.args([
         "serve",
         "--listen",
         "127.0.0.1:0",
         "--metrics",
         "127.0.0.1:0",
-        "--super-seed",
         "--watch",
     ])
     .arg(&origin_dir);
