@@ -122,23 +122,11 @@ impl ControlClient {
     pub async fn get_bytes(&self, path: &str, what: &str) -> Result<Vec<u8>, ControlError> {
         let url = format!("{}{path}", self.base);
         self.with_retries(what, || async {
-            let resp = match self.http.get(&url).bearer_auth(&self.token).send().await {
-                Ok(r) => r,
-                Err(e) => return transport_error(&e, what),
-            };
-            let status = resp.status();
-            // Capped on the bytes read, not only on Content-Length (chunked bodies).
-            let body = match engine::net::body::read_capped(resp, MAX_BODY).await {
-                Ok(Some(b)) => b,
-                Ok(None) => {
-                    return Attempt::Final(ControlError::TooLarge {
-                        what: what.to_string(),
-                        max: MAX_BODY,
-                    });
-                }
-                Err(e) => return Attempt::Retry(e.to_string()),
-            };
-            classify(status, body, what)
+            answer(
+                self.http.get(&url).bearer_auth(&self.token).send().await,
+                what,
+            )
+            .await
         })
         .await
     }
@@ -153,31 +141,15 @@ impl ControlClient {
         let url = format!("{}{path}", self.base);
         let payload = serde_json::to_vec(body).expect("request serializes");
         self.with_retries(what, || async {
-            let resp = match self
+            let sent = self
                 .http
                 .post(&url)
                 .bearer_auth(&self.token)
                 .header("content-type", "application/json")
                 .body(payload.clone())
                 .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return transport_error(&e, what),
-            };
-            let status = resp.status();
-            // Capped on the bytes read, not only on Content-Length (chunked bodies).
-            let body = match engine::net::body::read_capped(resp, MAX_BODY).await {
-                Ok(Some(b)) => b,
-                Ok(None) => {
-                    return Attempt::Final(ControlError::TooLarge {
-                        what: what.to_string(),
-                        max: MAX_BODY,
-                    });
-                }
-                Err(e) => return Attempt::Retry(e.to_string()),
-            };
-            classify(status, body, what)
+                .await;
+            answer(sent, what).await
         })
         .await
     }
@@ -214,6 +186,27 @@ impl ControlClient {
 
 /// A request that got no answer. A refused certificate will not be accepted on a retry:
 /// final, with the whole chain (reqwest's own message does not say what failed).
+/// One request's outcome: its body read (capped on the bytes read, not only on
+/// Content-Length, for chunked bodies) and classified.
+async fn answer(sent: Result<reqwest::Response, reqwest::Error>, what: &str) -> Attempt<Vec<u8>> {
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => return transport_error(&e, what),
+    };
+    let status = resp.status();
+    let body = match engine::net::body::read_capped(resp, MAX_BODY).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Attempt::Final(ControlError::TooLarge {
+                what: what.to_string(),
+                max: MAX_BODY,
+            });
+        }
+        Err(e) => return Attempt::Retry(e.to_string()),
+    };
+    classify(status, body, what)
+}
+
 fn transport_error<T>(e: &reqwest::Error, what: &str) -> Attempt<T> {
     let chain = exit::error_chain(e);
     if chain.contains("invalid peer certificate") {
