@@ -7,26 +7,12 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
 
 const PIECE: usize = 256 * 1024;
-
-/// `n` distinct free loopback addresses for peers that must know each other in advance.
-fn distinct_addrs(n: usize) -> Vec<SocketAddr> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let a = free_addr();
-        if seen.insert(a.port()) {
-            out.push(a);
-        }
-    }
-    out
-}
 
 /// Test 3: one instream seed, four instream peers that know each other. All complete, and
 /// the seed uploads clearly less than four copies: the peers fed each other.

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::Command;
 
@@ -16,18 +15,6 @@ use instream_bench::harness::topology::{Link, Topology, TopologySpec, host_addr}
 use support::*;
 
 const PIECE: &str = "256KiB";
-
-fn distinct_addrs(n: usize) -> Vec<SocketAddr> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let a = free_addr();
-        if seen.insert(a.port()) {
-            out.push(a);
-        }
-    }
-    out
-}
 
 fn quic_args(listen: SocketAddr, peers: &[SocketAddr], seed_for: u32) -> Vec<String> {
     transport_args("quic", listen, peers, seed_for)

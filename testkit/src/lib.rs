@@ -18,7 +18,7 @@ pub use payload::{
     assert_same_file, assert_same_tree, list_tree, payload_bytes, pieces_matching, write_payload,
     write_tree,
 };
-pub use ports::{free_addr, free_port, is_listening, listening_in};
+pub use ports::{distinct_addrs, free_addr, free_port, is_listening, listening_in};
 pub use process::{Proc, describe};
 pub use tools::{mktorrent, run_ok};
 pub use wait::{Ready, wait_for};

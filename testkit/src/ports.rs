@@ -23,6 +23,20 @@ pub fn free_addr() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()))
 }
 
+/// `n` free 127.0.0.1 addresses on distinct ports, for peers that must know each other's
+/// addresses before any of them starts.
+pub fn distinct_addrs(n: usize) -> Vec<SocketAddr> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let a = free_addr();
+        if seen.insert(a.port()) {
+            out.push(a);
+        }
+    }
+    out
+}
+
 /// True when some socket listens on TCP `port` (read from /proc/net/tcp{,6}). Unlike a probe
 /// connection, this does not show up as a peer in the program under test.
 pub fn is_listening(port: u16) -> bool {
