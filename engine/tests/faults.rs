@@ -1,6 +1,6 @@
 //! Swarm faults of issue 10, with real processes: each test checks that the download ends
 //! right (every peer exits 0 with a byte-identical payload) and that nothing was lost, then
-//! writes its row of the README's reliability table.
+//! writes its row of docs/RELIABILITY.md's table.
 //!
 //! - links with 5 % loss and 50 ms delay (a userspace delay line: this kernel has no netem);
 //! - the origin SIGKILLed once every piece exists somewhere in the swarm;

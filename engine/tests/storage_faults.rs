@@ -14,7 +14,7 @@ use instream_engine::storage::{
     FileEntry, FileLayout, IoBackend, OpenOptions, Storage, WRITE_CHUNK, open_with,
 };
 
-/// One row of the README's reliability table (see tests/support/mod.rs `reliability_row`).
+/// One row of docs/RELIABILITY.md's table (see tests/support/mod.rs `reliability_row`).
 fn reliability_row(slug: &str, row: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
     std::fs::create_dir_all(&dir).unwrap();

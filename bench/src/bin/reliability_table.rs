@@ -1,5 +1,5 @@
 //! `reliability_table`: puts the rows that the fault tests wrote (one file each under
-//! `<target>/tmp/reliability/`, written only when the test passed) into README.md between
+//! `<target>/tmp/reliability/`, written only when the test passed) into docs/RELIABILITY.md between
 //! the `<!-- reliability:begin -->` and `<!-- reliability:end -->` markers. Run the tests
 //! first (`bash .ci/run`, or `cargo test --workspace`), then this.
 
@@ -8,15 +8,15 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-/// Regenerate README.md's reliability table from the fault tests' rows.
+/// Regenerate docs/RELIABILITY.md's reliability table from the fault tests' rows.
 #[derive(Parser)]
 struct Args {
     /// Directory of the rows [default: $CARGO_TARGET_DIR/tmp/reliability, or
     /// target/tmp/reliability].
     #[arg(long)]
     rows: Option<PathBuf>,
-    /// The README to rewrite.
-    #[arg(long, default_value = "README.md")]
+    /// The document to rewrite.
+    #[arg(long, default_value = "docs/RELIABILITY.md")]
     readme: PathBuf,
 }
 

@@ -1,5 +1,5 @@
 //! A userspace delay line: what `tc netem delay D loss P` does on a link, for this kernel,
-//! which has no `sch_netem` (README, Reliability).
+//! which has no `sch_netem` (docs/RELIABILITY.md).
 //!
 //! It joins two interfaces of one namespace with AF_PACKET sockets. Frames that arrive on
 //! `from` are dropped with probability `loss`, held `delay`, and sent out of `to`; frames that

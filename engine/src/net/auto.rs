@@ -2,7 +2,7 @@
 //! `--transport auto` (and `quic`'s second chance), as a pure function of what the
 //! connection knows once the peer's BEP 10 handshake has arrived.
 //!
-//! Measured (README, QUIC; `harness swarm --transports tcp,quic,auto`): QUIC costs 1.3-2.8×
+//! Measured (docs/QUIC.md; `harness swarm --transports tcp,quic,auto`): QUIC costs 1.3-2.8×
 //! TCP's CPU per byte and is slower on clean and on merely narrow links; it was faster only
 //! on 30 ms round trips with 1 % loss, and only with BBR, whose pacing does not back off on
 //! every random loss as CUBIC does. Loss alone hurts TCP little at LAN round trips (CUBIC

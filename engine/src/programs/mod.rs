@@ -43,8 +43,8 @@ pub async fn shutdown_signal() {
 pub struct TransportArgs {
     /// Transport to instream peers: `tcp` (TCP only), `quic` (dial QUIC first, TCP within a
     /// second if UDP is blocked), `auto` (dial TCP, move a connection to an instream peer in
-    /// another named fabric to QUIC when its round trip is 10 ms or more; see README,
-    /// QUIC). Other clients always get TCP.
+    /// another named fabric to QUIC when its round trip is 10 ms or more; see
+    /// docs/QUIC.md). Other clients always get TCP.
     #[arg(long, default_value = "tcp", value_name = "tcp|quic|auto")]
     pub transport: crate::net::Transport,
     /// PEM certificate of this host for QUIC (with --quic-key and --quic-ca); without them

@@ -14,7 +14,7 @@
 //! session's runtime, and owned buffers moved into each operation and back, which is an extra
 //! hand-off per piece for the same system calls.
 //!
-//! Measured (`harness datapath`, README "Benchmarks"): on a page-cache-backed ext4 file the
+//! Measured (`harness datapath`, docs/BENCHMARKS.md): on a page-cache-backed ext4 file the
 //! cost is the copy into and out of the page cache, not the system calls (about 4,000 writes
 //! per GiB of 256 KiB), so io_uring and pread/pwrite cost about the same CPU per GiB.
 

@@ -1,5 +1,5 @@
 //! The matrix as a Markdown table (client × direction × tracker: pass/fail, MB/s), written
-//! to `<target dir>/interop-matrix.md` and printed; the README shows a copy.
+//! to `<target dir>/interop-matrix.md` and printed; docs/INTEROP.md shows a copy.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -29,9 +29,9 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Debian's interpreter: python3-libtorrent is built for it, not for any other python3.
 pub const PYTHON: &str = "/usr/bin/python3";
 
-/// Records one row of the README's reliability table once a fault test has passed: what was
+/// Records one row of docs/RELIABILITY.md's table once a fault test has passed: what was
 /// done, how the run ended, what was lost (the same rows as tests/support/mod.rs writes;
-/// `cargo run -p instream-bench --bin reliability_table` puts them into README.md).
+/// `cargo run -p instream-bench --bin reliability_table` puts them into docs/RELIABILITY.md).
 pub fn reliability_row(fault: &str, outcome: &str, lost: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
     fs::create_dir_all(&dir).expect("create the reliability row directory");

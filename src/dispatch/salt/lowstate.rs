@@ -172,7 +172,7 @@ pub fn command_template(program: &str, argv: &[OsString], job: &Job) -> String {
 /// `TOKEN_ENV_PREFIX<host>` (the template renders only the command, so the agent picks its
 /// own by name with `--token-env`). Salt publishes a job to every minion under a key they
 /// all share, so this keeps credentials off command lines (and `/proc/PID/cmdline`), not
-/// away from a minion's root; see the README's security notes.
+/// away from a minion's root; see docs/SECURITY.md.
 pub fn credential_env(job: &Job) -> BTreeMap<String, String> {
     job.hosts
         .iter()
