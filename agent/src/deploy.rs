@@ -6,19 +6,24 @@
 //!    ├─ yes: verifying ─▶ installing ─▶ activate (link switch + hooks) ─▶ success  (0 bytes)
 //!    └─ no:  fetch torrent ─▶ same payload (BLAKE3, files) installed under another
 //!            version? copy it in ─▶ downloading (swarm; the resume check takes what is
-//!            there) ─▶ verifying (BLAKE3) ─▶ installing
+//!            there; each piece's BLAKE3 subtree is hashed as it is verified on disk)
+//!            ─▶ verifying (BLAKE3 from those subtrees, or a re-read) ─▶ installing
 //!            ─▶ commit version dir ─▶ seed read-only ─▶ activate ─▶ success ─▶ seed --seed-for
 //! any error ─▶ failure with the reason; the previous version stays active
 //! ```
 //!
 //! Invariants: nothing is activated that did not verify (signature, info-hash, size and
-//! BLAKE3 of the bytes on disk); every state change is reported (see [`report`]); a
-//! failure never leaves the `current` link on the new version ([`crate::install`]).
+//! BLAKE3 of the bytes on disk: a download's BLAKE3 is folded from the very bytes each piece
+//! was written with or read back from at the resume check, and any piece not seen that way
+//! means the whole payload is read back, [`FoldedDigest`]); every state change is reported
+//! (see [`report`]); a failure never leaves the `current` link on the new version
+//! ([`crate::install`]).
 //!
 //! The library never reads argv or the environment: the binary turns [`DeployArgs`] into
 //! an [`AgentConfig`] and calls [`deploy`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
@@ -27,7 +32,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::control::{ControlClient, ControlError, enc};
-use crate::install::{HookPolicy, HostIdentity, InstallError, Installer, RecordFile};
+use crate::install::{FoldedDigest, HookPolicy, HostIdentity, InstallError, Installer, RecordFile};
 use crate::report::kafka::{KafkaReportConfig, KafkaSink};
 use crate::report::{self, HostState, ReportIdentity, Reporter, Transport};
 use crate::splay;
@@ -786,10 +791,16 @@ async fn steps(
             ),
         }
     }
+    // BLAKE3 folded into the pieces' pass: each piece's subtree is hashed as it lands (or
+    // as the resume check finds it), so verifying needs no second read of the payload.
+    let folded = FoldedDigest::for_torrent(&meta).map(Arc::new);
     let transfer = swarm::download(
         meta.clone(),
         &work,
         &cfg.swarm,
+        folded
+            .clone()
+            .map(|f| f as Arc<dyn engine::verify::PieceObserver>),
         cfg.download_timeout,
         cfg.progress_every,
         |received| {
@@ -808,8 +819,15 @@ async fn steps(
     let received = transfer.downloaded;
 
     reporter.report(HostState::Verifying, received, None);
-    let (pr, fl) = (payload_root.clone(), files.clone());
-    let digest = blocking(move || Ok(crate::install::payload_digest(&pr, &fl)?)).await;
+    let digest = match folded.as_ref().and_then(|f| f.root()) {
+        Some(d) => Ok(d),
+        None => {
+            // Not every piece was seen (or the geometry does not fold): read it all back.
+            tracing::info!("BLAKE3 not folded from the pieces; reading the payload back");
+            let (pr, fl) = (payload_root.clone(), files.clone());
+            blocking(move || Ok(crate::install::payload_digest(&pr, &fl)?)).await
+        }
+    };
     if let Err(e) = digest.and_then(|d| Ok(verified.check_blake3(&d)?)) {
         let _ = std::fs::remove_dir_all(&work);
         return Err(e);

@@ -22,6 +22,7 @@ use engine::meta::TorrentMeta;
 use engine::session::{AddOptions, Session, SessionConfig, TorrentHandle, TorrentState};
 use engine::storage::{Mode, OpenOptions, Storage};
 use engine::tracker_client::ClientConfig;
+use engine::verify::PieceObserver;
 
 /// Errors of downloading or seeding.
 #[derive(Debug, Error)]
@@ -139,12 +140,15 @@ async fn start_session(cfg: &PeerConfig) -> Result<Session, SwarmError> {
 /// Downloads `meta` under `dir` (as `get --out dir` would lay it out), calling `progress`
 /// with the payload bytes received from peers so far every `every` (not the bytes present:
 /// data already on disk, such as a content-cache copy, was not downloaded, and a status
-/// event's byte count is what the host received), until complete, `timeout`, or `stop`. On
-/// return the session is shut down and every descriptor on the files is closed.
+/// event's byte count is what the host received), until complete, `timeout`, or `stop`.
+/// `observer` sees every piece verified on disk (found there or written). On return the
+/// session is shut down and every descriptor on the files is closed.
+#[allow(clippy::too_many_arguments)]
 pub async fn download(
     meta: TorrentMeta,
     dir: &Path,
     cfg: &PeerConfig,
+    observer: Option<Arc<dyn PieceObserver>>,
     timeout: Duration,
     every: Duration,
     mut progress: impl FnMut(u64),
@@ -175,7 +179,14 @@ pub async fn download(
     let weak = Arc::downgrade(&storage);
     let session = start_session(cfg).await?;
     let handle = session
-        .add_torrent(meta, storage, AddOptions::default())
+        .add_torrent(
+            meta,
+            storage,
+            AddOptions {
+                piece_observer: observer,
+                ..Default::default()
+            },
+        )
         .await?;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

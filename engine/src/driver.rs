@@ -34,7 +34,7 @@ use crate::meta::TorrentMeta;
 use crate::net::{OwnAddresses, Quic, Route, SocketOptions, Transport, auto, quic};
 use crate::session::{TorrentState, TorrentStatus};
 use crate::storage::Storage;
-use crate::verify::verify_and_write;
+use crate::verify::{PieceObserver, verify_and_write};
 
 /// Events handled per wake-up before actions are flushed: enough to batch, few enough that
 /// writers are fed at least every few hundred microseconds under load.
@@ -73,6 +73,10 @@ pub(crate) struct Driver {
     pub machine: Torrent,
     pub meta: Arc<TorrentMeta>,
     pub storage: Arc<dyn Storage>,
+    /// Sees each piece as it is written ([`AddOptions::piece_observer`]).
+    ///
+    /// [`AddOptions::piece_observer`]: crate::session::AddOptions::piece_observer
+    pub observer: Option<Arc<dyn PieceObserver>>,
     pub disk: Arc<DiskPool>,
     pub route: Route,
     pub socket: SocketOptions,
@@ -285,10 +289,18 @@ impl Driver {
                     let expected = self.meta.piece_hashes[piece.idx()];
                     let offset = self.meta.lengths.piece_offset(piece);
                     let tx = self.ctl_tx.clone();
+                    let observer = self.observer.clone();
                     let len = data.len();
                     self.pending_writes += len;
                     self.disk.spawn(move || {
-                        let outcome = verify_and_write(&*storage, offset, &expected, &data);
+                        let outcome = verify_and_write(
+                            &*storage,
+                            piece,
+                            offset,
+                            &expected,
+                            &data,
+                            observer.as_deref(),
+                        );
                         drop(data);
                         let _ = tx.send(Control::PieceDone(outcome.into_input(piece), len));
                     });

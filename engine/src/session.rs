@@ -161,6 +161,9 @@ pub struct AddOptions {
     pub config: Option<TorrentConfig>,
     /// Do not announce to the torrent's trackers (static peers only).
     pub no_trackers: bool,
+    /// Sees every piece that is verified and in storage: those the resume check finds and
+    /// those written as they arrive (not with `assume_complete`, where nothing is read).
+    pub piece_observer: Option<Arc<dyn crate::verify::PieceObserver>>,
 }
 
 /// A handle on one running torrent. Cheap to clone.
@@ -402,9 +405,17 @@ impl Session {
             Bitfield::full(meta.lengths.num_pieces())
         } else {
             let (m, s, threads) = (meta.clone(), storage.clone(), inner.config.check_threads);
+            let observer = opts.piece_observer.clone();
             let t = Instant::now();
             let have = tokio::task::spawn_blocking(move || {
-                check_existing(&m.lengths, &m.piece_hashes, &*s, threads, None)
+                check_existing(
+                    &m.lengths,
+                    &m.piece_hashes,
+                    &*s,
+                    threads,
+                    None,
+                    observer.as_deref(),
+                )
             })
             .await
             .expect("resume check panicked");
@@ -461,6 +472,7 @@ impl Session {
             machine,
             meta,
             storage,
+            observer: opts.piece_observer,
             disk: inner.disk.clone(),
             route,
             socket: inner.config.socket,

@@ -6,12 +6,26 @@
 //! prints the rate on this machine. The order hash-then-write is the invariant that keeps
 //! storage clean: a piece that fails its hash is never written, so a resume check never
 //! needs to distinguish "ours and wrong" from "never written".
+//!
+//! A [`PieceObserver`] sees each piece's bytes once they are verified and in storage, while
+//! they are still in memory: the agent folds its whole-payload BLAKE3 into this pass instead
+//! of reading the payload back afterwards. The engine knows nothing of what it computes.
 
 use proto::lengths::ValidPieceIndex;
 use proto::torrent::Input;
 use sha1::{Digest, Sha1};
 
 use crate::storage::Storage;
+
+/// Sees the bytes of every piece that passed its SHA-1 and is in storage: after its write
+/// succeeded, or when the resume check found it intact on disk. Called on a disk or check
+/// thread (so it may hash, but must not block for long), once per piece in the usual case;
+/// a piece can be seen again (re-added torrent), and an observer that keeps per-piece
+/// results must treat a second, different sighting as "unknown".
+pub trait PieceObserver: Send + Sync + std::fmt::Debug {
+    /// `data` is piece `piece`, exactly as it is now in storage.
+    fn piece_stored(&self, piece: ValidPieceIndex, data: &[u8]);
+}
 
 /// SHA-1 of `data`.
 pub fn sha1_digest(data: &[u8]) -> [u8; 20] {
@@ -45,18 +59,26 @@ impl PieceOutcome {
     }
 }
 
-/// Hashes `data`, and writes it at payload offset `offset` only if it matches `expected`.
+/// Hashes `data`, and writes it at payload offset `offset` only if it matches `expected`;
+/// `observer` sees the piece once it is written.
 pub fn verify_and_write(
     storage: &dyn Storage,
+    piece: ValidPieceIndex,
     offset: u64,
     expected: &[u8; 20],
     data: &[u8],
+    observer: Option<&dyn PieceObserver>,
 ) -> PieceOutcome {
     if sha1_digest(data) != *expected {
         return PieceOutcome::HashMismatch;
     }
     match storage.write_at(offset, data) {
-        Ok(()) => PieceOutcome::Written,
+        Ok(()) => {
+            if let Some(o) = observer {
+                o.piece_stored(piece, data);
+            }
+            PieceOutcome::Written
+        }
         Err(e) => PieceOutcome::WriteFailed {
             no_space: e.is_no_space(),
             error: exit::error_chain(&e),
@@ -79,6 +101,15 @@ mod tests {
         );
     }
 
+    #[derive(Debug, Default)]
+    struct Seen(std::sync::Mutex<Vec<(u32, Vec<u8>)>>);
+
+    impl PieceObserver for Seen {
+        fn piece_stored(&self, piece: ValidPieceIndex, data: &[u8]) {
+            self.0.lock().unwrap().push((piece.get(), data.to_vec()));
+        }
+    }
+
     #[test]
     fn mismatching_piece_is_not_written_and_full_disk_is_reported() {
         let dir = tempfile::tempdir().unwrap();
@@ -95,21 +126,29 @@ mod tests {
                 ..Default::default()
             },
         );
+        let lengths = proto::lengths::Lengths::new(8, 4).unwrap();
+        let (p0, p1) = (
+            lengths.validate_piece(0).unwrap(),
+            lengths.validate_piece(1).unwrap(),
+        );
+        let seen = Seen::default();
         let good = sha1_digest(b"abcd");
         assert_eq!(
-            verify_and_write(&s, 0, &good, b"abce"),
+            verify_and_write(&s, p0, 0, &good, b"abce", Some(&seen)),
             PieceOutcome::HashMismatch
         );
         assert_eq!(s.written(), 0);
         assert_eq!(
-            verify_and_write(&s, 0, &good, b"abcd"),
+            verify_and_write(&s, p0, 0, &good, b"abcd", Some(&seen)),
             PieceOutcome::Written
         );
-        let out = verify_and_write(&s, 4, &good, b"abcd");
+        let out = verify_and_write(&s, p1, 4, &good, b"abcd", Some(&seen));
         assert!(
             matches!(out, PieceOutcome::WriteFailed { no_space: true, .. }),
             "{out:?}"
         );
+        // Only the piece that is in storage was seen.
+        assert_eq!(*seen.0.lock().unwrap(), vec![(0, b"abcd".to_vec())]);
     }
 
     /// Throughput of the SHA-1 used for pieces; run with `--release --ignored --nocapture`.

@@ -5,8 +5,9 @@
 //! - N·F over what loopback TCP moves (one connection, a sender and a receiver thread);
 //! - N·F over what buffered file writes take in the work directory (what hosts do);
 //! - N·F·(1/SHA-1 + 1/BLAKE3) over the available cores: every host checks each piece's
-//!   SHA-1 and the whole payload's BLAKE3, and a core hashes at the single-thread rates
-//!   measured here.
+//!   SHA-1 and hashes each piece as its BLAKE3 subtree (the whole-payload digest is folded
+//!   from those, `agent::install::FoldedDigest`), and a core hashes at the single-thread
+//!   rates measured here, one piece per call as hosts do;
 //!
 //! - N·F over what these cores can do when each delivered byte costs all of that work at
 //!   once: one loopback copy, one file write, one SHA-1 and one BLAKE3, each at the
@@ -27,7 +28,7 @@ pub struct Machine {
     pub disk_write: f64,
     /// SHA-1 on one core.
     pub sha1: f64,
-    /// BLAKE3 on one core (single-threaded, as a host's whole-payload check runs).
+    /// BLAKE3 on one core, one piece's subtree per call (as hosts fold the payload digest).
     pub blake3: f64,
     pub cores: usize,
 }
@@ -78,14 +79,15 @@ const LOOPBACK_BYTES: u64 = 512 << 20;
 /// Bytes written to measure the disk (a host's share of a 256 MiB fanout).
 const DISK_BYTES: u64 = 256 << 20;
 
-/// Bytes hashed to measure each hash (in 1 MiB calls, as pieces are hashed).
+/// Bytes hashed to measure each hash (in calls of one piece each, as hosts hash them).
 const HASH_BYTES: usize = 128 << 20;
 
 /// Rounds of each measurement; the best counts (a bound takes the machine at its best,
 /// and one round can hit writeback of someone else's dirty pages).
 const ROUNDS: usize = 2;
 
-pub fn measure(work: &Path) -> Result<Machine> {
+/// Measures this machine for a payload cut into `piece_len`-byte pieces.
+pub fn measure(work: &Path, piece_len: u32) -> Result<Machine> {
     let mut m = Machine {
         loopback: 0.0,
         disk_write: 0.0,
@@ -96,31 +98,39 @@ pub fn measure(work: &Path) -> Result<Machine> {
     for _ in 0..ROUNDS {
         m.loopback = m.loopback.max(loopback()?);
         m.disk_write = m.disk_write.max(disk(work)?);
-        let (sha1, blake3) = hashes();
+        let (sha1, blake3) = hashes(piece_len as usize);
         m.sha1 = m.sha1.max(sha1);
         m.blake3 = m.blake3.max(blake3);
     }
     Ok(m)
 }
 
-/// SHA-1 and BLAKE3 rates of one core, bytes per second.
-fn hashes() -> (f64, f64) {
+/// SHA-1 and BLAKE3 rates of one core, bytes per second, hashing `piece_len`-byte pieces:
+/// SHA-1 per piece, and BLAKE3 per piece as the subtree at that piece's offset.
+fn hashes(piece_len: usize) -> (f64, f64) {
+    use blake3::hazmat::HasherExt;
     use sha1::Digest;
-    let buf = vec![0x3cu8; 1 << 20];
+    // Subtrees are powers of two of chunks (hosts fold only those).
+    let piece_len = piece_len
+        .next_power_of_two()
+        .clamp(blake3::CHUNK_LEN, HASH_BYTES);
+    let buf = vec![0x3cu8; piece_len];
     let rounds = HASH_BYTES / buf.len();
     let start = Instant::now();
     let mut sink = 0u8;
     for _ in 0..rounds {
         sink ^= sha1::Sha1::digest(&buf)[0];
     }
-    let sha1 = HASH_BYTES as f64 / start.elapsed().as_secs_f64();
+    let sha1 = (rounds * buf.len()) as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let mut h = blake3::Hasher::new();
-    for _ in 0..rounds {
-        h.update(&buf);
+    for i in 0..rounds {
+        let cv = blake3::Hasher::new()
+            .set_input_offset((i * buf.len()) as u64)
+            .update(&buf)
+            .finalize_non_root();
+        sink ^= cv[0];
     }
-    sink ^= h.finalize().as_bytes()[0];
-    let blake3 = HASH_BYTES as f64 / start.elapsed().as_secs_f64();
+    let blake3 = (rounds * buf.len()) as f64 / start.elapsed().as_secs_f64();
     // Keep the work observable so it is not optimised away.
     std::hint::black_box(sink);
     (sha1, blake3)

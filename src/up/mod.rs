@@ -414,7 +414,8 @@ pub fn run(a: UpArgs) -> Result<()> {
     eprintln!(
         "measuring what this machine's loopback, disk and cores move and hash (for the fanout lower bound)..."
     );
-    let machine = bound::measure(&work_path)?;
+    // The piece length `publish` picks for this size (it is given none).
+    let machine = bound::measure(&work_path, proto::metainfo::auto_piece_len(a.size))?;
     let fleet = start_fleet(&a, &bins, &work_path)?;
     eprintln!(
         "up: tracker, origin and control server {} for {} hosts in {} fabrics (logs in {})",

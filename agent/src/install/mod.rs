@@ -36,6 +36,7 @@
 
 mod activation;
 mod digest;
+mod folded;
 mod hooks;
 mod journal;
 mod service;
@@ -52,6 +53,7 @@ use thiserror::Error;
 
 pub use activation::{Activation, Recovery};
 pub use digest::{payload_digest, payload_path};
+pub use folded::FoldedDigest;
 pub use hooks::{HookOutcome, run_hook};
 pub use journal::{Journal, JournalStep};
 

@@ -336,8 +336,8 @@ async fn serve(cmd: Cmd) -> anyhow::Result<()> {
                 AddOptions {
                     peers: peers.clone(),
                     assume_complete: skip_check,
-                    config: None,
                     no_trackers: no_tracker,
+                    ..Default::default()
                 },
             )
             .await

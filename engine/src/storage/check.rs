@@ -13,7 +13,7 @@ use proto::bitfield::Bitfield;
 use proto::lengths::Lengths;
 
 use super::Storage;
-use crate::verify::sha1_digest;
+use crate::verify::{PieceObserver, sha1_digest};
 
 /// True if every byte of the payload range was present before the storage opened its files.
 fn range_preexisting(storage: &dyn Storage, offset: u64, len: u32) -> bool {
@@ -26,13 +26,15 @@ fn range_preexisting(storage: &dyn Storage, offset: u64, len: u32) -> bool {
 
 /// Hashes the pieces present in `storage` against `hashes` on `threads` threads and returns
 /// the verified ones. `progress`, if given, is advanced by the bytes examined (read or
-/// skipped), for a progress bar.
+/// skipped), for a progress bar; `observer`, if given, sees each verified piece's bytes
+/// while they are in memory.
 pub fn check_existing(
     lengths: &Lengths,
     hashes: &[[u8; 20]],
     storage: &dyn Storage,
     threads: usize,
     progress: Option<&AtomicU64>,
+    observer: Option<&dyn PieceObserver>,
 ) -> Bitfield {
     let n = lengths.num_pieces();
     let mut have = Bitfield::new(n);
@@ -61,6 +63,9 @@ pub fn check_existing(
                                 if storage.read_at(off, b).is_ok()
                                     && sha1_digest(b) == hashes[piece.idx()]
                                 {
+                                    if let Some(o) = observer {
+                                        o.piece_stored(piece, b);
+                                    }
                                     mine.push(i);
                                 }
                             }
@@ -88,6 +93,16 @@ pub fn check_existing(
 mod tests {
     use super::*;
     use crate::storage::{FileEntry, FileLayout, OpenOptions, available_backends, open_with};
+    use proto::lengths::ValidPieceIndex;
+
+    #[derive(Debug, Default)]
+    struct Seen(std::sync::Mutex<Vec<(u32, Vec<u8>)>>);
+
+    impl PieceObserver for Seen {
+        fn piece_stored(&self, piece: ValidPieceIndex, data: &[u8]) {
+            self.0.lock().unwrap().push((piece.get(), data.to_vec()));
+        }
+    }
 
     #[test]
     fn only_intact_pieces_are_reported() {
@@ -113,7 +128,7 @@ mod tests {
 
             let s = open().unwrap();
             // Fresh files: nothing is read, nothing is had.
-            let fresh = check_existing(&lengths, &hashes, &*s, 2, None);
+            let fresh = check_existing(&lengths, &hashes, &*s, 2, None, None);
             assert_eq!(fresh.count(), 0, "{backend:?}");
             s.write_at(0, &payload).unwrap();
             // Corrupt one byte in piece 4 (which lies in f1).
@@ -122,9 +137,18 @@ mod tests {
 
             let s = open().unwrap();
             let progress = AtomicU64::new(0);
-            let have = check_existing(&lengths, &hashes, &*s, 2, Some(&progress));
+            let seen = Seen::default();
+            let have = check_existing(&lengths, &hashes, &*s, 2, Some(&progress), Some(&seen));
             let got: Vec<u32> = have.iter_set().collect();
             assert_eq!(got, vec![0, 1, 2, 3, 5, 6, 7, 8, 9], "{backend:?}");
+            // The observer saw exactly the intact pieces, with their bytes.
+            let mut seen = std::mem::take(&mut *seen.0.lock().unwrap());
+            seen.sort();
+            let want: Vec<(u32, Vec<u8>)> = got
+                .iter()
+                .map(|&i| (i, payload[i as usize * 1000..][..1000].to_vec()))
+                .collect();
+            assert_eq!(seen, want, "{backend:?}");
             assert_eq!(progress.load(Ordering::Relaxed), 10_000, "{backend:?}");
         }
     }
