@@ -1,4 +1,5 @@
-//! What the test suites share (a dev-dependency of every crate with integration tests).
+//! What the test suites share (a dev-dependency of every crate with integration tests), and
+//! the benchmark harness too (a normal dependency of `bench`, which no shipped program uses).
 //!
 //! The rules every suite relies on, kept here once:
 //! - every process is spawned in its own process group, and the whole group is SIGKILLed
