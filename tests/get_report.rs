@@ -9,10 +9,10 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::{Env, Proc, engine_bin};
+use support::{Env, Proc, engine_bin, poll_for};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -69,17 +69,11 @@ fn get_reporting(
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn instream-peer get");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > T {
+    let status = poll_for(T, Duration::from_millis(50), || child.try_wait().unwrap())
+        .unwrap_or_else(|| {
             let _ = child.kill();
             panic!("instream-peer get --report did not exit within {T:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        });
     let mut err = String::new();
     use std::io::Read;
     child

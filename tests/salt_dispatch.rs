@@ -11,16 +11,16 @@ mod support;
 use salt_rig::{SALT_USER, SaltRig};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Env, Server};
+use support::{Env, Proc, Server, poll_for};
 
 const T: Duration = Duration::from_secs(60);
 
 /// Runs `instream serve` with `args`, which must fail at once; returns its one error line.
 fn serve_fails(dir: &Path, args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_instream"))
-        .arg("serve")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_instream"));
+    cmd.arg("serve")
         .args([
             "--insecure-http",
             "--listen",
@@ -34,31 +34,19 @@ fn serve_fails(dir: &Path, args: &[&str]) -> String {
         .arg(dir.join("token"))
         .args(args)
         .env("INSTREAM_CONFIG_DIR", dir.join("config"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn instream serve");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("instream serve {args:?} still runs after 30s; it should have failed");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
+        .env("RUST_LOG", "warn");
+    // It should fail at once: a server still running after 30 s fails the test (with its
+    // output), and is killed with its group.
+    let mut serve = Proc::spawn("instream serve (should fail)", cmd);
+    let status = serve.wait_exit(Duration::from_secs(30));
+    serve.wait_output_closed(Duration::from_secs(10));
     assert!(!status.success(), "instream serve {args:?} should fail");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "",
+        serve.stdout_lines(),
+        Vec::<String>::new(),
         "no listening line before the dispatcher is ready"
     );
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = serve.stderr_lines().join("\n");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one-line error expected, got {err:?}");
     assert!(lines[0].starts_with("error: "), "{err:?}");
@@ -67,21 +55,18 @@ fn serve_fails(dir: &Path, args: &[&str]) -> String {
 
 /// Waits until the deployment is `done`; on timeout shows the server's and Salt's logs.
 fn wait_done(env: &Env, srv: &Server, rig: &SaltRig, id: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = env.status_json(srv, id);
-        if v["state"] == "done" {
-            return v;
-        }
-        if start.elapsed() > T {
-            panic!(
-                "timed out after {T:?} waiting for deployment {id} to be done; it is {v}\nserve log:\n{}\nsalt:\n{}",
-                env.log(),
-                rig.logs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut last = Value::Null;
+    let done = poll_for(T, Duration::from_millis(100), || {
+        last = env.status_json(srv, id);
+        (last["state"] == "done").then(|| last.clone())
+    });
+    done.unwrap_or_else(|| {
+        panic!(
+            "timed out after {T:?} waiting for deployment {id} to be done; it is {last}\nserve log:\n{}\nsalt:\n{}",
+            env.log(),
+            rig.logs()
+        )
+    })
 }
 
 #[test]
@@ -179,19 +164,15 @@ fn deploy_through_salt_minions_installs_on_both_and_reports_clear_errors() {
             "{jid}"
         );
         // The agent seeds for 2 s after success, so its job may still be running.
-        let start = Instant::now();
-        let ret = loop {
+        let ret = poll_for(T, Duration::from_millis(200), || {
             let r = rig.call(
                 &token,
                 json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": jid}),
             );
-            if let Some(r) = r.filter(|r| r.get(host).is_some()) {
-                break r;
-            }
-            if start.elapsed() > T {
-                panic!("job {jid} has no return from {host}\n{}", rig.logs());
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            r.filter(|r| r.get(host).is_some())
+        });
+        let Some(ret) = ret else {
+            panic!("job {jid} has no return from {host}\n{}", rig.logs());
         };
         assert_eq!(
             ret.as_object().unwrap().len(),

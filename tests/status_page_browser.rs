@@ -14,9 +14,9 @@ mod support;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Env, TOKEN, wait_for};
+use support::{Env, TOKEN, poll_for, wait_for};
 
 const T: Duration = Duration::from_secs(90);
 /// The reason host-2's health hook gives (its last line of standard error).
@@ -63,18 +63,14 @@ fn render(chromium: &Path, url: &str, profile: &Path, shot: &Path) -> String {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut s).map(|_| s)
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish rendering {url} within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = poll_for(Duration::from_secs(60), Duration::from_millis(50), || {
+        child.try_wait().unwrap()
+    })
+    .unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("chromium did not finish rendering {url} within 60 s");
+    });
     assert!(status.success(), "chromium failed ({status}) on {url}");
     let dom = reader.join().unwrap().expect("read chromium's output");
     assert!(

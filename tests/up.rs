@@ -7,8 +7,8 @@ mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{engine_bin, wait_for};
+use std::time::Duration;
+use support::{engine_bin, poll_for, wait_for};
 
 const T: Duration = Duration::from_secs(180);
 
@@ -48,17 +48,13 @@ fn up(config: &Path, args: &[&str]) -> Command {
 
 /// Waits (bounded) for `child` to exit; kills it and panics on timeout.
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if start.elapsed() > within {
-            let _ = child.kill();
-            panic!("instream up did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_for(within, Duration::from_millis(50), || {
+        child.try_wait().unwrap()
+    })
+    .unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("instream up did not exit within {within:?}");
+    })
 }
 
 #[test]
@@ -147,20 +143,19 @@ fn up_keep_lets_a_second_shell_publish_deploy_and_roll_back_with_no_flags() {
     .spawn()
     .unwrap();
     let up_log = || std::fs::read_to_string(tmp.path().join("up.log")).unwrap_or_default();
-    let start = Instant::now();
-    while !config.join("server").exists() {
+    let server = poll_for(T, Duration::from_millis(50), || {
         assert!(
             child.try_wait().unwrap().is_none(),
             "instream up exited:\n{}",
             up_log()
         );
-        assert!(
-            start.elapsed() < T,
-            "no server file within {T:?}:\n{}",
-            up_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        config.join("server").exists()
+    });
+    assert!(
+        server.is_some(),
+        "no server file within {T:?}:\n{}",
+        up_log()
+    );
 
     // The second shell: nothing but the config dir up wrote into (its CA among it).
     let server_url = wait_for(T, "the server file's URL", || {

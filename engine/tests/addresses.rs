@@ -5,7 +5,8 @@
 //! needed), `instream-seed serve`, `instream-peer get`. The self-connection cases drive the
 //! library session instead, whose stats count dials and addresses found to be our own.
 //! The two-address cases run in a network namespace of their own (10.77.0.0/24 on its lo,
-//! removed on drop) and are skipped, with a printed reason, when not run as root.
+//! removed on drop) and need root: skipped with a printed reason otherwise, failed under CI
+//! (`testkit::needs_root`).
 
 mod support;
 
@@ -285,9 +286,7 @@ struct Netns {
 impl Netns {
     /// `None` (with the reason printed) when this process may not create one.
     fn new(tag: &str) -> Option<Netns> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipping: network namespaces need root (CI runs as root)");
+        if !testkit::needs_root(&format!("the {tag} test (a network namespace)")) {
             return None;
         }
         let name = format!("isaddr-{tag}-{}", std::process::id());

@@ -14,7 +14,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(90);
 
 mod support;
-use support::{Proc, wait_for};
+use support::{Proc, poll_for, wait_for};
 
 /// `cmd` spawned as a [`Proc`] (its own process group, killed on drop); takes the
 /// `&mut Command` a builder chain yields.
@@ -280,17 +280,13 @@ fn a_full_stderr_is_a_failure_not_a_crash() {
             .stderr(full().unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        let t = std::time::Instant::now();
-        let st = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if t.elapsed() > WAIT {
-                let _ = child.kill();
-                panic!("{what} did not exit within {WAIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let st = poll_for(WAIT, Duration::from_millis(10), || {
+            child.try_wait().unwrap()
+        })
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("{what} did not exit within {WAIT:?}");
+        });
         assert_eq!(st.code(), Some(1), "{what} with a full stderr: {st}");
     }
 }

@@ -17,7 +17,7 @@
 //! `<target dir>/interop-matrix.md` and to stderr, then the test fails naming every failing
 //! cell.
 //!
-//! Needs root (ip netns); skips with a message otherwise. Environment:
+//! Needs root (ip netns); skips with a message otherwise, fails under CI. Environment:
 //! - `INSTREAM_MATRIX_ONLY=aria2,libtorrent/client-seeds` runs only the cells whose id
 //!   (`client/instream-seeds|client-seeds|libtorrent-seeds/instream-tracker|opentracker`,
 //!   then `/two-address` for those cells) contains one of the comma-separated words;
@@ -100,12 +100,7 @@ fn warn_if_tracker_is_stale() {
 
 #[test]
 fn instream_interoperates_with_each_client_both_ways_through_both_trackers() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "SKIPPED interop matrix: it needs root to create a network namespace (ip netns add); \
-             CI runs as root"
-        );
+    if !testkit::needs_root("the interop matrix (a network namespace: ip netns add)") {
         return;
     }
     warn_if_tracker_is_stale();

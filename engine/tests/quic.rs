@@ -140,9 +140,7 @@ fn quic_dial_to_a_tcp_only_seed_falls_back_to_tcp() {
 /// QUIC dials time out, every connection is TCP, and both peers complete.
 #[test]
 fn with_udp_blocked_quic_peers_fall_back_to_tcp_and_complete() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("with_udp_blocked...: skipped: network namespaces need root");
+    if !testkit::needs_root("with_udp_blocked... (network namespaces)") {
         return;
     }
     const LEN: usize = 4 * 1024 * 1024;
@@ -286,9 +284,7 @@ fn tc_in(topo: &Topology, i: usize, args: &[&str]) -> String {
 /// seed and with peer 1) move to QUIC, the one within f1 stays on TCP, and all complete.
 #[test]
 fn auto_moves_cross_fabric_connections_to_quic_and_keeps_tcp_within_a_fabric() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("auto_moves...: skipped: network namespaces need root");
+    if !testkit::needs_root("auto_moves... (network namespaces)") {
         return;
     }
     const LEN: usize = 4 * 1024 * 1024;

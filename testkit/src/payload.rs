@@ -1,21 +1,55 @@
-//! Deterministic payloads, written as files or trees, compared byte for byte.
+//! Deterministic payloads, written as files or trees, compared byte for byte. One generator
+//! (xorshift64*) serves the tests (in memory) and the benchmark harness (streamed, GiBs), so
+//! a seed means the same bytes everywhere.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+/// The xorshift64* stream behind every payload: eight little-endian bytes per step.
+struct Words(u64);
+
+impl Words {
+    fn new(seed: u64) -> Words {
+        Words(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> [u8; 8] {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes()
+    }
+}
 
 /// Deterministic pseudo-random bytes (xorshift64*): the same `seed` gives the same payload.
 pub fn payload_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut words = Words::new(seed);
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        out.extend_from_slice(&words.next());
     }
     out.truncate(len);
     out
+}
+
+/// Streams the bytes of [`payload_bytes`]`(len, seed)` into `w` in 1 MiB chunks, for
+/// payloads too big to hold in memory. Does not flush `w`.
+pub fn stream_payload(w: &mut impl Write, len: u64, seed: u64) -> io::Result<()> {
+    const CHUNK: usize = 1 << 20; // a multiple of 8: every chunk is whole words
+    let mut words = Words::new(seed);
+    let mut chunk = vec![0u8; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        for word in chunk.chunks_exact_mut(8) {
+            word.copy_from_slice(&words.next());
+        }
+        let n = left.min(CHUNK as u64) as usize;
+        w.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 /// Writes a deterministic file of `len` bytes (creating parent dirs) and returns its bytes.
@@ -107,4 +141,20 @@ pub fn pieces_matching(expected: &[u8], actual: &Path, piece_len: usize) -> usiz
         .enumerate()
         .filter(|(i, want)| got.get(i * piece_len..i * piece_len + want.len()) == Some(*want))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamed_payload_has_the_bytes_of_the_one_in_memory() {
+        // Past one chunk and not a whole number of words.
+        for len in [0, 1, 7, 8, 9, (1 << 20) + 13] {
+            let mut streamed = Vec::new();
+            stream_payload(&mut streamed, len as u64, 42).unwrap();
+            assert!(streamed == payload_bytes(len, 42), "length {len}");
+        }
+        assert_ne!(payload_bytes(64, 1), payload_bytes(64, 2));
+    }
 }

@@ -1,8 +1,10 @@
-//! A child process for a test: its own process group (SIGKILLed and reaped on drop), its
-//! output collected line by line, bounded waits for its exit or its JSON events.
+//! A child process for a test: its own process group (SIGKILLed and reaped on drop, by the
+//! [`ProcGroup`] core it wraps), its output collected line by line, bounded waits for its
+//! exit or its JSON events. Unlike the core, it panics with the process's output on any
+//! failure, as a test should.
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -10,15 +12,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::group::ProcGroup;
 use crate::wait::wait_for;
 
 /// One child process in its own process group, with its output collected line by line.
 pub struct Proc {
     label: String,
-    child: Child,
+    group: ProcGroup,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
-    status: Option<ExitStatus>,
     /// The stdout and stderr reader threads; finished once their pipe reached EOF.
     readers: Vec<thread::JoinHandle<()>>,
 }
@@ -69,40 +71,41 @@ impl Proc {
     pub fn spawn(label: &str, mut cmd: Command) -> Proc {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {label} ({cmd:?}): {e}"));
-        Proc::adopt(label, child)
+            .stderr(Stdio::piped());
+        let group =
+            ProcGroup::spawn(&mut cmd).unwrap_or_else(|e| panic!("spawn {label} ({cmd:?}): {e}"));
+        Proc::with_group(label, group)
     }
 
     /// Takes over a child the caller spawned its own way (a log file for its output, its
     /// stdout read by the caller): the stdout and stderr it still has piped are collected,
     /// and it is killed on drop like any `Proc` (with its process group if it leads one).
-    pub fn adopt(label: &str, mut child: Child) -> Proc {
+    pub fn adopt(label: &str, child: Child) -> Proc {
+        Proc::with_group(label, ProcGroup::adopt(child))
+    }
+
+    fn with_group(label: &str, mut group: ProcGroup) -> Proc {
         let echo = std::env::var_os("INSTREAM_TEST_ECHO").map(|_| label.to_string());
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let mut readers = Vec::new();
-        if let Some(out) = child.stdout.take() {
+        if let Some(out) = group.child_mut().stdout.take() {
             readers.push(collect_lines(out, stdout.clone(), echo.clone()));
         }
-        if let Some(err) = child.stderr.take() {
+        if let Some(err) = group.child_mut().stderr.take() {
             readers.push(collect_lines(err, stderr.clone(), echo));
         }
         Proc {
             label: label.to_string(),
-            child,
+            group,
             stdout,
             stderr,
-            status: None,
             readers,
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.group.pid()
     }
 
     pub fn label(&self) -> &str {
@@ -166,19 +169,16 @@ impl Proc {
     /// Writes one line to the child's stdin (e.g. "go" to lt_peer.py --wait-go).
     pub fn send_line(&mut self, line: &str) {
         use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("stdin piped");
+        let stdin = self.group.child_mut().stdin.as_mut().expect("stdin piped");
         writeln!(stdin, "{line}").unwrap_or_else(|e| panic!("write to {} stdin: {e}", self.label));
     }
 
     /// Non-blocking: the exit status if the process has ended.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self
-                .child
-                .try_wait()
-                .unwrap_or_else(|e| panic!("wait for {}: {e}", self.label));
+        match self.group.try_wait() {
+            Ok(ended) => ended.map(|e| e.status),
+            Err(e) => panic!("wait for {}: {e}", self.label),
         }
-        self.status
     }
 
     /// Waits for the process to exit by itself; panics (with its output) after `timeout`.
@@ -214,28 +214,33 @@ impl Proc {
         );
     }
 
-    /// Sends `sig` to the whole process group.
+    /// Sends `sig` to the whole process group (nothing once the leader was reaped).
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) with a negative pid signals a process group we created.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), sig);
-        }
+        self.group.signal(sig);
     }
 
     /// SIGKILLs the process group and reaps the leader.
     pub fn kill(&mut self) -> ExitStatus {
-        if let Some(s) = self.try_wait() {
-            return s;
+        match self.group.kill() {
+            Ok(e) => e.status,
+            Err(e) => panic!("reap {}: {e}", self.label),
         }
-        self.signal(libc::SIGKILL);
-        // The leader itself too: an adopted child may lead no group.
-        let _ = self.child.kill();
-        let s = self
-            .child
-            .wait()
-            .unwrap_or_else(|e| panic!("reap {}: {e}", self.label));
-        self.status = Some(s);
-        s
+    }
+
+    /// SIGKILLs the leader alone, as a crash of that process would; the rest of its group
+    /// lives on (a control server's agents, as on real hosts).
+    pub fn kill_leader(&mut self) -> ExitStatus {
+        match self.group.kill_leader() {
+            Ok(e) => e.status,
+            Err(e) => panic!("reap {}: {e}", self.label),
+        }
+    }
+
+    /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to whatever
+    /// is left of the group (a daemon's forked workers) and reap; never panics on a slow
+    /// exit, so it suits a `Drop`.
+    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        self.group.stop(grace).ok().map(|e| e.status)
     }
 
     /// SIGTERM, then wait for a clean exit.
@@ -276,7 +281,7 @@ impl Drop for Proc {
                 if was_running {
                     "killed at test end".to_string()
                 } else {
-                    format!("{:?}", self.status)
+                    format!("{:?}", self.group.ended().map(|e| e.status))
                 },
                 self.output_tail()
             );

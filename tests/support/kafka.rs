@@ -1,18 +1,20 @@
 //! A real Kafka-protocol broker for the tests: tansu 0.6.0 on 127.0.0.1 (a free port), its
 //! log in SQLite under a test directory, so a broker killed with SIGKILL and started again
-//! on the same directory keeps every acknowledged record. Started and stopped by PID (Drop).
+//! on the same directory keeps every acknowledged record. Started and stopped by PID (a
+//! `testkit::Proc`: its group is killed on Drop).
 //!
 //! The binary is `tansu-0.6.0/bin/tansu` in the CI cache (installed by `.ci/run`) or `$TANSU_BIN`.
 #![allow(dead_code)]
 
-use crate::support::wait_for;
+use crate::support::{Proc, free_port, wait_for};
 use instream::deploy::model::HostEvent;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The tansu binary, or a panic that says how to get it.
@@ -33,19 +35,12 @@ with `cargo install tansu@0.6.0 --locked --no-default-features --features libsql
     p
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
-
 /// One tansu broker; killed on Drop.
 pub struct Broker {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
-    child: Option<Child>,
+    child: Option<Proc>,
 }
 
 impl Broker {
@@ -88,15 +83,16 @@ impl Broker {
             .args(["--advertised-listener-url", &url])
             // Relative to the working directory: tansu 0.6.0 mangles an absolute sqlite:/// path.
             .args(["--storage-engine", "sqlite://tansu.db"])
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
-        self.child = Some(child);
+        self.child = Some(Proc::adopt("tansu", child));
         // Ready means a real Kafka round trip (ApiVersions + Metadata) works.
         wait_for(Duration::from_secs(30), "tansu to answer", || {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait() {
                 panic!("tansu exited ({st}); its log:\n{}", self.log());
             }
             Command::new(&self.bin)
@@ -114,8 +110,7 @@ impl Broker {
     /// SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
         }
     }
 
@@ -123,12 +118,6 @@ impl Broker {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the broker is still running");
         self.spawn();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

@@ -1,7 +1,7 @@
 //! Whole-system test support: real processes spawned by PID and killed on Drop, bound to
 //! 127.0.0.1 port 0 (the same port after a restart), the CLI run as a subprocess with an
-//! isolated config dir, bounded waits with a message (the process handle and the waits are
-//! `testkit`'s, re-exported here).
+//! isolated config dir, bounded waits with a message (the process handle, its process-group
+//! kill, the waits and the ports are `testkit`'s, re-exported here).
 //!
 //! Two kinds of environment:
 //! - [`Env::fleet`]: the real system. `instream-tracker` (admin token), an origin
@@ -17,12 +17,14 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-pub use testkit::{Proc, wait_for};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+// Each test file uses a different subset.
+#[allow(unused_imports)]
+pub use testkit::{Proc, free_port, free_ports, needs_root, poll_for, poll_until, wait_for};
 
 pub const TOKEN: &str = "test-token-0123456789";
 pub const TRACKER_TOKEN: &str = "tracker-token-0123456789";
@@ -91,31 +93,31 @@ pub fn engine_bin(name: &str) -> PathBuf {
     link
 }
 
-/// Copies `reader`'s lines into `log`; returns the first line `pick` accepts (bounded).
-fn read_until(
-    reader: impl std::io::Read + Send + 'static,
-    log: PathBuf,
-    what: &str,
-    pick: impl Fn(&str) -> Option<String> + Send + 'static,
+/// How long a program may take to print the line that says where it listens.
+const START: Duration = Duration::from_secs(30);
+
+/// Waits (bounded) for the first line of `lines` that `pick` accepts; panics early, with
+/// `log`, if `proc` exits first.
+fn first_line(
+    proc: &mut Proc,
+    lines: fn(&Proc) -> Vec<String>,
+    log: impl Fn() -> String,
+    pick: impl Fn(&str) -> Option<String>,
 ) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut sent = false;
-        for line in BufReader::new(reader).lines().map_while(Result::ok) {
-            let _ = writeln!(out, "{line}");
-            if !sent && let Some(v) = pick(&line) {
-                sent = true;
-                let _ = tx.send(v);
-            }
+    let what = format!("{} to say where it listens", proc.label());
+    wait_for(START, &what, || {
+        if let Some(v) = lines(proc).iter().find_map(|l| pick(l)) {
+            return Some(v);
         }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("{what} did not start within 30s"))
+        if let Some(st) = proc.try_wait() {
+            panic!(
+                "{} exited ({st}) before starting; log:\n{}",
+                proc.label(),
+                log()
+            );
+        }
+        None
+    })
 }
 
 /// Tracker and origin of a real fleet.
@@ -129,17 +131,16 @@ pub struct Fleet {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub fleet: Option<Fleet>,
-    /// Process groups of every control server started (their agents are members).
-    groups: Mutex<Vec<u32>>,
+    /// Process groups of the control servers killed alone ([`Server::kill9`]): their agents
+    /// live on, as on real hosts, until the `Env` drops.
+    crashed: Arc<Mutex<Vec<u32>>>,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        for pid in self.groups.lock().unwrap().iter() {
-            // SAFETY: kill(2) on process groups this test created.
-            unsafe {
-                libc::kill(-(*pid as libc::pid_t), libc::SIGKILL);
-            }
+        // Every other server's group went with its `Server`.
+        for pgid in self.crashed.lock().unwrap().iter() {
+            testkit::kill_group(*pgid);
         }
     }
 }
@@ -159,7 +160,7 @@ impl Env {
         Self {
             dir: Self::base(hosts, fabrics),
             fleet: None,
-            groups: Mutex::new(Vec::new()),
+            crashed: Arc::default(),
         }
     }
 
@@ -171,19 +172,13 @@ impl Env {
         write_private(&p.join("tracker.token"), &format!("{TRACKER_TOKEN}\n"));
         instream::cli::publish::load_or_create_key(&p.join("config/publisher.key")).unwrap();
 
-        let mut child = Command::new(engine_bin("instream-tracker"))
-            .args(["--udp", "none", "--http", "127.0.0.1:0", "--interval", "1"])
+        let mut cmd = Command::new(engine_bin("instream-tracker"));
+        cmd.args(["--udp", "none", "--http", "127.0.0.1:0", "--interval", "1"])
             .arg("--admin-token-file")
             .arg(p.join("tracker.token"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn instream-tracker");
-        let stderr = child.stderr.take().unwrap();
-        let tracker = Proc::adopt("instream-tracker", child);
-        let addr = read_until(stderr, p.join("tracker.log"), "instream-tracker", |l| {
+            .env("RUST_LOG", "info");
+        let mut tracker = Proc::spawn("instream-tracker", cmd);
+        let addr = first_line(&mut tracker, Proc::stderr_lines, String::new, |l| {
             l.contains("HTTP tracker listening")
                 .then(|| l.split("addr=").nth(1))
                 .flatten()
@@ -199,6 +194,7 @@ impl Env {
                 .args(["serve", "--listen", "127.0.0.1:0", "--watch"])
                 .arg(&origin_dir)
                 .env("RUST_LOG", "info")
+                .process_group(0)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -213,7 +209,7 @@ impl Env {
                 _tracker: tracker,
                 _origin: origin,
             }),
-            groups: Mutex::new(Vec::new()),
+            crashed: Arc::default(),
         }
     }
 
@@ -291,7 +287,6 @@ impl Env {
         args: &[String],
         tls: Option<&instream::up::ca::LocalCa>,
     ) -> Server {
-        use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_instream"));
         cmd.arg("serve").args(args);
         match tls {
@@ -348,27 +343,24 @@ impl Env {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn instream serve");
-        self.groups.lock().unwrap().push(child.id());
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("instream serve printed no address; log: {}", self.log()));
+        let mut proc = Proc::adopt("instream serve", cmd.spawn().expect("spawn instream serve"));
+        let line = first_line(
+            &mut proc,
+            Proc::stdout_lines,
+            || self.log(),
+            |l| Some(l.to_string()),
+        );
         let url = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", self.log()))
             .to_string();
         Server {
-            child,
+            proc,
             url,
             ca: tls.map(|t| t.ca.clone()),
+            crashed: self.crashed.clone(),
+            killed_alone: false,
         }
     }
 
@@ -506,25 +498,27 @@ impl Env {
 
     /// Waits until the deployment's state is `state`.
     pub fn wait_state(&self, server: &Server, id: &str, state: &str, timeout: Duration) -> Value {
-        let start = Instant::now();
-        loop {
-            let v = self.status_json(server, id);
-            if v["state"] == state {
-                return v;
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "timed out after {timeout:?} waiting for deployment {id} to be {state}; it is {v}\nagents:\n{}",
-                    self.agent_logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut last = Value::Null;
+        let got = poll_for(timeout, Duration::from_millis(100), || {
+            last = self.status_json(server, id);
+            (last["state"] == state).then(|| last.clone())
+        });
+        got.unwrap_or_else(|| {
+            panic!(
+                "timed out after {timeout:?} waiting for deployment {id} to be {state}; it is {last}\nagents:\n{}",
+                self.agent_logs()
+            )
+        })
     }
 }
 
+/// `instream serve`, leading its own process group (its agents are members): the group is
+/// SIGKILLed when it drops, whether the server still runs or exited by itself;
+/// [`Server::kill9`] kills the server alone and leaves the group to the `Env`.
 pub struct Server {
-    child: Child,
+    proc: Proc,
+    crashed: Arc<Mutex<Vec<u32>>>,
+    killed_alone: bool,
     pub url: String,
     /// The CA of its TLS certificate (`None`: plain HTTP).
     pub ca: Option<PathBuf>,
@@ -540,20 +534,20 @@ impl Server {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// Waits up to `within` for the server to exit on its own.
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        wait_for(within, "instream serve to exit", || {
-            self.child.try_wait().expect("try_wait")
-        })
+        self.proc.wait_exit(within)
     }
 
-    /// SIGKILL, as a crash would (its agents live on, as on real hosts).
+    /// SIGKILL, as a crash would (its agents live on, as on real hosts, until the `Env`
+    /// drops).
     pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill_leader();
+        self.crashed.lock().unwrap().push(self.proc.pid());
+        self.killed_alone = true;
     }
 
     /// A raw HTTP request with an optional token: (status, body).
@@ -586,7 +580,14 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if self.killed_alone {
+            return;
+        }
+        if self.proc.try_wait().is_none() {
+            self.proc.kill();
+        } else {
+            // Exited by itself: its agents may live on in its group.
+            testkit::kill_group(self.proc.pid());
+        }
     }
 }

@@ -5,15 +5,18 @@
 //! Every daemon leads its own process group (so its forked workers, and the agents a
 //! minion's `cmd.run` jobs start, are in it); [`SaltRig`]'s `Drop` stops the groups by PID,
 //! minions first, also when the test panics. Salt cannot bind port 0, so the ports are
-//! picked free just before start.
+//! picked free just before start (`testkit::free_ports`).
 //!
 //! The venv is `venv-salt-VERSION` in the CI cache ([`crate::support::ci_cache`]; `.ci/run` creates it; `INSTREAM_SALT_VENV` points
 //! elsewhere); if it is missing it is created here with `python3 -m venv` and pip (about
 //! 1.5 min, needs PyPI).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::{Proc, free_ports, poll_until};
+use testkit::describe;
 
 pub const SALT_VERSION: &str = "3008.4";
 pub const CHERRYPY_VERSION: &str = "18.10.0";
@@ -30,8 +33,8 @@ pub struct SaltRig {
     /// File holding [`SALT_SECRET`].
     pub secret_file: PathBuf,
     minions: Vec<String>,
-    /// (name, daemon) in start order.
-    procs: Vec<(String, Child)>,
+    /// The daemons in start order, each labelled with its name.
+    procs: Vec<Proc>,
 }
 
 /// The venv with salt and cherrypy, created if missing.
@@ -85,15 +88,6 @@ pub fn venv() -> PathBuf {
     venv
 }
 
-/// Three distinct ports free right now (all held until all are picked).
-fn free_ports() -> (u16, u16, u16) {
-    let l: Vec<std::net::TcpListener> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let p = |i: usize| l[i].local_addr().unwrap().port();
-    (p(0), p(1), p(2))
-}
-
 fn user_name() -> String {
     let out = Command::new("id").arg("-un").output().expect("run id -un");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -111,7 +105,9 @@ impl SaltRig {
             .tempdir_in("/tmp")
             .unwrap();
         let d = dir.path();
-        let (publish, ret, api) = free_ports();
+        let [publish, ret, api] = free_ports(3)[..] else {
+            unreachable!("free_ports(3) gives three ports")
+        };
         let user = user_name();
         std::fs::create_dir_all(d.join("etc/master")).unwrap();
         std::fs::create_dir_all(d.join("logs")).unwrap();
@@ -214,7 +210,7 @@ grains:
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
-        self.procs.push((name.to_string(), child));
+        self.procs.push(Proc::adopt(name, child));
     }
 
     /// Logs in to salt-api; `None` while it is not up (or refuses).
@@ -245,21 +241,18 @@ grains:
     }
 
     fn wait_ready(&mut self, timeout: Duration) {
-        let start = Instant::now();
         let mut token = None;
         let mut answering = Vec::new();
         let mut want = self.minions.clone();
         want.sort();
-        loop {
-            let exited = self
-                .procs
-                .iter_mut()
-                .find_map(|(name, child)| match child.try_wait() {
-                    Ok(Some(st)) => Some(format!("{name} ({st})")),
-                    _ => None,
-                });
+        // A ping round trip takes up to its 3 s timeout: poll every 500 ms at most.
+        let ready = poll_until(timeout, Duration::from_millis(500), || {
+            let exited = self.procs.iter_mut().find_map(|p| {
+                p.try_wait()
+                    .map(|st| format!("{} ({})", p.label(), describe(st)))
+            });
             if let Some(which) = exited {
-                panic!("salt {which} exited during start\n{}", self.logs());
+                return Err(which);
             }
             if token.is_none() {
                 token = self.token();
@@ -274,18 +267,20 @@ grains:
                         .collect();
                     answering.sort();
                     if answering == want {
-                        return;
+                        return Ok(Some(()));
                     }
                 }
             }
-            if start.elapsed() > timeout {
-                panic!(
-                    "salt not ready after {timeout:?}: salt-api login {}, minions answering {answering:?} of {want:?}\n{}",
-                    if token.is_some() { "ok" } else { "failing" },
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(500));
+            Ok(None)
+        });
+        match ready {
+            Ok(Some(())) => {}
+            Err(which) => panic!("salt {which} exited during start\n{}", self.logs()),
+            Ok(None) => panic!(
+                "salt not ready after {timeout:?}: salt-api login {}, minions answering {answering:?} of {want:?}\n{}",
+                if token.is_some() { "ok" } else { "failing" },
+                self.logs()
+            ),
         }
     }
 
@@ -313,26 +308,10 @@ grains:
 
 impl Drop for SaltRig {
     fn drop(&mut self) {
-        // Minions (and the agents their jobs run) first, master last.
-        for (_, child) in self.procs.iter_mut().rev() {
-            let pid = child.id() as libc::pid_t;
-            // SAFETY: kill(2) on the process group this rig's daemon leads.
-            unsafe {
-                libc::kill(-pid, libc::SIGTERM);
-            }
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            // Whatever is left of the group (forked workers) goes now.
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-            let _ = child.wait();
+        // Minions (and the agents their jobs run) first, master last: SIGTERM to each
+        // daemon's group, up to 5 s, then SIGKILL to what is left (forked workers).
+        for p in self.procs.iter_mut().rev() {
+            p.stop(Duration::from_secs(5));
         }
     }
 }

@@ -17,7 +17,7 @@
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +25,7 @@ use clap::Parser;
 use proto::tracker::udp::{ConnectRequest, Request, Response, TransactionId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use testkit::ProcGroup;
 
 /// Side-by-side UDP tracker benchmark.
 #[derive(Debug, Parser)]
@@ -52,24 +53,14 @@ struct Args {
     rounds: usize,
 }
 
-/// Kills and reaps the child on drop.
-struct Proc(Child);
+/// A tracker under load, SIGKILLed and reaped on drop. Adopted rather than spawned in a
+/// group of its own: in the terminal's foreground group it still gets a Ctrl-C, which ends
+/// this program without running any Drop.
+type Proc = ProcGroup;
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// A port free for both TCP and UDP on 127.0.0.1 right now.
 fn free_port() -> Result<u16> {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = tcp.local_addr()?.port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
+    Ok(testkit::try_free_ports(1).context("find a free port")?[0])
 }
 
 /// The info-hashes aquatic_udp_load_test 0.9 uses (its `InfoHashDist::new`).
@@ -91,7 +82,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Waits until a BEP 15 connect on `port` is answered.
-fn wait_ready(port: u16, child: &mut Child, name: &str) -> Result<()> {
+fn wait_ready(port: u16, child: &mut ProcGroup, name: &str) -> Result<()> {
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     let transaction_id = TransactionId(1);
@@ -100,8 +91,8 @@ fn wait_ready(port: u16, child: &mut Child, name: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut buf = [0u8; 64];
     while Instant::now() < deadline {
-        if let Some(status) = child.try_wait()? {
-            bail!("{name} exited with {status} before answering");
+        if let Some(e) = child.try_wait()? {
+            bail!("{name} exited with {} before answering", e.status);
         }
         sock.send_to(&req, ("127.0.0.1", port))?;
         if let Ok((n, _)) = sock.recv_from(&mut buf)
@@ -216,13 +207,14 @@ fn start(env: &Env, kind: Kind, one_core: bool, port: u16) -> Result<Proc> {
             c
         }
     };
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("start {}", kind.name()))?;
+    let mut child = ProcGroup::adopt(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("start {}", kind.name()))?,
+    );
     wait_ready(port, &mut child, kind.name())?;
-    Ok(Proc(child))
+    Ok(child)
 }
 
 /// CPU seconds (user + system) a process has used so far, from /proc/PID/stat.
@@ -357,9 +349,9 @@ fn run(args: Args) -> Result<()> {
             for (k, kind) in kinds.into_iter().enumerate() {
                 let port = free_port()?;
                 let proc = start(&env, kind, one_core, port)?;
-                let cpu_before = cpu_secs(proc.0.id())?;
+                let cpu_before = cpu_secs(proc.pid())?;
                 let (rps, err) = load(&env, one_core, port)?;
-                let cpu = cpu_secs(proc.0.id())? - cpu_before;
+                let cpu = cpu_secs(proc.pid())? - cpu_before;
                 drop(proc);
                 // CPU time per response over the whole run: robust to other load on the
                 // machine, unlike responses/s of a closed-loop generator.

@@ -305,11 +305,13 @@ pub fn run(a: DatapathArgs) -> Result<()> {
     Ok(())
 }
 
-/// Loopback addresses for the peers, probed free now.
+/// Loopback addresses for the peers, probed free now, on distinct ports.
 fn peer_addrs(n: usize) -> Result<Vec<SocketAddr>> {
-    (0..n)
-        .map(|_| Ok(SocketAddr::from(([127, 0, 0, 1], free_local_port()?))))
-        .collect()
+    let ports = testkit::try_free_ports(n).context("find free ports for the peers")?;
+    Ok(ports
+        .into_iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+        .collect())
 }
 
 /// Everyone but peer `i` (0-based): the seed first, then the other peers.

@@ -3,13 +3,17 @@
 //! memory read from `/proc` while they run and from `wait4(2)`'s rusage when they end.
 //!
 //! A [`Child`] SIGKILLs its process group and reaps it on drop, so an error anywhere in a
-//! round leaves no process behind.
+//! round leaves no process behind. That core (the group spawn, group signals, the `wait4`
+//! reap with rusage, the kill on drop) is `testkit::ProcGroup`, shared with the tests'
+//! `Proc`; what stays here is what only a measurement needs and the tests' panicking
+//! handle cannot give: errors instead of panics, arrival times on every stdout line, CPU and
+//! memory sampled from /proc, and the spawn inside a network namespace.
 
 use std::collections::VecDeque;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -17,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use testkit::{Ended, ProcGroup};
 
 use super::netns::Netns;
 use super::util::wait_until;
@@ -42,6 +47,16 @@ pub struct Exit {
 }
 
 impl Exit {
+    fn from_ended(e: &Ended) -> Exit {
+        Exit {
+            code: e.status.code(),
+            signal: e.status.signal(),
+            at: e.at,
+            cpu_secs: e.cpu_secs,
+            max_rss_kib: e.max_rss_kib,
+        }
+    }
+
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }
@@ -67,7 +82,7 @@ pub struct Mem {
 pub struct Child {
     pub label: String,
     pub spawned_at: SystemTime,
-    child: std::process::Child,
+    group: ProcGroup,
     lines: Arc<Mutex<Vec<Line>>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     exit: Option<Exit>,
@@ -91,8 +106,7 @@ impl Child {
     ) -> Result<Child> {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .stderr(Stdio::piped());
         let ns_file = match netns {
             Some(ns) => Some(
                 fs::File::open(ns.path())
@@ -114,10 +128,10 @@ impl Child {
             }
         }
         let spawned_at = SystemTime::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {label}: {cmd:?}"))?;
+        let mut group =
+            ProcGroup::spawn(&mut cmd).with_context(|| format!("spawn {label}: {cmd:?}"))?;
         drop(ns_file);
+        let child = group.child_mut();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         {
@@ -154,7 +168,7 @@ impl Child {
         Ok(Child {
             label: label.to_string(),
             spawned_at,
-            child,
+            group,
             lines,
             stderr_tail,
             exit: None,
@@ -163,7 +177,7 @@ impl Child {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.group.pid()
     }
 
     pub fn lines(&self) -> Vec<Line> {
@@ -211,26 +225,13 @@ impl Child {
     /// Reaps the child if it has exited (non-blocking).
     pub fn poll_exit(&mut self) -> Option<&Exit> {
         if self.exit.is_none() {
-            self.reap(libc::WNOHANG);
+            // A wait4 error (ECHILD) cannot happen for our own unreaped child; if it did,
+            // the child counts as running and the round's own timeout ends it.
+            if let Ok(Some(e)) = self.group.try_wait() {
+                self.exit = Some(Exit::from_ended(e));
+            }
         }
         self.exit.as_ref()
-    }
-
-    fn reap(&mut self, flags: libc::c_int) {
-        let mut status = 0;
-        // SAFETY: rusage is plain data; wait4 fills it for our own child.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(self.pid() as libc::pid_t, &mut status, flags, &mut ru) };
-        if r == self.pid() as libc::pid_t {
-            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-            self.exit = Some(Exit {
-                code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-                signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-                at: SystemTime::now(),
-                cpu_secs: tv(ru.ru_utime) + tv(ru.ru_stime),
-                max_rss_kib: ru.ru_maxrss as u64,
-            });
-        }
     }
 
     pub fn exit(&self) -> Option<&Exit> {
@@ -275,31 +276,24 @@ impl Child {
 
     /// True when some socket of this process's network namespace listens on TCP `port`.
     pub fn listens_on(&self, port: u16) -> bool {
-        let needle = format!(":{port:04X}");
-        ["tcp", "tcp6"].iter().any(|f| {
-            fs::read_to_string(format!("/proc/{}/net/{f}", self.pid()))
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-                .any(|l| {
-                    let c: Vec<&str> = l.split_whitespace().collect();
-                    c.len() > 3 && c[1].ends_with(&needle) && c[3] == "0A"
-                })
-        })
+        testkit::listening_in(self.pid(), port)
     }
 
     pub fn send_line(&mut self, line: &str) -> Result<()> {
-        let stdin = self.child.stdin.as_mut().context("stdin not piped")?;
+        let stdin = self
+            .group
+            .child_mut()
+            .stdin
+            .as_mut()
+            .context("stdin not piped")?;
         writeln!(stdin, "{line}").with_context(|| format!("write to {}", self.label))?;
         stdin.flush()?;
         Ok(())
     }
 
+    /// Signals the process group (nothing once the child was reaped).
     pub fn signal(&self, sig: libc::c_int) {
-        if self.exit.is_none() {
-            // SAFETY: signals the process group this Child leads.
-            unsafe { libc::kill(-(self.pid() as libc::pid_t), sig) };
-        }
+        self.group.signal(sig);
     }
 
     /// Waits for an event line named `event`; fails if the child exits first.
@@ -350,15 +344,11 @@ impl Child {
     }
 
     pub fn kill(&mut self) {
-        if self.poll_exit().is_none() {
-            self.signal(libc::SIGKILL);
-            self.reap(0);
+        if self.poll_exit().is_none()
+            && let Ok(e) = self.group.kill()
+        {
+            self.exit = Some(Exit::from_ended(e));
         }
     }
 }
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+// No Drop here: the `ProcGroup` SIGKILLs the group and reaps the child when it drops.

@@ -1,12 +1,19 @@
 //! Small shared pieces of the harness: size parsing, the interrupt flag, scratch directories,
 //! deterministic payloads, torrent creation with mktorrent, and bounded waiting.
+//!
+//! The polling, the payload generator and the free-port probe are `testkit`'s
+//! (`poll_until`, `stream_payload`, `try_free_ports`), so a seed means the same bytes in a
+//! test and in a benchmark; these wrappers add what a measurement needs: `anyhow` errors with
+//! context, the interrupt check, a 10 ms poll. `mktorrent` stays here rather than calling
+//! testkit's: it errors instead of panicking, removes a stale output first, and takes a piece
+//! size rather than its log2.
 
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -58,17 +65,14 @@ pub fn wait_until(
     what: &str,
     mut cond: impl FnMut() -> Result<bool>,
 ) -> Result<()> {
-    let start = Instant::now();
-    loop {
+    // A poll interval, short against the seconds-long runs it measures.
+    let done = testkit::poll_until(timeout, Duration::from_millis(10), || {
         check_interrupt()?;
-        if cond()? {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        // A poll interval, short against the seconds-long runs it measures.
-        std::thread::sleep(Duration::from_millis(10));
+        Ok::<_, anyhow::Error>(cond()?.then_some(()))
+    })?;
+    match done {
+        Some(()) => Ok(()),
+        None => bail!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 
@@ -112,29 +116,17 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Writes `len` deterministic pseudo-random bytes (xorshift64*, seeded) to `path`.
+/// Writes `len` deterministic pseudo-random bytes (testkit's xorshift64* payload, seeded) to
+/// `path`, streamed: payloads are GiBs.
 pub fn write_payload(path: &Path, len: u64, seed: u64) -> Result<()> {
     if let Some(p) = path.parent() {
         fs::create_dir_all(p)?;
     }
     let f = fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut left = len;
-    let mut chunk = vec![0u8; 1 << 20];
-    while left > 0 {
-        for word in chunk.chunks_exact_mut(8) {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-        }
-        let n = left.min(chunk.len() as u64) as usize;
-        w.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    w.flush()?;
-    Ok(())
+    testkit::stream_payload(&mut w, len, seed)
+        .and_then(|()| w.flush())
+        .with_context(|| format!("write {}", path.display()))
 }
 
 /// `mktorrent -l log2(piece) -o out path`, no tracker: one torrent file used by every client,
@@ -194,12 +186,13 @@ pub fn same_file(a: &Path, b: &Path) -> Result<bool> {
     }
 }
 
-/// A TCP port free on 127.0.0.1 right now, for programs told where to listen.
+/// A port free on 127.0.0.1 right now (TCP and UDP), for programs told where to listen.
 pub fn free_local_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).context("bind a probe socket")?;
-    Ok(l.local_addr()?.port())
+    Ok(testkit::try_free_ports(1).context("find a free port")?[0])
 }
 
+/// Whether the harness runs as root. Not `testkit::needs_root`: a benchmark that cannot run
+/// is an error for its caller, never a skip or a panic.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -59,12 +59,6 @@ pub struct Swarm {
     pub work: tempfile::TempDir,
 }
 
-/// True when running as root (namespaces need it); tests print why they skip otherwise.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 impl Swarm {
     /// Builds the namespaces, the payload and the torrent (announcing to the tracker host);
     /// starts nothing.

@@ -20,7 +20,9 @@ use proto::metainfo::ValidMetainfo;
 use super::clients::{self, Client, Done, Host, Running};
 use super::netns::Netns;
 use super::trackers::{Proto, Tracker, TrackerKind};
-use crate::support::{describe, instream_create, mktorrent, pieces_matching, write_payload};
+use crate::support::{
+    describe, instream_create, mktorrent, pieces_matching, poll_until, write_payload,
+};
 
 /// The tracker's host.
 pub const TRACKER_IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
@@ -365,41 +367,46 @@ fn wait_registered(
     info_hash: &InfoHash,
     deadline: Instant,
 ) -> Result<(), Failure> {
-    loop {
-        let fail = |reason: String, seed: &Running| {
-            Procs {
-                tracker,
-                seed,
-                leech: None,
-            }
-            .fail(reason)
-        };
+    let mut last = String::from("no scrape answered");
+    // One scrape per 100 ms at most: each is a UDP or HTTP round trip to the tracker.
+    let registered = poll_until(left(deadline), Duration::from_millis(100), || {
         if let Some(s) = seed.proc.try_wait() {
-            let reason = format!(
+            return Err(format!(
                 "{} exited ({}) before the tracker counted it",
                 seed.proc.label(),
                 describe(s)
-            );
-            return Err(fail(reason, seed));
+            ));
         }
-        let last = match tracker.scrape(rig.ns, HARNESS_IP, info_hash) {
-            Ok(s) if s.seeders >= 1 => return Ok(()),
+        last = match tracker.scrape(rig.ns, HARNESS_IP, info_hash) {
+            Ok(s) if s.seeders >= 1 => return Ok(Some(())),
             Ok(s) => format!(
                 "scrape: {} seeders, {} leechers, {} completed",
                 s.seeders, s.leechers, s.completed
             ),
             Err(e) => e,
         };
-        if Instant::now() > deadline {
-            let reason = format!(
-                "{} never registered with the tracker within {:?} ({last})",
-                seed.proc.label(),
-                rig.timeout
-            );
-            return Err(fail(reason, seed));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        Ok(None)
+    });
+    let reason = match registered {
+        Ok(Some(())) => return Ok(()),
+        Ok(None) => format!(
+            "{} never registered with the tracker within {:?} ({last})",
+            seed.proc.label(),
+            rig.timeout
+        ),
+        Err(reason) => reason,
+    };
+    Err(Procs {
+        tracker,
+        seed,
+        leech: None,
     }
+    .fail(reason))
+}
+
+/// What is left until `deadline` (zero once it passed: one more poll, then the timeout).
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
 }
 
 /// Until the leecher is done; returns when it was seen done. `progress` describes how far
@@ -410,13 +417,13 @@ fn wait_done(
     deadline: Instant,
     progress: impl Fn(&Running) -> String,
 ) -> Result<Instant, String> {
-    let mut pause = Duration::from_millis(5);
-    loop {
+    // Polls at most 50 ms apart: the time seen done is within 50 ms of the real one.
+    let done = poll_until(left(deadline), Duration::from_millis(50), || {
         let exited = leech.proc.try_wait();
         match (&leech.done, exited) {
-            (Done::Exit, Some(s)) if s.success() => return Ok(Instant::now()),
-            (Done::Marker(m), _) if m.exists() => return Ok(Instant::now()),
-            (Done::Probe(p), None) if p() == Ok(true) => return Ok(Instant::now()),
+            (Done::Exit, Some(s)) if s.success() => return Ok(Some(Instant::now())),
+            (Done::Marker(m), _) if m.exists() => return Ok(Some(Instant::now())),
+            (Done::Probe(p), None) if p() == Ok(true) => return Ok(Some(Instant::now())),
             (_, Some(s)) => {
                 return Err(format!(
                     "{} exited ({}) with {}",
@@ -436,16 +443,9 @@ fn wait_done(
                 progress(leech)
             ));
         }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "timed out: {} has {}",
-                leech.proc.label(),
-                progress(leech)
-            ));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
+        Ok(None)
+    })?;
+    done.ok_or_else(|| format!("timed out: {} has {}", leech.proc.label(), progress(leech)))
 }
 
 fn compare(expected: &[u8], actual: &Path) -> Result<(), String> {

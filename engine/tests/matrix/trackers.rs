@@ -17,7 +17,7 @@ use proto::tracker::udp::{
 use proto::{InfoHash, PeerId};
 
 use super::netns::Netns;
-use crate::support::{Proc, STARTUP_TIMEOUT, bin, describe, listening_in};
+use crate::support::{Proc, STARTUP_TIMEOUT, bin, describe, listening_in, poll_until};
 
 /// How a client talks to a tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +115,7 @@ impl Tracker {
             }
         };
         let mut proc = Proc::spawn(kind.name(), cmd);
-        let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
-        loop {
+        let listening = poll_until(STARTUP_TIMEOUT, Duration::from_millis(20), || {
             if let Some(s) = proc.try_wait() {
                 return Err(format!(
                     "{} exited ({}) before listening on {addr}\n{}",
@@ -125,17 +124,15 @@ impl Tracker {
                     proc.output_tail()
                 ));
             }
-            if listening_in(proc.pid(), addr.port()) {
-                return Ok(Tracker { proc, addr });
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(format!(
-                    "{} did not listen on {addr} within {STARTUP_TIMEOUT:?}\n{}",
-                    kind.name(),
-                    proc.output_tail()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            Ok(listening_in(proc.pid(), addr.port()).then_some(()))
+        })?;
+        match listening {
+            Some(()) => Ok(Tracker { proc, addr }),
+            None => Err(format!(
+                "{} did not listen on {addr} within {STARTUP_TIMEOUT:?}\n{}",
+                kind.name(),
+                proc.output_tail()
+            )),
         }
     }
 

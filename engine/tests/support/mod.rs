@@ -17,8 +17,8 @@ use std::time::Duration;
 use serde_json::Value;
 pub use testkit::{
     Proc, assert_same_file, assert_same_tree, describe, distinct_addrs, free_addr, free_port,
-    is_listening, list_tree, listening_in, mktorrent, payload_bytes, pieces_matching, run_ok,
-    wait_for, write_payload, write_tree,
+    free_ports, is_listening, list_tree, listening_in, mktorrent, needs_root, payload_bytes,
+    pieces_matching, poll_for, poll_until, run_ok, wait_for, write_payload, write_tree,
 };
 
 /// Deadline for a whole transfer in a test. Generous: CI has two cores and runs the dev

@@ -11,12 +11,12 @@
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Client, Done, Host, Running};
 use crate::matrix::trackers::Proto;
 use crate::matrix::webapi::{self, Body};
-use crate::support::{Proc, STARTUP_TIMEOUT};
+use crate::support::{Proc, STARTUP_TIMEOUT, poll_until};
 
 pub struct Qbittorrent;
 
@@ -37,15 +37,15 @@ struct Api {
 impl Api {
     /// Logs in, retrying until the Web UI listens (bounded by [`STARTUP_TIMEOUT`]).
     fn login(ns: &str, addr: SocketAddr, proc: &mut Proc) -> Result<Api, String> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
+        let mut last = String::from("no answer yet");
+        let api = poll_until(STARTUP_TIMEOUT, Duration::from_millis(100), || {
             if let Some(s) = proc.try_wait() {
                 return Err(format!(
                     "qbittorrent-nox exited ({s}) before its Web UI answered"
                 ));
             }
             let form = [("username", USER), ("password", PASSWORD)];
-            let last = match webapi::request(
+            last = match webapi::request(
                 ns,
                 addr,
                 "POST",
@@ -59,23 +59,23 @@ impl Api {
                         .and_then(|c| c.split(';').next())
                         .ok_or("the login answer has no cookie")?
                         .to_string();
-                    return Ok(Api {
+                    return Ok(Some(Api {
                         ns: ns.to_string(),
                         addr,
                         cookie,
-                    });
+                    }));
                 }
                 Ok(a) => format!("login answered {} {:?}", a.status, a.text()),
                 Err(e) => e,
             };
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "qbittorrent-nox's Web UI on {addr} did not log us in within \
-                     {STARTUP_TIMEOUT:?}: {last}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            Ok(None)
+        })?;
+        api.ok_or_else(|| {
+            format!(
+                "qbittorrent-nox's Web UI on {addr} did not log us in within \
+                 {STARTUP_TIMEOUT:?}: {last}"
+            )
+        })
     }
 
     fn call(&self, method: &str, path: &str, body: Body) -> Result<String, String> {
