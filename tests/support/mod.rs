@@ -44,9 +44,9 @@ pub fn write_private(path: &Path, contents: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// Records one row of the README's reliability table, written by a fault test once it has
+/// Records one row of docs/RELIABILITY.md's table, written by a fault test once it has
 /// passed: what was done to the system, how the deployment ended, what was lost. `cargo run
-/// -p instream-bench --bin reliability_table` puts the rows into README.md.
+/// -p instream-bench --bin reliability_table` puts the rows into docs/RELIABILITY.md.
 pub fn reliability_row(fault: &str, outcome: &str, lost: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
     std::fs::create_dir_all(&dir).expect("create the reliability row directory");
