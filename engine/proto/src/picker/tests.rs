@@ -463,6 +463,7 @@ proptest! {
                     prop_assert_eq!(d.len() as u32, l.piece_len(b.piece));
                     prop_assert_eq!(liars(p.piece_verified(b.piece, true)), vec![]);
                 }
+                prop_assert!(p.open_is_consistent(), "{}", p.debug_state());
             }
         }
     }
