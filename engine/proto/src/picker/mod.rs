@@ -9,7 +9,8 @@
 //! end-game duplicates of a probation peer's piece. A partial piece has at least one block
 //! requested or received (a release that leaves none puts it back to unstarted), and one
 //! that nobody owns or is asked for can be adopted, restarted, by a peer on probation.
-//! `open` holds exactly the partial pieces with a block not asked of anyone.
+//! `open`, `adoptable` and `owned` index the partial pieces (with a block not asked of
+//! anyone; with no owner and nothing asked; with an owner) and are kept exact by `track`.
 //!
 //! The picker never hashes and never reads the clock: verification results come back through
 //! [`Picker::piece_verified`], time through [`Picker::set_now`], and randomness is an
@@ -113,6 +114,11 @@ pub struct Picker {
     /// walk of every partial piece per top-up was a fifth of the simulator's time, and most
     /// partial pieces are fully requested).
     open: Bitfield,
+    /// Pieces in `partial` that nobody owns and nobody is asked for: what a peer on
+    /// probation may adopt (see [`Picker::pick`], step 2b).
+    adoptable: Bitfield,
+    /// Pieces in `partial` with an owner.
+    owned: Bitfield,
     failed: HashMap<u32, FailedAttempt>,
     /// Connected peers having each piece.
     availability: Vec<u16>,
@@ -177,6 +183,8 @@ impl Picker {
             partial: BTreeMap::new(),
             started: Bitfield::new(lengths.num_pieces()),
             open: Bitfield::new(lengths.num_pieces()),
+            adoptable: Bitfield::new(lengths.num_pieces()),
+            owned: Bitfield::new(lengths.num_pieces()),
             failed: HashMap::new(),
             availability: vec![0; n],
             local_availability: vec![0; n],
@@ -343,20 +351,13 @@ impl Picker {
         //    can be shared) sooner.
         if self.open.count() > 0 && want(out) {
             let mut started: Vec<(u32, u32)> = Vec::new();
-            let (theirs, open) = (their_pieces.as_bytes(), self.open.as_bytes());
-            for (b, (t, o)) in (0u32..).zip(theirs.iter().zip(open)) {
-                let mut cand = t & o;
-                while cand != 0 {
-                    let bit = cand.leading_zeros();
-                    cand &= !(0x80u8 >> bit);
-                    let i = b * 8 + bit;
-                    let Some(pp) = self.partial.get(&i) else {
-                        debug_assert!(false, "open piece {i} is not partial");
-                        continue;
-                    };
-                    if may_join(pp) && self.allowed(i as usize, scope) {
-                        started.push((pp.blocks_total - pp.missing, i));
-                    }
+            for i in common_ones(their_pieces, &self.open) {
+                let Some(pp) = self.partial.get(&i) else {
+                    debug_assert!(false, "open piece {i} is not partial");
+                    continue;
+                };
+                if may_join(pp) && self.allowed(i as usize, scope) {
+                    started.push((pp.blocks_total - pp.missing, i));
                 }
             }
             // (progress, index) is unique: the order is the same whatever the scan's.
@@ -375,7 +376,12 @@ impl Picker {
 
         // 2. Start new pieces, rarest first; ties broken by a random starting point. A peer
         //    on probation has one piece at a time: none while it owns a partial one.
-        let busy_on_probation = probation && self.partial.values().any(|pp| pp.owner == Some(peer));
+        let busy_on_probation = probation
+            && common_ones(&self.owned, &self.owned).any(|i| {
+                self.partial
+                    .get(&i)
+                    .is_some_and(|pp| pp.owner == Some(peer))
+            });
         let mut started = false;
         while want(out) && self.unstarted > 0 && !busy_on_probation {
             let share = if scope == PeerScope::Remote {
@@ -404,7 +410,6 @@ impl Picker {
             }
             self.partial.insert(piece.get(), pp);
             self.started.set(piece);
-            self.open.set(piece);
             self.unstarted -= 1;
             started = true;
             self.request_missing(piece, peer, max - (out.len() - start), out);
@@ -420,16 +425,9 @@ impl Picker {
         //     once every trusted peer is gone such a piece is asked of nobody, ever (the
         //     canary stall).
         if probation && !busy_on_probation && !started && want(out) {
-            let adopt = self
-                .partial
-                .iter()
-                .find(|(i, pp)| {
-                    pp.owner.is_none()
-                        && !pp.in_flight()
-                        && their_pieces.get_raw(**i)
-                        && self.allowed(**i as usize, scope)
-                })
-                .map(|(i, _)| *i);
+            // The lowest such piece, as a walk of `partial` in order would find.
+            let adopt = common_ones(their_pieces, &self.adoptable)
+                .find(|&i| self.allowed(i as usize, scope));
             if let Some(i) = adopt {
                 let piece = self
                     .lengths
@@ -438,7 +436,6 @@ impl Picker {
                 if let Some(pp) = self.partial.get_mut(&i) {
                     pp.restart();
                     pp.owner = Some(peer);
-                    self.open.set(piece);
                 }
                 self.request_missing(piece, peer, max - (out.len() - start), out);
             }
@@ -502,8 +499,30 @@ impl Picker {
                 out.push(self.lengths.block(piece, bi).expect("block in piece"));
             }
         }
-        if pp.missing == 0 {
-            self.open.clear(piece);
+        self.track(piece);
+    }
+
+    /// Brings `open`, `adoptable` and `owned` up to date for `piece` after its partial
+    /// state changed (or it left `partial`).
+    fn track(&mut self, piece: ValidPieceIndex) {
+        let (open, adoptable, owned) = match self.partial.get(&piece.get()) {
+            Some(pp) => (
+                pp.missing > 0,
+                pp.owner.is_none() && !pp.in_flight(),
+                pp.owner.is_some(),
+            ),
+            None => (false, false, false),
+        };
+        for (set, on) in [
+            (&mut self.open, open),
+            (&mut self.adoptable, adoptable),
+            (&mut self.owned, owned),
+        ] {
+            if on {
+                set.set(piece);
+            } else {
+                set.clear(piece);
+            }
         }
     }
 
@@ -595,7 +614,6 @@ impl Picker {
             if peers.is_empty() {
                 *state = BlockState::Missing;
                 pp.missing += 1;
-                self.open.set(block.piece);
             }
         }
         // The owner dropped out (timeout, reject, choke, gone): others may finish the piece.
@@ -608,9 +626,9 @@ impl Picker {
         if pp.received == 0 && pp.missing == pp.blocks_total {
             self.partial.remove(&block.piece.get());
             self.started.clear(block.piece);
-            self.open.clear(block.piece);
             self.unstarted += 1;
         }
+        self.track(block.piece);
     }
 
     /// True if `block` is currently requested from `peer`.
@@ -636,9 +654,6 @@ impl Picker {
             BlockState::Requested(peers) => peers.iter().copied().filter(|p| *p != peer).collect(),
         };
         pp.store(bi, peer, data);
-        if pp.missing == 0 {
-            self.open.clear(block.piece);
-        }
         let complete = if pp.is_complete() {
             let mut pp = self.partial.remove(&i).expect("present");
             let data = pp.take_data();
@@ -648,6 +663,7 @@ impl Picker {
         } else {
             None
         };
+        self.track(block.piece);
         Received::Accepted { cancel, complete }
     }
 
@@ -698,16 +714,23 @@ impl Picker {
         }
     }
 
-    /// True if `open` holds exactly the partial pieces with a block nobody is asked for.
+    /// True if `open`, `adoptable` and `owned` hold exactly the partial pieces they
+    /// describe.
     #[cfg(test)]
     pub(crate) fn open_is_consistent(&self) -> bool {
-        let want: Vec<u32> = self
-            .partial
-            .iter()
-            .filter(|(_, pp)| pp.missing > 0)
-            .map(|(i, _)| *i)
-            .collect();
-        self.open.iter_set().eq(want)
+        let of = |f: fn(&PartialPiece) -> bool| -> Vec<u32> {
+            self.partial
+                .iter()
+                .filter(|(_, pp)| f(pp))
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        self.open.iter_set().eq(of(|pp| pp.missing > 0))
+            && self
+                .adoptable
+                .iter_set()
+                .eq(of(|pp| pp.owner.is_none() && !pp.in_flight()))
+            && self.owned.iter_set().eq(of(|pp| pp.owner.is_some()))
     }
 
     #[cfg(test)]
@@ -727,6 +750,24 @@ impl Picker {
     pub fn bytes_verifying(&self) -> u64 {
         self.verifying_bytes
     }
+}
+
+/// Indices set in both `a` and `b`, in increasing order, a byte at a time.
+fn common_ones<'a>(a: &'a Bitfield, b: &'a Bitfield) -> impl Iterator<Item = u32> + 'a {
+    // A bitfield of `len: u32` bits has fewer than 2^29 bytes: the byte index fits u32.
+    (0u32..)
+        .zip(a.as_bytes().iter().zip(b.as_bytes()))
+        .filter(|(_, (x, y))| *x & *y != 0)
+        .flat_map(|(byte, (x, y))| {
+            let mut cand = x & y;
+            std::iter::from_fn(move || {
+                (cand != 0).then(|| {
+                    let bit = cand.leading_zeros();
+                    cand &= !(0x80u8 >> bit);
+                    byte * 8 + bit
+                })
+            })
+        })
 }
 
 #[cfg(test)]
