@@ -396,7 +396,7 @@ fn run(args: Args) -> Result<()> {
                 "origin_copies": origin_copies, "cross_fabric_copies": per_fabric,
                 "cross_fabric_total": cross_total, "cross_fabric_in_share": cross_share,
                 "cross_fabric_from_origin": cross_origin,
-                "sim_wall_secs": wall.as_secs_f64(),
+                "sim_wall_secs": wall.as_secs_f64(), "events": swarm.events_handled(),
             })
         );
     } else {

@@ -450,7 +450,9 @@ proptest! {
             let peer = PeerKey(r.gen_range(0..peers));
             let mut out = Vec::new();
             let endgame = p.in_endgame();
-            p.pick(peer, &all, PeerScope::Local, false, false, max, &mut r, &mut out);
+            // Some picks on probation, so owned and adopted pieces come and go too.
+            let probation = r.gen_bool(0.3);
+            p.pick(peer, &all, PeerScope::Local, false, probation, max, &mut r, &mut out);
             let unique: HashSet<_> = out.iter().collect();
             prop_assert_eq!(unique.len(), out.len());
             for b in out {
@@ -463,6 +465,7 @@ proptest! {
                     prop_assert_eq!(d.len() as u32, l.piece_len(b.piece));
                     prop_assert_eq!(liars(p.piece_verified(b.piece, true)), vec![]);
                 }
+                prop_assert!(p.open_is_consistent(), "{}", p.debug_state());
             }
         }
     }

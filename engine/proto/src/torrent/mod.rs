@@ -19,6 +19,7 @@ mod bounded;
 mod config;
 mod leniency;
 mod peer;
+mod peer_map;
 mod stats;
 mod super_seed;
 mod types;
@@ -29,7 +30,7 @@ mod policy_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,7 @@ use bounded::Fifo;
 pub use config::Config;
 use leniency::{Treatment, View};
 use peer::{MAX_ALLOWED_FAST, MAX_SUGGESTED, Peer};
+use peer_map::PeerMap;
 pub use stats::Stats;
 pub use types::*;
 
@@ -80,14 +82,19 @@ pub struct Torrent {
     lengths: Lengths,
     config: Config,
     picker: Picker,
-    peers: BTreeMap<PeerKey, Peer>,
+    peers: PeerMap<Peer>,
     book: AddressBook,
     actions: VecDeque<Action>,
     rng: SmallRng,
     last_tick: Instant,
     next_choke: Instant,
-    /// Peers whose request queue should be topped up before we return.
-    dirty: BTreeSet<PeerKey>,
+    /// Peers whose request queue should be topped up before we return, unsorted and maybe
+    /// repeated (sorted once per flush: a B-tree set here allocated and freed a node for
+    /// nearly every block received).
+    dirty: Vec<PeerKey>,
+    /// Every connected peer is dirty (what half the callers of `dirty` meant; one flag
+    /// instead of inserting every key).
+    all_dirty: bool,
     /// Identities of the latest departed peers, so verdicts that arrive after a peer left
     /// can still be pinned on it (a connected peer's identity is in `peers`).
     departed: Fifo<PeerKey, Identity>,
@@ -128,13 +135,14 @@ impl Torrent {
             lengths,
             picker: Picker::new(lengths, have),
             config,
-            peers: BTreeMap::new(),
+            peers: PeerMap::default(),
             book: AddressBook::default(),
             actions: VecDeque::new(),
             rng: SmallRng::seed_from_u64(rng_seed),
             last_tick: now,
             next_choke: now,
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
+            all_dirty: false,
             departed: Fifo::new(bounded::MAX_DEPARTED),
             strikes: Fifo::new(bounded::MAX_STRIKES),
             banned_ids: Fifo::new(bounded::MAX_BANS),
@@ -231,7 +239,7 @@ impl Torrent {
             // An idle pipe to a peer that could serve us: what we may ask of it can change
             // without any message from it (e.g. same-fabric peers ran dry), so look again.
             if p.requests.is_empty() && p.am_interested && !p.peer_choking {
-                self.dirty.insert(key);
+                self.dirty.push(key);
             }
             if now.saturating_duration_since(p.last_recv) > self.config.idle_timeout {
                 idle.push(key);
@@ -243,11 +251,12 @@ impl Torrent {
                 });
             }
         }
+        self.fold_dirty_repeats();
         if !expired.is_empty() {
             for (key, block) in expired {
                 self.picker.release(key, block);
             }
-            self.dirty.extend(self.peers.keys().copied());
+            self.all_dirty = true;
         }
         for key in idle {
             self.actions.push_back(Action::Disconnect {
@@ -539,10 +548,10 @@ impl Torrent {
         if p.fabric.is_some() {
             self.update_fabric_share();
         }
-        self.dirty.remove(&key);
+        self.dirty.retain(|k| *k != key);
         self.upload_waiting.remove(&key);
         if !p.requests.is_empty() {
-            self.dirty.extend(self.peers.keys().copied());
+            self.all_dirty = true;
         }
         self.dial(now);
     }
@@ -623,7 +632,7 @@ impl Torrent {
             Message::AllowedFast(i) => {
                 if !p.allowed_fast.contains(&i) && p.allowed_fast.len() < MAX_ALLOWED_FAST {
                     p.allowed_fast.push(i);
-                    self.dirty.insert(key);
+                    self.mark_dirty(key);
                 }
             }
             Message::Choke => {
@@ -637,7 +646,7 @@ impl Torrent {
             }
             Message::Unchoke => {
                 p.peer_choking = false;
-                self.dirty.insert(key);
+                self.mark_dirty(key);
             }
             Message::Interested => {
                 p.peer_interested = true;
@@ -682,7 +691,7 @@ impl Torrent {
                         p.allowed_fast.retain(|i| *i != s.index);
                     }
                     self.picker.release(key, block);
-                    self.dirty.extend(self.peers.keys().copied());
+                    self.all_dirty = true;
                 }
             }
             Message::Piece { index, begin, data } => self.on_block(key, index, begin, data),
@@ -740,7 +749,7 @@ impl Torrent {
         if let Some(ss) = self.super_seed.as_mut() {
             ss.top_up(key, p, lone, &self.picker, &mut self.rng, &mut self.actions);
         }
-        self.dirty.insert(key);
+        self.mark_dirty(key);
     }
 
     fn on_extended_handshake(&mut self, key: PeerKey, payload: &[u8]) {
@@ -831,7 +840,7 @@ impl Torrent {
         p.take_request(block);
         p.down.add(len as u64);
         self.stats.bytes_downloaded += len as u64;
-        self.dirty.insert(key);
+        self.mark_dirty(key);
         match self.picker.block_received(key, block, &data) {
             Received::Unsolicited | Received::Duplicate => self.stats.bytes_wasted += len as u64,
             Received::Accepted { cancel, complete } => {
@@ -862,7 +871,7 @@ impl Torrent {
 
     fn on_piece_verified(&mut self, _now: Instant, piece: ValidPieceIndex, ok: bool) {
         // Room in the write backlog may let stalled pipes go on.
-        self.dirty.extend(self.peers.keys().copied());
+        self.all_dirty = true;
         for p in self.peers.values_mut() {
             p.awaiting_verdict.retain(|i| *i != piece.get());
         }
@@ -913,7 +922,7 @@ impl Torrent {
                 if let Some(peer) = sole_sender {
                     self.strike(peer);
                 }
-                self.dirty.extend(self.peers.keys().copied());
+                self.all_dirty = true;
             }
         }
     }
@@ -960,7 +969,7 @@ impl Torrent {
         for b in blocks {
             self.picker.release(key, b);
         }
-        self.dirty.extend(self.peers.keys().copied());
+        self.all_dirty = true;
     }
 
     // ---------------------------------------------------------------- requests and choking
@@ -969,6 +978,7 @@ impl Torrent {
     fn flush_dirty(&mut self, now: Instant) {
         if self.picker.have().is_full() {
             self.dirty.clear();
+            self.all_dirty = false;
             return;
         }
         // At least four pieces, so that large pieces still keep the disk threads busy.
@@ -980,7 +990,18 @@ impl Torrent {
         }
         let mut fallback = None;
         let probation_depth = self.lengths.default_piece_len().div_ceil(BLOCK_LEN).max(1);
-        while let Some(key) = self.dirty.pop_first() {
+        // In key order, each once, as a sorted set would pop them. Nothing below marks a
+        // peer dirty, so the list is taken whole.
+        let all = std::mem::take(&mut self.all_dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        if all {
+            dirty.clear();
+            dirty.extend(self.peers.keys().copied());
+        } else {
+            dirty.sort_unstable();
+            dirty.dedup();
+        }
+        for &key in &dirty {
             let remote = self
                 .peers
                 .get(&key)
@@ -1042,6 +1063,23 @@ impl Torrent {
             if !self.scratch.is_empty() {
                 p.last_sent = now;
             }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Marks one peer's request queue to be topped up before we return.
+    fn mark_dirty(&mut self, key: PeerKey) {
+        self.fold_dirty_repeats();
+        self.dirty.push(key);
+    }
+
+    /// While the disk is behind, flushes wait and marks pile up: folds the repeats, so the
+    /// list stays within a few times the peers.
+    fn fold_dirty_repeats(&mut self) {
+        if self.dirty.len() >= 2 * self.peers.len() + 16 {
+            self.dirty.sort_unstable();
+            self.dirty.dedup();
         }
     }
 
