@@ -9,6 +9,8 @@
 //!   [`SwarmConfig::max_fabrics`] groups: an announce that would need more is refused
 //!   ([`Full`]) and never evicts an existing listing;
 //! - `seeders + leechers` equals the number of peers;
+//! - in each group, the downloading hosts (every peer but origins) hold distinct share
+//!   slots `0..slots`, and `free` holds exactly the slots below `slots` that nobody holds;
 //! - a peer whose `expires` is not after `now` is gone after the next [`Torrents::clean`];
 //! - a peer list never contains the announcer and has at most `numwant` entries, of which
 //!   at most [`SwarmConfig::bridges`] are from another fabric when the announcer's fabric
@@ -23,7 +25,7 @@
 //! of the whole swarm; to a peer of known fabric, peers of unknown fabric count as
 //! cross-fabric (bridges), since nothing says they are near.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 
 use proto::picker::FabricShare;
@@ -136,18 +138,15 @@ pub struct TorrentCounts {
     pub fabric_share: Option<FabricShare>,
 }
 
-/// Groups larger than this get no fabric share: ranking scans the group under the shard
-/// lock, and a fabric of this many hosts is past what the share is for.
-pub const MAX_SHARE_GROUP: usize = 65_536;
-
 #[derive(Debug, Clone, Copy)]
 struct Peer<A> {
     id: PeerId,
     addr: A,
     source: IpAddr,
     seeder: bool,
-    /// Listed first with nothing left: an origin, not one of the fabric's downloaders.
-    began_complete: bool,
+    /// Its fabric-share rank (see [`PeerMap::fabric_share`]); `None` for an origin (listed
+    /// first with nothing left), which is not one of the fabric's downloaders.
+    slot: Option<u32>,
     expires: Secs,
 }
 
@@ -155,6 +154,30 @@ struct Peer<A> {
 struct Group<A> {
     fabric: FabricId,
     peers: Vec<Peer<A>>,
+    /// Share slots handed out: the fabric's count of downloading hosts.
+    slots: u32,
+    /// Slots below `slots` whose host left, reused lowest first.
+    free: BTreeSet<u32>,
+}
+
+impl<A> Group<A> {
+    /// The lowest free share slot, now taken.
+    fn take_slot(&mut self) -> u32 {
+        self.free.pop_first().unwrap_or_else(|| {
+            self.slots += 1;
+            self.slots - 1
+        })
+    }
+
+    /// A host left: its slot is free for the next one. The count shrinks when the highest
+    /// slots are free, so their pieces go back to the hosts that had them before.
+    fn release_slot(&mut self, slot: u32) {
+        self.free.insert(slot);
+        while self.slots > 0 && self.free.last() == Some(&(self.slots - 1)) {
+            self.free.pop_last();
+            self.slots -= 1;
+        }
+    }
 }
 
 /// The peers of one torrent and one address family, grouped by fabric.
@@ -208,10 +231,13 @@ impl<A: PeerAddr> PeerMap<A> {
     /// Removes the peer in `(g, pos)`, keeping `index` right for the peer moved into its
     /// slot.
     fn remove_at(&mut self, g: usize, pos: usize) -> Peer<A> {
-        let peers = &mut self.groups[g].peers;
-        let gone = peers.swap_remove(pos);
-        if let Some(moved) = peers.get(pos) {
+        let group = &mut self.groups[g];
+        let gone = group.peers.swap_remove(pos);
+        if let Some(moved) = group.peers.get(pos) {
             self.index.insert(moved.id, (idx(g), idx(pos)));
+        }
+        if let Some(slot) = gone.slot {
+            group.release_slot(slot);
         }
         self.index.remove(&gone.id);
         self.count(gone.seeder, -1);
@@ -226,6 +252,8 @@ impl<A: PeerAddr> PeerMap<A> {
         self.groups.push(Group {
             fabric,
             peers: Vec::new(),
+            slots: 0,
+            free: BTreeSet::new(),
         });
         let g = self.groups.len() - 1;
         self.group_of.insert(fabric, idx(g));
@@ -280,39 +308,37 @@ impl<A: PeerAddr> PeerMap<A> {
             None => None,
         };
         let g = self.group_or_insert(a.fabric);
-        let peers = &mut self.groups[g].peers;
-        peers.push(Peer {
+        let group = &mut self.groups[g];
+        let origin = seeder && previous.is_none();
+        let slot = (!origin).then(|| group.take_slot());
+        group.peers.push(Peer {
             id: a.peer_id,
             addr: a.addr,
             source: a.source,
             seeder,
-            began_complete: seeder && previous.is_none(),
+            slot,
             expires,
         });
-        self.index.insert(a.peer_id, (idx(g), idx(peers.len() - 1)));
+        self.index
+            .insert(a.peer_id, (idx(g), idx(group.peers.len() - 1)));
         self.count(seeder, 1);
         previous
     }
 
-    /// The rank of `id` among the downloading hosts of its fabric group (every peer listed
-    /// there except origins, ordered by peer id, as `proto::torrent` ranks the same-fabric
-    /// peers it knows) and their count. Hosts that finished keep their place, so ranks
-    /// move only when hosts join or leave.
+    /// The share of `id` in its fabric group: its slot as rank, and the slots handed out
+    /// (every peer listed there except origins) as the count. Slots go in the order hosts
+    /// join, a departed host's to the next one, and a host keeps its slot until it leaves
+    /// (finished or not): a host's rank never moves, and as hosts arrive the count grows,
+    /// so its share only shrinks (see [`FabricShare::owner`]). Ranking by peer id instead
+    /// moved almost every host's rank at each arrival, and every piece's owner with it.
     fn fabric_share(&self, id: &PeerId) -> Option<FabricShare> {
         let &(g, pos) = self.index.get(id)?;
         let group = &self.groups[g as usize];
-        let me = &group.peers[pos as usize];
-        if !group.fabric.is_known() || me.began_complete || group.peers.len() > MAX_SHARE_GROUP {
-            return None;
-        }
-        let (mut rank, mut of) = (0u32, 0u32);
-        for p in group.peers.iter().filter(|p| !p.began_complete) {
-            of += 1;
-            if p.id.0 < id.0 {
-                rank += 1;
-            }
-        }
-        Some(FabricShare { rank, of })
+        let rank = group.peers[pos as usize].slot?;
+        group.fabric.is_known().then_some(FabricShare {
+            rank,
+            of: group.slots,
+        })
     }
 
     fn remove(&mut self, id: &PeerId) {
@@ -437,6 +463,14 @@ impl<A: PeerAddr> PeerMap<A> {
             for (pos, p) in group.peers.iter().enumerate() {
                 assert_eq!(self.index[&p.id], (idx(g), idx(pos)));
             }
+            let mut held: Vec<u32> = group.peers.iter().filter_map(|p| p.slot).collect();
+            held.extend(group.free.iter().copied());
+            held.sort_unstable();
+            assert_eq!(
+                held,
+                (0..group.slots).collect::<Vec<_>>(),
+                "slots held or free"
+            );
         }
         let listed: usize = self.groups.iter().map(|g| g.peers.len()).sum();
         assert_eq!(listed, self.index.len());
@@ -692,86 +726,40 @@ mod tests {
     const H: InfoHash = InfoHash([7; 20]);
 
     #[test]
-    fn fabric_share_ranks_downloaders_by_peer_id_within_their_fabric() {
+    fn fabric_share_ranks_downloaders_in_join_order_within_their_fabric() {
         let mut t = Torrents::default();
         let mut rng = SmallRng::seed_from_u64(1);
         let mut out = Vec::new();
-        // An origin in f1 is nobody's share; f2's hosts do not count in f1.
-        let origin = go(
-            &mut t,
-            &CFG,
-            H,
-            &ann(1, "f1", 0, AnnounceEvent::Started),
-            0,
-            &mut rng,
-            &mut out,
-        );
-        assert_eq!(origin.fabric_share, None);
-        for n in [9, 5, 7] {
+        let mut share = |n, fabric, left, event| {
             go(
                 &mut t,
                 &CFG,
                 H,
-                &ann(n, "f1", 10, AnnounceEvent::Started),
-                0,
+                &ann(n, fabric, left, event),
+                1,
                 &mut rng,
                 &mut out,
-            );
-        }
-        go(
-            &mut t,
-            &CFG,
-            H,
-            &ann(2, "f2", 10, AnnounceEvent::Started),
-            0,
-            &mut rng,
-            &mut out,
-        );
-        let share = |t: &mut Torrents, n, left, rng: &mut SmallRng, out: &mut Vec<_>| {
-            go(
-                t,
-                &CFG,
-                H,
-                &ann(n, "f1", left, AnnounceEvent::None),
-                1,
-                rng,
-                out,
             )
             .fabric_share
         };
-        assert_eq!(
-            share(&mut t, 5, 10, &mut rng, &mut out),
-            Some(FabricShare { rank: 0, of: 3 })
-        );
-        assert_eq!(
-            share(&mut t, 9, 10, &mut rng, &mut out),
-            Some(FabricShare { rank: 2, of: 3 })
-        );
-        // Finishing keeps a host's place.
-        assert_eq!(
-            share(&mut t, 7, 0, &mut rng, &mut out),
-            Some(FabricShare { rank: 1, of: 3 })
-        );
-        let f2 = go(
-            &mut t,
-            &CFG,
-            H,
-            &ann(2, "f2", 10, AnnounceEvent::None),
-            1,
-            &mut rng,
-            &mut out,
-        );
-        assert_eq!(f2.fabric_share, Some(FabricShare { rank: 0, of: 1 }));
-        let blind = go(
-            &mut t,
-            &CFG,
-            H,
-            &ann(3, "", 10, AnnounceEvent::Started),
-            1,
-            &mut rng,
-            &mut out,
-        );
-        assert_eq!(blind.fabric_share, None);
+        let of = |rank, of| Some(FabricShare { rank, of });
+        // An origin in f1 is nobody's share; f2's hosts do not count in f1.
+        assert_eq!(share(1, "f1", 0, AnnounceEvent::Started), None);
+        assert_eq!(share(9, "f1", 10, AnnounceEvent::Started), of(0, 1));
+        assert_eq!(share(5, "f1", 10, AnnounceEvent::Started), of(1, 2));
+        assert_eq!(share(2, "f2", 10, AnnounceEvent::Started), of(0, 1));
+        assert_eq!(share(7, "f1", 10, AnnounceEvent::Started), of(2, 3));
+        // Ranks stay as hosts arrive, whatever their peer ids; finishing keeps a place.
+        assert_eq!(share(9, "f1", 10, AnnounceEvent::None), of(0, 3));
+        assert_eq!(share(5, "f1", 0, AnnounceEvent::Completed), of(1, 3));
+        // A departed host's slot goes to the next one; the count shrinks only from the top.
+        share(5, "f1", 0, AnnounceEvent::Stopped);
+        assert_eq!(share(7, "f1", 10, AnnounceEvent::None), of(2, 3));
+        assert_eq!(share(4, "f1", 10, AnnounceEvent::Started), of(1, 3));
+        share(7, "f1", 10, AnnounceEvent::Stopped);
+        assert_eq!(share(4, "f1", 10, AnnounceEvent::None), of(1, 2));
+        assert_eq!(share(2, "f2", 10, AnnounceEvent::None), of(0, 1));
+        assert_eq!(share(3, "", 10, AnnounceEvent::Started), None);
     }
 
     #[test]
@@ -1272,7 +1260,9 @@ mod tests {
             let mut out = Vec::new();
             let fabrics = ["", "a", "b", "c", "d", "e"];
             for (n, f, ev, now) in ops {
-                let a = ann(n, fabrics[f], 1, AnnounceEvent::from_udp(ev).unwrap());
+                // Every fifth peer id is an origin (nothing left), which holds no share slot.
+                let left = u64::from(n % 5 != 0);
+                let a = ann(n, fabrics[f], left, AnnounceEvent::from_udp(ev).unwrap());
                 let before = t.peers();
                 if t.announce(&cfg, H, &a, now, &mut rng, &mut out).is_err() {
                     prop_assert_eq!(t.peers(), before, "a refusal changes nothing");

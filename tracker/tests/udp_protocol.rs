@@ -80,7 +80,8 @@ fn fabric_share_trailer_only_for_those_who_ask() {
     cl.send(&req);
     let raw = cl.recv_raw();
     let (rest, share) = split_fabric_share(&raw, false);
-    assert_eq!(share, Some(FabricShare { rank: 1, of: 3 }));
+    // Peer 20 joined third: ranks are join-order slots.
+    assert_eq!(share, Some(FabricShare { rank: 2, of: 3 }));
     let Ok(Response::Announce(r)) = Response::parse(rest, false) else {
         panic!("announce reply under the trailer")
     };

@@ -85,16 +85,41 @@ pub enum PeerScope {
     Remote,
 }
 
-/// This host's share of the pieces to bring into its fabric: pieces with
-/// `index % of == rank`. Same-fabric hosts rank themselves by peer id, so without talking
-/// they split the cross-fabric work instead of all fetching the same pieces over the
-/// scarce link.
+/// This host's share of the pieces to bring into its fabric: the pieces whose
+/// [`owner`](FabricShare::owner) among `of` hosts is `rank`. The fabric's hosts hold distinct
+/// ranks (an instream tracker numbers them in the order they join, a dispatcher by name, or
+/// each ranks itself by peer id among the peers it meets), so without talking they split
+/// the cross-fabric work instead of all fetching the same pieces over the scarce link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FabricShare {
-    /// Our position among the fabric's hosts we know, ourselves included.
+    /// Our position among the fabric's hosts, from 0.
     pub rank: u32,
     /// How many they are.
     pub of: u32,
+}
+
+impl FabricShare {
+    /// Which of `of` ranks brings piece `index` into the fabric (`of` > 0): linear hashing's
+    /// split rule. With `2^k <= of < 2^(k+1)`, the owner is `index mod 2^(k+1)` when that is
+    /// below `of`, else `index mod 2^k`. When the count grows from `n` to `n + 1`, only the
+    /// pieces of one rank move, half of them, all to the new rank `n`: a host's share only
+    /// shrinks as its fabric fills, so the pieces it started under an early, small count
+    /// stay its own and are not fetched again by the hosts counted after it (with
+    /// `index % of`, nearly every piece changed owner at each new count). Every rank owns
+    /// 1/2^(k+1) or 1/2^k of the pieces, at most twice another's, and none is left empty
+    /// while there are at least as many pieces as hosts.
+    pub fn owner(index: u32, of: u32) -> u32 {
+        debug_assert!(of > 0, "a share of nobody");
+        // 2^(k+1) - 1 (k <= 31), and 2^k - 1.
+        let wide = u32::MAX >> (31 - of.max(1).ilog2());
+        let m = index & wide;
+        if m < of { m } else { index & (wide >> 1) }
+    }
+
+    /// True if piece `index` is ours to bring in.
+    pub fn owns(&self, index: u32) -> bool {
+        Self::owner(index, self.of) == self.rank
+    }
 }
 
 /// Which blocks to request next, from whom.
@@ -296,7 +321,7 @@ impl Picker {
             return 1;
         };
         // Piece counts are u32.
-        let owner = u32::try_from(i).unwrap_or(u32::MAX) % s.of;
+        let owner = FabricShare::owner(u32::try_from(i).unwrap_or(u32::MAX), s.of);
         ((s.rank + s.of - owner) % s.of).max(1)
     }
 
@@ -534,7 +559,7 @@ impl Picker {
         rng: &mut impl Rng,
     ) -> Option<ValidPieceIndex> {
         self.rarest_unstarted_where(their_pieces, scope, rng, |i| {
-            share.is_none_or(|s| i % s.of == s.rank)
+            share.is_none_or(|s| s.owns(i))
         })
     }
 

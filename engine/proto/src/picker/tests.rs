@@ -482,3 +482,42 @@ fn fabric_share_parses_rank_of() {
         assert!(bad.parse::<FabricShare>().is_err(), "{bad}");
     }
 }
+
+/// The split rule: a growing fabric moves only pieces to the newcomer, each rank owns about
+/// the same number, and a power-of-two count is `index % of`.
+#[test]
+fn fabric_share_owners_stay_put_as_the_fabric_grows() {
+    const PIECES: u32 = 1024;
+    for n in 1..300u32 {
+        let mut owned = vec![0u32; n as usize + 1];
+        for i in 0..PIECES {
+            let (before, after) = (FabricShare::owner(i, n), FabricShare::owner(i, n + 1));
+            assert!(
+                before < n && after <= n,
+                "piece {i}: {before} of {n}, {after}"
+            );
+            assert!(
+                after == before || after == n,
+                "piece {i} moved from {before} to {after}, not to the newcomer {n}"
+            );
+            owned[after as usize] += 1;
+        }
+        let (min, max) = (owned.iter().min().unwrap(), owned.iter().max().unwrap());
+        if n < PIECES {
+            assert!(
+                *min >= 1 && max <= &(2 * min + 1),
+                "{n} + 1 hosts: {owned:?}"
+            );
+        }
+        if n.is_power_of_two() {
+            assert!((0..PIECES).all(|i| FabricShare::owner(i, n) == i % n));
+        }
+    }
+    let s = FabricShare { rank: 5, of: 6 };
+    let mine: Vec<u32> = (0..32).filter(|&i| s.owns(i)).collect();
+    assert_eq!(
+        mine,
+        [5, 13, 21, 29],
+        "of 6, rank 5 holds half of what rank 1 held of 4"
+    );
+}

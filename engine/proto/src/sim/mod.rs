@@ -669,7 +669,7 @@ impl Swarm {
                     self.nodes[j].report.cross_from_first_down += data.len() as u64;
                 } else if let Message::Piece { index, .. } = &msg
                     && let Some(sh) = self.nodes[j].spec.config.fabric_share
-                    && index % sh.of == sh.rank
+                    && sh.owns(*index)
                 {
                     self.nodes[j].report.cross_share_down += data.len() as u64;
                 }

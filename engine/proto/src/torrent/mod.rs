@@ -774,9 +774,12 @@ impl Torrent {
         self.update_fabric_share();
     }
 
-    /// Re-ranks us among the same-fabric peers we know (see [`FabricShare`]), or takes the
-    /// tracker's ranking when it counts more of them: both order hosts by peer id, and the
-    /// tracker sees the whole fabric while we see only our connections.
+    /// Sets our fabric share (see [`FabricShare`]). An instream tracker's rank is our place
+    /// in the order the fabric's hosts joined, which never moves; its count can lag behind
+    /// the hosts already here (early in a rollout, each announce counts only those before
+    /// it), so the count is at least the same-fabric peers we are connected to, plus us: a
+    /// larger count only shrinks our share, towards what it will be. Without a tracker's
+    /// share, we rank ourselves by peer id among the same-fabric peers we know.
     fn update_fabric_share(&mut self) {
         let Some(ours) = &self.config.fabric else {
             return;
@@ -794,17 +797,19 @@ impl Torrent {
         ids.sort_unstable_by_key(|id| id.0);
         ids.dedup();
         // Connected peers are bounded by max_peers: far below u32::MAX.
-        let rank = ids
-            .iter()
-            .position(|id| *id == self.config.peer_id)
-            .unwrap_or(0);
-        let local = FabricShare {
-            rank: u32::try_from(rank).unwrap_or(u32::MAX),
-            of: u32::try_from(ids.len()).unwrap_or(u32::MAX),
-        };
+        let here = u32::try_from(ids.len()).unwrap_or(u32::MAX);
         let share = match self.tracker_share {
-            Some(t) if t.of >= local.of => t,
-            _ => local,
+            Some(t) => FabricShare {
+                rank: t.rank,
+                of: t.of.max(here),
+            },
+            None => {
+                let rank = ids.iter().position(|id| *id == self.config.peer_id);
+                FabricShare {
+                    rank: rank.map_or(0, |r| u32::try_from(r).unwrap_or(u32::MAX)),
+                    of: here,
+                }
+            }
         };
         self.picker.set_fabric_share(Some(share));
     }

@@ -126,12 +126,14 @@ fn a_lone_peer_of_a_super_seeding_origin_is_not_slowed() {
     );
 }
 
-/// Every node learns every other; a leecher's share counts the hosts of its fabric that
-/// announced so far, so early hosts see small counts, as they would from a tracker (which
-/// also goes on counting hosts that died until their listing expires).
+/// Every node learns every other; a leecher's share is its place in the order the hosts of
+/// its fabric first announced, out of those that announced so far, as `tracker::swarm`
+/// answers: early hosts see small counts (and a host that died goes on being counted until
+/// its listing expires).
 struct TrackerLike {
     fabric_of: Vec<String>,
-    seen: Vec<bool>,
+    /// Leechers in the order of their first announce.
+    joined: Vec<usize>,
 }
 
 impl crate::sim::PeerSource for TrackerLike {
@@ -142,13 +144,15 @@ impl crate::sim::PeerSource for TrackerLike {
         _complete: bool,
         _now: Duration,
     ) -> (Vec<usize>, Option<FabricShare>) {
-        self.seen[node] = true;
         let peers = (0..self.fabric_of.len()).filter(|&j| j != node).collect();
         if node == 0 {
             return (peers, None); // the origin is nobody's share
         }
-        let mates: Vec<usize> = (1..self.fabric_of.len())
-            .filter(|&j| self.seen[j] && self.fabric_of[j] == fabric)
+        if !self.joined.contains(&node) {
+            self.joined.push(node);
+        }
+        let mates: Vec<usize> = (self.joined.iter().copied())
+            .filter(|&j| self.fabric_of[j] == fabric)
             .collect();
         let rank = mates.iter().position(|&j| j == node).expect("seen") as u32;
         let share = FabricShare {
@@ -160,15 +164,20 @@ impl crate::sim::PeerSource for TrackerLike {
 }
 
 /// A super-seeding origin in f1 and `hosts` leechers spread over f1..f3 (10 MB/s links and
-/// a 10 MB/s ingress per fabric), arriving over `80 ms` each, with tracker-like shares.
+/// a 10 MB/s ingress per fabric), arriving `80 ms` apart in the order of their peer ids (or
+/// the reverse), with tracker-like shares.
 fn three_fabrics(len: usize, hosts: u64) -> (Swarm, Vec<String>) {
+    three_fabrics_joining(len, hosts, false)
+}
+
+fn three_fabrics_joining(len: usize, hosts: u64, reverse: bool) -> (Swarm, Vec<String>) {
     let mut origin = node(Role::Seed, "f1", 10.0);
     origin.config.super_seed = true;
     let mut specs = vec![origin];
     for h in 0..hosts {
         let mut n = node(Role::Leecher, &format!("f{}", h % 3 + 1), 10.0);
         // Hosts arrive over a second, as a dispatcher starts them.
-        n.start_at = Duration::from_millis(80 * h);
+        n.start_at = Duration::from_millis(80 * if reverse { hosts - 1 - h } else { h });
         specs.push(n);
     }
     let fabric_of: Vec<String> = specs.iter().map(|n| n.fabric.clone()).collect();
@@ -177,7 +186,7 @@ fn three_fabrics(len: usize, hosts: u64) -> (Swarm, Vec<String>) {
         s.set_fabric_ingress(f, 10.0 * MB);
     }
     s.set_peer_source(Box::new(TrackerLike {
-        seen: vec![false; fabric_of.len()],
+        joined: Vec::new(),
         fabric_of: fabric_of.clone(),
     }));
     (s, fabric_of)
@@ -205,11 +214,29 @@ fn each_piece_enters_each_fabric_about_once() {
     for f in ["f2", "f3"] {
         let copies = copies_into(&s, &fabric_of, f, len);
         eprintln!("into {f}: {copies:.2} x payload");
-        assert!(copies <= 1.25, "{copies:.2} copies crossed into {f}"); // measured 1.20, 1.20
+        assert!(copies <= 1.2, "{copies:.2} copies crossed into {f}"); // measured 1.14, 1.14
     }
     let origin_copies = s.reports()[0].bytes_up as f64 / len as f64;
     eprintln!("origin: {origin_copies:.2} x payload, fanout {:?}", s.now());
     assert!(origin_copies < 1.6, "origin sent {origin_copies:.2} copies");
+}
+
+/// The same when hosts join in the reverse order of their peer ids: each newcomer would
+/// have ranked first by peer id and moved every earlier host's rank, and with it (under
+/// `index % of`) the owner of nearly every piece, so pieces started under the old ranks
+/// were fetched again by their new owners.
+#[test]
+fn each_piece_enters_each_fabric_about_once_whatever_the_join_order() {
+    let len = 4usize << 20;
+    let (mut s, fabric_of) = three_fabrics_joining(len, 12, true);
+    s.run(Duration::from_secs(120));
+    assert!(s.is_done(), "stalled: {:?}", s.progress());
+    for f in ["f2", "f3"] {
+        let copies = copies_into(&s, &fabric_of, f, len);
+        eprintln!("into {f}: {copies:.2} x payload");
+        // Measured 1.09, 1.03; with `index % of` 1.14 to 1.25.
+        assert!(copies <= 1.12, "{copies:.2} copies crossed into {f}");
+    }
 }
 
 /// A host whose fabric-mates die mid-download, while the tracker still counts them in its
