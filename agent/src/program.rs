@@ -68,8 +68,9 @@ struct GetArgs {
     #[arg(long)]
     fabric: Option<proto::fabric::FabricName>,
     /// This host's share of the pieces to bring in from other fabrics, `RANK/OF` among the
-    /// fabric's hosts (without it, the host takes the rank an instream tracker answers, or
-    /// ranks itself among the peers it meets when that counts more hosts).
+    /// fabric's hosts (without it, the host takes the rank an instream tracker answers, its
+    /// count raised to the same-fabric peers it meets; with no tracker share, it ranks
+    /// itself among those peers).
     #[arg(long, value_name = "RANK/OF")]
     fabric_share: Option<proto::picker::FabricShare>,
     /// Keep seeding this many seconds after completion.

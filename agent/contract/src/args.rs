@@ -70,7 +70,8 @@ pub struct AgentArgs {
     pub fabric: String,
     /// This host's share of the pieces to bring into its fabric, `RANK/OF` among the
     /// fabric's hosts in this job (the dispatcher knows them all: [`crate::fabric_shares`]);
-    /// without it the host ranks itself among the same-fabric peers it meets.
+    /// without it the host takes the rank an instream tracker answers (or, with none, ranks
+    /// itself among the same-fabric peers it meets).
     #[arg(long, value_name = "RANK/OF")]
     pub fabric_share: Option<FabricShare>,
     /// This host's data root (versions, `current` links, downloads).
