@@ -402,7 +402,7 @@ impl Picker {
         // 2. Start new pieces, rarest first; ties broken by a random starting point. A peer
         //    on probation has one piece at a time: none while it owns a partial one.
         let busy_on_probation = probation
-            && common_ones(&self.owned, &self.owned).any(|i| {
+            && set_ones(&self.owned).any(|i| {
                 self.partial
                     .get(&i)
                     .is_some_and(|pp| pp.owner == Some(peer))
@@ -775,6 +775,11 @@ impl Picker {
     pub fn bytes_verifying(&self) -> u64 {
         self.verifying_bytes
     }
+}
+
+/// The pieces set in `a`, skipping empty bytes (as [`common_ones`] does for two sets).
+fn set_ones(a: &Bitfield) -> impl Iterator<Item = u32> + '_ {
+    common_ones(a, a)
 }
 
 /// Indices set in both `a` and `b`, in increasing order, a byte at a time.
